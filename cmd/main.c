@@ -1,0 +1,119 @@
+/* cmd/main.c — `rangekv`: global flags, then dispatch to a subcommand. */
+#include "cmd/cli.h"
+
+#include "common/rk_log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* clang-format off */
+const cli_cmd cli_cmds[] = {
+  {"start", "run a node", 
+   "usage: rangekv start --id N --listen HOST:PORT --client-listen HOST:PORT\n"
+   "                     --initial-cluster ID=HOST:PORT,... --data-dir DIR\n"
+   "                     [--zone Z] [--config FILE]\n",
+   cmd_pending, "a real node (TCP transport, WAL, state store) lands with the node issue (#7)"},
+  {"demo", "start a local 3-node cluster and run a workload",
+   "usage: rangekv demo [--duration SECONDS] [--ranges N] [--dir DIR]\n"
+   "  Starts 3 rangekv processes on 127.0.0.1 with data under DIR (default: a\n"
+   "  fresh directory under /tmp), bootstraps N ranges (default 64), runs a mixed\n"
+   "  workload with a live progress line, prints a per-range table, and stops\n"
+   "  all its processes on Ctrl-C or after --duration seconds.\n",
+   cmd_demo, NULL},
+  {"sim", "run the deterministic simulator",
+   "usage: rangekv sim --seed S [--nodes N] [--groups G] [--steps K]\n"
+   "                   [--faults LIST|all|none] [--trace FILE] [--history FILE]\n"
+   "       rangekv sim --seeds N [--first S]\n"
+   "       rangekv sim scenario NAME | --list\n",
+   cmd_pending, "the deterministic simulator lands with the simulator issue (#4)"},
+  {"bench", "run a benchmark (fsync, wal, kv)",
+   "usage: rangekv bench fsync [--bytes B] [--seconds S] [--dir DIR]\n"
+   "       rangekv bench wal --groups G --entry-bytes B --seconds S\n"
+   "                         [--batch-window-us W] [--writers N] [--dir DIR]\n"
+   "       rangekv bench kv --endpoints LIST --clients C --value-bytes B\n"
+   "                        --seconds S --read-ratio X [--keys K] [--zipf THETA]\n",
+   cmd_pending, "benchmarks land with the engine issue (#5: fsync, wal) and the node issue (#7: kv)"},
+  {"put", "write a key", "usage: rangekv put KEY VALUE [--endpoints LIST]\n",
+   cmd_pending, "the client CLI lands with the node issue (#7)"},
+  {"get", "read a key (linearizable)", "usage: rangekv get KEY [--endpoints LIST]\n",
+   cmd_pending, "the client CLI lands with the node issue (#7)"},
+  {"del", "delete a key", "usage: rangekv del KEY [--endpoints LIST]\n",
+   cmd_pending, "the client CLI lands with the node issue (#7)"},
+  {"scan", "read a key range",
+   "usage: rangekv scan START END [--limit N] [--endpoints LIST]\n",
+   cmd_pending, "the client CLI lands with the node issue (#7)"},
+  {"status", "show per-node status", "usage: rangekv status [--endpoints LIST]\n",
+   cmd_pending, "node status lands with the node issue (#7)"},
+  {"ranges", "list ranges and their leaders", "usage: rangekv ranges [--endpoints LIST]\n",
+   cmd_pending, "the range listing lands with the node issue (#7)"},
+  {"config", "check a configuration file", "usage: rangekv config check FILE\n",
+   cmd_pending, "configuration files land with the node issue (#7)"},
+  {"version", "print the version", "usage: rangekv version\n", cmd_version, NULL},
+};
+/* clang-format on */
+const int cli_ncmds = (int)(sizeof cli_cmds / sizeof cli_cmds[0]);
+
+static void print_main_usage(FILE *out) {
+  fprintf(out, "usage: rangekv [--log-level LEVEL] COMMAND [FLAGS] [ARGS]\n\n"
+               "rangekv is a multi-Raft sharded key-value store.\n\ncommands:\n");
+  for (int i = 0; i < cli_ncmds; i++) {
+    fprintf(out, "  %-8s %s%s\n", cli_cmds[i].name, cli_cmds[i].summary,
+            cli_cmds[i].pending ? " (not implemented yet)" : "");
+  }
+  fprintf(out, "\nglobal flags:\n"
+               "  --log-level LEVEL  error, warn, info, debug or trace "
+               "(default: $RANGEKV_LOG or warn)\n"
+               "  --help, --version\n\n"
+               "Run 'rangekv COMMAND --help' for a command's flags.\n");
+}
+
+int main(int argc, char **argv) {
+  if (rk_log_init_from_env() != 0) {
+    fprintf(stderr, "rangekv: RANGEKV_LOG must be one of error, warn, info, "
+                    "debug, trace\n");
+    return CLI_EXIT_USAGE;
+  }
+  int i = 1;
+  /* Global flags come before the subcommand. */
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      print_main_usage(stdout);
+      return CLI_EXIT_OK;
+    } else if (strcmp(a, "--version") == 0) {
+      return cmd_version(&cli_cmds[cli_ncmds - 1], 1, argv);
+    } else if (strncmp(a, "--log-level", 11) == 0) {
+      const char *v = NULL;
+      if (a[11] == '=') v = a + 12;
+      else if (a[11] == '\0' && i + 1 < argc) v = argv[++i];
+      else if (a[11] != '\0') goto unknown;
+      int l = rk_log_level_parse(v);
+      if (l < 0) {
+        fprintf(stderr, "rangekv: --log-level must be one of error, warn, info, "
+                        "debug, trace, got '%s'\n", v ? v : "");
+        print_main_usage(stderr);
+        return CLI_EXIT_USAGE;
+      }
+      rk_log_set_level((rk_log_level)l);
+    } else {
+    unknown:
+      fprintf(stderr, "rangekv: unknown flag '%s'\n", a);
+      print_main_usage(stderr);
+      return CLI_EXIT_USAGE;
+    }
+  }
+  if (i >= argc) {
+    fprintf(stderr, "rangekv: missing command\n");
+    print_main_usage(stderr);
+    return CLI_EXIT_USAGE;
+  }
+  for (int c = 0; c < cli_ncmds; c++) {
+    if (strcmp(argv[i], cli_cmds[c].name) == 0) {
+      /* The subcommand sees argv[0] = its own name. */
+      return cli_cmds[c].run(&cli_cmds[c], argc - i, argv + i);
+    }
+  }
+  fprintf(stderr, "rangekv: unknown command '%s'\n", argv[i]);
+  print_main_usage(stderr);
+  return CLI_EXIT_USAGE;
+}
