@@ -23,8 +23,7 @@ int cli_usage_error(const cli_cmd *cmd, const char *fmt, ...) {
 }
 
 int cli_parse(const cli_cmd *cmd, int argc, char **argv, const char *shortopts,
-              const struct option *opts, cli_opt_fn on_opt, void *ctx,
-              int *first_arg) {
+              const struct option *opts, cli_opt_fn on_opt, void *ctx, int *first_arg) {
   /* A leading ':' makes getopt report a missing value as ':' instead of '?'. */
   char so[64];
   snprintf(so, sizeof so, ":%s", shortopts);
@@ -40,8 +39,7 @@ int cli_parse(const cli_cmd *cmd, int argc, char **argv, const char *shortopts,
     }
     if (c == '?') {
       const char *bad = argv[optind - 1];
-      if (optopt != 0 && optopt != '?')
-        return cli_usage_error(cmd, "unknown flag '-%c'", optopt);
+      if (optopt != 0 && optopt != '?') return cli_usage_error(cmd, "unknown flag '-%c'", optopt);
       return cli_usage_error(cmd, "unknown flag '%s'", bad);
     }
     if (c == ':') {
@@ -54,11 +52,10 @@ int cli_parse(const cli_cmd *cmd, int argc, char **argv, const char *shortopts,
   return CLI_CONTINUE;
 }
 
-int cli_parse_u64(const cli_cmd *cmd, const char *flag, const char *s,
-                  uint64_t min, uint64_t max, uint64_t *out) {
+int cli_parse_u64(const cli_cmd *cmd, const char *flag, const char *s, uint64_t min, uint64_t max,
+                  uint64_t *out) {
   if (s == NULL || *s == '\0' || *s == '-' || *s == '+' || *s == ' ')
-    return cli_usage_error(cmd, "%s needs a whole number, got '%s'", flag,
-                           s ? s : "");
+    return cli_usage_error(cmd, "%s needs a whole number, got '%s'", flag, s ? s : "");
   errno = 0;
   char *end = NULL;
   unsigned long long v = strtoull(s, &end, 10);
@@ -71,8 +68,8 @@ int cli_parse_u64(const cli_cmd *cmd, const char *flag, const char *s,
   return CLI_CONTINUE;
 }
 
-int cli_parse_double(const cli_cmd *cmd, const char *flag, const char *s,
-                     double min, double max, double *out) {
+int cli_parse_double(const cli_cmd *cmd, const char *flag, const char *s, double min, double max,
+                     double *out) {
   if (s == NULL || *s == '\0' || *s == ' ')
     return cli_usage_error(cmd, "%s needs a number, got '%s'", flag, s ? s : "");
   errno = 0;
@@ -81,8 +78,7 @@ int cli_parse_double(const cli_cmd *cmd, const char *flag, const char *s,
   if (errno != 0 || end == s || *end != '\0' || !isfinite(v))
     return cli_usage_error(cmd, "%s needs a number, got '%s'", flag, s);
   if (v < min || v > max)
-    return cli_usage_error(cmd, "%s must be between %g and %g, got %s", flag, min,
-                           max, s);
+    return cli_usage_error(cmd, "%s must be between %g and %g, got %s", flag, min, max, s);
   *out = v;
   return CLI_CONTINUE;
 }

@@ -11,8 +11,8 @@
 #include <getopt.h>
 #include <stdint.h>
 
-#define CLI_EXIT_OK 0
-#define CLI_EXIT_FAIL 1  /* the command ran and failed */
+#define CLI_EXIT_OK    0
+#define CLI_EXIT_FAIL  1 /* the command ran and failed */
 #define CLI_EXIT_USAGE 2 /* bad invocation, or not implemented yet */
 
 typedef struct cli_cmd {
@@ -27,27 +27,24 @@ typedef struct cli_cmd {
 /* Called once per parsed option with getopt_long's code and optarg.
  * Returns CLI_CONTINUE or an exit code. */
 #define CLI_CONTINUE (-1)
-typedef int (*cli_opt_fn)(const cli_cmd *cmd, int opt, const char *arg,
-                          void *ctx);
+typedef int (*cli_opt_fn)(const cli_cmd *cmd, int opt, const char *arg, void *ctx);
 
 /* Runs getopt_long over argv with `opts` (which must include
  * {"help", no_argument, 0, 'h'}). On return *first_arg is the index of the
  * first positional argument. Returns CLI_CONTINUE or an exit code. */
 int cli_parse(const cli_cmd *cmd, int argc, char **argv, const char *shortopts,
-              const struct option *opts, cli_opt_fn on_opt, void *ctx,
-              int *first_arg);
+              const struct option *opts, cli_opt_fn on_opt, void *ctx, int *first_arg);
 
 /* Prints "rangekv CMD: <msg>" and the usage to stderr; returns CLI_EXIT_USAGE. */
-int cli_usage_error(const cli_cmd *cmd, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int cli_usage_error(const cli_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Strict number parsing: whole string, base 10, within [min, max].
  * On failure prints a usage error naming the flag and returns CLI_EXIT_USAGE;
  * on success returns CLI_CONTINUE. */
-int cli_parse_u64(const cli_cmd *cmd, const char *flag, const char *s,
-                  uint64_t min, uint64_t max, uint64_t *out);
-int cli_parse_double(const cli_cmd *cmd, const char *flag, const char *s,
-                     double min, double max, double *out);
+int cli_parse_u64(const cli_cmd *cmd, const char *flag, const char *s, uint64_t min, uint64_t max,
+                  uint64_t *out);
+int cli_parse_double(const cli_cmd *cmd, const char *flag, const char *s, double min, double max,
+                     double *out);
 
 void cli_print_usage(const cli_cmd *cmd, int to_stderr);
 

@@ -11,10 +11,10 @@ typedef struct demo_opts {
 } demo_opts;
 
 static const struct option demo_long[] = {{"duration", required_argument, 0, 'd'},
-                                           {"ranges", required_argument, 0, 'r'},
-                                           {"dir", required_argument, 0, 'D'},
-                                           {"help", no_argument, 0, 'h'},
-                                           {0, 0, 0, 0}};
+                                          {"ranges", required_argument, 0, 'r'},
+                                          {"dir", required_argument, 0, 'D'},
+                                          {"help", no_argument, 0, 'h'},
+                                          {0, 0, 0, 0}};
 
 static int demo_opt(const cli_cmd *cmd, int opt, const char *arg, void *ctx) {
   demo_opts *o = ctx;

@@ -9,8 +9,7 @@
 #define RK_GIT_REV ""
 #endif
 
-static const struct option version_opts[] = {{"help", no_argument, 0, 'h'},
-                                             {0, 0, 0, 0}};
+static const struct option version_opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
 
 int cmd_version(const cli_cmd *cmd, int argc, char **argv) {
   int first = 1;

@@ -84,13 +84,18 @@ int main(int argc, char **argv) {
       return cmd_version(&cli_cmds[cli_ncmds - 1], 1, argv);
     } else if (strncmp(a, "--log-level", 11) == 0) {
       const char *v = NULL;
-      if (a[11] == '=') v = a + 12;
-      else if (a[11] == '\0' && i + 1 < argc) v = argv[++i];
-      else if (a[11] != '\0') goto unknown;
+      if (a[11] == '=')
+        v = a + 12;
+      else if (a[11] == '\0' && i + 1 < argc)
+        v = argv[++i];
+      else if (a[11] != '\0')
+        goto unknown;
       int l = rk_log_level_parse(v);
       if (l < 0) {
-        fprintf(stderr, "rangekv: --log-level must be one of error, warn, info, "
-                        "debug, trace, got '%s'\n", v ? v : "");
+        fprintf(stderr,
+                "rangekv: --log-level must be one of error, warn, info, "
+                "debug, trace, got '%s'\n",
+                v ? v : "");
         print_main_usage(stderr);
         return CLI_EXIT_USAGE;
       }

@@ -11,24 +11,20 @@
 
 #include <stdnoreturn.h>
 
-noreturn void rk_assert_fail(const char *file, int line, const char *expr,
-                             const char *fmt, ...)
+noreturn void rk_assert_fail(const char *file, int line, const char *expr, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-#define RK_ASSERT(cond)                                                        \
-  do {                                                                         \
-    if (__builtin_expect(!(cond), 0))                                          \
-      rk_assert_fail(__FILE__, __LINE__, #cond, "%s", "");                         \
+#define RK_ASSERT(cond)                                                                            \
+  do {                                                                                             \
+    if (__builtin_expect(!(cond), 0)) rk_assert_fail(__FILE__, __LINE__, #cond, "%s", "");         \
   } while (0)
 
 /* RK_ASSERTF(cond, "fmt", ...): with a message explaining the state. */
-#define RK_ASSERTF(cond, ...)                                                  \
-  do {                                                                         \
-    if (__builtin_expect(!(cond), 0))                                          \
-      rk_assert_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);                  \
+#define RK_ASSERTF(cond, ...)                                                                      \
+  do {                                                                                             \
+    if (__builtin_expect(!(cond), 0)) rk_assert_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);      \
   } while (0)
 
-#define RK_UNREACHABLE()                                                       \
-  rk_assert_fail(__FILE__, __LINE__, "unreachable", "%s", "")
+#define RK_UNREACHABLE() rk_assert_fail(__FILE__, __LINE__, "unreachable", "%s", "")
 
 #endif

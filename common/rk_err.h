@@ -11,40 +11,40 @@
 #ifndef RK_ERR_H
 #define RK_ERR_H
 
-#define RK_ERRORS(X)                                                           \
-  X(RK_OK, "ok")                                                               \
-  X(RK_ENOMEM, "out of memory")                                                \
-  X(RK_EINVAL, "invalid argument")                                             \
-  X(RK_EIO, "I/O error")                                                       \
-  X(RK_ENOSPC, "no space left on device")                                      \
-  X(RK_ECORRUPT, "corrupt data")                                               \
-  X(RK_ENOTFOUND, "not found")                                                 \
-  X(RK_EEXIST, "already exists")                                               \
-  X(RK_ETOOLARGE, "too large")                                                 \
-  X(RK_EMALFORMED, "malformed message")                                        \
-  X(RK_ENOTLEADER, "not the leader")                                           \
-  X(RK_ETRANSFERRING, "leadership transfer in progress")                       \
-  X(RK_ECONFPENDING, "configuration change already pending")                   \
-  X(RK_EUNCOMMITTEDFULL, "too many uncommitted bytes")                         \
-  X(RK_EPROPOSALDROPPED, "proposal dropped")                                   \
-  X(RK_ECOMPACTED, "log entries compacted")                                    \
-  X(RK_EUNAVAILABLE, "log entries not available")                              \
-  X(RK_EUNKNOWNRANGE, "unknown range")                                         \
-  X(RK_ERANGEMOVED, "key not in range")                                        \
-  X(RK_EWRONGNODE, "wrong node")                                               \
-  X(RK_EWRONGCLUSTER, "wrong cluster")                                         \
-  X(RK_ENOQUORUM, "no quorum")                                                 \
-  X(RK_ETIMEOUT, "timed out")                                                  \
-  X(RK_ECLOSED, "closed")                                                      \
-  X(RK_ESTOPPED, "stopped after a fatal error")                                \
-  X(RK_EUNSUPPORTED, "not supported")                                          \
+#define RK_ERRORS(X)                                                                               \
+  X(RK_OK, "ok")                                                                                   \
+  X(RK_ENOMEM, "out of memory")                                                                    \
+  X(RK_EINVAL, "invalid argument")                                                                 \
+  X(RK_EIO, "I/O error")                                                                           \
+  X(RK_ENOSPC, "no space left on device")                                                          \
+  X(RK_ECORRUPT, "corrupt data")                                                                   \
+  X(RK_ENOTFOUND, "not found")                                                                     \
+  X(RK_EEXIST, "already exists")                                                                   \
+  X(RK_ETOOLARGE, "too large")                                                                     \
+  X(RK_EMALFORMED, "malformed message")                                                            \
+  X(RK_ENOTLEADER, "not the leader")                                                               \
+  X(RK_ETRANSFERRING, "leadership transfer in progress")                                           \
+  X(RK_ECONFPENDING, "configuration change already pending")                                       \
+  X(RK_EUNCOMMITTEDFULL, "too many uncommitted bytes")                                             \
+  X(RK_EPROPOSALDROPPED, "proposal dropped")                                                       \
+  X(RK_ECOMPACTED, "log entries compacted")                                                        \
+  X(RK_EUNAVAILABLE, "log entries not available")                                                  \
+  X(RK_EUNKNOWNRANGE, "unknown range")                                                             \
+  X(RK_ERANGEMOVED, "key not in range")                                                            \
+  X(RK_EWRONGNODE, "wrong node")                                                                   \
+  X(RK_EWRONGCLUSTER, "wrong cluster")                                                             \
+  X(RK_ENOQUORUM, "no quorum")                                                                     \
+  X(RK_ETIMEOUT, "timed out")                                                                      \
+  X(RK_ECLOSED, "closed")                                                                          \
+  X(RK_ESTOPPED, "stopped after a fatal error")                                                    \
+  X(RK_EUNSUPPORTED, "not supported")                                                              \
   X(RK_EAGAIN, "try again")
 
 typedef enum rk_err {
 #define RK_ERR_ENUM_(code, msg) code,
   RK_ERRORS(RK_ERR_ENUM_)
 #undef RK_ERR_ENUM_
-  RK_ERR_COUNT_
+      RK_ERR_COUNT_
 } rk_err;
 
 /* Human message for a code ("unknown error" for anything out of range). */

@@ -12,8 +12,7 @@ static rk_log_clock_fn rk_log_clock;
 static void *rk_log_clock_ctx;
 static FILE *rk_log_sink;
 
-static const char *const rk_log_names[] = {"error", "warn", "info", "debug",
-                                           "trace"};
+static const char *const rk_log_names[] = {"error", "warn", "info", "debug", "trace"};
 
 void rk_log_set_level(rk_log_level level) { rk_log_level_current_ = level; }
 rk_log_level rk_log_get_level(void) { return rk_log_level_current_; }
@@ -58,9 +57,8 @@ void rk_log_write(rk_log_level level, const char *module, const char *fmt, ...) 
   vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
   /* One fprintf per line so concurrent writers (processes) do not interleave. */
-  fprintf(out, "%llu.%06llu n%llu %-5s %s: %s\n",
-          (unsigned long long)(ns / 1000000000u),
-          (unsigned long long)((ns / 1000u) % 1000000u),
-          (unsigned long long)rk_log_node, rk_log_names[level], module, line);
+  fprintf(out, "%llu.%06llu n%llu %-5s %s: %s\n", (unsigned long long)(ns / 1000000000u),
+          (unsigned long long)((ns / 1000u) % 1000000u), (unsigned long long)rk_log_node,
+          rk_log_names[level], module, line);
   fflush(out);
 }

@@ -38,21 +38,19 @@ void rk_log_set_sink(FILE *sink);
 
 static inline int rk_log_enabled(rk_log_level level);
 extern rk_log_level rk_log_level_current_;
-static inline int rk_log_enabled(rk_log_level level) {
-  return level <= rk_log_level_current_;
-}
+static inline int rk_log_enabled(rk_log_level level) { return level <= rk_log_level_current_; }
 
 void rk_log_write(rk_log_level level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* The level check is inline so a disabled log line costs one compare. */
-#define RK_LOG(level, module, ...)                                             \
-  do {                                                                         \
-    if (rk_log_enabled(level)) rk_log_write(level, module, __VA_ARGS__);       \
+#define RK_LOG(level, module, ...)                                                                 \
+  do {                                                                                             \
+    if (rk_log_enabled(level)) rk_log_write(level, module, __VA_ARGS__);                           \
   } while (0)
 #define RK_ERROR(module, ...) RK_LOG(RK_LOG_ERROR, module, __VA_ARGS__)
-#define RK_WARN(module, ...) RK_LOG(RK_LOG_WARN, module, __VA_ARGS__)
-#define RK_INFO(module, ...) RK_LOG(RK_LOG_INFO, module, __VA_ARGS__)
+#define RK_WARN(module, ...)  RK_LOG(RK_LOG_WARN, module, __VA_ARGS__)
+#define RK_INFO(module, ...)  RK_LOG(RK_LOG_INFO, module, __VA_ARGS__)
 #define RK_DEBUG(module, ...) RK_LOG(RK_LOG_DEBUG, module, __VA_ARGS__)
 #define RK_TRACE(module, ...) RK_LOG(RK_LOG_TRACE, module, __VA_ARGS__)
 

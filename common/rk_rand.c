@@ -20,9 +20,7 @@ void rk_rand_seed(rk_rand *r, uint64_t seed) {
 /* __extension__ keeps -Wpedantic quiet about the GCC/Clang 128-bit type. */
 __extension__ typedef unsigned __int128 rk_u128;
 
-static inline uint64_t rk_rotl(uint64_t x, int k) {
-  return (x << k) | (x >> (64 - k));
-}
+static inline uint64_t rk_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 uint64_t rk_rand_u64(rk_rand *r) {
   uint64_t *s = r->s;
@@ -58,9 +56,7 @@ uint64_t rk_rand_range(rk_rand *r, uint64_t lo, uint64_t hi) {
   return lo + rk_rand_below(r, hi - lo + 1);
 }
 
-double rk_rand_double(rk_rand *r) {
-  return (double)(rk_rand_u64(r) >> 11) * 0x1.0p-53;
-}
+double rk_rand_double(rk_rand *r) { return (double)(rk_rand_u64(r) >> 11) * 0x1.0p-53; }
 
 int rk_rand_chance(rk_rand *r, double p) {
   if (p <= 0.0) return 0;
@@ -68,6 +64,4 @@ int rk_rand_chance(rk_rand *r, double p) {
   return rk_rand_double(r) < p;
 }
 
-void rk_rand_fork(rk_rand *parent, rk_rand *child) {
-  rk_rand_seed(child, rk_rand_u64(parent));
-}
+void rk_rand_fork(rk_rand *parent, rk_rand *child) { rk_rand_seed(child, rk_rand_u64(parent)); }

@@ -6,12 +6,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#define RUN(r, ...)                                                            \
-  do {                                                                         \
-    char *argv_[] = {RK_BINARY, __VA_ARGS__, NULL};                            \
-    cr_assert_eq(proc_run(argv_, 10000, (r)), 0);                              \
-    cr_assert(!(r)->timed_out);                                                \
-    cr_assert((r)->exited, "rangekv died of signal %d", (r)->status);          \
+#define RUN(r, ...)                                                                                \
+  do {                                                                                             \
+    char *argv_[] = {RK_BINARY, __VA_ARGS__, NULL};                                                \
+    cr_assert_eq(proc_run(argv_, 10000, (r)), 0);                                                  \
+    cr_assert(!(r)->timed_out);                                                                    \
+    cr_assert((r)->exited, "rangekv died of signal %d", (r)->status);                              \
   } while (0)
 
 static proc_result r;
@@ -19,8 +19,8 @@ static proc_result r;
 Test(cli, help_lists_every_command) {
   RUN(&r, "--help");
   cr_assert_eq(r.status, 0);
-  const char *cmds[] = {"start", "demo", "sim", "bench", "put", "get", "del",
-                        "scan", "status", "ranges", "config", "version"};
+  const char *cmds[] = {"start", "demo", "sim",    "bench",  "put",    "get",
+                        "del",   "scan", "status", "ranges", "config", "version"};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     cr_assert_not_null(strstr(r.out, cmds[i]), "missing %s", cmds[i]);
 }
@@ -35,8 +35,8 @@ Test(cli, version_prints_version) {
 }
 
 Test(cli, every_command_has_help) {
-  char *cmds[] = {"start", "demo", "sim", "bench", "put", "get", "del",
-                  "scan", "status", "ranges", "config", "version"};
+  char *cmds[] = {"start", "demo", "sim",    "bench",  "put",    "get",
+                  "del",   "scan", "status", "ranges", "config", "version"};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
     RUN(&r, cmds[i], "--help");
     cr_assert_eq(r.status, 0, "%s --help exit %d", cmds[i], r.status);

@@ -9,8 +9,7 @@ Test(entry_vec, push_copies_payload_and_truncate_frees) {
   rk_entry_vec_init(&ev);
   char buf[8] = "abcdefg";
   for (uint64_t i = 1; i <= 100; i++) {
-    rk_entry e = {.index = i, .term = 1, .type = RK_ENTRY_NORMAL, .len = 7,
-                  .data = (uint8_t *)buf};
+    rk_entry e = {.index = i, .term = 1, .type = RK_ENTRY_NORMAL, .len = 7, .data = (uint8_t *)buf};
     cr_assert_eq(rk_entry_vec_push(&ev, &e), RK_OK);
   }
   buf[0] = 'X'; /* the vector holds copies */

@@ -47,8 +47,7 @@ Test(rand, below_is_in_range_and_roughly_uniform) {
   /* Chi-squared with 9 degrees of freedom; 27.9 is the p=0.001 critical value.
    * Deterministic for this seed, so it cannot flake. */
   double expect = (double)N / BUCKETS, chi2 = 0;
-  for (int i = 0; i < BUCKETS; i++)
-    chi2 += (count[i] - expect) * (count[i] - expect) / expect;
+  for (int i = 0; i < BUCKETS; i++) chi2 += (count[i] - expect) * (count[i] - expect) / expect;
   cr_assert_lt(chi2, 27.9, "chi2=%f", chi2);
 }
 
