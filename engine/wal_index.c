@@ -1,0 +1,263 @@
+/* engine/wal_index.c — per-group in-memory index and the global entry cache.
+ *
+ * Memory budget: one wal_group (~120 bytes) per group ever written, plus one
+ * wal_loc (48 bytes) per retained entry, plus the cache (payload copies,
+ * bounded by cache_bytes except for entries not yet durable, which are
+ * pinned: their bytes are only in the batch buffer and the cache until the
+ * batch completes).
+ *
+ * Each group keeps its retained entries as a ring of wal_loc indexed by
+ * index - first. Segment numbers in that ring never decrease with the index
+ * (later indexes were written later, and a rewrite moves the whole live
+ * suffix), so the group's oldest needed segment is that of its first entry.
+ *
+ * Cache: payload copies in a FIFO of references in insertion order. Eviction
+ * pops from the front; a reference whose entry was meanwhile overwritten or
+ * compacted (pointer no longer matches) is skipped. Eviction stops at the
+ * first entry that is not yet durable.
+ */
+#include "engine/wal_int.h"
+
+#include "common/rk_assert.h"
+#include "common/rk_err.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t mix(uint64_t x) {
+  x ^= x >> 33;
+  x *= UINT64_C(0xff51afd7ed558ccd);
+  x ^= x >> 33;
+  return x;
+}
+
+int wal_index_init(wal_index *ix, uint64_t cache_budget) {
+  memset(ix, 0, sizeof *ix);
+  ix->nslots = 1024;
+  ix->slots = calloc(ix->nslots, sizeof *ix->slots);
+  if (ix->slots == NULL) return RK_ENOMEM;
+  ix->cache_budget = cache_budget;
+  return RK_OK;
+}
+
+static void group_free(wal_group *g) {
+  for (size_t k = 0; k < g->n; k++) free(g->locs[(g->head + k) % g->cap].cached);
+  free(g->locs);
+  free(g);
+}
+
+void wal_index_free(wal_index *ix) {
+  for (size_t i = 0; i < ix->nslots; i++)
+    if (ix->slots[i]) group_free(ix->slots[i]);
+  free(ix->slots);
+  free(ix->refs);
+  memset(ix, 0, sizeof *ix);
+}
+
+wal_group *wal_index_find(const wal_index *ix, uint64_t id) {
+  size_t mask = ix->nslots - 1;
+  for (size_t i = mix(id) & mask;; i = (i + 1) & mask) {
+    wal_group *g = ix->slots[i];
+    if (g == NULL) return NULL;
+    if (g->id == id) return g;
+  }
+}
+
+static int grow_slots(wal_index *ix) {
+  size_t n = ix->nslots * 2;
+  wal_group **s = calloc(n, sizeof *s);
+  if (s == NULL) return RK_ENOMEM;
+  for (size_t i = 0; i < ix->nslots; i++) {
+    wal_group *g = ix->slots[i];
+    if (!g) continue;
+    size_t j = mix(g->id) & (n - 1);
+    while (s[j]) j = (j + 1) & (n - 1);
+    s[j] = g;
+  }
+  free(ix->slots);
+  ix->slots = s;
+  ix->nslots = n;
+  return RK_OK;
+}
+
+wal_group *wal_index_get(wal_index *ix, uint64_t id) {
+  wal_group *g = wal_index_find(ix, id);
+  if (g) return g;
+  if ((ix->ngroups + 1) * 2 > ix->nslots && grow_slots(ix) != RK_OK) return NULL;
+  g = calloc(1, sizeof *g);
+  if (g == NULL) return NULL;
+  g->id = id;
+  g->first = 1;
+  g->prev_known = 1; /* term(0) == 0 */
+  size_t mask = ix->nslots - 1;
+  size_t i = mix(id) & mask;
+  while (ix->slots[i]) i = (i + 1) & mask;
+  ix->slots[i] = g;
+  ix->ngroups++;
+  return g;
+}
+
+wal_loc *wal_group_loc(const wal_group *g, uint64_t index) {
+  if (g->n == 0 || index < g->first || index > wal_group_last(g)) return NULL;
+  return &g->locs[(g->head + (index - g->first)) % g->cap];
+}
+
+int wal_group_check_append(const wal_group *g, uint64_t index) {
+  if (index == 0) return RK_EINVAL;
+  if (!g || !g->touched || (g->n == 0 && !g->has_mark && g->first == 1)) return RK_OK;
+  if (g->n == 0 && !g->has_mark) return RK_OK; /* only a hard state so far */
+  if (index < g->first || index > g->first + g->n) return RK_EINVAL;
+  return RK_OK;
+}
+
+static void loc_release(wal_index *ix, wal_group *g, wal_loc *l) {
+  g->live_bytes -= l->len;
+  if (l->cached) {
+    ix->cache_bytes -= l->len;
+    free(l->cached);
+    l->cached = NULL;
+  }
+}
+
+static int ensure_cap(wal_group *g, size_t need) {
+  if (need <= g->cap) return RK_OK;
+  size_t ncap = g->cap ? g->cap * 2 : 4;
+  while (ncap < need) ncap *= 2;
+  wal_loc *nl = malloc(ncap * sizeof *nl);
+  if (nl == NULL) return RK_ENOMEM;
+  for (size_t k = 0; k < g->n; k++) nl[k] = g->locs[(g->head + k) % g->cap];
+  free(g->locs);
+  g->locs = nl;
+  g->cap = ncap;
+  g->head = 0;
+  return RK_OK;
+}
+
+int wal_group_add(wal_index *ix, wal_group *g, uint64_t index, const wal_loc *loc) {
+  RK_ASSERT(index >= 1);
+  if (g->n == 0 || index < g->first || index > wal_group_last(g) + 1) {
+    /* Empty log, or a start the overwrite rule allows only for empty/fresh
+     * groups: restart the log at index. */
+    if (ensure_cap(g, 1) != RK_OK) return RK_ENOMEM;
+    for (size_t k = 0; k < g->n; k++) loc_release(ix, g, &g->locs[(g->head + k) % g->cap]);
+    if (g->n == 0 && index == g->first) {
+      /* prev_term stays as the compaction mark said */
+    } else {
+      g->prev_known = 0;
+      g->prev_term = 0;
+    }
+    g->n = 0;
+    g->head = 0;
+    g->first = index;
+  } else if (index <= wal_group_last(g)) {
+    /* suffix overwrite: drop [index, last] */
+    uint64_t last = wal_group_last(g);
+    for (uint64_t i = index; i <= last; i++) loc_release(ix, g, wal_group_loc(g, i));
+    g->n = (size_t)(index - g->first);
+  }
+  if (ensure_cap(g, g->n + 1) != RK_OK) return RK_ENOMEM;
+  wal_loc *l = &g->locs[(g->head + g->n) % g->cap];
+  *l = *loc;
+  l->cached = NULL;
+  g->n++;
+  g->live_bytes += loc->len;
+  g->touched = 1;
+  RK_ASSERT(wal_group_last(g) == index);
+  return RK_OK;
+}
+
+void wal_group_compact(wal_index *ix, wal_group *g, uint64_t index, uint64_t prev_term) {
+  g->touched = 1;
+  g->has_mark = 1;
+  if (index <= g->first) {
+    /* Nothing to drop; remember prev_term if it is the boundary's. */
+    if (index == g->first && g->n == 0 && prev_term) {
+      g->prev_term = prev_term;
+      g->prev_known = 1;
+    }
+    return;
+  }
+  uint64_t last = g->n ? wal_group_last(g) : g->first - 1;
+  uint64_t pt = prev_term;
+  int known = prev_term != 0;
+  if (index - 1 <= last && index - 1 >= g->first) {
+    pt = wal_group_loc(g, index - 1)->term;
+    known = 1;
+  }
+  uint64_t drop_to = index <= last + 1 ? index : last + 1;
+  for (uint64_t i = g->first; i < drop_to; i++) {
+    loc_release(ix, g, &g->locs[g->head]);
+    g->head = (g->head + 1) % (g->cap ? g->cap : 1);
+    g->n--;
+  }
+  if (index > last + 1) {
+    RK_ASSERT(g->n == 0);
+    g->head = 0;
+  }
+  g->first = index;
+  g->prev_term = pt;
+  g->prev_known = known;
+}
+
+static int refs_push(wal_index *ix, wal_cache_ref r) {
+  if (ix->rn == ix->rcap) {
+    size_t ncap = ix->rcap ? ix->rcap * 2 : 1024;
+    wal_cache_ref *nr = malloc(ncap * sizeof *nr);
+    if (nr == NULL) return RK_ENOMEM;
+    for (size_t k = 0; k < ix->rn; k++) nr[k] = ix->refs[(ix->rhead + k) % ix->rcap];
+    free(ix->refs);
+    ix->refs = nr;
+    ix->rcap = ncap;
+    ix->rhead = 0;
+  }
+  ix->refs[(ix->rhead + ix->rn) % ix->rcap] = r;
+  ix->rn++;
+  return RK_OK;
+}
+
+void wal_cache_put(wal_index *ix, wal_group *g, uint64_t index, wal_loc *loc, const uint8_t *data) {
+  if (loc->len == 0 || ix->cache_budget == 0) return;
+  uint8_t *p = malloc(loc->len);
+  if (p == NULL) return; /* the cache is best effort; the segment has it */
+  memcpy(p, data, loc->len);
+  if (refs_push(ix, (wal_cache_ref){g, index, p, loc->len}) != RK_OK) {
+    free(p);
+    return;
+  }
+  loc->cached = p;
+  ix->cache_bytes += loc->len;
+}
+
+void wal_cache_trim(wal_index *ix, uint64_t durable_bseq) {
+  while (ix->rn > 0 && ix->cache_bytes > ix->cache_budget) {
+    wal_cache_ref *r = &ix->refs[ix->rhead];
+    wal_loc *l = wal_group_loc(r->g, r->index);
+    if (l && l->cached == r->ptr) {
+      if (l->bseq > durable_bseq) break; /* pinned until durable */
+      free(l->cached);
+      l->cached = NULL;
+      ix->cache_bytes -= l->len;
+    }
+    ix->rhead = (ix->rhead + 1) % ix->rcap;
+    ix->rn--;
+  }
+  /* Stale references (entry gone) are dropped lazily above; compact the FIFO
+   * when it is mostly stale so it cannot grow without bound. */
+  if (ix->rn > 4096 && ix->cache_bytes < ix->cache_budget / 4 && ix->rn > 64 * 1024) {
+    size_t keep = 0;
+    for (size_t k = 0; k < ix->rn; k++) {
+      wal_cache_ref r = ix->refs[(ix->rhead + k) % ix->rcap];
+      wal_loc *l = wal_group_loc(r.g, r.index);
+      if (l && l->cached == r.ptr) ix->refs[(ix->rhead + keep++) % ix->rcap] = r;
+    }
+    ix->rn = keep;
+  }
+}
+
+uint64_t wal_group_min_seg(const wal_group *g) {
+  uint64_t m = UINT64_MAX;
+  if (g->n) m = g->locs[g->head].seg;
+  if (g->has_hs && g->hs_seg < m) m = g->hs_seg;
+  if (g->has_mark && g->mark_seg < m) m = g->mark_seg;
+  return m;
+}

@@ -1,0 +1,262 @@
+/* engine/wal_int.h — private structures of the WAL, shared by its files:
+ *   wal_format.c   on-disk encoding (the byte table lives there)
+ *   wal_segment.c  segment files: naming, listing, async preparation
+ *   wal_index.c    per-group index, the global entry cache
+ *   wal.c          open/close, append, io_uring submission and completion
+ *   wal_read.c     per-group log view (first/last/term/entries)
+ *   wal_recover.c  recovery scan, torn-tail cut, corruption report
+ *   wal_purge.c    compaction marks, purge, laggard rewrite
+ */
+#ifndef ENG_WAL_INT_H
+#define ENG_WAL_INT_H
+
+#include "engine/wal.h"
+
+#include <liburing.h>
+#include <stdint.h>
+
+/* ---- on-disk format (wal_format.c) -------------------------------------- */
+#define WAL_SEG_MAGIC       "RKWALSEG"
+#define WAL_SEG_VERSION     1u
+#define WAL_SEG_HDR         64u
+#define WAL_BATCH_MAGIC     0x42574B52u /* bytes "RKWB" */
+#define WAL_BATCH_HDR       32u
+#define WAL_REC_ENTRY       1u
+#define WAL_REC_HARD_STATE  2u
+#define WAL_REC_COMPACT     3u
+#define WAL_REC_ENTRY_HDR   32u
+#define WAL_REC_HS_LEN      40u
+#define WAL_REC_COMPACT_LEN 32u
+#define WAL_MIN_SEGMENT     (16u * 1024u)
+#define WAL_MAX_SEGMENT     (UINT64_C(1) << 32) /* offsets are u32 */
+
+typedef struct wal_seg_hdr {
+  uint64_t seq, cluster_id, node_id, segment_bytes;
+} wal_seg_hdr;
+
+typedef struct wal_batch_hdr {
+  uint32_t payload_len;
+  uint64_t seq;
+  uint32_t nrec;
+  uint64_t checksum;
+} wal_batch_hdr;
+
+/* A decoded record; for entries `data` points into the decoded buffer. */
+typedef struct wal_rec {
+  uint32_t kind;
+  uint64_t group;
+  rk_entry e;       /* WAL_REC_ENTRY */
+  rk_hard_state hs; /* WAL_REC_HARD_STATE */
+  uint64_t index;   /* WAL_REC_COMPACT: first index kept */
+  uint64_t prev_term;
+  uint32_t size; /* encoded bytes */
+} wal_rec;
+
+void wal_put_u32(uint8_t *p, uint32_t v);
+void wal_put_u64(uint8_t *p, uint64_t v);
+uint32_t wal_get_u32(const uint8_t *p);
+uint64_t wal_get_u64(const uint8_t *p);
+
+void wal_seg_hdr_encode(uint8_t out[WAL_SEG_HDR], const wal_seg_hdr *h);
+/* RK_OK, RK_ECORRUPT (bad magic/checksum), RK_EUNSUPPORTED (version). */
+int wal_seg_hdr_decode(const uint8_t in[WAL_SEG_HDR], wal_seg_hdr *h);
+
+/* Fills header fields (magic, len, seq, nrec, checksum) of a batch whose
+ * payload is buf[WAL_BATCH_HDR, WAL_BATCH_HDR + payload_len). */
+void wal_batch_seal(uint8_t *buf, uint32_t payload_len, uint64_t seq, uint32_t nrec);
+/* Parses a header (no checksum check). RK_ECORRUPT on bad magic / flags. */
+int wal_batch_hdr_decode(const uint8_t *p, wal_batch_hdr *h);
+/* 1 if the checksum of the batch at p (header + payload in memory) matches. */
+int wal_batch_verify(const uint8_t *p, const wal_batch_hdr *h);
+
+size_t wal_rec_entry_size(uint32_t len);
+void wal_rec_entry_encode(uint8_t *p, uint64_t group, const rk_entry *e);
+void wal_rec_hs_encode(uint8_t *p, uint64_t group, const rk_hard_state *hs);
+void wal_rec_compact_encode(uint8_t *p, uint64_t group, uint64_t index, uint64_t prev_term);
+/* Decodes one record from p[0, avail). RK_ECORRUPT if it overruns or the
+ * kind is unknown. */
+int wal_rec_decode(const uint8_t *p, size_t avail, wal_rec *r);
+
+/* ---- in-memory index (wal_index.c) ---------------------------------------- */
+
+/* Where one entry lives. 48 bytes per retained entry. */
+typedef struct wal_loc {
+  uint64_t term;
+  uint64_t bseq;   /* batch holding it; durable once <= w->durable_bseq */
+  uint64_t seg;    /* segment sequence number */
+  uint32_t off;    /* offset of the entry record header in the segment */
+  uint32_t len;    /* payload bytes */
+  uint8_t *cached; /* payload copy in the entry cache, or NULL */
+  uint32_t type;
+} wal_loc;
+
+typedef struct wal_group {
+  uint64_t id;
+  uint64_t first;     /* first index; entries [first, first + n) */
+  uint64_t prev_term; /* term of first - 1 (0 when unknown) */
+  int prev_known;     /* 1 when prev_term is meaningful */
+  wal_loc *locs;      /* ring: entry first + k at locs[(head + k) % cap] */
+  size_t head, n, cap;
+  uint64_t live_bytes; /* payload bytes of retained entries */
+  int touched;         /* has entries, a mark, or a hard state */
+  int has_hs;
+  rk_hard_state hs;
+  uint64_t hs_seg;
+  int has_mark;
+  uint64_t mark_seg;
+} wal_group;
+
+typedef struct wal_cache_ref {
+  wal_group *g;
+  uint64_t index;
+  const uint8_t *ptr;
+  uint32_t len;
+} wal_cache_ref;
+
+typedef struct wal_index {
+  wal_group **slots; /* open addressing on group id */
+  size_t nslots, ngroups;
+  /* entry cache: FIFO of refs in insertion order, global byte budget */
+  wal_cache_ref *refs;
+  size_t rhead, rn, rcap;
+  uint64_t cache_bytes, cache_budget;
+  uint64_t hits, misses;
+} wal_index;
+
+int wal_index_init(wal_index *ix, uint64_t cache_budget);
+void wal_index_free(wal_index *ix);
+wal_group *wal_index_find(const wal_index *ix, uint64_t id);
+/* Finds or creates. NULL on ENOMEM. */
+wal_group *wal_index_get(wal_index *ix, uint64_t id);
+static inline uint64_t wal_group_last(const wal_group *g) { return g->first + g->n - 1; }
+wal_loc *wal_group_loc(const wal_group *g, uint64_t index); /* NULL if not retained */
+/* Validates the overwrite rule for entries starting at `index`. */
+int wal_group_check_append(const wal_group *g, uint64_t index);
+/* Adds entry `index` (overwriting >= index). Rule must have been checked.
+ * RK_ENOMEM possible only before any change. */
+int wal_group_add(wal_index *ix, wal_group *g, uint64_t index, const wal_loc *loc);
+/* Drops entries < index; index > last + 1 empties the log at first = index. */
+void wal_group_compact(wal_index *ix, wal_group *g, uint64_t index, uint64_t prev_term);
+/* Copies payload into the cache for entry at loc (pinned until durable). */
+void wal_cache_put(wal_index *ix, wal_group *g, uint64_t index, wal_loc *loc, const uint8_t *data);
+/* Evicts oldest durable entries until within budget. */
+void wal_cache_trim(wal_index *ix, uint64_t durable_bseq);
+/* Oldest segment the group needs (UINT64_MAX when none). */
+uint64_t wal_group_min_seg(const wal_group *g);
+
+/* ---- segments (wal_segment.c) ---------------------------------------------- */
+
+enum { WAL_SEG_PREPARING = 1, WAL_SEG_READY = 2 };
+
+typedef struct wal_op {
+  int kind; /* WAL_OP_* */
+  void *owner;
+} wal_op;
+
+enum {
+  WAL_OP_WRITE = 1,
+  WAL_OP_FSYNC,
+  WAL_OP_PREP_FALLOC,
+  WAL_OP_PREP_HDR,
+  WAL_OP_PREP_FSYNC,
+  WAL_OP_PREP_DIRSYNC,
+};
+
+typedef struct wal_seg {
+  uint64_t seq;
+  int fd;
+  int state;
+  int prep_pending; /* prep CQEs outstanding */
+  int prep_err;     /* first errno of the prep chain */
+  uint8_t hdr[WAL_SEG_HDR];
+  wal_op ops[4];
+} wal_seg;
+
+/* ---- batches --------------------------------------------------------------- */
+
+typedef struct wal_batch {
+  uint8_t *buf; /* header + payload, contiguous */
+  size_t len, cap;
+  uint64_t seq;
+  uint32_t nrec;
+  uint64_t seg; /* placement, decided when the batch is opened */
+  uint64_t off;
+  size_t written;
+  uint64_t open_ns, submit_ns, hold_until_ns;
+  int write_done, fsync_done, fsync_res;
+  eng_wal_append_req *reqs_head, *reqs_tail;
+  uint64_t nentries, nhs;
+  int internal; /* carries rewrite or compaction records */
+  wal_op op_write, op_fsync;
+  struct wal_batch *next;
+} wal_batch;
+
+/* ---- the WAL ------------------------------------------------------------------ */
+
+struct eng_wal {
+  eng_wal_options opt;
+  char *dir;
+  int dirfd;
+  struct io_uring ring;
+  int ring_ok;
+  wal_index ix;
+
+  /* segments: segs[k] holds sequence seg_first + k; contiguous */
+  wal_seg **segs;
+  size_t nsegs, segs_cap;
+  uint64_t seg_first;
+
+  /* write cursor: where the next opened batch goes */
+  uint64_t cur_seg, cur_off;
+  uint64_t next_bseq;    /* sequence of the next batch opened */
+  uint64_t durable_bseq; /* every batch <= this is durable */
+  uint64_t purge_barrier_bseq;
+
+  wal_batch *open;   /* accumulating (may be NULL) */
+  wal_batch *sealed; /* FIFO waiting to be submitted */
+  wal_batch *sealed_tail;
+  wal_batch *inflight; /* at most one */
+  wal_batch *free_batches;
+
+  eng_wal_append_req *done_head, *done_tail; /* empty appends already durable */
+  int64_t ops_out;                           /* SQEs submitted, CQEs not yet reaped */
+  int stopped;                               /* RK_OK or the error */
+  int crashed;                               /* test hook: simulated death */
+
+  eng_wal_stats st;
+#ifdef RK_TEST_HOOKS
+  eng_wal_hooks hooks;
+  uint64_t nfsync_seen, nwrite_seen;
+#endif
+};
+
+/* wal_segment.c */
+int wal_seg_path(const eng_wal *w, uint64_t seq, char *buf, size_t cap);
+wal_seg *wal_seg_get(const eng_wal *w, uint64_t seq); /* NULL if not live */
+/* Creates segment seq (must be seg_first + nsegs) and queues its preparation
+ * (fallocate, header, fsync, dir fsync) on the ring. */
+int wal_seg_prepare(eng_wal *w, uint64_t seq);
+/* Registers an existing, already valid segment file (recovery). */
+int wal_seg_adopt(eng_wal *w, uint64_t seq, int fd);
+void wal_seg_prep_complete(eng_wal *w, wal_seg *s, wal_op *op, int res);
+void wal_seg_close_all(eng_wal *w);
+/* Deletes the oldest live segment. */
+int wal_seg_delete_first(eng_wal *w);
+
+/* wal.c */
+void wal_fail(eng_wal *w, int err);
+/* Reserves room for `bytes` of records in the open batch, opening/sealing
+ * batches as needed. Returns the batch or NULL (ENOMEM -> *err). */
+wal_batch *wal_batch_reserve(eng_wal *w, size_t bytes, int *err);
+/* Blocks until the ring produces a completion and processes it. */
+int wal_wait_one(eng_wal *w);
+int wal_check_invariants(const eng_wal *w);
+
+/* wal_recover.c */
+int wal_recover(eng_wal *w, eng_wal_recovery *rec);
+
+/* wal_read.c */
+int wal_read_payload(eng_wal *w, const wal_group *g, uint64_t index, const wal_loc *loc,
+                     uint8_t *dst);
+
+#endif

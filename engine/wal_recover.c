@@ -1,0 +1,472 @@
+/* engine/wal_recover.c — rebuilding the index from the segments.
+ *
+ * 1. List %016llx.wal files; their numbers must be contiguous (a hole is
+ *    corruption: a segment that some group may need is missing).
+ * 2. Read every header. A header naming another cluster or node fails with
+ *    RK_EWRONGCLUSTER / RK_EWRONGNODE before anything is modified. An invalid
+ *    header is tolerated only on the LAST file, when it has no batch: a
+ *    crash during that segment's preparation; the file is deleted.
+ * 3. Scan batches in order. A batch is good when its magic, length, sequence
+ *    number (previous + 1) and XXH3 checksum are right; its records are
+ *    replayed with the same rules as live appends (suffix overwrite,
+ *    compaction marks, last hard state wins).
+ * 4. The first bad batch, at (segment, offset), is either
+ *      - a TORN TAIL: no good batch (sequence >= expected) exists anywhere
+ *        after it, in this segment or in later ones. Batches are written one
+ *        at a time and each is acknowledged only after its fdatasync, so only
+ *        the last batch can be torn and it was never acknowledged. It is cut:
+ *        its bytes are zeroed (and fdatasync'ed) and appends resume there.
+ *      - CORRUPTION otherwise (a flipped bit, a lost sector before the tail):
+ *        eng_wal_open fails with RK_ECORRUPT naming segment and offset, and
+ *        writes nothing — unless truncate_on_corruption is set, in which case
+ *        the log is cut there and every later segment is deleted.
+ *    A zero batch header ends a segment; non-zero bytes after it are a bad
+ *    batch at that offset (a torn write can persist later pages first).
+ */
+#include "engine/wal_int.h"
+
+#include "common/rk_assert.h"
+#include "common/rk_err.h"
+#include "common/rk_log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const uint8_t zeros[4096];
+
+__attribute__((format(printf, 2, 3))) static void rec_msg(eng_wal_recovery *rec, const char *fmt,
+                                                          ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(rec->message, sizeof rec->message, fmt, ap);
+  va_end(ap);
+}
+
+/* Offset of the first non-zero byte in [from, to), or `to`. */
+static size_t first_nonzero(const uint8_t *buf, size_t from, size_t to) {
+  size_t i = from;
+  while (i < to) {
+    size_t n = to - i < sizeof zeros ? to - i : sizeof zeros;
+    if (memcmp(buf + i, zeros, n) != 0) {
+      while (buf[i] == 0) i++;
+      return i;
+    }
+    i += n;
+  }
+  return to;
+}
+
+static size_t last_nonzero_end(const uint8_t *buf, size_t from, size_t to) {
+  size_t end = to;
+  while (end > from && buf[end - 1] == 0) end--;
+  return end;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int list_segments(const char *dir, uint64_t **out, size_t *n) {
+  DIR *d = opendir(dir);
+  if (d == NULL) return rk_err_from_errno(errno);
+  uint64_t *v = NULL;
+  size_t len = 0, cap = 0;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    const char *s = de->d_name;
+    if (strlen(s) != 20 || strcmp(s + 16, ".wal") != 0) continue;
+    uint64_t seq = 0;
+    int ok = 1;
+    for (int i = 0; i < 16; i++) {
+      char c = s[i];
+      int dv = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+      if (dv < 0) ok = 0;
+      seq = (seq << 4) | (uint64_t)(dv < 0 ? 0 : dv);
+    }
+    if (!ok || seq == 0) continue;
+    if (len == cap) {
+      cap = cap ? cap * 2 : 16;
+      uint64_t *nv = realloc(v, cap * sizeof *nv);
+      if (nv == NULL) {
+        free(v);
+        closedir(d);
+        return RK_ENOMEM;
+      }
+      v = nv;
+    }
+    v[len++] = seq;
+  }
+  closedir(d);
+  if (len) qsort(v, len, sizeof *v, cmp_u64);
+  *out = v;
+  *n = len;
+  return RK_OK;
+}
+
+typedef struct scan_seg {
+  uint64_t seq;
+  int fd;
+  uint64_t size;
+  int hdr_ok;
+} scan_seg;
+
+static int read_all(int fd, uint8_t *buf, uint64_t size) {
+  uint64_t got = 0;
+  while (got < size) {
+    ssize_t r = pread(fd, buf + got, size - got, (off_t)got);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return rk_err_from_errno(errno);
+    }
+    if (r == 0) break;
+    got += (uint64_t)r;
+  }
+  if (got < size) memset(buf + got, 0, size - got);
+  return RK_OK;
+}
+
+/* Applies one good batch. RK_ECORRUPT if its (checksummed) content is
+ * malformed — a writer bug or a collision, never a torn write. */
+static int replay_batch(eng_wal *w, uint64_t seg, uint64_t off, const uint8_t *p,
+                        const wal_batch_hdr *h, eng_wal_recovery *rec) {
+  size_t pos = 0;
+  uint32_t nrec = 0;
+  const uint8_t *pl = p + WAL_BATCH_HDR;
+  while (pos < h->payload_len) {
+    wal_rec r;
+    if (wal_rec_decode(pl + pos, h->payload_len - pos, &r) != RK_OK) return RK_ECORRUPT;
+    if (r.group == 0) return RK_ECORRUPT;
+    wal_group *g = wal_index_get(&w->ix, r.group);
+    if (g == NULL) return RK_ENOMEM;
+    uint64_t rec_off = off + WAL_BATCH_HDR + pos;
+    switch (r.kind) {
+    case WAL_REC_ENTRY: {
+      wal_loc loc = {.term = r.e.term,
+                     .bseq = h->seq,
+                     .seg = seg,
+                     .off = (uint32_t)rec_off,
+                     .len = r.e.len,
+                     .type = r.e.type};
+      if (wal_group_add(&w->ix, g, r.e.index, &loc) != RK_OK) return RK_ENOMEM;
+      rec->entries++;
+      break;
+    }
+    case WAL_REC_HARD_STATE:
+      g->hs = r.hs;
+      g->has_hs = 1;
+      g->hs_seg = seg;
+      g->touched = 1;
+      rec->hard_states++;
+      break;
+    case WAL_REC_COMPACT:
+      wal_group_compact(&w->ix, g, r.index, r.prev_term);
+      g->mark_seg = seg;
+      break;
+    default: RK_UNREACHABLE();
+    }
+    pos += r.size;
+    nrec++;
+  }
+  if (nrec != h->nrec) return RK_ECORRUPT;
+  return RK_OK;
+}
+
+/* A good batch with sequence >= min_seq starts at p? */
+static int good_batch_at(const uint8_t *buf, size_t at, size_t size, uint64_t min_seq) {
+  if (at + WAL_BATCH_HDR > size) return 0;
+  wal_batch_hdr h;
+  if (wal_batch_hdr_decode(buf + at, &h) != RK_OK) return 0;
+  if (h.payload_len > size - at - WAL_BATCH_HDR) return 0;
+  if (h.seq < min_seq) return 0;
+  return wal_batch_verify(buf + at, &h);
+}
+
+/* 1 if no good batch follows position `at` of segment si (torn tail). */
+static int is_tail(const scan_seg *ss, size_t nss, size_t si, const uint8_t *buf, size_t at,
+                   uint64_t expect) {
+  uint64_t size = ss[si].size;
+  const uint8_t magic[4] = {'R', 'K', 'W', 'B'};
+  for (size_t i = at + 1; i + WAL_BATCH_HDR <= size; i++) {
+    if (buf[i] != magic[0]) continue;
+    if (memcmp(buf + i, magic, 4) == 0 && good_batch_at(buf, i, size, expect)) return 0;
+  }
+  for (size_t j = si + 1; j < nss; j++) {
+    uint8_t h[WAL_BATCH_HDR];
+    ssize_t r = pread(ss[j].fd, h, sizeof h, WAL_SEG_HDR);
+    if (r > 0 && first_nonzero(h, 0, (size_t)r) < (size_t)r) return 0;
+  }
+  return 1;
+}
+
+static int zero_range(int fd, uint64_t from, uint64_t to) {
+  while (from < to) {
+    size_t n = to - from < sizeof zeros ? (size_t)(to - from) : sizeof zeros;
+    ssize_t r = pwrite(fd, zeros, n, (off_t)from);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return rk_err_from_errno(errno);
+    }
+    from += (uint64_t)r;
+  }
+  return fdatasync(fd) == 0 ? RK_OK : rk_err_from_errno(errno);
+}
+
+int wal_recover(eng_wal *w, eng_wal_recovery *rec) {
+  eng_wal_recovery dummy;
+  if (rec == NULL) {
+    memset(&dummy, 0, sizeof dummy);
+    rec = &dummy;
+  }
+  uint64_t *seqs = NULL;
+  size_t n = 0;
+  int rc = list_segments(w->dir, &seqs, &n);
+  if (rc != RK_OK) {
+    rec_msg(rec, "cannot list WAL directory %s", w->dir);
+    return rc;
+  }
+  if (n == 0) {
+    free(seqs);
+    return RK_OK;
+  }
+  scan_seg *ss = calloc(n, sizeof *ss);
+  uint8_t *buf = NULL;
+  size_t adopted = 0;
+  int drop_last = 0;
+  if (ss == NULL) {
+    free(seqs);
+    return RK_ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++) ss[i].fd = -1;
+  char path[4096];
+  /* 1-2: contiguity, headers, identity — read-only. */
+  for (size_t i = 0; i < n; i++) {
+    ss[i].seq = seqs[i];
+    if (i > 0 && seqs[i] != seqs[i - 1] + 1) {
+      rec->corrupt = 1;
+      rec->corrupt_segment = seqs[i - 1] + 1;
+      rec_msg(rec, "WAL segment %016" PRIx64 ".wal is missing (found %016" PRIx64 " after it)",
+              seqs[i - 1] + 1, seqs[i]);
+      rc = RK_ECORRUPT;
+      goto out;
+    }
+    wal_seg_path(w, seqs[i], path, sizeof path);
+    ss[i].fd = open(path, O_RDWR | O_CLOEXEC);
+    if (ss[i].fd < 0) {
+      rc = rk_err_from_errno(errno);
+      rec_msg(rec, "cannot open %s: %s", path, strerror(errno));
+      goto out;
+    }
+    struct stat st;
+    if (fstat(ss[i].fd, &st) != 0) {
+      rc = rk_err_from_errno(errno);
+      goto out;
+    }
+    ss[i].size = (uint64_t)st.st_size;
+    uint8_t hb[WAL_SEG_HDR] = {0};
+    wal_seg_hdr h;
+    if (ss[i].size > WAL_MAX_SEGMENT) {
+      rc = RK_ECORRUPT;
+      rec_msg(rec, "%s is larger than any segment", path);
+      goto out;
+    }
+    ssize_t r = ss[i].size >= WAL_SEG_HDR ? pread(ss[i].fd, hb, WAL_SEG_HDR, 0) : 0;
+    int hrc = r == (ssize_t)WAL_SEG_HDR ? wal_seg_hdr_decode(hb, &h) : RK_ECORRUPT;
+    if (hrc == RK_OK && h.seq != seqs[i]) hrc = RK_ECORRUPT;
+    if (hrc == RK_OK) {
+      ss[i].hdr_ok = 1;
+      if (h.cluster_id != w->opt.cluster_id) {
+        rec_msg(rec,
+                "WAL segment %s belongs to cluster %" PRIu64 ", not %" PRIu64
+                " (wrong --data-dir?); nothing was modified",
+                path, h.cluster_id, w->opt.cluster_id);
+        rc = RK_EWRONGCLUSTER;
+        goto out;
+      }
+      if (h.node_id != w->opt.node_id) {
+        rec_msg(rec,
+                "WAL segment %s belongs to node %" PRIu64 ", not %" PRIu64
+                " (wrong --data-dir?); nothing was modified",
+                path, h.node_id, w->opt.node_id);
+        rc = RK_EWRONGNODE;
+        goto out;
+      }
+    } else if (hrc == RK_EUNSUPPORTED) {
+      rec_msg(rec, "%s has an unsupported format version", path);
+      rc = RK_EUNSUPPORTED;
+      goto out;
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (ss[i].hdr_ok) continue;
+    uint8_t probe[WAL_BATCH_HDR] = {0};
+    ssize_t r = pread(ss[i].fd, probe, sizeof probe, WAL_SEG_HDR);
+    int empty = r <= 0 || first_nonzero(probe, 0, (size_t)r) == (size_t)r;
+    if (i == n - 1 && n > 0 && empty) {
+      drop_last = 1; /* a crash while preparing it */
+      continue;
+    }
+    rec->corrupt = 1;
+    rec->corrupt_segment = ss[i].seq;
+    rec->corrupt_offset = 0;
+    rec_msg(rec, "WAL segment %016" PRIx64 ".wal has a corrupt header (offset 0)", ss[i].seq);
+    rc = RK_ECORRUPT;
+    goto out;
+  }
+  /* 3-4: scan. */
+  size_t nscan = n - (size_t)drop_last;
+  uint64_t expect = 0; /* 0 until the first batch tells us */
+  uint64_t bufcap = 0;
+  uint64_t cur_seg = ss[0].seq, cur_off = WAL_SEG_HDR;
+  size_t cut_si = SIZE_MAX;
+  uint64_t cut_off = 0;
+  int cut_is_corrupt = 0;
+  for (size_t i = 0; i < nscan && cut_si == SIZE_MAX; i++) {
+    uint64_t size = ss[i].size;
+    if (size > bufcap) {
+      uint8_t *nb = realloc(buf, size);
+      if (nb == NULL) {
+        rc = RK_ENOMEM;
+        goto out;
+      }
+      buf = nb;
+      bufcap = size;
+    }
+    rc = read_all(ss[i].fd, buf, size);
+    if (rc != RK_OK) goto out;
+    rec->segments++;
+    uint64_t off = WAL_SEG_HDR;
+    for (;;) {
+      int bad = 0;
+      if (off + WAL_BATCH_HDR > size) {
+        bad = off < size && first_nonzero(buf, off, size) < size;
+        if (!bad) break;
+      } else if (first_nonzero(buf, off, off + WAL_BATCH_HDR) == off + WAL_BATCH_HDR) {
+        bad = first_nonzero(buf, off, size) < size;
+        if (!bad) break;
+      } else {
+        wal_batch_hdr h;
+        bad = wal_batch_hdr_decode(buf + off, &h) != RK_OK ||
+              h.payload_len > size - off - WAL_BATCH_HDR || (expect && h.seq != expect) ||
+              h.seq == 0 || !wal_batch_verify(buf + off, &h);
+        if (!bad) {
+          rc = replay_batch(w, ss[i].seq, off, buf + off, &h, rec);
+          if (rc == RK_ENOMEM) goto out;
+          if (rc != RK_OK) {
+            rc = RK_OK;
+            cut_si = i;
+            cut_off = off;
+            cut_is_corrupt = 1;
+            break;
+          }
+          rec->batches++;
+          rec->bytes += WAL_BATCH_HDR + h.payload_len;
+          expect = h.seq + 1;
+          off += WAL_BATCH_HDR + h.payload_len;
+          cur_seg = ss[i].seq;
+          cur_off = off;
+          continue;
+        }
+      }
+      /* bad batch at off */
+      cut_si = i;
+      cut_off = off;
+      cut_is_corrupt = !is_tail(ss, nscan, i, buf, off, expect);
+      break;
+    }
+  }
+  if (cut_si != SIZE_MAX) {
+    uint64_t seq = ss[cut_si].seq;
+    if (cut_is_corrupt) {
+      rec->corrupt = 1;
+      rec->corrupt_segment = seq;
+      rec->corrupt_offset = cut_off;
+      if (!w->opt.truncate_on_corruption) {
+        rec_msg(rec,
+                "WAL corruption in segment %016" PRIx64 ".wal at offset %" PRIu64
+                " (a bad batch with valid data after it); refusing to start. Restore the node "
+                "from its peers, or open with truncate_on_corruption to discard the log from "
+                "there on",
+                seq, cut_off);
+        RK_ERROR("wal", "%s", rec->message);
+        rc = RK_ECORRUPT;
+        goto out;
+      }
+      rec_msg(rec,
+              "WAL corruption in segment %016" PRIx64 ".wal at offset %" PRIu64
+              ": truncated there as asked (later batches and segments discarded)",
+              seq, cut_off);
+      RK_ERROR("wal", "%s", rec->message);
+      for (size_t j = n; j-- > cut_si + 1;) {
+        wal_seg_path(w, ss[j].seq, path, sizeof path);
+        if (unlink(path) != 0) {
+          rc = rk_err_from_errno(errno);
+          goto out;
+        }
+        close(ss[j].fd);
+        ss[j].fd = -1;
+      }
+      nscan = cut_si + 1;
+      drop_last = 0;
+      n = nscan;
+    } else {
+      rec->torn_tail = 1;
+      rec->torn_segment = seq;
+      rec->torn_offset = cut_off;
+      rec_msg(rec,
+              "torn tail cut in segment %016" PRIx64 ".wal at offset %" PRIu64
+              " (an unacknowledged batch)",
+              seq, cut_off);
+      RK_WARN("wal", "%s", rec->message);
+    }
+    /* buf still holds segment cut_si (the scan stopped in it). */
+    uint64_t end = last_nonzero_end(buf, cut_off, ss[cut_si].size);
+    if (end > cut_off) {
+      rc = zero_range(ss[cut_si].fd, cut_off, end);
+      if (rc != RK_OK) goto out;
+    }
+    cur_seg = seq;
+    cur_off = cut_off;
+  }
+  if (drop_last) {
+    wal_seg_path(w, ss[n - 1].seq, path, sizeof path);
+    RK_WARN("wal", "removing half-prepared segment %s", path);
+    if (unlink(path) != 0) {
+      rc = rk_err_from_errno(errno);
+      goto out;
+    }
+    close(ss[n - 1].fd);
+    ss[n - 1].fd = -1;
+    n--;
+  }
+  if (fsync(w->dirfd) != 0) {
+    rc = rk_err_from_errno(errno);
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    rc = wal_seg_adopt(w, ss[i].seq, ss[i].fd);
+    if (rc != RK_OK) goto out;
+    ss[i].fd = -1;
+    adopted++;
+  }
+  w->cur_seg = cur_seg;
+  w->cur_off = cur_off;
+  w->next_bseq = expect ? expect : 1;
+  rc = RK_OK;
+out:
+  for (size_t i = 0; i < n; i++)
+    if (ss[i].fd >= 0) close(ss[i].fd);
+  (void)adopted;
+  free(ss);
+  free(seqs);
+  free(buf);
+  return rc;
+}
