@@ -1,0 +1,439 @@
+/* WAL recovery: torn tail at every byte of the final batch, bit flips before
+ * the tail, damaged or foreign segments, crash points. */
+#include "eng_test.h"
+
+#include "engine/wal_int.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAXLEN 48u
+
+typedef struct batch_pos {
+  uint64_t seg, off, len;
+} batch_pos;
+
+static char *seg_path(const char *dir, uint64_t seq) {
+  char *p = malloc(4096);
+  snprintf(p, 4096, "%s/%016lx.wal", dir, (unsigned long)seq);
+  return p;
+}
+
+static uint8_t *read_file(const char *path, size_t *len) {
+  int fd = open(path, O_RDONLY);
+  cr_assert(fd >= 0, "open %s", path);
+  struct stat st;
+  fstat(fd, &st);
+  uint8_t *b = malloc((size_t)st.st_size + 1);
+  cr_assert_eq(pread(fd, b, (size_t)st.st_size, 0), st.st_size);
+  close(fd);
+  *len = (size_t)st.st_size;
+  return b;
+}
+
+static void write_at(const char *path, uint64_t off, const void *p, size_t n) {
+  int fd = open(path, O_WRONLY);
+  cr_assert(fd >= 0);
+  cr_assert_eq(pwrite(fd, p, n, (off_t)off), (ssize_t)n);
+  close(fd);
+}
+
+/* Lists every batch in the log, in order (test-side parser of the format). */
+static size_t list_batches(const char *dir, batch_pos *out, size_t cap) {
+  size_t n = 0;
+  for (uint64_t seq = 1;; seq++) {
+    char *p = seg_path(dir, seq);
+    if (access(p, F_OK) != 0) {
+      free(p);
+      if (seq > 1 && n == 0) continue;
+      break;
+    }
+    size_t len;
+    uint8_t *b = read_file(p, &len);
+    free(p);
+    uint64_t off = WAL_SEG_HDR;
+    while (off + WAL_BATCH_HDR <= len) {
+      wal_batch_hdr h;
+      if (wal_batch_hdr_decode(b + off, &h) != RK_OK) break;
+      cr_assert(n < cap);
+      out[n++] = (batch_pos){seq, off, WAL_BATCH_HDR + h.payload_len};
+      off += WAL_BATCH_HDR + h.payload_len;
+    }
+    free(b);
+  }
+  return n;
+}
+
+/* Writes K acknowledged batches for groups 1..3, then one final batch. */
+enum { K = 12, PER = 4 };
+static void build_log_extra(const eng_wal_options *o, int extra) {
+  eng_wal *w = eng_open_or_skip(o);
+  /* group 10: bulk that spreads the log over several segments */
+  if (extra) cr_assert_eq(eng_append_sync(w, 10, 1, 801, 1, 200, NULL), RK_OK);
+  for (uint64_t b = 0; b < K; b++) {
+    uint64_t g = b % 3 + 1, lo = (b / 3) * PER + 1;
+    rk_hard_state hs = {.term = 1, .vote = g, .commit = lo};
+    cr_assert_eq(eng_append_sync(w, g, lo, lo + PER, 1, MAXLEN, &hs), RK_OK);
+  }
+  /* final batch: group 1 gets entries 17..19 at term 2 + a hard state */
+  rk_hard_state hs = {.term = 2, .vote = 9, .commit = 16};
+  cr_assert_eq(eng_append_sync(w, 1, 17, 20, 2, MAXLEN, &hs), RK_OK);
+  eng_wal_close(w);
+}
+
+static void build_log(const eng_wal_options *o) { build_log_extra(o, 0); }
+
+static void check_acked(eng_wal *w) {
+  for (uint64_t g = 1; g <= 3; g++) {
+    uint64_t f, l;
+    cr_assert_eq(eng_wal_first_index(w, g, &f), RK_OK);
+    cr_assert_eq(eng_wal_last_index(w, g, &l), RK_OK);
+    cr_assert_eq(f, 1);
+    cr_assert_geq(l, (uint64_t)(K / 3) * PER, "group %lu lost acknowledged entries (last %lu)",
+                  (unsigned long)g, (unsigned long)l);
+    eng_check_range(w, g, 1, (K / 3) * PER + 1, 1, MAXLEN);
+  }
+}
+
+/* The final batch is either entirely there or entirely gone. */
+static int final_batch_present(eng_wal *w) {
+  uint64_t l;
+  cr_assert_eq(eng_wal_last_index(w, 1, &l), RK_OK);
+  rk_hard_state hs;
+  int found;
+  cr_assert_eq(eng_wal_hard_state(w, 1, &hs, &found), RK_OK);
+  cr_assert(found);
+  if (l == 19) {
+    eng_check_range(w, 1, 17, 20, 2, MAXLEN);
+    cr_assert_eq(hs.term, 2);
+    cr_assert_eq(hs.vote, 9);
+    return 1;
+  }
+  cr_assert_eq(l, (K / 3) * PER, "partial final batch visible: last=%lu", (unsigned long)l);
+  cr_assert_eq(hs.term, 1, "hard state of a cut batch survived");
+  return 0;
+}
+
+Test(wal_recovery, torn_tail_at_every_byte_of_the_final_batch, .timeout = 120) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  build_log(&o);
+  batch_pos bp[64];
+  size_t nb = list_batches(dir, bp, 64);
+  cr_assert_eq(nb, (size_t)K + (K / 3) * 0 + 1 + (K * PER / 20) * 0, "batches: %zu", nb);
+  batch_pos fin = bp[nb - 1];
+  char *path = seg_path(dir, fin.seg);
+  size_t flen;
+  uint8_t *orig = read_file(path, &flen);
+  uint8_t *zeros = calloc(1, fin.len);
+  for (int mode = 0; mode < 2; mode++) {
+    for (uint64_t cut = 0; cut <= fin.len; cut++) {
+      /* mode 0: the first `cut` bytes reached the disk; mode 1: only the
+       * bytes from `cut` on did (later pages written back first). */
+      if (mode == 0)
+        write_at(path, fin.off + cut, zeros, fin.len - cut);
+      else
+        write_at(path, fin.off, zeros, cut);
+      eng_wal *w = NULL;
+      eng_wal_recovery rec;
+      int rc = eng_wal_open(&o, &w, &rec);
+      cr_assert_eq(rc, RK_OK, "mode %d cut %lu: %s (%s)", mode, (unsigned long)cut, rk_errname(rc),
+                   rec.message);
+      cr_assert_eq(rec.corrupt, 0);
+      /* "whole" when every zeroed byte was zero anyway (e.g. a payload's
+       * trailing zero byte): the write was not torn in content. */
+      uint64_t za = mode == 0 ? fin.off + cut : fin.off,
+               zb = mode == 0 ? fin.off + fin.len : fin.off + cut;
+      int whole = 1;
+      for (uint64_t i = za; i < zb; i++) whole &= orig[i] == 0;
+      uint64_t ka = mode == 0 ? fin.off : fin.off + cut,
+               kb = mode == 0 ? fin.off + cut : fin.off + fin.len;
+      int nothing = 1;
+      for (uint64_t i = ka; i < kb; i++) nothing &= orig[i] == 0;
+      check_acked(w);
+      int present = final_batch_present(w);
+      cr_assert_eq(present, whole, "mode %d cut %lu torn %d at %lu (batch at %lu) batches %lu %s",
+                   mode, (unsigned long)cut, rec.torn_tail, (unsigned long)rec.torn_offset,
+                   (unsigned long)fin.off, (unsigned long)rec.batches, rec.message);
+      if (!whole && !nothing) {
+        cr_assert_eq(rec.torn_tail, 1, "mode %d cut %lu: torn tail not reported", mode,
+                     (unsigned long)cut);
+        cr_assert_eq(rec.torn_segment, fin.seg);
+        cr_assert_eq(rec.torn_offset, fin.off);
+      }
+      eng_wal_close(w);
+      write_at(path, fin.off, orig + fin.off, fin.len); /* restore */
+    }
+  }
+  /* After a cut, appending continues at the cut and survives a reopen. */
+  write_at(path, fin.off + fin.len / 2, zeros, fin.len - fin.len / 2);
+  eng_wal *w = eng_open_or_skip(&o);
+  cr_assert_eq(eng_append_sync(w, 1, 17, 18, 5, MAXLEN, NULL), RK_OK);
+  eng_wal_close(w);
+  w = eng_open_or_skip(&o);
+  check_acked(w);
+  uint64_t l;
+  eng_wal_last_index(w, 1, &l);
+  cr_assert_eq(l, 17);
+  eng_check_range(w, 1, 17, 18, 5, MAXLEN);
+  eng_wal_close(w);
+  free(zeros);
+  free(orig);
+  free(path);
+  eng_rmtree(dir);
+  free(dir);
+}
+
+/* Every bit flip in an acknowledged, non-final batch is reported with its
+ * segment and offset; opening writes nothing. truncate_on_corruption cuts. */
+Test(wal_recovery, flipped_bit_before_tail_is_reported_not_skipped, .timeout = 120) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  build_log(&o);
+  batch_pos bp[64];
+  size_t nb = list_batches(dir, bp, 64);
+  cr_assert_geq(nb, 6);
+  batch_pos victim = bp[3];
+  char *path = seg_path(dir, victim.seg);
+  size_t flen;
+  uint8_t *orig = read_file(path, &flen);
+  for (uint64_t byte = 0; byte < victim.len; byte += (byte < 40 ? 1 : 7)) {
+    for (int bit = 0; bit < 8; bit += 3) {
+      uint8_t v = orig[victim.off + byte] ^ (uint8_t)(1u << bit);
+      write_at(path, victim.off + byte, &v, 1);
+      eng_wal *w = NULL;
+      eng_wal_recovery rec;
+      int rc = eng_wal_open(&o, &w, &rec);
+      cr_assert_eq(rc, RK_ECORRUPT, "byte %lu bit %d: %s", (unsigned long)byte, bit,
+                   rk_errname(rc));
+      cr_assert_null(w);
+      cr_assert_eq(rec.corrupt, 1);
+      cr_assert_eq(rec.corrupt_segment, victim.seg);
+      cr_assert_eq(rec.corrupt_offset, victim.off, "byte %lu: reported offset %lu not %lu",
+                   (unsigned long)byte, (unsigned long)rec.corrupt_offset,
+                   (unsigned long)victim.off);
+      cr_assert(strstr(rec.message, "offset") != NULL);
+      size_t l2;
+      uint8_t *now = read_file(path, &l2);
+      cr_assert_eq(l2, flen);
+      now[victim.off + byte] ^= (uint8_t)(1u << bit);
+      cr_assert_eq(memcmp(now, orig, flen), 0, "a refused open modified the segment");
+      free(now);
+      write_at(path, victim.off + byte, orig + victim.off + byte, 1);
+    }
+  }
+  /* The operator asks to truncate there. */
+  uint8_t v = orig[victim.off + 40] ^ 1;
+  write_at(path, victim.off + 40, &v, 1);
+  o.truncate_on_corruption = 1;
+  eng_wal *w = NULL;
+  eng_wal_recovery rec;
+  cr_assert_eq(eng_wal_open(&o, &w, &rec), RK_OK, "%s", rec.message);
+  cr_assert_eq(rec.corrupt, 1);
+  cr_assert_eq(rec.batches, 3);
+  /* batches 0..2 were groups 1,2,3 entries 1..4 */
+  for (uint64_t g = 1; g <= 3; g++) {
+    uint64_t l;
+    eng_wal_last_index(w, g, &l);
+    cr_assert_eq(l, PER);
+    eng_check_range(w, g, 1, PER + 1, 1, MAXLEN);
+  }
+  cr_assert_eq(eng_append_sync(w, 1, 5, 6, 1, MAXLEN, NULL), RK_OK);
+  eng_wal_close(w);
+  o.truncate_on_corruption = 0;
+  w = eng_open_or_skip(&o);
+  eng_check_range(w, 1, 1, 6, 1, MAXLEN);
+  eng_wal_close(w);
+  free(orig);
+  free(path);
+  eng_rmtree(dir);
+  free(dir);
+}
+
+static uint64_t dir_hash(const char *dir) {
+  uint64_t h = 1469598103934665603ull;
+  for (uint64_t seq = 1; seq < 64; seq++) {
+    char *p = seg_path(dir, seq);
+    if (access(p, F_OK) == 0) {
+      size_t len;
+      uint8_t *b = read_file(p, &len);
+      for (size_t i = 0; i < len; i++) h = (h ^ b[i]) * 1099511628211ull;
+      h ^= seq * 31 + len;
+      free(b);
+    }
+    free(p);
+  }
+  return h;
+}
+
+Test(wal_recovery, segment_from_another_node_or_cluster_is_refused) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  build_log(&o);
+  uint64_t h0 = dir_hash(dir);
+  eng_wal *w = NULL;
+  eng_wal_recovery rec;
+  eng_wal_options other = o;
+  other.node_id = o.node_id + 1;
+  cr_assert_eq(eng_wal_open(&other, &w, &rec), RK_EWRONGNODE);
+  cr_assert(strstr(rec.message, "node") != NULL, "%s", rec.message);
+  other = o;
+  other.cluster_id = o.cluster_id + 1;
+  cr_assert_eq(eng_wal_open(&other, &w, &rec), RK_EWRONGCLUSTER);
+  cr_assert(strstr(rec.message, "cluster") != NULL, "%s", rec.message);
+  cr_assert_eq(dir_hash(dir), h0, "a refused open changed the WAL");
+  /* one foreign segment among ours: copy another node's segment 2 over ours */
+  char *odir = eng_tmpdir();
+  eng_wal_options oo = o;
+  oo.dir = odir;
+  oo.node_id = 42;
+  build_log(&oo);
+  char *mine = seg_path(dir, 2), *theirs = seg_path(odir, 2);
+  size_t len;
+  uint8_t *b = read_file(theirs, &len);
+  int fd = open(mine, O_WRONLY | O_TRUNC);
+  cr_assert_eq(write(fd, b, len), (ssize_t)len);
+  close(fd);
+  free(b);
+  uint64_t h1 = dir_hash(dir);
+  cr_assert_eq(eng_wal_open(&o, &w, &rec), RK_EWRONGNODE);
+  cr_assert_eq(dir_hash(dir), h1);
+  free(mine);
+  free(theirs);
+  eng_rmtree(odir);
+  free(odir);
+  eng_rmtree(dir);
+  free(dir);
+}
+
+Test(wal_recovery, damaged_header_or_missing_segment_is_corruption) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  build_log_extra(&o, 1);
+  char *p1 = seg_path(dir, 1);
+  size_t len;
+  uint8_t *orig = read_file(p1, &len);
+  uint8_t v = orig[20] ^ 4;
+  write_at(p1, 20, &v, 1);
+  eng_wal *w = NULL;
+  eng_wal_recovery rec;
+  cr_assert_eq(eng_wal_open(&o, &w, &rec), RK_ECORRUPT);
+  cr_assert_eq(rec.corrupt_segment, 1);
+  cr_assert_eq(rec.corrupt_offset, 0);
+  write_at(p1, 20, orig + 20, 1);
+  /* a hole in the sequence: segment 2 gone while 3 exists */
+  char *p2 = seg_path(dir, 2), *p3 = seg_path(dir, 3);
+  cr_assert_eq(access(p3, F_OK), 0, "test needs 3 segments");
+  char *moved = malloc(4200);
+  snprintf(moved, 4200, "%s.bak", p2);
+  cr_assert_eq(rename(p2, moved), 0);
+  cr_assert_eq(eng_wal_open(&o, &w, &rec), RK_ECORRUPT);
+  cr_assert_eq(rec.corrupt_segment, 2);
+  cr_assert(strstr(rec.message, "missing") != NULL);
+  cr_assert_eq(rename(moved, p2), 0);
+  w = eng_open_or_skip(&o);
+  check_acked(w);
+  eng_wal_close(w);
+  /* a half-prepared last segment (crash during preparation) is removed */
+  uint64_t last = 1;
+  for (uint64_t s = 1; s < 64; s++) {
+    char *p = seg_path(dir, s);
+    if (access(p, F_OK) == 0) last = s;
+    free(p);
+  }
+  char *pl = seg_path(dir, last + 1);
+  int fd = open(pl, O_CREAT | O_WRONLY, 0644);
+  cr_assert(fd >= 0);
+  cr_assert_eq(ftruncate(fd, 4096), 0);
+  close(fd);
+  w = eng_open_or_skip(&o);
+  check_acked(w);
+  eng_wal_close(w);
+  free(moved);
+  free(p1);
+  free(p2);
+  free(p3);
+  free(pl);
+  free(orig);
+  eng_rmtree(dir);
+  free(dir);
+}
+
+#ifdef RK_TEST_HOOKS
+/* Crash while writing a batch: only a prefix reached the file. */
+Test(wal_recovery, crash_mid_write_loses_only_the_unacknowledged_batch) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  eng_wal *w = eng_open_or_skip(&o);
+  cr_assert_eq(eng_append_sync(w, 1, 1, 21, 1, MAXLEN, NULL), RK_OK);
+  eng_wal_hooks h;
+  eng_wal_hooks_default(&h);
+  h.crash = ENG_WAL_CRASH_TORN_WRITE;
+  h.crash_batch = eng_wal_next_batch_seq(w);
+  h.crash_torn_bytes = 45;
+  eng_wal_set_hooks(w, &h);
+  eng_wal_append_req r;
+  eng_cb_state s;
+  cr_assert_eq(eng_append_async(w, &r, &s, 1, 21, 26, 1, MAXLEN, NULL), RK_OK);
+  cr_assert_eq(eng_wal_process(w), RK_ESTOPPED);
+  cr_assert_eq(eng_append_async(w, &r, &s, 1, 26, 27, 1, MAXLEN, NULL), RK_ESTOPPED);
+  cr_assert_eq(s.calls, 0, "a dead process calls nobody back");
+  eng_wal_close(w);
+  eng_wal_recovery rec;
+  cr_assert_eq(eng_wal_open(&o, &w, &rec), RK_OK, "%s", rec.message);
+  cr_assert_eq(rec.torn_tail, 1);
+  uint64_t l;
+  eng_wal_last_index(w, 1, &l);
+  cr_assert_eq(l, 20);
+  eng_check_range(w, 1, 1, 21, 1, MAXLEN);
+  eng_wal_close(w);
+  eng_rmtree(dir);
+  free(dir);
+}
+
+/* Crash in the middle of a purge (after one segment was deleted). */
+Test(wal_recovery, crash_during_purge_keeps_everything_needed) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  o.rewrite_after_segments = 1000;
+  eng_wal *w = eng_open_or_skip(&o);
+  for (uint64_t g = 1; g <= 4; g++)
+    cr_assert_eq(eng_append_sync(w, g, 1, 401, 1, 200, NULL), RK_OK);
+  for (uint64_t g = 1; g <= 3; g++) cr_assert_eq(eng_wal_compact(w, g, 401, 0), RK_OK);
+  cr_assert_eq(eng_wal_compact(w, 4, 390, 0), RK_OK);
+  cr_assert_eq(eng_wal_sync(w), RK_OK);
+  eng_wal_hooks h;
+  eng_wal_hooks_default(&h);
+  h.crash = ENG_WAL_CRASH_IN_PURGE;
+  eng_wal_set_hooks(w, &h);
+  eng_wal_purge_stats ps;
+  cr_assert_eq(eng_wal_purge(w, &ps), RK_ESTOPPED);
+  cr_assert_eq(ps.segments_deleted, 1);
+  eng_wal_close(w);
+  w = eng_open_or_skip(&o);
+  uint64_t f;
+  eng_wal_first_index(w, 4, &f);
+  cr_assert_eq(f, 390);
+  eng_check_range(w, 4, 390, 401, 1, 200);
+  for (uint64_t g = 1; g <= 3; g++) {
+    eng_wal_first_index(w, g, &f);
+    cr_assert_eq(f, 401);
+  }
+  cr_assert_eq(eng_wal_purge(w, &ps), RK_OK);
+  cr_assert_gt(ps.segments_deleted, 0);
+  eng_check_range(w, 4, 390, 401, 1, 200);
+  eng_wal_close(w);
+  eng_rmtree(dir);
+  free(dir);
+}
+#endif
