@@ -326,8 +326,10 @@ uint64_t mr_raft_first_index(const mr_raft *r);
 /* Term of entry i in the core's view of the log (unstable included); RK_OK,
  * RK_ECOMPACTED or RK_EUNAVAILABLE. */
 int mr_raft_term_at(const mr_raft *r, uint64_t i, uint64_t *term);
-/* The configuration currently in force (as of the last applied change). */
-const mr_conf *mr_raft_conf(const mr_raft *r);
+/* Copies out the configuration in force (as of the last applied change, or
+ * of an installed snapshot). The core stores it inside its progress array, so
+ * there is no pointer to hand out. */
+void mr_raft_conf(const mr_raft *r, mr_conf *out);
 const mr_counters *mr_raft_counters(const mr_raft *r);
 /* Leader only: a follower's (match, next, state) for tests and metrics;
  * RK_ENOTFOUND if not a member, RK_ENOTLEADER. state: 0 probe, 1 replicate,

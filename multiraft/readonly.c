@@ -1,0 +1,103 @@
+/* readonly.c — ReadIndex, the linearizable read barrier (thesis §6.4).
+ *
+ * 1. The leader refuses until an entry of its own term has committed (its
+ *    no-op): before that its commit index may lag the true one.
+ * 2. It records read index = commit and starts a heartbeat round (ctx = a new
+ *    round number, read_seq).
+ * 3. Each follower echoes the highest round it saw (pr->read_ack). The rounds
+ *    confirmed by a quorum are those <= the quorum index of read_ack (the
+ *    leader counts as having acknowledged every round): at the time those
+ *    followers answered, no other leader could have been elected with a
+ *    newer commit, so the recorded index is not stale.
+ * 4. Confirmed requests become read states (local) or READ_INDEX_RESP
+ *    (forwarded); a read state is handed out once applied >= index.
+ *
+ * A deposed leader never completes step 3 (a quorum now answers with a
+ * higher term, which deposes it), and stepping down drops pending requests.
+ */
+#include "multiraft/raft_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void mr_ro_drop_pending(mr_raft *r) {
+  free(r->reqs);
+  r->reqs = NULL;
+  r->n_reqs = r->cap_reqs = 0;
+}
+
+int mr_ro_add_read_state(mr_raft *r, uint64_t ctx, uint64_t index) {
+  if (r->n_reads == r->cap_reads) {
+    uint32_t nc = r->cap_reads ? r->cap_reads * 2 : 4;
+    mr_read_state *nv = realloc(r->reads, nc * sizeof *nv);
+    if (!nv) return RK_ENOMEM;
+    r->reads = nv;
+    r->cap_reads = nc;
+  }
+  r->reads[r->n_reads++] = (mr_read_state){.ctx = ctx, .index = index};
+  return RK_OK;
+}
+
+static void release(mr_raft *r, const mr_read_req *q) {
+  if (q->from == r->cfg.id) {
+    (void)mr_ro_add_read_state(r, q->ctx, q->index);
+    return;
+  }
+  mr_msg m = {.type = MR_MSG_READ_INDEX_RESP, .to = q->from, .term = r->term};
+  m.ctx = q->ctx;
+  m.index = q->index;
+  mr_send(r, &m);
+}
+
+int mr_ro_request(mr_raft *r, uint64_t ctx, uint64_t from) {
+  RK_ASSERT(r->role == MR_LEADER);
+  mr_read_req q = {.ctx = ctx, .index = r->commit, .seq = 0, .from = from};
+  /* a lone voter is its own quorum */
+  uint64_t vals[MR_MAX_REPLICAS];
+  for (uint8_t i = 0; i < r->n_prs; i++) vals[i] = r->prs[i].id == r->cfg.id ? 1 : 0;
+  if (mr_quorum_index(r->prs, r->n_prs, vals) >= 1) {
+    release(r, &q);
+    return RK_OK;
+  }
+  if (r->n_reqs == r->cap_reqs) {
+    uint32_t nc = r->cap_reqs ? r->cap_reqs * 2 : 4;
+    mr_read_req *nv = realloc(r->reqs, nc * sizeof *nv);
+    if (!nv) return RK_ENOMEM;
+    r->reqs = nv;
+    r->cap_reqs = nc;
+  }
+  q.seq = ++r->read_seq;
+  if (r->n_reqs > 0) RK_ASSERT(r->reqs[r->n_reqs - 1].seq < q.seq);
+  r->reqs[r->n_reqs++] = q;
+  mr_bcast_heartbeat(r, q.seq);
+  return RK_OK;
+}
+
+void mr_ro_on_heartbeat_resp(mr_raft *r, mr_progress *pr, uint64_t ctx) {
+  if (ctx == 0 || ctx > r->read_seq) return; /* not a round of this term */
+  if (ctx > pr->read_ack) pr->read_ack = ctx;
+  mr_ro_advance(r);
+}
+
+void mr_ro_advance(mr_raft *r) {
+  if (r->n_reqs == 0 || r->role != MR_LEADER) return;
+  uint64_t vals[MR_MAX_REPLICAS];
+  for (uint8_t i = 0; i < r->n_prs; i++)
+    vals[i] = r->prs[i].id == r->cfg.id ? UINT64_MAX : r->prs[i].read_ack;
+  uint64_t confirmed = mr_quorum_index(r->prs, r->n_prs, vals);
+  uint32_t k = 0;
+  while (k < r->n_reqs && r->reqs[k].seq <= confirmed) {
+    release(r, &r->reqs[k]);
+    k++;
+  }
+  if (k == 0) return;
+  memmove(r->reqs, r->reqs + k, (r->n_reqs - k) * sizeof *r->reqs);
+  r->n_reqs -= k;
+  if (r->n_reqs == 0) mr_ro_drop_pending(r);
+}
+
+size_t mr_ro_ready_count(const mr_raft *r) {
+  size_t n = 0;
+  for (uint32_t i = 0; i < r->n_reads; i++) n += r->reads[i].index <= r->applied;
+  return n;
+}
