@@ -266,14 +266,15 @@ Test(wal, compaction_and_segment_deletion) {
   /* every group compacts all but its last 5 entries; hard states are
    * rewritten so old segments are not pinned by them */
   /* groups 1..G-1 compact everything, group G keeps its last 5 entries */
+  eng_wal_append_req hreq[G];
+  eng_cb_state hst[G];
   for (uint64_t g = 1; g <= G; g++) {
     cr_assert_eq(eng_wal_compact(w, g, g < G ? N + 1 : N - 4, 0), RK_OK);
     rk_hard_state hs = {.term = 2, .vote = 0, .commit = N};
     eng_wal_write wr = {.group = g, .hard_state = &hs};
-    eng_wal_append_req req;
-    eng_cb_state cs = {0};
-    req.data = &cs;
-    cr_assert_eq(eng_wal_append(w, &req, &wr, 1, eng_cb), RK_OK);
+    hst[g - 1] = (eng_cb_state){0};
+    hreq[g - 1].data = &hst[g - 1];
+    cr_assert_eq(eng_wal_append(w, &hreq[g - 1], &wr, 1, eng_cb), RK_OK);
   }
   cr_assert_eq(eng_wal_purge(w, &ps), RK_OK);
   cr_assert_eq(ps.segments_deleted, 0, "marks not durable yet: must not delete");

@@ -1,0 +1,109 @@
+/* engine/state.h — the node's state store: RocksDB through its C API
+ * (prefix eng_state_). Options and their reasons: docs/state.md.
+ *
+ * Column families:
+ *   "default"  unused (RocksDB requires it)
+ *   "user"     user data (the MVCC layer's keys, opaque here)
+ *   "range"    per-range state: applied index, descriptor, lease; key =
+ *              range id (8 bytes, big-endian, so ranges sort) + 1 kind byte
+ *   "node"     node identity (cluster id, node id), written once at creation
+ *
+ * APPLY ROUNDS. The node applies committed entries of every range once per
+ * loop turn into ONE eng_state_batch, and records in that same batch the
+ * applied index of every range it touched (eng_state_batch_set_applied).
+ * eng_state_commit() writes it as one RocksDB WriteBatch: after any crash a
+ * range's data and its applied index are from the same round, so replaying
+ * the Raft log from applied + 1 is exact.
+ *
+ * DURABILITY. With sync_commits = 0 (default, the fast path) a commit is
+ * atomic but not yet durable; eng_state_sync() makes every commit before it
+ * durable (fsync of RocksDB's WAL). The Raft WAL may only be compacted for a
+ * range up to an applied index that was committed BEFORE an eng_state_sync()
+ * that returned RK_OK — see docs/state.md "Purge rule".
+ *
+ * THREADING: one thread uses an eng_state (RocksDB itself runs its own
+ * background flush/compaction threads).
+ */
+#ifndef ENG_STATE_H
+#define ENG_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct eng_state eng_state;
+typedef struct eng_state_batch eng_state_batch;
+typedef struct eng_state_iter eng_state_iter;
+
+typedef struct eng_state_options {
+  const char *dir;
+  uint64_t cluster_id;        /* != 0 */
+  uint64_t node_id;           /* != 0 */
+  uint64_t block_cache_bytes; /* shared LRU block cache (default 256 MiB) */
+  int sync_commits;           /* 1: every commit fsyncs (default 0) */
+} eng_state_options;
+
+void eng_state_options_default(eng_state_options *o);
+
+/* Opens or creates. The identity is checked read-only first: a store of
+ * another cluster or node -> RK_EWRONGCLUSTER / RK_EWRONGNODE, nothing
+ * written. msg (may be NULL) receives a one-line explanation on error. */
+int eng_state_open(const eng_state_options *o, eng_state **out, char *msg, size_t msgcap);
+void eng_state_close(eng_state *s);
+
+/* Range state kinds (the last key byte in the "range" family). */
+typedef enum eng_range_kind {
+  ENG_RANGE_APPLIED = 1, /* value: applied index, 8 bytes little-endian */
+  ENG_RANGE_DESC = 2,    /* value: the range descriptor (encoded by range/) */
+  ENG_RANGE_LEASE = 3,   /* value: the lease (encoded by range/) */
+} eng_range_kind;
+
+/* ---- apply batches ----------------------------------------------------------- */
+
+/* A batch belongs to one store (it names its column families). */
+eng_state_batch *eng_state_batch_new(eng_state *s); /* NULL on ENOMEM */
+void eng_state_batch_free(eng_state_batch *b);
+void eng_state_batch_clear(eng_state_batch *b);
+/* Buffers are copied; the caller keeps ownership. */
+void eng_state_batch_put(eng_state_batch *b, const void *key, size_t klen, const void *val,
+                         size_t vlen);
+void eng_state_batch_delete(eng_state_batch *b, const void *key, size_t klen);
+/* Deletes user keys in [start, end). */
+void eng_state_batch_delete_range(eng_state_batch *b, const void *start, size_t slen,
+                                  const void *end, size_t elen);
+void eng_state_batch_set_applied(eng_state_batch *b, uint64_t range, uint64_t applied);
+void eng_state_batch_range_put(eng_state_batch *b, uint64_t range, eng_range_kind kind,
+                               const void *val, size_t vlen);
+/* Removes every range-state record of `range` (replica removed). */
+void eng_state_batch_range_clear(eng_state_batch *b, uint64_t range);
+/* Number of operations queued. */
+int eng_state_batch_count(eng_state_batch *b);
+
+/* Writes the batch atomically (and durably if sync_commits). The batch is
+ * left as is (clear it to reuse). RK_EIO / RK_ENOSPC / RK_ECORRUPT. */
+int eng_state_commit(eng_state *s, eng_state_batch *b);
+/* Every commit made before this call is durable once it returns RK_OK. */
+int eng_state_sync(eng_state *s);
+
+/* ---- reads ---------------------------------------------------------------- */
+
+/* *val is malloc'ed (caller frees). RK_ENOTFOUND when absent. */
+int eng_state_get(eng_state *s, const void *key, size_t klen, void **val, size_t *vlen);
+/* The applied index recorded for range (0 when none). */
+int eng_state_applied(eng_state *s, uint64_t range, uint64_t *applied);
+int eng_state_range_get(eng_state *s, uint64_t range, eng_range_kind kind, void **val,
+                        size_t *vlen);
+
+/* Iterates user keys in [start, end) in key order (end NULL: to the end).
+ * The iterator sees a consistent snapshot of the moment it was created.
+ * key/value pointers are valid until the next eng_state_iter_next/free. */
+eng_state_iter *eng_state_iter_new(eng_state *s, const void *start, size_t slen, const void *end,
+                                   size_t elen);
+int eng_state_iter_valid(const eng_state_iter *it);
+void eng_state_iter_next(eng_state_iter *it);
+const void *eng_state_iter_key(const eng_state_iter *it, size_t *len);
+const void *eng_state_iter_value(const eng_state_iter *it, size_t *len);
+/* RK_OK, or the error that ended the iteration early. */
+int eng_state_iter_status(const eng_state_iter *it);
+void eng_state_iter_free(eng_state_iter *it);
+
+#endif
