@@ -185,6 +185,7 @@ typedef struct key_ctx {
   uint32_t *eop;
   uint8_t *eret;
   uint64_t *bits;
+  uint64_t *sum;       /* bit w set iff bits[w] has a zero (an op not linearized) */
   uint32_t first_zero; /* lowest op not linearized */
   uint32_t hi;         /* 1 + highest op linearized (0 if none) */
   uint64_t zob;
@@ -216,6 +217,7 @@ static bool bit_get(const uint64_t *b, uint32_t i) { return b[i >> 6] >> (i & 63
 static uint32_t lin_set(key_ctx *k, uint32_t i) {
   RK_ASSERT(!bit_get(k->bits, i));
   k->bits[i >> 6] |= UINT64_C(1) << (i & 63);
+  if (k->bits[i >> 6] == ~UINT64_C(0)) k->sum[i >> 12] &= ~(UINT64_C(1) << (i >> 6 & 63));
   k->zob ^= mix64(i);
   uint32_t old = k->hi;
   if (i + 1 > k->hi) k->hi = i + 1;
@@ -227,24 +229,34 @@ static uint32_t lin_set(key_ctx *k, uint32_t i) {
 static void lin_clear(key_ctx *k, uint32_t i, uint32_t old_hi) {
   RK_ASSERT(bit_get(k->bits, i));
   k->bits[i >> 6] &= ~(UINT64_C(1) << (i & 63));
+  k->sum[i >> 12] |= UINT64_C(1) << (i >> 6 & 63);
   k->zob ^= mix64(i);
   k->hi = old_hi;
   if (i < k->first_zero) k->first_zero = i;
 }
 
-/* Build the compact key of (current set, state) into scratch; returns words. */
+/* Build the compact key of (current set, state) into scratch; returns words.
+ * Only words with a hole are visited, found through the summary bitmap. */
 static size_t make_key(key_ctx *k, int32_t state) {
   uint32_t *s = k->scratch;
   size_t n = 3;
   uint32_t lo = k->first_zero, hi = k->hi;
   if (lo < hi) {
-    for (uint32_t w = lo >> 6; w <= (hi - 1) >> 6; w++) {
-      uint64_t m = ~k->bits[w];
-      if (w == lo >> 6) m &= ~UINT64_C(0) << (lo & 63);
-      if (w == (hi - 1) >> 6 && (hi & 63)) m &= (UINT64_C(1) << (hi & 63)) - 1;
-      while (m) {
-        s[n++] = w * 64 + (uint32_t)__builtin_ctzll(m);
-        m &= m - 1;
+    uint32_t w0 = lo >> 6, w1 = (hi - 1) >> 6;
+    for (uint32_t sw = w0 >> 6; sw <= w1 >> 6; sw++) {
+      uint64_t sm = k->sum[sw];
+      if (sw == w0 >> 6) sm &= ~UINT64_C(0) << (w0 & 63);
+      if (sw == w1 >> 6 && (w1 & 63) != 63) sm &= (UINT64_C(1) << ((w1 & 63) + 1)) - 1;
+      while (sm) {
+        uint32_t w = sw * 64 + (uint32_t)__builtin_ctzll(sm);
+        sm &= sm - 1;
+        uint64_t m = ~k->bits[w];
+        if (w == w0) m &= ~UINT64_C(0) << (lo & 63);
+        if (w == w1 && (hi & 63)) m &= (UINT64_C(1) << (hi & 63)) - 1;
+        while (m) {
+          s[n++] = w * 64 + (uint32_t)__builtin_ctzll(m);
+          m &= m - 1;
+        }
       }
     }
   }
@@ -287,7 +299,7 @@ static int cmp_twin(const void *a, const void *b) {
 
 /* Build values, ops and the entry list for one key.
  *
- * Three reductions, each keeping a witness whenever one exists:
+ * Four reductions, each keeping a witness whenever one exists:
  *  1. Values that no kept operation reads (get) or compares (cas expected)
  *     are indistinguishable to every operation: they become one value, JUNK.
  *  2. A null write whose value is written by no one else and read by an
@@ -296,7 +308,8 @@ static int cmp_twin(const void *a, const void *b) {
  *  3. Optional ops with the same effect (same kind and values after 1) are
  *     interchangeable once called: swapping two in a linearization keeps it
  *     legal. So they are only linearized in call order (a later twin waits
- *     for the earlier one), which turns 2^m subsets into m+1 prefixes. */
+ *     for the earlier one), which turns 2^m subsets into m+1 prefixes.
+ *  4. (below) optional writes of JUNK are dropped when nothing can use them. */
 static int key_build(key_ctx *k) {
   const sim_hist_rec *v = k->hist->v;
   size_t nv = 0;
@@ -352,6 +365,7 @@ static int key_build(key_ctx *k) {
   }
 
   size_t n = 0, nopt = 0;
+  bool any_noswap = false;
   for (size_t j = 0; j < k->nrecs; j++) {
     const sim_hist_rec *r = &v[k->recs[j]];
     if (r->ok == SIM_HIST_FALSE) continue;                         /* no effect */
@@ -393,8 +407,22 @@ static int key_build(key_ctx *k) {
       else
         o->b = wrote;
     }
+    if (o->kind == LK_CAS_NOSWAP && !o->optional) any_noswap = true;
+  }
+  /* Reduction 4: with no required failed cas on the key, an optional op that
+   * writes JUNK is never needed: between it and the next write only a failed
+   * cas could act on JUNK (gets never read it, swapped cases never expect
+   * it), so a linearization with it stays legal without it. Dropped. */
+  size_t kept = 0;
+  for (size_t i = 0; i < n; i++) {
+    const lop *o = &k->ops[i];
+    bool junk_write =
+        (o->kind == LK_PUT && o->a == k->junk) || (o->kind == LK_CAS_SWAP && o->b == k->junk);
+    if (o->optional && junk_write && !any_noswap) continue;
+    k->ops[kept++] = *o;
     nopt += o->optional;
   }
+  n = kept;
   k->n = n;
 
   /* Reduction 3: chain each optional op to its previous twin. */
@@ -428,12 +456,14 @@ static int key_entries(key_ctx *k) {
   k->eop = malloc((ne + 1) * sizeof(uint32_t));
   k->eret = malloc(ne + 1);
   k->bits = calloc(n / 64 + 1, sizeof(uint64_t));
+  k->sum = malloc((n / 4096 + 1) * sizeof(uint64_t));
+  if (k->sum) memset(k->sum, 0xff, (n / 4096 + 1) * sizeof(uint64_t));
   k->stack = malloc((n + 1) * sizeof(*k->stack));
   k->scratch = malloc((n + 4) * sizeof(uint32_t));
   int32_t *pos = malloc((ne + 1) * sizeof(int32_t));
   int rc = RK_ENOMEM;
-  if (!es || !k->next || !k->prev || !k->match || !k->eop || !k->eret || !k->bits || !k->stack ||
-      !k->scratch || !pos)
+  if (!es || !k->next || !k->prev || !k->match || !k->eop || !k->eret || !k->bits || !k->sum ||
+      !k->stack || !k->scratch || !pos)
     goto out;
   for (uint32_t i = 0; i < n; i++) {
     const sim_hist_rec *r = &v[k->ops[i].rec];
@@ -473,6 +503,7 @@ static void key_free(key_ctx *k) {
   free(k->eop);
   free(k->eret);
   free(k->bits);
+  free(k->sum);
   free(k->stack);
   free(k->scratch);
   cache_free(&k->c);
