@@ -716,14 +716,21 @@ const char *sim_lin_verdict_name(sim_lin_verdict v) {
   return "?";
 }
 
+/* The key for printing: non-printable bytes as \xHH, shortened to fit. */
 static void copy_key(char *dst, const char *key) {
-  size_t n = strlen(key);
-  if (n < SIM_LIN_KEY_MAX) {
-    memcpy(dst, key, n + 1);
-    return;
+  sbuf b = {.p = dst, .cap = SIM_LIN_KEY_MAX};
+  dst[0] = '\0';
+  for (size_t i = 0; key[i]; i++) {
+    unsigned char c = (unsigned char)key[i];
+    if (b.len + 8 >= b.cap) {
+      sb_printf(&b, "...");
+      break;
+    }
+    if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+      sb_printf(&b, "\\x%02x", c);
+    else
+      sb_printf(&b, "%c", c);
   }
-  memcpy(dst, key, SIM_LIN_KEY_MAX - 4);
-  memcpy(dst + SIM_LIN_KEY_MAX - 4, "...", 4);
 }
 
 int sim_lin_check(const sim_hist *h, const sim_lin_opts *o, sim_lin_result *out) {

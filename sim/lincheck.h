@@ -68,7 +68,8 @@ typedef struct sim_lin_stats {
 
 typedef struct sim_lin_result {
   sim_lin_verdict verdict;
-  /* VIOLATION / UNKNOWN: the (first, in key order) offending key, truncated. */
+  /* VIOLATION / UNKNOWN: the (first, in key order) offending key, printable:
+   * bytes outside 0x20..0x7e, '"' and '\\' as \xHH; shortened with "...". */
   char key[SIM_LIN_KEY_MAX];
   /* One or a few lines, printable, ending without '\n'; "" when linearizable. */
   char message[SIM_LIN_MSG_MAX];
@@ -80,7 +81,8 @@ void sim_lin_opts_default(sim_lin_opts *o);
 /* Check h; o may be NULL for defaults. Keys are checked in byte order of
  * their names; the first violating key ends the check. Returns RK_OK (the
  * verdict is in *out), RK_EINVAL for a record that does not validate
- * (sim_hist_validate), or RK_ENOMEM. Deterministic. */
+ * (sim_hist_validate), RK_ETOOLARGE past 2^32 records or 2^30 ops on one key, or RK_ENOMEM.
+ * Deterministic: same history, same result and message. */
 int sim_lin_check(const sim_hist *h, const sim_lin_opts *o, sim_lin_result *out);
 
 /* Read the history at path ("-" = stdin), check it with default options and

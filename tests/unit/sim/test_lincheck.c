@@ -768,3 +768,18 @@ Test(lincheck, agrees_with_brute_force_on_small_random_histories) {
   /* Both verdicts are well represented. */
   cr_assert(lin > 5000 && viol > 5000, "lin %zu viol %zu", lin, viol);
 }
+
+Test(lincheck, offending_key_is_printable) {
+  put(1, "a\"b\n\\", "x", 0, 10, T);
+  get(2, "a\"b\n\\", ABS, 20, 30, T);
+  ASSERT_VIOLATION("a\\x22b\\x0a\\x5c");
+  char longkey[400];
+  memset(longkey, 'k', sizeof(longkey) - 1);
+  longkey[sizeof(longkey) - 1] = '\0';
+  sim_hist_free(&H);
+  sim_hist_init(&H);
+  get(2, longkey, "x", 20, 30, T);
+  cr_assert_eq(check(), SIM_LIN_VIOLATION);
+  cr_assert_lt(strlen(R.key), SIM_LIN_KEY_MAX);
+  cr_assert(strstr(R.key, "...") != NULL);
+}
