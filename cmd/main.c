@@ -24,8 +24,13 @@ const cli_cmd cli_cmds[] = {
    "usage: rangekv sim --seed S [--nodes N] [--groups G] [--steps K]\n"
    "                   [--faults LIST|all|none] [--trace FILE] [--history FILE]\n"
    "       rangekv sim --seeds N [--first S]\n"
-   "       rangekv sim scenario NAME | --list\n",
-   cmd_pending, "the deterministic simulator lands with the simulator issue (#4)"},
+   "       rangekv sim scenario NAME | --list\n"
+   "       rangekv sim check-history FILE\n"
+   "  Defaults: --nodes 3 --groups 2 --steps 20000 --faults all. Extra:\n"
+   "  --clients C, --no-prevote, --bugs LIST (planted bugs: commit-old-term,\n"
+   "  vote-no-uptodate, ack-before-persist). The last line is always\n"
+   "  'sim: seeds=N events=E violations=V trace_hash=H'.\n",
+   cmd_sim, NULL},
   {"bench", "run a benchmark (fsync, wal, kv)",
    "usage: rangekv bench fsync [--bytes B] [--seconds S] [--dir DIR]\n"
    "       rangekv bench wal --groups G --entry-bytes B --seconds S\n"

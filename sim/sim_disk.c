@@ -162,6 +162,7 @@ static sim_write *queue(sim_disk *d, uint32_t slot, uint32_t kind) {
   sim_write *w = &d->q[d->qlen++];
   memset(w, 0, sizeof *w);
   w->seq = d->next_seq++;
+  w->rec = d->cur_rec ? d->cur_rec : w->seq;
   w->slot = slot;
   w->kind = kind;
   d->stats.writes++;
@@ -194,7 +195,11 @@ void sim_disk_compact(sim_disk *d, uint32_t slot, const sim_snap *s) {
   view_apply(&d->logs[slot].cur, w);
 }
 
+void sim_disk_record_begin(sim_disk *d) { d->cur_rec = d->next_seq; }
+void sim_disk_record_end(sim_disk *d) { d->cur_rec = 0; }
+
 uint64_t sim_disk_sync_begin(sim_disk *d) {
+  d->cur_rec = 0;
   d->stats.syncs++;
   return d->next_seq - 1;
 }
@@ -213,27 +218,35 @@ void sim_disk_sync_done(sim_disk *d, uint64_t barrier) {
 }
 
 void sim_disk_crash(sim_disk *d, rk_rand *rng, int torn) {
-  /* A prefix of the unsynced writes reached the disk: any length. */
-  size_t keep = d->qlen ? (size_t)rk_rand_below(rng, d->qlen + 1) : 0;
-  for (size_t k = 0; k < keep; k++) {
-    sim_write *w = &d->q[k];
-    int last = (k + 1 == keep);
-    if (last && torn && rk_rand_chance(rng, 0.5)) {
-      d->stats.torn++;
-      if (w->kind == SIM_W_APPEND) {
-        /* Only the first m entries made it; a checksum rejects the rest. */
-        size_t m = (size_t)rk_rand_below(rng, w->ents.len);
-        rk_entry_vec_truncate(&w->ents, m);
-        view_apply(&d->logs[w->slot].dur, w);
-      }
-      /* A torn hard state / snapshot record is rejected whole. */
-      continue;
-    }
-    view_apply(&d->logs[w->slot].dur, w);
+  /* Count records (consecutive writes with one rec id). */
+  size_t nrec = 0;
+  for (size_t k = 0; k < d->qlen; k++)
+    if (k == 0 || d->q[k].rec != d->q[k - 1].rec) nrec++;
+  /* A prefix of the records reached the disk: any length; the record after
+   * it may be torn. */
+  size_t keep = nrec ? (size_t)rk_rand_below(rng, nrec + 1) : 0;
+  int tear = torn && keep < nrec && rk_rand_chance(rng, 0.5);
+  size_t r = 0, k = 0;
+  for (; k < d->qlen; k++) {
+    if (k > 0 && d->q[k].rec != d->q[k - 1].rec) r++;
+    if (r >= keep) break;
+    view_apply(&d->logs[d->q[k].slot].dur, &d->q[k]);
   }
-  d->stats.lost_writes += d->qlen - keep;
-  for (size_t k = 0; k < d->qlen; k++) write_free(&d->q[k]);
+  if (tear && k < d->qlen) {
+    d->stats.torn++;
+    sim_write *w = &d->q[k];
+    int alone = (k + 1 == d->qlen || d->q[k + 1].rec != w->rec);
+    if (alone && w->kind == SIM_W_APPEND) {
+      /* Only the first m entries made it; a checksum rejects the rest. */
+      size_t m = (size_t)rk_rand_below(rng, w->ents.len);
+      rk_entry_vec_truncate(&w->ents, m);
+      view_apply(&d->logs[w->slot].dur, w);
+    }
+  }
+  d->stats.lost_writes += d->qlen - k;
+  for (size_t i = 0; i < d->qlen; i++) write_free(&d->q[i]);
   d->qlen = 0;
+  d->cur_rec = 0;
   for (size_t i = 0; i < d->nlogs; i++) view_copy(&d->logs[i].cur, &d->logs[i].dur);
 }
 

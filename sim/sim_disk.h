@@ -8,11 +8,16 @@
  *  - sim_disk_sync_begin() closes a barrier over every write queued so far;
  *    sim_disk_sync_done() (called by the simulator when the simulated fsync
  *    latency has elapsed) makes exactly those writes DURABLE, in order.
- *  - sim_disk_crash() is power loss: a random prefix of the unsynced writes
- *    may have reached the platter, the last of them possibly torn (only a
- *    prefix of its entries survives; a torn hard state or snapshot is lost
- *    whole, as a checksum would reject it); everything else is lost. The
- *    current view is then reset to the durable one.
+ *  - Writes are grouped in RECORDS (sim_disk_record_begin/end): a record is
+ *    what one checksum protects in a WAL, here everything one group's Ready
+ *    writes (snapshot + entries + hard state). A write outside a record is a
+ *    record by itself.
+ *  - sim_disk_crash() is power loss: a random prefix of the unsynced records
+ *    may have reached the platter, the last of them possibly torn. A torn
+ *    record is rejected whole by its checksum, except a record made only of
+ *    appended entries, of which a prefix of whole entries survives (per-entry
+ *    checksums). Everything after is lost. The current view is then reset to
+ *    the durable one.
  *  Writes of all groups share one queue, as they share one WAL in a node.
  *
  * Per-group log layout (both views):
@@ -59,6 +64,7 @@ enum { SIM_W_APPEND = 1, SIM_W_HARDSTATE, SIM_W_SNAPSHOT, SIM_W_COMPACT };
 
 typedef struct sim_write {
   uint64_t seq;
+  uint64_t rec;      /* record id: the seq of the record's first write */
   uint32_t slot;     /* index into logs[] */
   uint32_t kind;     /* SIM_W_* */
   rk_entry_vec ents; /* APPEND: entries (contiguous, first may truncate) */
@@ -78,6 +84,7 @@ typedef struct sim_disk {
   sim_write *q; /* unsynced writes, oldest first */
   size_t qlen, qcap;
   uint64_t next_seq; /* seq of the next write */
+  uint64_t cur_rec;  /* open record, 0 = none */
   sim_disk_stats stats;
 } sim_disk;
 
@@ -89,6 +96,10 @@ void sim_disk_free(sim_disk *d);
 uint32_t sim_disk_group(sim_disk *d, uint64_t group);
 /* Slot of `group` or -1. */
 int sim_disk_find(const sim_disk *d, uint64_t group);
+
+/* Group the following writes into one record (atomic under a crash). */
+void sim_disk_record_begin(sim_disk *d);
+void sim_disk_record_end(sim_disk *d);
 
 /* Writes (applied to the current view at once, durable after a sync). */
 /* Append: ents[0].index may be <= last index: the suffix from there is

@@ -1,0 +1,115 @@
+/* sim.h — the deterministic simulator: public entry points.
+ *
+ * `rangekv sim` (cmd/cmd_sim.c) and the tests drive the simulator through
+ * this header only. One run = one seed: N simulated nodes, each a small host
+ * of many Raft groups (sim_node.h), a simulated network (sim_net.h), disk
+ * (sim_disk.h) and clock, simulated clients writing a history
+ * (sim/history.h), and invariant checks after every event (sim_check.c).
+ * A run has two phases:
+ *   safety    `steps` events with the selected faults injected;
+ *   liveness  faults stop (partitions heal, crashed nodes restart, the network
+ *             calms down, disks stop stalling); within `liveness_us` of
+ *             simulated time every group must elect a leader and commit, every
+ *             client must get one more write acknowledged, and every replica
+ *             must converge; then the history is checked for
+ *             linearizability.
+ * Everything is a function of (opts, seed): the same inputs give the same
+ * trace byte for byte, hence the same trace_hash.
+ */
+#ifndef SIM_SIM_H
+#define SIM_SIM_H
+
+#include "sim/history.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Fault classes (--faults). */
+#define SIM_FAULTS(X)                                                                              \
+  X(LOSS, "loss", "drop messages")                                                                 \
+  X(DUP, "dup", "duplicate messages")                                                              \
+  X(REORDER, "reorder", "delay some messages so later ones overtake them")                         \
+  X(PARTITION, "partition", "symmetric partitions, then heal")                                     \
+  X(ONEWAY, "oneway", "one-way link cuts, then heal")                                              \
+  X(CRASH, "crash", "crash nodes (losing unsynced writes), restart later")                         \
+  X(TORN, "torn", "a crash may tear the last unsynced write")                                      \
+  X(STALL, "stall", "fsync stalls on a node's disk")                                               \
+  X(CLOCK, "clock", "clock offset and drift changes, within the bound")
+
+enum {
+#define SIM_F_BIT_(name, str, doc) SIM_FB_##name,
+  SIM_FAULTS(SIM_F_BIT_)
+#undef SIM_F_BIT_
+      SIM_FB_COUNT_
+};
+#define SIM_F(name) (1u << SIM_FB_##name)
+#define SIM_F_ALL   ((1u << SIM_FB_COUNT_) - 1u)
+
+/* "all", "none", or a comma list of names. Returns 0, or -1 (and *bad points
+ * at the unknown name) on error. */
+int sim_faults_parse(const char *s, uint32_t *out, const char **bad);
+/* Comma list ("none" for 0) into buf. */
+void sim_faults_format(uint32_t f, char *buf, size_t n);
+
+typedef struct sim_opts {
+  uint64_t seed;
+  uint32_t nodes;  /* 3..SIM_MAX_NODES */
+  uint32_t groups; /* Raft groups, 3 replicas each (fewer if nodes < 3) */
+  uint32_t zones;  /* node i is in zone i % zones */
+  uint64_t steps;  /* events in the safety phase */
+  uint32_t faults; /* SIM_F_* */
+  uint32_t clients;
+  uint32_t keys_per_group;
+  /* Raft timing: one tick every tick_us of a node's local clock. */
+  uint64_t tick_us;
+  uint32_t election_ticks, heartbeat_ticks;
+  int prevote, check_quorum;
+  uint32_t bugs;                     /* planted MR_BUG_* bits (RK_TEST_HOOKS builds) */
+  uint64_t max_msg_bytes;            /* AppendEntries payload cap; 0 = drawn per seed */
+  uint32_t max_inflight;             /* AppendEntries window; 0 = drawn per seed */
+  uint64_t op_timeout_us;            /* client gives up (outcome null) */
+  uint64_t liveness_us;              /* bound of the liveness phase */
+  uint64_t sync_min_us, sync_max_us; /* fsync latency range */
+  uint64_t max_clock_offset_us;      /* the configured clock bound */
+  int break_clock_bound;             /* clock faults exceed the bound on purpose */
+  FILE *trace;                       /* optional: every trace line is written here */
+  FILE *report;                      /* violation reports (default stderr) */
+  const char *history_path;          /* optional: JSON Lines history written here */
+  int check_lin;                     /* run the linearizability checker at the end */
+} sim_opts;
+
+void sim_opts_default(sim_opts *o);
+
+typedef struct sim_result {
+  uint64_t events;
+  uint64_t trace_hash;
+  uint64_t sim_us; /* simulated time at the end */
+  int violation;   /* 0 or 1 */
+  uint64_t violation_event;
+  char invariant[48]; /* "election-safety", "log-matching", ... */
+  char detail[512];
+  /* workload */
+  uint64_t ops, ops_ok, ops_fail, ops_unknown;
+  uint64_t commits; /* entries applied, all replicas */
+  uint64_t crashes, partitions, stalls, elections;
+} sim_result;
+
+/* One seed. Returns 0 if no invariant was violated, 1 otherwise (details in
+ * *r, and printed to opts->report with the last trace lines). */
+int sim_run(const sim_opts *o, sim_result *r);
+
+/* Planted bugs by name ("commit-old-term", "vote-no-uptodate",
+ * "ack-before-persist", comma separated). Returns 0 or -1. */
+int sim_bugs_parse(const char *s, uint32_t *out, const char **bad);
+
+/* ---- evidence scenarios (sim_scenario.c) -----------------------------------
+ * Scripted runs on the same simulator that print a readable transcript and
+ * end with one "PASS name: what was shown" or "FAIL name: why" line per
+ * claim. */
+void sim_scenario_list(FILE *out);
+/* 0 every claim passed, 1 a claim failed, 2 unknown name or not runnable yet
+ * (needs leases). */
+int sim_scenario_run(const char *name, FILE *out);
+
+#endif

@@ -1,0 +1,343 @@
+/* sim_check.c — the invariants, checked after every event.
+ *
+ * The simulator sees every node's Raft state and every node's disk, so it can
+ * check the protocol's safety properties directly rather than infer them
+ * from client outcomes. Per group it keeps:
+ *   leader_of_term[t]    the node that led term t           Election Safety
+ *   lm: (i, t) -> (hash of entry, term at i-1)                Log Matching
+ *       (two logs holding (i, t) agree on the entry and on the term before it,
+ *        hence by induction on the whole prefix — Raft §5.3)
+ *   committed_term[i], committed_at[i]   the entry committed at i, and the
+ *       term in which it was first seen committed          Leader Completeness
+ *   applied_hash[i]      what was applied at i         State Machine Safety
+ * and per node+group the highest term the node sent on the wire (a restart
+ * must not come back with a lower term: it would mean the node acted on state
+ * it had not persisted).
+ *
+ * Checked where it can change, which is equivalent to "after every event":
+ *   entries written to a disk        -> Log Matching            (written)
+ *   after each event, every touched replica:                   (replica)
+ *     term never decreases; at most one leader per term; a new leader holds
+ *     every entry committed in an earlier term; a commit index advance is
+ *     covered by a quorum of DURABLE logs (match indices that only count
+ *     persisted entries) and never changes an entry already committed
+ *   an entry applied                 -> State Machine Safety   (applied)
+ *   end of the liveness phase        -> every acknowledged write is applied
+ *                                       on every replica; replicas converge
+ */
+#include "sim/sim_int.h"
+
+#include "common/rk_assert.h"
+#include "common/rk_err.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- small containers ---------------------------------------------------- */
+
+static uint64_t u64v_get(const sim_u64v *v, uint64_t i) { return i < v->len ? v->v[i] : 0; }
+
+static void u64v_set(sim_u64v *v, uint64_t i, uint64_t x) {
+  if (i >= v->cap) {
+    size_t nc = v->cap ? v->cap : 64;
+    while (nc <= i) nc *= 2;
+    v->v = realloc(v->v, nc * sizeof *v->v);
+    RK_ASSERT(v->v != NULL);
+    memset(v->v + v->cap, 0, (nc - v->cap) * sizeof *v->v);
+    v->cap = nc;
+  }
+  if (i >= v->len) v->len = i + 1;
+  v->v[i] = x;
+}
+
+void sim_check_init_group(sim_group *g) {
+  memset(&g->leader_of_term, 0, sizeof g->leader_of_term);
+  g->lm = NULL;
+  g->lm_cap = g->lm_len = 0;
+  memset(&g->committed_term, 0, sizeof g->committed_term);
+  memset(&g->committed_at, 0, sizeof g->committed_at);
+  memset(&g->applied_hash, 0, sizeof g->applied_hash);
+  g->max_acked = 0;
+}
+
+void sim_check_free_group(sim_group *g) {
+  free(g->leader_of_term.v);
+  free(g->lm);
+  free(g->committed_term.v);
+  free(g->committed_at.v);
+  free(g->applied_hash.v);
+  sim_check_init_group(g);
+}
+
+uint64_t sim_entry_hash(const rk_entry *e) {
+  uint64_t h = sim_fnv(SIM_FNV_INIT, &e->type, sizeof e->type);
+  h = sim_fnv(h, &e->term, sizeof e->term);
+  if (e->len) h = sim_fnv(h, e->data, e->len);
+  return h | 1; /* never 0: 0 means "nothing recorded" */
+}
+
+static uint64_t lm_slot(uint64_t index, uint64_t term, size_t cap) {
+  uint64_t x =
+      index * 0x9e3779b97f4a7c15ull ^ (term + 0x632be59bd9b4e019ull) * 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 29;
+  return x & (cap - 1);
+}
+
+static sim_lm_slot *lm_find(sim_group *g, uint64_t index, uint64_t term, int insert) {
+  if (insert && (g->lm_len + 1) * 2 > g->lm_cap) {
+    size_t nc = g->lm_cap ? g->lm_cap * 2 : 1024;
+    sim_lm_slot *nv = calloc(nc, sizeof *nv);
+    RK_ASSERT(nv != NULL);
+    for (size_t i = 0; i < g->lm_cap; i++) {
+      if (g->lm[i].term == 0) continue;
+      uint64_t s = lm_slot(g->lm[i].index, g->lm[i].term, nc);
+      while (nv[s].term != 0) s = (s + 1) & (nc - 1);
+      nv[s] = g->lm[i];
+    }
+    free(g->lm);
+    g->lm = nv;
+    g->lm_cap = nc;
+  }
+  if (g->lm_cap == 0) return NULL;
+  uint64_t s = lm_slot(index, term, g->lm_cap);
+  while (g->lm[s].term != 0) {
+    if (g->lm[s].index == index && g->lm[s].term == term) return &g->lm[s];
+    s = (s + 1) & (g->lm_cap - 1);
+  }
+  if (!insert) return NULL;
+  g->lm[s].index = index;
+  g->lm[s].term = term;
+  g->lm_len++;
+  return &g->lm[s];
+}
+
+static sim_group *group_of(sim_world *w, uint64_t id) {
+  RK_ASSERT(id < w->ngroups);
+  return &w->groups[id];
+}
+
+/* ---- hooks --------------------------------------------------------------------- */
+
+void sim_check_written(sim_world *w, uint32_t node, sim_replica *r, const rk_entry *e, size_t n,
+                       uint64_t prev_term) {
+  sim_group *g = group_of(w, r->group);
+  for (size_t k = 0; k < n && !w->stopped; k++) {
+    uint64_t pt = k == 0 ? prev_term : e[k - 1].term;
+    uint64_t h = sim_entry_hash(&e[k]);
+    sim_lm_slot *s = lm_find(g, e[k].index, e[k].term, 0);
+    if (s == NULL) {
+      s = lm_find(g, e[k].index, e[k].term, 1);
+      RK_ASSERT(s != NULL);
+      s->hash = h;
+      s->prev_term = pt;
+      continue;
+    }
+    if (s->hash != h)
+      sim_violation(w, "log-matching",
+                    "group %llu: n%u wrote a different entry at index %llu term %llu",
+                    (unsigned long long)r->group, node, (unsigned long long)e[k].index,
+                    (unsigned long long)e[k].term);
+    else if (s->prev_term != pt)
+      sim_violation(w, "log-matching",
+                    "group %llu: n%u has (%llu, term %llu) after term %llu, another log after "
+                    "term %llu",
+                    (unsigned long long)r->group, node, (unsigned long long)e[k].index,
+                    (unsigned long long)e[k].term, (unsigned long long)pt,
+                    (unsigned long long)s->prev_term);
+  }
+}
+
+void sim_check_sent(sim_world *w, uint32_t node, uint64_t group, uint64_t term) {
+  sim_node *nd = &w->nodes[node];
+  if (group >= nd->nfloor) {
+    size_t nn = (size_t)group + 1;
+    nd->term_floor = realloc(nd->term_floor, nn * sizeof *nd->term_floor);
+    RK_ASSERT(nd->term_floor != NULL);
+    memset(nd->term_floor + nd->nfloor, 0, (nn - nd->nfloor) * sizeof *nd->term_floor);
+    nd->nfloor = nn;
+  }
+  if (term > nd->term_floor[group]) nd->term_floor[group] = term;
+}
+
+void sim_check_restarted(sim_world *w, uint32_t node, sim_replica *r) {
+  sim_node *nd = &w->nodes[node];
+  uint64_t t = sim_rep_term(r);
+  uint64_t floor = r->group < nd->nfloor ? nd->term_floor[r->group] : 0;
+  if (t < floor)
+    sim_violation(w, "term-monotonic",
+                  "group %llu: n%u restarted at term %llu but had sent messages at term %llu "
+                  "(acted on a term it had not persisted)",
+                  (unsigned long long)r->group, node, (unsigned long long)t,
+                  (unsigned long long)floor);
+  r->ck_term = t;
+  r->ck_commit = sim_rep_commit(r);
+  r->ck_leader = 0;
+}
+
+/* Largest index committed in a term < t (0 if none). */
+static uint64_t committed_before(const sim_group *g, uint64_t t) {
+  for (uint64_t i = g->committed_term.len; i-- > 1;) {
+    uint64_t at = u64v_get(&g->committed_at, i);
+    if (at != 0 && at < t) return i;
+  }
+  return 0;
+}
+
+static void check_leader_complete(sim_world *w, uint32_t node, sim_replica *r, uint64_t term) {
+  sim_group *g = group_of(w, r->group);
+  uint64_t m = committed_before(g, term);
+  if (m == 0) return;
+  uint64_t have = 0;
+  int rc = mr_raft_term_at(r->raft, m, &have);
+  if (rc == RK_ECOMPACTED) return; /* covered by a snapshot of committed state */
+  if (have != u64v_get(&g->committed_term, m))
+    sim_violation(w, "leader-completeness",
+                  "group %llu: n%u leads term %llu without entry %llu (term %llu) committed in "
+                  "term %llu; its log has term %llu there (last index %llu)",
+                  (unsigned long long)r->group, node, (unsigned long long)term,
+                  (unsigned long long)m, (unsigned long long)u64v_get(&g->committed_term, m),
+                  (unsigned long long)u64v_get(&g->committed_at, m), (unsigned long long)have,
+                  (unsigned long long)mr_raft_last_index(r->raft));
+}
+
+/* Is (index, term) on the durable log of replica id `rid`'s node? */
+static int durable_has(sim_world *w, uint64_t group, uint64_t rid, uint64_t index, uint64_t term) {
+  if (rid == 0 || rid > w->nnodes) return 0;
+  sim_node *nd = &w->nodes[rid - 1];
+  int slot = sim_disk_find(&nd->disk, group);
+  if (slot < 0) return 0;
+  const sim_log_view *v = sim_disk_view(&nd->disk, (uint32_t)slot, 1);
+  if (index <= v->snap.index) return 1; /* inside a durable snapshot */
+  return sim_view_term(v, index) == term;
+}
+
+static int quorum_durable(sim_world *w, uint64_t group, const uint64_t *ids, uint32_t n,
+                          uint64_t index, uint64_t term, uint32_t *have) {
+  uint32_t c = 0;
+  for (uint32_t i = 0; i < n; i++) c += (uint32_t)durable_has(w, group, ids[i], index, term);
+  *have = c;
+  return n == 0 || c >= n / 2 + 1;
+}
+
+static void check_commit(sim_world *w, uint32_t node, sim_replica *r, uint64_t commit,
+                         uint64_t term) {
+  sim_group *g = group_of(w, r->group);
+  /* The node's log as its core sees it (entries not yet persisted included). */
+  for (uint64_t i = r->ck_commit + 1; i <= commit && !w->stopped; i++) {
+    uint64_t et = 0;
+    if (mr_raft_term_at(r->raft, i, &et) != RK_OK || et == 0) continue; /* compacted */
+    uint64_t known = u64v_get(&g->committed_term, i);
+    if (known == 0) {
+      u64v_set(&g->committed_term, i, et);
+      u64v_set(&g->committed_at, i, term);
+      /* A new commit: every leader of a later term must already hold it. */
+      for (uint32_t n = 0; n < w->nnodes; n++) {
+        sim_replica *o = w->nodes[n].up ? sim_node_replica(w, n, r->group) : NULL;
+        if (o && sim_rep_role(o) == SIM_ROLE_LEADER && sim_rep_term(o) > term)
+          check_leader_complete(w, n, o, sim_rep_term(o));
+      }
+    } else if (known != et) {
+      sim_violation(w, "state-machine-safety",
+                    "group %llu: n%u committed index %llu with term %llu, but term %llu was "
+                    "committed there before",
+                    (unsigned long long)r->group, node, (unsigned long long)i,
+                    (unsigned long long)et, (unsigned long long)known);
+      return;
+    }
+  }
+  uint64_t ct = 0;
+  if (mr_raft_term_at(r->raft, commit, &ct) != RK_OK || ct == 0) return;
+  uint64_t in[16], out[16];
+  uint32_t nin = 0, nout = 0, hin = 0, hout = 0;
+  sim_rep_voters(r, in, &nin, out, &nout);
+  if (!quorum_durable(w, r->group, in, nin, commit, ct, &hin) ||
+      !quorum_durable(w, r->group, out, nout, commit, ct, &hout))
+    sim_violation(w, "commit-quorum",
+                  "group %llu: n%u advanced commit to %llu (term %llu) but only %u of %u voters "
+                  "hold it durably%s",
+                  (unsigned long long)r->group, node, (unsigned long long)commit,
+                  (unsigned long long)ct, nout ? hout : hin, nout ? nout : nin,
+                  nout ? " (outgoing config)" : "");
+}
+
+void sim_check_replica(sim_world *w, uint32_t node, sim_replica *r) {
+  if (w->stopped) return;
+  sim_group *g = group_of(w, r->group);
+  uint64_t t = sim_rep_term(r);
+  if (t < r->ck_term) {
+    sim_violation(w, "term-monotonic", "group %llu: n%u term went from %llu to %llu",
+                  (unsigned long long)r->group, node, (unsigned long long)r->ck_term,
+                  (unsigned long long)t);
+    return;
+  }
+  int leader = sim_rep_role(r) == SIM_ROLE_LEADER;
+  if (leader) {
+    uint64_t who = u64v_get(&g->leader_of_term, t);
+    if (who == 0)
+      u64v_set(&g->leader_of_term, t, node + 1u);
+    else if (who != node + 1u) {
+      sim_violation(w, "election-safety", "group %llu: term %llu has two leaders: n%llu and n%u",
+                    (unsigned long long)r->group, (unsigned long long)t,
+                    (unsigned long long)(who - 1), node);
+      return;
+    }
+    if (!r->ck_leader || r->ck_term != t) check_leader_complete(w, node, r, t);
+  }
+  r->ck_leader = leader;
+  r->ck_term = t;
+  uint64_t c = sim_rep_commit(r);
+  if (c > r->ck_commit) {
+    check_commit(w, node, r, c, t);
+    r->ck_commit = c;
+  }
+}
+
+void sim_check_applied(sim_world *w, uint32_t node, sim_replica *r, const rk_entry *e) {
+  sim_group *g = group_of(w, r->group);
+  uint64_t h = sim_entry_hash(e);
+  uint64_t was = u64v_get(&g->applied_hash, e->index);
+  if (was == 0)
+    u64v_set(&g->applied_hash, e->index, h);
+  else if (was != h)
+    sim_violation(w, "state-machine-safety",
+                  "group %llu: n%u applied a different command at index %llu (term %llu)",
+                  (unsigned long long)r->group, node, (unsigned long long)e->index,
+                  (unsigned long long)e->term);
+}
+
+void sim_check_acked(sim_world *w, uint64_t group, uint64_t index) {
+  sim_group *g = group_of(w, group);
+  if (index > g->max_acked) g->max_acked = index;
+}
+
+void sim_check_final(sim_world *w) {
+  for (uint32_t gi = 0; gi < w->ngroups && !w->stopped; gi++) {
+    sim_group *g = &w->groups[gi];
+    uint64_t applied = UINT64_MAX, digest = 0;
+    uint32_t first = UINT32_MAX;
+    for (uint32_t n = 0; n < w->nnodes; n++) {
+      sim_replica *r = w->nodes[n].up ? sim_node_replica(w, n, gi) : NULL;
+      if (r == NULL) continue;
+      if (r->applied < g->max_acked) {
+        sim_violation(w, "acked-write-lost",
+                      "group %u: n%u applied only up to %llu after the liveness phase, but "
+                      "index %llu was acknowledged to a client",
+                      gi, n, (unsigned long long)r->applied, (unsigned long long)g->max_acked);
+        return;
+      }
+      uint64_t d = sim_kv_digest(&r->kv);
+      if (first == UINT32_MAX) {
+        first = n;
+        applied = r->applied;
+        digest = d;
+      } else if (r->applied != applied || d != digest) {
+        sim_violation(w, "convergence",
+                      "group %u: n%u applied %llu (digest %016llx), n%u applied %llu (digest "
+                      "%016llx) after the liveness phase",
+                      gi, first, (unsigned long long)applied, (unsigned long long)digest, n,
+                      (unsigned long long)r->applied, (unsigned long long)d);
+        return;
+      }
+    }
+  }
+}

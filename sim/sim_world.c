@@ -1,0 +1,640 @@
+/* sim_world.c — the simulator's event loop, fault injection and phases.
+ *
+ * One run: sim_world_init -> sim_world_start -> sim_world_step until done.
+ * Each step pops the next event in (time, source, seq) order (sim_heap.h),
+ * advances the simulated clock to its time, writes one trace line, performs
+ * it, lets the touched node run its host loop (sim_node_flush), and then
+ * checks every invariant on that node's touched groups (sim_node_check,
+ * sim_check.c). A violation stops the run at that event.
+ *
+ * Randomness: one rk_rand seeded with the seed; the network, the disk, the
+ * fault injector, the workload and each node incarnation get streams forked
+ * from it in a fixed order, so adding a draw in one subsystem does not
+ * reshuffle the others.
+ */
+#include "sim/sim_int.h"
+
+#include "common/rk_assert.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *sim_ev_name(uint32_t kind) {
+  switch (kind) {
+  case SIM_EV_TICK: return "tick";
+  case SIM_EV_MSG: return "deliver";
+  case SIM_EV_SYNC: return "fsync-done";
+  case SIM_EV_CRASH: return "crash";
+  case SIM_EV_RESTART: return "restart";
+  case SIM_EV_FAULT: return "fault";
+  case SIM_EV_HEAL: return "heal";
+  case SIM_EV_STALL_END: return "stall-end";
+  case SIM_EV_CLIENT_NEXT: return "client-next";
+  case SIM_EV_REQ: return "request";
+  case SIM_EV_REPLY: return "reply";
+  case SIM_EV_CLIENT_TIMEOUT: return "client-timeout";
+  case SIM_EV_CLIENT_RETRY: return "client-retry";
+  case SIM_EV_SCRIPT: return "script";
+  case SIM_EV_ISOLATE: return "isolate";
+  default: return "?";
+  }
+}
+
+/* ---- faults list ------------------------------------------------------------- */
+
+static const char *const fault_names[] = {
+#define SIM_F_NAME_(name, str, doc) str,
+    SIM_FAULTS(SIM_F_NAME_)
+#undef SIM_F_NAME_
+};
+
+int sim_faults_parse(const char *s, uint32_t *out, const char **bad) {
+  *out = 0;
+  if (strcmp(s, "all") == 0) {
+    *out = SIM_F_ALL;
+    return 0;
+  }
+  if (strcmp(s, "none") == 0) return 0;
+  static char buf[256];
+  snprintf(buf, sizeof buf, "%s", s);
+  char *save = NULL;
+  for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    int found = 0;
+    for (int i = 0; i < SIM_FB_COUNT_; i++) {
+      if (strcmp(tok, fault_names[i]) == 0) {
+        *out |= 1u << i;
+        found = 1;
+      }
+    }
+    if (!found) {
+      if (bad) *bad = tok;
+      return -1;
+    }
+  }
+  return 0;
+}
+
+void sim_faults_format(uint32_t f, char *buf, size_t n) {
+  if (f == 0) {
+    snprintf(buf, n, "none");
+    return;
+  }
+  size_t k = 0;
+  buf[0] = 0;
+  for (int i = 0; i < SIM_FB_COUNT_; i++) {
+    if (!(f & (1u << i))) continue;
+    int w = snprintf(buf + k, n - k, "%s%s", k ? "," : "", fault_names[i]);
+    if (w < 0 || (size_t)w >= n - k) return;
+    k += (size_t)w;
+  }
+}
+
+void sim_opts_default(sim_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->seed = 1;
+  o->nodes = 3;
+  o->groups = 2;
+  o->zones = 3;
+  o->steps = 20000;
+  o->faults = SIM_F_ALL;
+  o->clients = 4;
+  o->keys_per_group = 4;
+  o->tick_us = 10000;
+  o->election_ticks = 10;
+  o->heartbeat_ticks = 1;
+  o->prevote = 1;
+  o->check_quorum = 1;
+  o->op_timeout_us = 1000000;
+  o->liveness_us = 20000000;
+  o->sync_min_us = 200;
+  o->sync_max_us = 8000;
+  o->max_clock_offset_us = 250000;
+  o->check_lin = 1;
+}
+
+/* ---- the world ------------------------------------------------------------------ */
+
+void sim_schedule(sim_world *w, uint64_t at, uint32_t source, uint32_t kind, uint32_t node,
+                  uint64_t a, uint64_t b, void *ptr) {
+  RK_ASSERT(at >= w->now);
+  sim_event e = {
+      .time = at, .source = source, .kind = kind, .node = node, .a = a, .b = b, .ptr = ptr};
+  sim_heap_push(&w->heap, &e);
+}
+
+uint64_t sim_local_time(const sim_world *w, uint32_t node) {
+  const sim_node *nd = &w->nodes[node];
+  int64_t t = (int64_t)w->now + (int64_t)w->now / 1000000 * nd->drift_ppm + nd->clock_offset_us;
+  return t < 0 ? 0 : (uint64_t)t;
+}
+
+/* The next tick of a node: tick_us of its local clock, i.e. scaled by its
+ * drift in global time. */
+static void schedule_tick(sim_world *w, uint32_t node) {
+  sim_node *nd = &w->nodes[node];
+  uint64_t period = w->o.tick_us * 1000000 / (uint64_t)(1000000 + nd->drift_ppm);
+  sim_schedule(w, w->now + period, SIM_SRC_NODE(node), SIM_EV_TICK, node, nd->incarnation, 0, NULL);
+}
+
+void sim_world_init(sim_world *w, const sim_opts *o, sim_result *r) {
+  memset(w, 0, sizeof *w);
+  w->o = *o;
+  if (w->o.report == NULL) w->o.report = stderr;
+  RK_ASSERT(o->nodes >= 1 && o->nodes <= SIM_MAX_NODES && o->groups >= 1);
+  w->res = r;
+  memset(r, 0, sizeof *r);
+  rk_rand_seed(&w->rng, o->seed);
+  rk_rand_fork(&w->rng, &w->net_rng);
+  rk_rand_fork(&w->rng, &w->disk_rng);
+  rk_rand_fork(&w->rng, &w->fault_rng);
+  rk_rand_fork(&w->rng, &w->work_rng);
+  sim_heap_init(&w->heap);
+  sim_trace_init(&w->trace, o->trace);
+  sim_hist_init(&w->hist);
+  w->nnodes = o->nodes;
+  sim_net_init(&w->net, o->nodes, o->zones < o->nodes ? o->zones : o->nodes);
+  /* Per-seed shape of the protocol traffic: tiny AppendEntries (one entry
+   * each) and short windows expose ordering bugs that big batches hide. */
+  static const uint64_t msg_sizes[] = {1, 64, 4096};
+  static const uint32_t windows[] = {1, 4, 64};
+  static const uint64_t snaps[] = {16, 64, 1000000};
+  w->max_msg_bytes = o->max_msg_bytes ? o->max_msg_bytes : msg_sizes[rk_rand_below(&w->rng, 3)];
+  w->max_inflight = o->max_inflight ? o->max_inflight : windows[rk_rand_below(&w->rng, 3)];
+  w->snap_every = snaps[rk_rand_below(&w->rng, 3)];
+  for (uint32_t i = 0; i < w->nnodes; i++) {
+    sim_node *nd = &w->nodes[i];
+    nd->id = i;
+    sim_disk_init(&nd->disk);
+    nd->drift_ppm = (int64_t)rk_rand_below(&w->fault_rng, 401) - 200;
+  }
+  w->ngroups = o->groups;
+  w->groups = calloc(w->ngroups, sizeof *w->groups);
+  RK_ASSERT(w->groups != NULL);
+  uint32_t nrep = o->nodes < 3 ? o->nodes : 3;
+  for (uint32_t g = 0; g < w->ngroups; g++) {
+    sim_group *gr = &w->groups[g];
+    gr->id = g;
+    sim_check_init_group(gr);
+    gr->nrep = nrep;
+    mr_conf conf;
+    memset(&conf, 0, sizeof conf);
+    /* Consecutive nodes sit in different zones (node i in zone i % zones). */
+    for (uint32_t k = 0; k < nrep; k++) {
+      gr->node[k] = (g + k) % o->nodes;
+      conf.r[conf.n].id = SIM_RID(gr->node[k]);
+      conf.r[conf.n].flags = MR_VOTER_IN;
+      conf.n++;
+    }
+    for (uint32_t k = 0; k < nrep; k++) sim_node_host(w, gr->node[k], g, &conf);
+  }
+  w->nclients = o->clients;
+  w->clients = calloc(w->nclients ? w->nclients : 1, sizeof *w->clients);
+  RK_ASSERT(w->clients != NULL);
+  for (uint32_t c = 0; c < w->nclients; c++) {
+    w->clients[c].id = c;
+    w->clients[c].hint = calloc(w->ngroups, sizeof *w->clients[c].hint);
+    RK_ASSERT(w->clients[c].hint != NULL);
+  }
+  w->keys = o->keys_per_group * w->ngroups;
+  if (w->keys == 0) w->keys = 1;
+}
+
+static void free_event_payload(sim_event *e) {
+  if (e->ptr == NULL) return;
+  if (e->kind == SIM_EV_MSG)
+    sim_msg_free(e->ptr);
+  else
+    free(e->ptr);
+  e->ptr = NULL;
+}
+
+void sim_world_free(sim_world *w) {
+  sim_event e;
+  while (sim_heap_pop(&w->heap, &e)) free_event_payload(&e);
+  sim_heap_free(&w->heap);
+  for (uint32_t i = 0; i < w->nnodes; i++) {
+    sim_node *nd = &w->nodes[i];
+    if (nd->up) sim_node_down(w, i);
+    sim_disk_free(&nd->disk);
+    free(nd->hosted);
+    free(nd->bootconf);
+    free(nd->term_floor);
+  }
+  for (uint32_t g = 0; g < w->ngroups; g++) sim_check_free_group(&w->groups[g]);
+  free(w->groups);
+  for (uint32_t c = 0; c < w->nclients; c++) free(w->clients[c].hint);
+  free(w->clients);
+  sim_hist_free(&w->hist);
+}
+
+void sim_violation(sim_world *w, const char *invariant, const char *fmt, ...) {
+  if (w->stopped) return;
+  w->stopped = 1;
+  sim_result *r = w->res;
+  r->violation = 1;
+  r->violation_event = w->events;
+  snprintf(r->invariant, sizeof r->invariant, "%s", invariant);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(r->detail, sizeof r->detail, fmt, ap);
+  va_end(ap);
+  FILE *out = w->o.report;
+  fprintf(out, "sim: VIOLATION seed=%llu event=%llu time=%llu invariant=%s\n",
+          (unsigned long long)w->o.seed, (unsigned long long)w->events, (unsigned long long)w->now,
+          invariant);
+  fprintf(out, "sim:   %s\n", r->detail);
+  fprintf(out, "sim: last trace events:\n");
+  sim_trace_dump(&w->trace, out, 20);
+  fflush(out);
+}
+
+void sim_crash(sim_world *w, uint32_t node) {
+  sim_node *nd = &w->nodes[node];
+  if (!nd->up) return;
+  sim_node_down(w, node);
+  sim_disk_crash(&nd->disk, &w->disk_rng, (w->o.faults & SIM_F(TORN)) != 0);
+  nd->stall_until = 0;
+  if (w->res) w->res->crashes++;
+}
+
+void sim_restart(sim_world *w, uint32_t node) {
+  sim_node *nd = &w->nodes[node];
+  if (nd->up) return;
+  sim_node_boot(w, node);
+  /* Desynchronise the restarted node's ticks from everyone else's. */
+  uint64_t first = rk_rand_below(&w->fault_rng, w->o.tick_us) + 1;
+  sim_schedule(w, w->now + first, SIM_SRC_NODE(node), SIM_EV_TICK, node, nd->incarnation, 0, NULL);
+}
+
+void sim_world_start(sim_world *w) {
+  sim_opts *o = &w->o;
+  if (o->faults & SIM_F(LOSS)) w->net.p_loss = rk_rand_double(&w->fault_rng) * 0.08;
+  if (o->faults & SIM_F(DUP)) w->net.p_dup = rk_rand_double(&w->fault_rng) * 0.05;
+  if (o->faults & SIM_F(REORDER)) w->net.p_reorder = rk_rand_double(&w->fault_rng) * 0.10;
+  for (uint32_t i = 0; i < w->nnodes; i++) {
+    if (o->faults & SIM_F(CLOCK))
+      w->nodes[i].clock_offset_us =
+          (int64_t)rk_rand_below(&w->fault_rng, o->max_clock_offset_us + 1) -
+          (int64_t)o->max_clock_offset_us / 2;
+    sim_restart(w, i);
+    sim_node_flush(w, i);
+    sim_node_check(w, i);
+  }
+  if (!w->scripted) {
+    w->clients_on = 1;
+    sim_clients_start(w);
+    if (o->faults & ~(SIM_F(LOSS) | SIM_F(DUP) | SIM_F(REORDER) | SIM_F(TORN)))
+      sim_schedule(w, w->now + 300000, SIM_SRC_WORLD, SIM_EV_FAULT, 0, 0, 0, NULL);
+  }
+}
+
+/* ---- fault injection (safety phase) ------------------------------------------ */
+
+static uint32_t pick_node(sim_world *w) {
+  return (uint32_t)rk_rand_below(&w->fault_rng, w->nnodes);
+}
+
+static void schedule_heal(sim_world *w);
+
+static void inject_fault(sim_world *w) {
+  rk_rand *r = &w->fault_rng;
+  uint32_t f = w->o.faults;
+  /* The enabled actions, in a fixed order; pick one uniformly. */
+  uint32_t acts[8], n = 0;
+  if (f & SIM_F(PARTITION)) acts[n++] = SIM_FB_PARTITION;
+  if (f & SIM_F(ONEWAY)) acts[n++] = SIM_FB_ONEWAY;
+  if (f & SIM_F(CRASH)) acts[n++] = SIM_FB_CRASH;
+  if (f & SIM_F(STALL)) acts[n++] = SIM_FB_STALL;
+  if (f & SIM_F(CLOCK)) acts[n++] = SIM_FB_CLOCK;
+  if (n == 0) return;
+  uint32_t act = acts[rk_rand_below(r, n)];
+  uint32_t node = pick_node(w);
+  switch (act) {
+  case SIM_FB_PARTITION: {
+    uint32_t mask = 0;
+    while (mask == 0 || mask == (1u << w->nnodes) - 1)
+      mask = (uint32_t)rk_rand_below(r, 1u << w->nnodes);
+    sim_net_partition(&w->net, mask);
+    sim_trace_add(&w->trace, "t=%llu fault partition side=0x%x", (unsigned long long)w->now, mask);
+    if (w->res) w->res->partitions++;
+    break;
+  }
+  case SIM_FB_ONEWAY: {
+    uint32_t to = pick_node(w);
+    if (to == node) to = (node + 1) % w->nnodes;
+    sim_net_block_oneway(&w->net, node, to);
+    sim_trace_add(&w->trace, "t=%llu fault oneway n%u-/->n%u", (unsigned long long)w->now, node,
+                  to);
+    if (w->res) w->res->partitions++;
+    break;
+  }
+  case SIM_FB_CRASH:
+    if (!w->nodes[node].up) break;
+    sim_schedule(w, w->now, SIM_SRC_WORLD, SIM_EV_CRASH, node, 0, 0, NULL);
+    sim_schedule(w, w->now + rk_rand_range(r, 50000, 1500000), SIM_SRC_WORLD, SIM_EV_RESTART, node,
+                 0, 0, NULL);
+    break;
+  case SIM_FB_STALL: {
+    uint64_t until = w->now + rk_rand_range(r, 100000, 2000000);
+    if (until > w->nodes[node].stall_until) w->nodes[node].stall_until = until;
+    sim_trace_add(&w->trace, "t=%llu fault n%u disk stalls until %llu", (unsigned long long)w->now,
+                  node, (unsigned long long)until);
+    if (w->res) w->res->stalls++;
+    sim_schedule(w, until, SIM_SRC_WORLD, SIM_EV_STALL_END, node, 0, 0, NULL);
+    break;
+  }
+  case SIM_FB_CLOCK: {
+    sim_node *nd = &w->nodes[node];
+    uint64_t bound = w->o.max_clock_offset_us;
+    if (w->o.break_clock_bound) bound *= 4;
+    nd->clock_offset_us = (int64_t)rk_rand_below(r, bound + 1) - (int64_t)bound / 2;
+    nd->drift_ppm = (int64_t)rk_rand_below(r, 401) - 200;
+    sim_trace_add(&w->trace, "t=%llu fault n%u clock offset=%lldus drift=%lldppm",
+                  (unsigned long long)w->now, node, (long long)nd->clock_offset_us,
+                  (long long)nd->drift_ppm);
+    break;
+  }
+  default: RK_UNREACHABLE();
+  }
+  if (act == SIM_FB_PARTITION || act == SIM_FB_ONEWAY) schedule_heal(w);
+  sim_schedule(w, w->now + rk_rand_range(r, 50000, 500000), SIM_SRC_WORLD, SIM_EV_FAULT, 0, 0, 0,
+               NULL);
+}
+
+static void schedule_heal(sim_world *w) {
+  if (w->heal_at != 0) return;
+  w->heal_at = w->now + rk_rand_range(&w->fault_rng, 50000, 1000000);
+  sim_schedule(w, w->heal_at, SIM_SRC_WORLD, SIM_EV_HEAL, 0, 0, 0, NULL);
+}
+
+/* Leader-targeted faults (Jepsen's "isolate the leader"): a new leader is
+ * cut off, with some probability, within its first few round trips, which is
+ * when an old-term entry may be on a majority while the leader's own no-op is
+ * not (Raft Figure 8) and when a leader's unreplicated tail is largest. */
+void sim_on_new_leader(sim_world *w, uint32_t node) {
+  if (w->scripted || w->phase != SIM_PHASE_SAFETY || !(w->o.faults & SIM_F(PARTITION))) return;
+  if (!rk_rand_chance(&w->fault_rng, 0.6)) return;
+  uint64_t at = w->now + rk_rand_below(&w->fault_rng, 20000);
+  sim_schedule(w, at, SIM_SRC_WORLD, SIM_EV_ISOLATE, node, 0, 0, NULL);
+}
+
+void sim_stop_faults(sim_world *w) {
+  sim_net_heal(&w->net);
+  sim_net_calm(&w->net);
+  w->heal_at = 0;
+  for (uint32_t i = 0; i < w->nnodes; i++) {
+    w->nodes[i].stall_until = 0;
+    if (!w->nodes[i].up) {
+      sim_restart(w, i);
+      sim_node_flush(w, i);
+      sim_node_check(w, i);
+    }
+  }
+}
+
+/* ---- phases --------------------------------------------------------------------- */
+
+static void start_liveness(sim_world *w) {
+  w->phase = SIM_PHASE_LIVENESS;
+  w->liveness_start = w->now;
+  sim_trace_add(&w->trace, "t=%llu phase liveness: faults stop", (unsigned long long)w->now);
+  sim_stop_faults(w);
+  /* Idle clients start their probe now; busy ones after their operation. */
+  for (uint32_t c = 0; c < w->nclients; c++)
+    if (!w->clients[c].busy)
+      sim_schedule(w, w->now, SIM_SRC_CLIENT(c), SIM_EV_CLIENT_NEXT, c, 0, 0, NULL);
+}
+
+/* Every group has a leader whose log is committed and applied everywhere. */
+static int groups_settled(sim_world *w) {
+  for (uint32_t g = 0; g < w->ngroups; g++) {
+    sim_replica *lead = NULL;
+    for (uint32_t n = 0; n < w->nnodes; n++) {
+      sim_replica *r = sim_node_replica(w, n, g);
+      if (r && sim_rep_role(r) == SIM_ROLE_LEADER &&
+          (lead == NULL || sim_rep_term(r) > sim_rep_term(lead)))
+        lead = r;
+    }
+    if (lead == NULL) return 0;
+    uint64_t last = mr_raft_last_index(lead->raft);
+    if (sim_rep_commit(lead) != last) return 0;
+    for (uint32_t n = 0; n < w->nnodes; n++) {
+      sim_replica *r = sim_node_replica(w, n, g);
+      if (r == NULL) continue;
+      if (sim_rep_term(r) != sim_rep_term(lead) || r->applied != last || r->persisting) return 0;
+    }
+  }
+  return 1;
+}
+
+static void liveness_progress(sim_world *w) {
+  if (w->phase != SIM_PHASE_LIVENESS || w->stopped) return;
+  if (w->now > w->liveness_start + w->o.liveness_us) {
+    uint32_t unprobed = 0;
+    for (uint32_t c = 0; c < w->nclients; c++) unprobed += !w->clients[c].probe_done;
+    sim_violation(w, "liveness",
+                  "%llu us after faults stopped: %u client(s) without an acknowledged write, "
+                  "groups %s",
+                  (unsigned long long)w->o.liveness_us, unprobed,
+                  groups_settled(w) ? "settled" : "not settled");
+    return;
+  }
+  if (!sim_clients_all_probed(w)) return;
+  w->liveness_checks++;
+  if (!groups_settled(w)) return;
+  sim_trace_add(&w->trace, "t=%llu phase done: %llu us to recover", (unsigned long long)w->now,
+                (unsigned long long)(w->now - w->liveness_start));
+  w->phase = SIM_PHASE_DONE;
+  sim_check_final(w);
+}
+
+/* ---- one step -------------------------------------------------------------------------- */
+
+static void trace_event(sim_world *w, const sim_event *e) {
+  char buf[160];
+  switch (e->kind) {
+  case SIM_EV_MSG: sim_msg_describe(e->ptr, buf, sizeof buf); break;
+  case SIM_EV_TICK:
+    /* Ticks are most events; one short line each. */
+    sim_trace_add(&w->trace, "t=%llu e=%llu n%u tick", (unsigned long long)w->now,
+                  (unsigned long long)w->events, e->node);
+    return;
+  case SIM_EV_REQ: {
+    const sim_req *q = e->ptr;
+    snprintf(buf, sizeof buf, "c%u->n%u op=%llu %s %s", q->client, e->node,
+             (unsigned long long)q->opno,
+             q->op == SIM_OP_GET   ? "get"
+             : q->op == SIM_OP_PUT ? "put"
+             : q->op == SIM_OP_CAS ? "cas"
+                                   : "delete",
+             q->key);
+    break;
+  }
+  case SIM_EV_REPLY: {
+    const sim_reply *p = e->ptr;
+    snprintf(buf, sizeof buf, "->c%u op=%llu %s", p->client, (unsigned long long)p->opno,
+             p->status == SIM_R_OK     ? "ok"
+             : p->status == SIM_R_DOWN ? "down"
+                                       : "refused");
+    break;
+  }
+  case SIM_EV_SYNC:
+    snprintf(buf, sizeof buf, "n%u barrier=%llu%s", e->node, (unsigned long long)e->b,
+             e->a != w->nodes[e->node].incarnation ? " (stale)" : "");
+    break;
+  case SIM_EV_CLIENT_NEXT:
+  case SIM_EV_CLIENT_TIMEOUT:
+  case SIM_EV_CLIENT_RETRY: snprintf(buf, sizeof buf, "c%u", e->node); break;
+  case SIM_EV_FAULT:
+  case SIM_EV_HEAL: buf[0] = 0; break;
+  default: snprintf(buf, sizeof buf, "n%u", e->node); break;
+  }
+  sim_trace_add(&w->trace, "t=%llu e=%llu %s %s", (unsigned long long)w->now,
+                (unsigned long long)w->events, sim_ev_name(e->kind), buf);
+}
+
+/* Runs the host loop and the checks on a node an event touched. */
+static void settle(sim_world *w, uint32_t node) {
+  sim_node_flush(w, node);
+  sim_node_check(w, node);
+}
+
+int sim_world_step(sim_world *w) {
+  if (w->stopped || w->phase == SIM_PHASE_DONE) return 0;
+  sim_event e;
+  if (!sim_heap_pop(&w->heap, &e)) return 0;
+  RK_ASSERT(e.time >= w->now);
+  w->now = e.time;
+  w->events++;
+  trace_event(w, &e);
+  switch (e.kind) {
+  case SIM_EV_TICK: {
+    sim_node *nd = &w->nodes[e.node];
+    if (!nd->up || e.a != nd->incarnation) break;
+    sim_node_tick(w, e.node);
+    schedule_tick(w, e.node);
+    settle(w, e.node);
+    break;
+  }
+  case SIM_EV_MSG: {
+    sim_msg *sm = e.ptr;
+    if (w->nodes[e.node].up && !sim_net_blocked(&w->net, sm->from_node, e.node)) {
+      sim_node_recv(w, e.node, sm);
+      settle(w, e.node);
+    }
+    break;
+  }
+  case SIM_EV_SYNC: {
+    sim_node *nd = &w->nodes[e.node];
+    if (!nd->up || e.a != nd->incarnation) break;
+    sim_node_sync_done(w, e.node, e.b);
+    settle(w, e.node);
+    break;
+  }
+  case SIM_EV_CRASH: sim_crash(w, e.node); break;
+  case SIM_EV_RESTART:
+    sim_restart(w, e.node);
+    settle(w, e.node);
+    break;
+  case SIM_EV_FAULT:
+    if (w->phase == SIM_PHASE_SAFETY) inject_fault(w);
+    break;
+  case SIM_EV_HEAL:
+    if (w->heal_at == e.time) {
+      sim_net_heal(&w->net);
+      w->heal_at = 0;
+    }
+    break;
+  case SIM_EV_STALL_END: break;
+  case SIM_EV_ISOLATE:
+    if (w->phase != SIM_PHASE_SAFETY) break;
+    sim_net_isolate(&w->net, e.node);
+    if (w->res) w->res->partitions++;
+    schedule_heal(w);
+    break;
+  case SIM_EV_REQ:
+    sim_node_request(w, e.node, e.ptr);
+    settle(w, e.node);
+    break;
+  case SIM_EV_REPLY:
+  case SIM_EV_CLIENT_NEXT:
+  case SIM_EV_CLIENT_TIMEOUT:
+  case SIM_EV_CLIENT_RETRY: sim_client_event(w, &e); break;
+  case SIM_EV_SCRIPT:
+    if (w->script) w->script(w, e.a, w->script_ctx);
+    break;
+  default: RK_UNREACHABLE();
+  }
+  free_event_payload(&e);
+  if (!w->scripted) {
+    if (w->phase == SIM_PHASE_SAFETY && w->events >= w->o.steps) start_liveness(w);
+    liveness_progress(w);
+  }
+  return !w->stopped && w->phase != SIM_PHASE_DONE;
+}
+
+/* ---- one seed --------------------------------------------------------------------------- */
+
+int sim_run(const sim_opts *o, sim_result *r) {
+  sim_world *w = calloc(1, sizeof *w);
+  RK_ASSERT(w != NULL);
+  sim_world_init(w, o, r);
+  w->quiet_state = 1;
+  sim_world_start(w);
+  while (sim_world_step(w)) {
+  }
+  if (!w->stopped && w->phase != SIM_PHASE_DONE)
+    sim_violation(w, "liveness", "the event queue ran dry before the liveness phase ended");
+  if (!w->stopped && o->check_lin) {
+    sim_lin_result lr;
+    int rc = sim_lin_check(&w->hist, NULL, &lr);
+    if (rc != 0)
+      sim_violation(w, "history", "the history does not validate (%d)", rc);
+    else if (lr.verdict == SIM_LIN_VIOLATION)
+      sim_violation(w, "linearizability", "key %s: %s", lr.key, lr.message);
+    else if (lr.verdict == SIM_LIN_UNKNOWN)
+      fprintf(w->o.report, "sim: seed=%llu linearizability undecided for key %s (state budget)\n",
+              (unsigned long long)o->seed, lr.key);
+  }
+  if (o->history_path) {
+    FILE *f = fopen(o->history_path, "w");
+    if (f == NULL || sim_hist_write(f, &w->hist) != 0)
+      fprintf(w->o.report, "sim: cannot write history to %s\n", o->history_path);
+    if (f) fclose(f);
+  }
+  r->events = w->events;
+  r->trace_hash = w->trace.hash;
+  r->sim_us = w->now;
+  int v = r->violation;
+  sim_world_free(w);
+  free(w);
+  return v;
+}
+
+int sim_bugs_parse(const char *s, uint32_t *out, const char **bad) {
+  static const struct {
+    const char *name;
+    uint32_t bit;
+  } bugs[] = {{"commit-old-term", MR_BUG_COMMIT_OLD_TERM},
+              {"vote-no-uptodate", MR_BUG_VOTE_NO_UPTODATE},
+              {"ack-before-persist", MR_BUG_ACK_BEFORE_PERSIST}};
+  *out = 0;
+  if (strcmp(s, "none") == 0) return 0;
+  static char buf[256];
+  snprintf(buf, sizeof buf, "%s", s);
+  char *save = NULL;
+  for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    int found = 0;
+    for (size_t i = 0; i < sizeof bugs / sizeof bugs[0]; i++)
+      if (strcmp(tok, bugs[i].name) == 0) {
+        *out |= bugs[i].bit;
+        found = 1;
+      }
+    if (!found) {
+      if (bad) *bad = tok;
+      return -1;
+    }
+  }
+  return 0;
+}
