@@ -55,6 +55,7 @@ extern const int cli_ncmds;
 /* Subcommands that exist. */
 int cmd_version(const cli_cmd *cmd, int argc, char **argv);
 int cmd_demo(const cli_cmd *cmd, int argc, char **argv);
+int cmd_bench(const cli_cmd *cmd, int argc, char **argv);
 int cmd_sim(const cli_cmd *cmd, int argc, char **argv);
 /* Handles every subcommand whose `pending` is set: --help works, running it
  * says what is missing and exits 2. */

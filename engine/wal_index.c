@@ -110,10 +110,17 @@ int wal_group_check_append(const wal_group *g, uint64_t index) {
   return RK_OK;
 }
 
+/* The k-th retained entry (k < n): never NULL, unlike wal_group_loc(). */
+static wal_loc *loc_at(const wal_group *g, size_t k) {
+  RK_ASSERT(k < g->n && g->cap > 0);
+  return &g->locs[(g->head + k) % g->cap];
+}
+
 static void loc_release(wal_index *ix, wal_group *g, wal_loc *l) {
   g->live_bytes -= l->len;
   if (l->cached) {
     ix->cache_bytes -= l->len;
+    ix->cached_n--;
     free(l->cached);
     l->cached = NULL;
   }
@@ -152,7 +159,7 @@ int wal_group_add(wal_index *ix, wal_group *g, uint64_t index, const wal_loc *lo
   } else if (index <= wal_group_last(g)) {
     /* suffix overwrite: drop [index, last] */
     uint64_t last = wal_group_last(g);
-    for (uint64_t i = index; i <= last; i++) loc_release(ix, g, wal_group_loc(g, i));
+    for (uint64_t i = index; i <= last; i++) loc_release(ix, g, loc_at(g, (size_t)(i - g->first)));
     g->n = (size_t)(index - g->first);
   }
   if (ensure_cap(g, g->n + 1) != RK_OK) return RK_ENOMEM;
@@ -181,7 +188,7 @@ void wal_group_compact(wal_index *ix, wal_group *g, uint64_t index, uint64_t pre
   uint64_t pt = prev_term;
   int known = prev_term != 0;
   if (index - 1 <= last && index - 1 >= g->first) {
-    pt = wal_group_loc(g, index - 1)->term;
+    pt = loc_at(g, (size_t)(index - 1 - g->first))->term;
     known = 1;
   }
   uint64_t drop_to = index <= last + 1 ? index : last + 1;
@@ -226,6 +233,7 @@ void wal_cache_put(wal_index *ix, wal_group *g, uint64_t index, wal_loc *loc, co
   }
   loc->cached = p;
   ix->cache_bytes += loc->len;
+  ix->cached_n++;
 }
 
 void wal_cache_trim(wal_index *ix, uint64_t durable_bseq) {
@@ -237,13 +245,15 @@ void wal_cache_trim(wal_index *ix, uint64_t durable_bseq) {
       free(l->cached);
       l->cached = NULL;
       ix->cache_bytes -= l->len;
+      ix->cached_n--;
     }
     ix->rhead = (ix->rhead + 1) % ix->rcap;
     ix->rn--;
   }
-  /* Stale references (entry gone) are dropped lazily above; compact the FIFO
-   * when it is mostly stale so it cannot grow without bound. */
-  if (ix->rn > 4096 && ix->cache_bytes < ix->cache_budget / 4 && ix->rn > 64 * 1024) {
+  /* References to entries that were overwritten or compacted are dropped
+   * lazily above; when they outnumber the live ones 2:1, sweep them (O(rn),
+   * amortised: the FIFO must double again before the next sweep). */
+  if (ix->rn > 1024 && ix->rn > 2 * ix->cached_n) {
     size_t keep = 0;
     for (size_t k = 0; k < ix->rn; k++) {
       wal_cache_ref r = ix->refs[(ix->rhead + k) % ix->rcap];

@@ -120,6 +120,7 @@ typedef struct wal_index {
   wal_cache_ref *refs;
   size_t rhead, rn, rcap;
   uint64_t cache_bytes, cache_budget;
+  size_t cached_n; /* entries holding a cached payload */
   uint64_t hits, misses;
 } wal_index;
 

@@ -1,0 +1,53 @@
+/* bench/bench.h — benchmarks run by `rangekv bench ...` (never by tests).
+ * Each prints informational lines, then ONE final machine-readable line
+ * whose exact shape other tools parse (see each function). */
+#ifndef RK_BENCH_H
+#define RK_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bench_fsync_opts {
+  uint64_t bytes;  /* per write (default 4096) */
+  double seconds;  /* default 5 */
+  const char *dir; /* a scratch dir is made inside it (default $TMPDIR or /tmp) */
+} bench_fsync_opts;
+
+/* Raw single-threaded pwrite + fdatasync loop on one pre-written file.
+ * Last line: "fsync: ops_per_sec=X p50_us=A p99_us=B". Returns 0 or an RK_ code. */
+int bench_fsync(const bench_fsync_opts *o);
+
+typedef struct bench_wal_opts {
+  uint64_t groups;      /* Raft groups written to */
+  uint64_t entry_bytes; /* payload per entry */
+  double seconds;
+  uint64_t window_us; /* WAL batch window */
+  uint64_t writers;   /* closed loop: appends outstanding at any time (default 256) */
+  uint64_t rate;      /* > 0: open loop at this many entries/s instead of writers */
+  const char *dir;
+} bench_wal_opts;
+
+/* Last line: "wal: entries_per_sec=X mb_per_sec=Y fsyncs_per_sec=Z
+ * entries_per_fsync=W p50_us=A p99_us=B p999_us=C" (one line). */
+int bench_wal(const bench_wal_opts *o);
+
+typedef struct bench_recover_opts {
+  uint64_t mib;         /* WAL size to build (default 1024) */
+  uint64_t entry_bytes; /* default 128 */
+  uint64_t groups;      /* default 1000 */
+  const char *dir;
+} bench_recover_opts;
+
+/* Builds a WAL of ~mib MiB, closes it, then times eng_wal_open() twice:
+ * with the page cache dropped for the segments (posix_fadvise DONTNEED) and
+ * warm. Last line: "recover: bytes=N entries=E cold_seconds=C warm_seconds=W
+ * cold_mb_per_sec=M". */
+int bench_recover(const bench_recover_opts *o);
+
+/* helpers (bench_util.c) */
+char *bench_scratch_dir(const char *parent); /* mkdtemp; NULL on error (printed) */
+void bench_rmtree(const char *dir);
+/* Percentile p in [0,1] of v[0..n) (sorted in place on first call). */
+uint64_t bench_percentile(uint64_t *v, size_t n, double p, int *sorted);
+
+#endif
