@@ -541,7 +541,7 @@ Test(lincheck, random_histories_with_an_impossible_read_are_violations) {
     sim_hist_init(&H);
     gen_opts g = {.seed = seed,
                   .nops = 1500,
-                  .nkeys = 1 + seed % 8,
+                  .nkeys = 2 + seed % 7,
                   .nclients = 2 + seed % 9,
                   .max_latency = 5 + seed % 40,
                   .p_null = seed % 3 ? 0.03 : 0.0,
@@ -561,7 +561,7 @@ Test(lincheck, random_histories_with_a_stale_read_are_violations) {
     sim_hist_init(&H);
     gen_opts g = {.seed = seed,
                   .nops = 1500,
-                  .nkeys = 1 + seed % 4,
+                  .nkeys = 2 + seed % 4,
                   .nclients = 2 + seed % 5,
                   .max_latency = 3 + seed % 10,
                   .p_null = seed % 3 ? 0.02 : 0.0,
