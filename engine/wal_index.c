@@ -132,7 +132,11 @@ static int ensure_cap(wal_group *g, size_t need) {
   while (ncap < need) ncap *= 2;
   wal_loc *nl = malloc(ncap * sizeof *nl);
   if (nl == NULL) return RK_ENOMEM;
-  for (size_t k = 0; k < g->n; k++) nl[k] = g->locs[(g->head + k) % g->cap];
+  if (g->n) { /* unwrap the ring: [head, cap) then [0, rest) */
+    size_t first = g->cap - g->head < g->n ? g->cap - g->head : g->n;
+    memcpy(nl, g->locs + g->head, first * sizeof *nl);
+    memcpy(nl + first, g->locs, (g->n - first) * sizeof *nl);
+  }
   free(g->locs);
   g->locs = nl;
   g->cap = ncap;

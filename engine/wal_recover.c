@@ -340,6 +340,8 @@ int wal_recover(eng_wal *w, eng_wal_recovery *rec) {
       buf = nb;
       bufcap = size;
     }
+    /* Let the kernel read the next segment while we replay this one. */
+    if (i + 1 < nscan) posix_fadvise(ss[i + 1].fd, 0, 0, POSIX_FADV_WILLNEED);
     rc = read_all(ss[i].fd, buf, size);
     if (rc != RK_OK) goto out;
     rec->segments++;
