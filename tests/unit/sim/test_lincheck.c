@@ -783,3 +783,18 @@ Test(lincheck, offending_key_is_printable) {
   cr_assert_lt(strlen(R.key), SIM_LIN_KEY_MAX);
   cr_assert(strstr(R.key, "...") != NULL);
 }
+
+Test(lincheck, null_write_forced_before_its_reader) {
+  /* b's writer has an unknown outcome, but b is read in [50, 60]: it took
+   * effect after a was read (25..30) and before 60. Without the last read,
+   * a, c, b fits. With it, c (done by 40) must follow b, so the read of b at
+   * 50 would see c: a violation. */
+  put(1, "k", "a", 0, 10, T);
+  put(2, "k", "b", 20, 0, N);
+  get(3, "k", "a", 25, 30, T);
+  put(1, "k", "c", 35, 40, T);
+  get(3, "k", "b", 50, 60, T);
+  ASSERT_OK();
+  get(3, "k", "c", 70, 80, T);
+  ASSERT_VIOLATION("k");
+}
