@@ -539,9 +539,10 @@ void mr_host_receive(mr_host *h, const mr_host_frame *f) {
     return;
   }
   host_peer *p = peer_get(h, f->from_node);
+  if (p == NULL && mr_host_add_node(h, f->from_node) == RK_OK) p = peer_get(h, f->from_node);
   if (p == NULL) {
-    if (mr_host_add_node(h, f->from_node) != RK_OK) return;
-    p = peer_get(h, f->from_node);
+    h->st.unknown_group++; /* a node id we cannot track: drop its frame */
+    return;
   }
   p->last_heard = h->tick;
   p->live = 1;
