@@ -44,6 +44,17 @@ typedef struct bench_recover_opts {
  * cold_mb_per_sec=M". */
 int bench_recover(const bench_recover_opts *o);
 
+typedef struct bench_host_opts {
+  uint64_t groups;    /* groups of 3 replicas over 3 hosts (default 10000) */
+  double sim_seconds; /* simulated seconds of idle ticking (default 60) */
+  uint64_t tick_ms;   /* simulated milliseconds per tick (default 100) */
+} bench_host_opts;
+
+/* Idle and busy cost of the multi-raft host (multiraft/hostmem.h cluster).
+ * Last line: "host: groups=G idle_cpu_us_per_sim_sec=X busy_tick_us=Y
+ * quiesced=Q bytes_per_idle_group=B". Returns 0 or an RK_ code. */
+int bench_host(const bench_host_opts *o);
+
 /* helpers (bench_util.c) */
 char *bench_scratch_dir(const char *parent); /* mkdtemp; NULL on error (printed) */
 void bench_rmtree(const char *dir);

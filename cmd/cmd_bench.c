@@ -1,4 +1,4 @@
-/* cmd/cmd_bench.c — `rangekv bench fsync|wal|recover|kv`. The benchmark
+/* cmd/cmd_bench.c — `rangekv bench fsync|wal|recover|host|kv`. The benchmark
  * code is in bench/; this only parses flags. */
 #include "cmd/cli.h"
 
@@ -12,6 +12,7 @@ typedef struct bench_args {
   bench_fsync_opts f;
   bench_wal_opts w;
   bench_recover_opts r;
+  bench_host_opts h;
   int have_groups, have_bytes, have_seconds;
 } bench_args;
 
@@ -24,7 +25,9 @@ enum {
   OPT_WINDOW,
   OPT_WRITERS,
   OPT_RATE,
-  OPT_MIB
+  OPT_MIB,
+  OPT_SIM_SECONDS,
+  OPT_TICK_MS
 };
 
 static int on_fsync_opt(const cli_cmd *cmd, int opt, const char *arg, void *ctx) {
@@ -69,10 +72,22 @@ static int on_recover_opt(const cli_cmd *cmd, int opt, const char *arg, void *ct
   }
 }
 
+static int on_host_opt(const cli_cmd *cmd, int opt, const char *arg, void *ctx) {
+  bench_args *a = ctx;
+  switch (opt) {
+  case OPT_GROUPS: return cli_parse_u64(cmd, "--groups", arg, 1, 200000, &a->h.groups);
+  case OPT_SIM_SECONDS:
+    return cli_parse_double(cmd, "--sim-seconds", arg, 1, 86400, &a->h.sim_seconds);
+  case OPT_TICK_MS: return cli_parse_u64(cmd, "--tick-ms", arg, 1, 60000, &a->h.tick_ms);
+  default: return cli_usage_error(cmd, "unexpected flag");
+  }
+}
+
 static int done(int rc) { return rc == RK_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL; }
 
 int cmd_bench(const cli_cmd *cmd, int argc, char **argv) {
-  if (argc < 2) return cli_usage_error(cmd, "missing benchmark name (fsync, wal, recover, kv)");
+  if (argc < 2)
+    return cli_usage_error(cmd, "missing benchmark name (fsync, wal, recover, host, kv)");
   const char *which = argv[1];
   if (strcmp(which, "--help") == 0 || strcmp(which, "-h") == 0) {
     cli_print_usage(cmd, 0);
@@ -86,6 +101,9 @@ int cmd_bench(const cli_cmd *cmd, int argc, char **argv) {
   a.r.mib = 1024;
   a.r.entry_bytes = 128;
   a.r.groups = 1000;
+  a.h.groups = 10000;
+  a.h.sim_seconds = 60;
+  a.h.tick_ms = 100;
   int first = 0, rc;
   if (strcmp(which, "fsync") == 0) {
     static const struct option opts[] = {{"bytes", required_argument, 0, OPT_BYTES},
@@ -128,6 +146,17 @@ int cmd_bench(const cli_cmd *cmd, int argc, char **argv) {
     if (first < argc - 1) return cli_usage_error(cmd, "unexpected argument '%s'", argv[1 + first]);
     return done(bench_recover(&a.r));
   }
+  if (strcmp(which, "host") == 0) {
+    static const struct option opts[] = {{"groups", required_argument, 0, OPT_GROUPS},
+                                         {"sim-seconds", required_argument, 0, OPT_SIM_SECONDS},
+                                         {"tick-ms", required_argument, 0, OPT_TICK_MS},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    rc = cli_parse(cmd, argc - 1, argv + 1, "h", opts, on_host_opt, &a, &first);
+    if (rc != CLI_CONTINUE) return rc;
+    if (first < argc - 1) return cli_usage_error(cmd, "unexpected argument '%s'", argv[1 + first]);
+    return done(bench_host(&a.h));
+  }
   if (strcmp(which, "kv") == 0) {
     for (int i = 2; i < argc; i++) {
       if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -139,5 +168,5 @@ int cmd_bench(const cli_cmd *cmd, int argc, char **argv) {
     fprintf(stderr, "rangekv bench kv: not implemented yet: it lands with the node issue (#7)\n");
     return CLI_EXIT_USAGE;
   }
-  return cli_usage_error(cmd, "unknown benchmark '%s' (fsync, wal, recover, kv)", which);
+  return cli_usage_error(cmd, "unknown benchmark '%s' (fsync, wal, recover, host, kv)", which);
 }

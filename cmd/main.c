@@ -31,18 +31,21 @@ const cli_cmd cli_cmds[] = {
    "  vote-no-uptodate, ack-before-persist). The last line is always\n"
    "  'sim: seeds=N events=E violations=V trace_hash=H'.\n",
    cmd_sim, NULL},
-  {"bench", "run a benchmark (fsync, wal, recover, kv)",
+  {"bench", "run a benchmark (fsync, wal, recover, host, kv)",
    "usage: rangekv bench fsync [--bytes B] [--seconds S] [--dir DIR]\n"
    "       rangekv bench wal --groups G --entry-bytes B --seconds S\n"
    "                         [--batch-window-us W] [--writers N] [--dir DIR]\n"
    "                         [--rate R]\n"
    "       rangekv bench recover [--mib M] [--entry-bytes B] [--groups G] [--dir DIR]\n"
+   "       rangekv bench host [--groups G] [--sim-seconds S] [--tick-ms T]\n"
    "       rangekv bench kv --endpoints LIST --clients C --value-bytes B\n"
    "                        --seconds S --read-ratio X [--keys K] [--zipf THETA]\n"
    "  fsync: raw write+fdatasync rate of the disk under DIR (default $TMPDIR or /tmp).\n"
    "  wal: the shared WAL with G groups; --writers appends outstanding (closed\n"
    "  loop, default 256) or --rate entries/s (open loop). recover: time to reopen\n"
-   "  an M MiB WAL (default 1024). kv: not implemented yet (node issue #7).\n",
+   "  an M MiB WAL (default 1024). host: CPU of G quiesced groups per simulated\n"
+   "  second and of one awake tick (3 in-process hosts, default G=10000).\n"
+   "  kv: not implemented yet (node issue #7).\n",
    cmd_bench, NULL},
   {"put", "write a key", "usage: rangekv put KEY VALUE [--endpoints LIST]\n",
    cmd_pending, "the client CLI lands with the node issue (#7)"},
