@@ -84,6 +84,7 @@ int mr_pr_maybe_decr_to(mr_progress *pr, uint64_t rejected, uint64_t match_hint)
     return 1;
   }
   if (pr->next - 1 != rejected) return 0; /* not the probe we are waiting for */
+  if (rejected <= pr->match) return 0;    /* contradicts an earlier ack */
   uint64_t n = rejected < match_hint + 1 ? rejected : match_hint + 1;
   if (n < pr->match + 1) n = pr->match + 1;
   pr->next = n;

@@ -152,8 +152,8 @@ void mr_handle_append_resp(mr_raft *r, const mr_msg *m) {
   if (mr_maybe_commit(r)) {
     mr_bcast_append(r);
   } else {
-    (void)was_paused;
-    mr_send_append_all(r, pr, 0);
+    /* a follower we were holding back (probe) also learns the commit index */
+    mr_send_append_all(r, pr, was_paused);
   }
   if (r->transferee == pr->id && pr->match == mr_log_last(r)) mr_send_timeout_now(r, pr->id);
 }

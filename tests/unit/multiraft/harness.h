@@ -59,6 +59,8 @@ struct harness {
   /* the committed log as first applied by any node, for State Machine Safety */
   uint64_t *sm_term;
   size_t sm_cap;
+  int sm_tolerate; /* count violations instead of failing (bug tests) */
+  int sm_violations;
 };
 
 typedef struct h_opts {
