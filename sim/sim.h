@@ -54,11 +54,12 @@ void sim_faults_format(uint32_t f, char *buf, size_t n);
 
 typedef struct sim_opts {
   uint64_t seed;
-  uint32_t nodes;  /* 3..SIM_MAX_NODES */
-  uint32_t groups; /* Raft groups, 3 replicas each (fewer if nodes < 3) */
-  uint32_t zones;  /* node i is in zone i % zones */
-  uint64_t steps;  /* events in the safety phase */
-  uint32_t faults; /* SIM_F_* */
+  uint32_t nodes;    /* 3..SIM_MAX_NODES */
+  uint32_t groups;   /* Raft groups, 3 replicas each (fewer if nodes < 3) */
+  uint32_t zones;    /* node i is in zone i % zones */
+  uint32_t replicas; /* per group (default 3, at most nodes) */
+  uint64_t steps;    /* events in the safety phase */
+  uint32_t faults;   /* SIM_F_* */
   uint32_t clients;
   uint32_t keys_per_group;
   /* Raft timing: one tick every tick_us of a node's local clock. */

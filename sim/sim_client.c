@@ -86,7 +86,7 @@ static void send_attempt(sim_world *w, sim_client *c) {
   sim_req *q = malloc(sizeof *q);
   RK_ASSERT(q != NULL);
   *q = c->req;
-  c->target = c->hint[c->req.group];
+  c->target = c->pin ? c->pin - 1 : c->hint[c->req.group];
   c->maybe = 1; /* outstanding until a refusal comes back */
   c->attempts++;
   sim_schedule(w, w->now + CLIENT_LAT_US, SIM_SRC_CLIENT(c->id), SIM_EV_REQ, c->target, 0, 0, q);
@@ -133,6 +133,35 @@ static void start_op(sim_world *w, sim_client *c) {
       snprintf(q->expected, sizeof q->expected, "c%u-%llu", oc, (unsigned long long)on);
     }
   }
+  c->busy = 1;
+  c->call = w->now;
+  c->attempts = 0;
+  send_attempt(w, c);
+  sim_schedule(w, w->now + w->o.op_timeout_us, SIM_SRC_CLIENT(c->id), SIM_EV_CLIENT_TIMEOUT, c->id,
+               c->opno, 0, NULL);
+}
+
+void sim_client_submit(sim_world *w, uint32_t ci, uint32_t node, int pin, uint8_t op,
+                       const char *key, const char *value, const char *expected) {
+  RK_ASSERT(ci < w->nclients);
+  sim_client *c = &w->clients[ci];
+  RK_ASSERT(!c->busy);
+  sim_req *q = &c->req;
+  memset(q, 0, sizeof *q);
+  q->client = c->id;
+  q->opno = ++c->opno;
+  q->op = op;
+  snprintf(q->key, sizeof q->key, "%s", key);
+  uint32_t k = 0;
+  if (sscanf(key, "k%u", &k) != 1) k = 0;
+  q->group = k % w->ngroups;
+  if (value) snprintf(q->value, sizeof q->value, "%s", value);
+  if (expected) {
+    q->has_expected = 1;
+    snprintf(q->expected, sizeof q->expected, "%s", expected);
+  }
+  c->pin = pin ? node + 1 : 0;
+  c->hint[q->group] = node;
   c->busy = 1;
   c->call = w->now;
   c->attempts = 0;

@@ -195,6 +195,14 @@ void sim_disk_compact(sim_disk *d, uint32_t slot, const sim_snap *s) {
   view_apply(&d->logs[slot].cur, w);
 }
 
+void sim_disk_bootstrap(sim_disk *d, uint32_t slot, const sim_snap *s, const rk_hard_state *hs) {
+  RK_ASSERT(slot < d->nlogs);
+  sim_glog *g = &d->logs[slot];
+  view_install(&g->cur, s);
+  view_install(&g->dur, s);
+  g->cur.hs = g->dur.hs = *hs;
+}
+
 void sim_disk_record_begin(sim_disk *d) { d->cur_rec = d->next_seq; }
 void sim_disk_record_end(sim_disk *d) { d->cur_rec = 0; }
 

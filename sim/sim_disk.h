@@ -112,6 +112,10 @@ void sim_disk_install_snapshot(sim_disk *d, uint32_t slot, const sim_snap *s);
  * drop entries <= s->index. */
 void sim_disk_compact(sim_disk *d, uint32_t slot, const sim_snap *s);
 
+/* Bootstrap (before the node ever runs): both views start from snapshot s
+ * and hard state hs, durable from the start, nothing queued. */
+void sim_disk_bootstrap(sim_disk *d, uint32_t slot, const sim_snap *s, const rk_hard_state *hs);
+
 /* Sync: the barrier is the seq of the last write so far (0 = nothing). */
 uint64_t sim_disk_sync_begin(sim_disk *d);
 /* Makes every write with seq <= barrier durable. */

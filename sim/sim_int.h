@@ -111,7 +111,7 @@ typedef struct sim_replica {
   sim_pending *pend;
   size_t npend, cappend;
   /* what the trace printed last, to print state changes only */
-  uint64_t shown_term, shown_commit, shown_applied;
+  uint64_t shown_term, shown_commit, shown_applied, shown_last;
   int shown_role;
   /* checker: the last commit seen, the term seen */
   uint64_t ck_commit, ck_term;
@@ -129,6 +129,7 @@ typedef struct sim_node {
   sim_disk disk;
   uint64_t disk_busy_until;
   uint64_t stall_until;
+  uint64_t slow_sync_us; /* scenarios: every fsync takes this long (0 = random) */
   sim_replica *reps;
   size_t nreps;
   sim_batch *batches, *batches_tail; /* FIFO of in-flight syncs */
@@ -181,6 +182,7 @@ typedef struct sim_client {
   uint32_t attempts;
   uint32_t *hint; /* per group: believed leader node */
   int probe_done; /* liveness: one write acknowledged after faults stopped */
+  uint32_t pin;   /* scenarios: node + 1 this client always talks to, 0 = follow hints */
 } sim_client;
 
 /* ---- the world ---------------------------------------------------------------- */
@@ -214,7 +216,9 @@ typedef struct sim_world {
   uint64_t snap_every; /* take a snapshot and compact every this many applied entries */
   uint64_t max_msg_bytes;
   uint32_t max_inflight;
-  uint64_t heal_at; /* pending heal time (0 = none) */
+  uint64_t snap_installs;   /* snapshots installed from the leader */
+  uint8_t last_snap_voters; /* voters in the last installed snapshot's config */
+  uint64_t heal_at;         /* pending heal time (0 = none) */
   uint64_t liveness_checks;
   void (*script)(struct sim_world *w, uint64_t step, void *ctx);
   void *script_ctx;
@@ -281,6 +285,9 @@ void sim_client_event(sim_world *w, const sim_event *e);
 /* Called by a node when it answers a client. */
 void sim_client_reply(sim_world *w, uint32_t from_node, const sim_reply *rp);
 int sim_clients_all_probed(const sim_world *w);
+/* Scenarios: client `c` (idle) starts one operation at `node` now. */
+void sim_client_submit(sim_world *w, uint32_t c, uint32_t node, int pin, uint8_t op,
+                       const char *key, const char *value, const char *expected);
 
 /* sim_check.c */
 void sim_check_init_group(sim_group *g);

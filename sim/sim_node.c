@@ -260,6 +260,17 @@ void sim_rep_voters(const sim_replica *r, uint64_t *in, uint32_t *n_in, uint64_t
   }
 }
 
+/* Where an initial member's log starts (CockroachDB's raftInitialLogIndex /
+ * raftInitialLogTerm): every initial member begins from a snapshot at
+ * (SIM_INIT_INDEX, SIM_INIT_TERM) holding the initial configuration and an
+ * empty state machine. A replica added later starts empty and, since the
+ * leader's log starts above that index, is brought in by InstallSnapshot,
+ * which carries the configuration. (Replaying the log from index 1 instead
+ * would apply "add me" onto an empty configuration and leave the joiner
+ * believing it is a one-voter group.) */
+#define SIM_INIT_INDEX 5
+#define SIM_INIT_TERM  5
+
 void sim_node_host(sim_world *w, uint32_t node, uint64_t group, const mr_conf *boot) {
   sim_node *nd = &w->nodes[node];
   for (size_t i = 0; i < nd->nhosted; i++) RK_ASSERT(nd->hosted[i] != group);
@@ -269,7 +280,20 @@ void sim_node_host(sim_world *w, uint32_t node, uint64_t group, const mr_conf *b
   nd->hosted[nd->nhosted] = group;
   nd->bootconf[nd->nhosted] = *boot;
   nd->nhosted++;
-  sim_disk_group(&nd->disk, group);
+  uint32_t slot = sim_disk_group(&nd->disk, group);
+  if (boot->n > 0) {
+    sim_snap s;
+    memset(&s, 0, sizeof s);
+    s.index = SIM_INIT_INDEX;
+    s.term = SIM_INIT_TERM;
+    conf_encode(boot, &s.meta);
+    sim_kv kv;
+    sim_kv_init(&kv);
+    s.data.p = sim_kv_image(&kv, &s.data.len);
+    rk_hard_state hs = {.term = SIM_INIT_TERM, .vote = 0, .commit = SIM_INIT_INDEX};
+    sim_disk_bootstrap(&nd->disk, slot, &s, &hs);
+    sim_snap_free(&s);
+  }
 }
 
 static void replica_start(sim_world *w, uint32_t node, size_t hi) {
@@ -563,6 +587,10 @@ static int start_ready(sim_world *w, uint32_t node, sim_replica *r, mr_ready *rd
     sim_snap_free(&s);
     RK_ASSERT(sim_kv_restore(&r->kv, rd->snapshot.data, rd->snapshot.len) == 0);
     if (rd->snapshot.index > r->applied) r->applied = rd->snapshot.index;
+    w->snap_installs++;
+    w->last_snap_voters = 0;
+    for (uint8_t i = 0; i < rd->snapshot.conf.n; i++)
+      w->last_snap_voters += (rd->snapshot.conf.r[i].flags & MR_VOTER_IN) != 0;
     sim_trace_add(&w->trace, "t=%llu n%u g%llu install snapshot=%llu/%llu voters=%u",
                   (unsigned long long)w->now, node, (unsigned long long)r->group,
                   (unsigned long long)rd->snapshot.index, (unsigned long long)rd->snapshot.term,
@@ -585,8 +613,9 @@ static int start_ready(sim_world *w, uint32_t node, sim_replica *r, mr_ready *rd
   return wrote;
 }
 
-static uint64_t sync_latency(sim_world *w) {
-  return rk_rand_range(&w->disk_rng, w->o.sync_min_us, w->o.sync_max_us);
+static uint64_t sync_latency(sim_world *w, const sim_node *nd) {
+  uint64_t l = rk_rand_range(&w->disk_rng, w->o.sync_min_us, w->o.sync_max_us);
+  return nd->slow_sync_us ? nd->slow_sync_us : l;
 }
 
 void sim_node_flush(sim_world *w, uint32_t node) {
@@ -623,7 +652,7 @@ void sim_node_flush(sim_world *w, uint32_t node) {
   uint64_t start = w->now;
   if (nd->disk_busy_until > start) start = nd->disk_busy_until;
   if (nd->stall_until > start) start = nd->stall_until;
-  uint64_t done = start + sync_latency(w);
+  uint64_t done = start + sync_latency(w, nd);
   nd->disk_busy_until = done;
   if (nd->batches_tail)
     nd->batches_tail->next = b;
@@ -677,17 +706,20 @@ void sim_node_check(sim_world *w, uint32_t node) {
     mr_raft_check_invariants(r->raft);
     sim_check_replica(w, node, r);
     int role = sim_rep_role(r);
-    uint64_t t = sim_rep_term(r), c = sim_rep_commit(r);
+    uint64_t t = sim_rep_term(r), c = sim_rep_commit(r), last = mr_raft_last_index(r->raft);
     if (role != r->shown_role || t != r->shown_term ||
-        (!w->quiet_state && (c != r->shown_commit || r->applied != r->shown_applied))) {
+        (!w->quiet_state &&
+         (c != r->shown_commit || r->applied != r->shown_applied || last != r->shown_last))) {
       if (role == SIM_ROLE_LEADER && (role != r->shown_role || t != r->shown_term)) {
         if (w->res) w->res->elections++;
         sim_on_new_leader(w, node);
       }
-      sim_trace_add(&w->trace, "t=%llu n%u g%llu term=%llu role=%s commit=%llu applied=%llu",
+      sim_trace_add(&w->trace,
+                    "t=%llu n%u g%llu term=%llu role=%s last=%llu commit=%llu applied=%llu",
                     (unsigned long long)w->now, node, (unsigned long long)r->group,
-                    (unsigned long long)t, sim_role_name(role), (unsigned long long)c,
-                    (unsigned long long)r->applied);
+                    (unsigned long long)t, sim_role_name(role), (unsigned long long)last,
+                    (unsigned long long)c, (unsigned long long)r->applied);
+      r->shown_last = last;
       r->shown_role = role;
       r->shown_term = t;
       r->shown_commit = c;

@@ -25,7 +25,8 @@ void sim_trace_add(sim_trace *t, const char *fmt, ...) {
   t->hash = sim_fnv(t->hash, line, (size_t)n + 1);
   t->lines++;
   if (t->file) fwrite(line, 1, (size_t)n + 1, t->file);
-  if (t->echo) fwrite(line, 1, (size_t)n + 1, t->echo);
+  if (t->echo && (t->echo_filter == NULL || t->echo_filter(line)))
+    fwrite(line, 1, (size_t)n + 1, t->echo);
 }
 
 void sim_trace_dump(const sim_trace *t, FILE *out, unsigned n) {

@@ -17,8 +17,9 @@
 typedef struct sim_trace {
   uint64_t hash;
   uint64_t lines;
-  FILE *file; /* optional, not owned */
-  FILE *echo; /* optional second sink (scenario transcripts), not owned */
+  FILE *file;                           /* optional, not owned */
+  FILE *echo;                           /* optional second sink (scenario transcripts), not owned */
+  int (*echo_filter)(const char *line); /* echo only the lines it accepts */
   char ring[SIM_TRACE_RING][SIM_TRACE_LINE];
 } sim_trace;
 

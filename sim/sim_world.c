@@ -171,7 +171,9 @@ void sim_world_init(sim_world *w, const sim_opts *o, sim_result *r) {
   w->ngroups = o->groups;
   w->groups = calloc(w->ngroups, sizeof *w->groups);
   RK_ASSERT(w->groups != NULL);
-  uint32_t nrep = o->nodes < 3 ? o->nodes : 3;
+  uint32_t nrep = o->replicas ? o->replicas : 3;
+  if (nrep > o->nodes) nrep = o->nodes;
+  RK_ASSERT(nrep <= 8);
   for (uint32_t g = 0; g < w->ngroups; g++) {
     sim_group *gr = &w->groups[g];
     gr->id = g;
