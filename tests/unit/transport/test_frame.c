@@ -122,7 +122,10 @@ Test(frame, random_garbage_never_crashes) {
 Test(handshake, round_trip_and_verify) {
   uint8_t buf[128];
   size_t n = 0;
-  tp_handshake hs = {.cluster_id = 0xC1u, .node_id = 3, .protocol_version = TP_PROTOCOL_VERSION};
+  tp_handshake hs = {.cluster_id = 0xC1u,
+                     .node_id = 3,
+                     .protocol_version = TP_PROTOCOL_VERSION,
+                     .client_addr = "127.0.0.1:8003"};
   cr_assert_eq(tp_handshake_encode(&hs, buf, sizeof buf, &n), RK_OK);
   tp_frame f;
   size_t used;
@@ -132,12 +135,18 @@ Test(handshake, round_trip_and_verify) {
   cr_assert_eq(tp_handshake_decode(f.payload, f.length, &got), RK_OK);
   cr_assert_eq(got.cluster_id, 0xC1u);
   cr_assert_eq(got.node_id, 3);
+  cr_assert_str_eq(got.client_addr, "127.0.0.1:8003");
   cr_assert_eq(tp_handshake_verify(&got, 0xC1u, 3), RK_OK);
   cr_assert_eq(tp_handshake_verify(&got, 0xC1u, 0), RK_OK, "0 = any node (clients)");
   cr_assert_eq(tp_handshake_verify(&got, 0xC2u, 3), RK_EWRONGCLUSTER);
   cr_assert_eq(tp_handshake_verify(&got, 0xC1u, 4), RK_EWRONGNODE);
   got.protocol_version = 9;
   cr_assert_eq(tp_handshake_verify(&got, 0xC1u, 3), RK_EUNSUPPORTED);
+  /* A client may not know the cluster yet; a node must. */
+  tp_handshake client = {.cluster_id = 0, .node_id = 0, .protocol_version = TP_PROTOCOL_VERSION};
+  cr_assert_eq(tp_handshake_verify(&client, 0xC1u, 0), RK_OK);
+  tp_handshake anon_node = {.cluster_id = 0, .node_id = 4, .protocol_version = TP_PROTOCOL_VERSION};
+  cr_assert_eq(tp_handshake_verify(&anon_node, 0xC1u, 0), RK_EWRONGCLUSTER);
 }
 
 Test(handshake, malformed_payload_and_small_buffer) {
