@@ -1,0 +1,289 @@
+/* Membership changes (thesis ch. 4): learners, single-server changes, joint
+ * consensus, learner promotion. */
+#include "harness.h"
+
+#include "common/rk_err.h"
+
+#include <criterion/criterion.h>
+
+static harness *cluster(int n, h_opts *o) {
+  *o = h_default_opts();
+  return h_new(n, o);
+}
+
+static int change(harness *h, uint64_t leader, int transition, int op, uint64_t id) {
+  mr_conf_change cc = {.transition = (uint8_t)transition, .n = 1};
+  cc.changes[0] = (mr_cc_single){.op = (uint8_t)op, .id = id};
+  int rc = mr_raft_propose_conf_change(h_raft(h, leader), &cc, NULL);
+  h_deliver_all(h);
+  return rc;
+}
+
+static uint8_t flags_at(harness *h, uint64_t node, uint64_t id) {
+  mr_conf c;
+  mr_raft_conf(h_raft(h, node), &c);
+  return mr_conf_flags(&c, id);
+}
+
+static void assert_commits(harness *h, uint64_t leader) {
+  uint64_t idx;
+  cr_assert_eq(mr_raft_propose(h_raft(h, leader), "w", 1, &idx, NULL), RK_OK);
+  h_deliver_all(h);
+  cr_assert_geq(mr_raft_commit(h_raft(h, leader)), idx);
+}
+
+Test(membership, learner_catches_up_but_does_not_count) {
+  h_opts o;
+  harness *h = cluster(3, &o);
+  cr_assert(h_elect(h, 1));
+  h_add_node(h, 4, &o);
+  cr_assert_eq(change(h, 1, MR_CC_AUTO, MR_CC_ADD_LEARNER, 4), RK_OK);
+  h_tick(h, 1, 2);
+  cr_assert_eq(flags_at(h, 1, 4), MR_LEARNER);
+  cr_assert_eq(flags_at(h, 4, 4), MR_LEARNER, "the learner learned the group via snapshot + log");
+  cr_assert_eq(mr_raft_last_index(h_raft(h, 4)), mr_raft_last_index(h_raft(h, 1)));
+  /* leader + learner only: nothing commits */
+  h_cut(h, 1, 2);
+  h_cut(h, 1, 3);
+  uint64_t idx;
+  cr_assert_eq(mr_raft_propose(h_raft(h, 1), "x", 1, &idx, NULL), RK_OK);
+  h_deliver_all(h);
+  cr_assert_eq(mr_raft_last_index(h_raft(h, 4)), idx, "the learner has it");
+  cr_assert_lt(mr_raft_commit(h_raft(h, 1)), idx, "but its copy does not count");
+  h_free(h);
+}
+
+Test(membership, learner_never_campaigns_and_its_vote_does_not_count) {
+  h_opts o;
+  harness *h = cluster(3, &o);
+  cr_assert(h_elect(h, 1));
+  h_add_node(h, 4, &o);
+  cr_assert_eq(change(h, 1, MR_CC_AUTO, MR_CC_ADD_LEARNER, 4), RK_OK);
+  h_tick(h, 1, 2);
+  uint64_t term = mr_raft_term(h_raft(h, 4));
+  h_isolate(h, 4);
+  h_tick(h, 4, 100);
+  cr_assert_eq(mr_raft_role(h_raft(h, 4)), MR_FOLLOWER);
+  cr_assert_eq(mr_raft_term(h_raft(h, 4)), term, "a learner never campaigns");
+  h_heal(h);
+  /* 2 campaigns and reaches only the learner: learner votes do not count */
+  h_crash(h, 1);
+  h_cut(h, 2, 3);
+  h_tick(h, 2, 20);
+  h_tick(h, 4, 20);
+  cr_assert_neq(mr_raft_role(h_raft(h, 2)), MR_LEADER);
+  h_free(h);
+}
+
+Test(membership, learner_promotion) {
+  h_opts o;
+  harness *h = cluster(3, &o);
+  cr_assert(h_elect(h, 1));
+  h_add_node(h, 4, &o);
+  cr_assert_eq(change(h, 1, MR_CC_AUTO, MR_CC_ADD_LEARNER, 4), RK_OK);
+  cr_assert_eq(change(h, 1, MR_CC_AUTO, MR_CC_ADD_VOTER, 4), RK_OK);
+  h_tick(h, 1, 2);
+  cr_assert_eq(flags_at(h, 1, 4), MR_VOTER_IN);
+  cr_assert_eq(flags_at(h, 4, 4), MR_VOTER_IN);
+  /* the promoted replica can now lead */
+  h_tick_all(h, 1);
+  cr_assert_eq(mr_raft_transfer_leader(h_raft(h, 1), 4), RK_OK);
+  h_deliver_all(h);
+  cr_assert_eq(h_leader(h), 4);
+  h_free(h);
+}
+
+Test(membership, single_server_changes_3_4_5_4_3) {
+  h_opts o;
+  harness *h = cluster(3, &o);
+  cr_assert(h_elect(h, 1));
+  h_add_node(h, 4, &o);
+  h_add_node(h, 5, &o);
+  uint64_t steps[][2] = {
+      {MR_CC_ADD_VOTER, 4}, {MR_CC_ADD_VOTER, 5}, {MR_CC_REMOVE, 5}, {MR_CC_REMOVE, 4}};
+  int sizes[] = {4, 5, 4, 3};
+  for (int s = 0; s < 4; s++) {
+    cr_assert_eq(change(h, 1, MR_CC_AUTO, (int)steps[s][0], steps[s][1]), RK_OK, "step %d", s);
+    h_tick(h, 1, 2);
+    mr_conf c;
+    mr_raft_conf(h_raft(h, 1), &c);
+    cr_assert_eq(c.n, sizes[s], "step %d: %d replicas", s, c.n);
+    cr_assert_not(mr_conf_is_joint(&c));
+    for (uint64_t i = 1; i <= 3; i++) {
+      mr_conf ci;
+      mr_raft_conf(h_raft(h, i), &ci);
+      cr_assert_eq(ci.n, sizes[s], "node %llu agrees", (unsigned long long)i);
+    }
+    assert_commits(h, 1);
+  }
+  h_free(h);
+}
+
+Test(membership, one_change_in_flight) {
+  h_opts o;
+  harness *h = cluster(3, &o);
+  mr_conf_change cc = {.transition = MR_CC_AUTO, .n = 1};
+  cc.changes[0] = (mr_cc_single){.op = MR_CC_ADD_LEARNER, .id = 4};
+  cr_assert_eq(mr_raft_propose_conf_change(h_raft(h, 1), &cc, NULL), RK_ENOTLEADER);
+  cr_assert(h_elect(h, 1));
+  h_isolate(h, 1);
+  cr_assert_eq(mr_raft_propose_conf_change(h_raft(h, 1), &cc, NULL), RK_OK);
+  cc.changes[0].id = 5;
+  cr_assert_eq(mr_raft_propose_conf_change(h_raft(h, 1), &cc, NULL), RK_ECONFPENDING);
+  h_free(h);
+}
+
+static int drop_app_resp(harness *h, mr_msg *m, void *arg) {
+  (void)h;
+  (void)arg;
+  return m->type != MR_MSG_APP_RESP;
+}
+
+Test(membership, conf_change_waits_for_the_noop) {
+  h_opts o;
+  harness *h = cluster(3, &o);
+  h_set_filter(h, drop_app_resp, NULL);
+  cr_assert(h_elect(h, 1));
+  mr_conf_change cc = {.transition = MR_CC_AUTO, .n = 1};
+  cc.changes[0] = (mr_cc_single){.op = MR_CC_ADD_LEARNER, .id = 4};
+  cr_assert_eq(mr_raft_propose_conf_change(h_raft(h, 1), &cc, NULL), RK_ECONFPENDING,
+               "no change before the leader's no-op is applied");
+  h_set_filter(h, NULL, NULL);
+  h_tick(h, 1, 2);
+  cr_assert_eq(mr_raft_propose_conf_change(h_raft(h, 1), &cc, NULL), RK_OK);
+  h_free(h);
+}
+
+Test(membership, invalid_changes_refused) {
+  h_opts o;
+  harness *h = cluster(3, &o);
+  cr_assert(h_elect(h, 1));
+  mr_conf_change leave = {.transition = MR_CC_AUTO, .n = 0};
+  cr_assert_eq(mr_raft_propose_conf_change(h_raft(h, 1), &leave, NULL), RK_EINVAL,
+               "cannot leave a joint configuration we are not in");
+  mr_conf_change all = {.transition = MR_CC_JOINT_EXPLICIT, .n = 3};
+  for (int i = 0; i < 3; i++)
+    all.changes[i] = (mr_cc_single){.op = MR_CC_REMOVE, .id = (uint64_t)i + 1};
+  cr_assert_eq(mr_raft_propose_conf_change(h_raft(h, 1), &all, NULL), RK_EINVAL,
+               "never remove every voter");
+  h_free(h);
+}
+
+static int replace(harness *h, uint64_t leader, int transition, uint64_t add, uint64_t rm) {
+  mr_conf_change cc = {.transition = (uint8_t)transition, .n = 2};
+  cc.changes[0] = (mr_cc_single){.op = MR_CC_ADD_VOTER, .id = add};
+  cc.changes[1] = (mr_cc_single){.op = MR_CC_REMOVE, .id = rm};
+  int rc = mr_raft_propose_conf_change(h_raft(h, leader), &cc, NULL);
+  h_deliver_all(h);
+  return rc;
+}
+
+Test(joint, enter_and_leave_automatically) {
+  h_opts o;
+  harness *h = cluster(3, &o);
+  cr_assert(h_elect(h, 1));
+  h_add_node(h, 4, &o);
+  cr_assert_eq(replace(h, 1, MR_CC_AUTO, 4, 3), RK_OK); /* two voter changes: joint */
+  h_tick(h, 1, 3);
+  for (uint64_t i = 1; i <= 4; i++) {
+    mr_conf c;
+    mr_raft_conf(h_raft(h, i), &c);
+    if (i == 3) continue; /* 3 may not learn that it left */
+    cr_assert_not(mr_conf_is_joint(&c), "node %llu left the joint config", (unsigned long long)i);
+    cr_assert_eq(c.n, 3);
+    cr_assert_eq(mr_conf_flags(&c, 4), MR_VOTER_IN);
+    cr_assert_eq(mr_conf_flags(&c, 3), 0);
+  }
+  assert_commits(h, 1);
+  h_free(h);
+}
+
+Test(joint, explicit_leave_and_both_majorities_needed) {
+  h_opts o;
+  harness *h = cluster(3, &o);
+  cr_assert(h_elect(h, 1));
+  h_add_node(h, 4, &o);
+  h_add_node(h, 5, &o);
+  /* C_old = {1,2,3}, C_new = {1,4,5} */
+  mr_conf_change cc = {.transition = MR_CC_JOINT_EXPLICIT, .n = 4};
+  cc.changes[0] = (mr_cc_single){.op = MR_CC_ADD_VOTER, .id = 4};
+  cc.changes[1] = (mr_cc_single){.op = MR_CC_ADD_VOTER, .id = 5};
+  cc.changes[2] = (mr_cc_single){.op = MR_CC_REMOVE, .id = 2};
+  cc.changes[3] = (mr_cc_single){.op = MR_CC_REMOVE, .id = 3};
+  cr_assert_eq(mr_raft_propose_conf_change(h_raft(h, 1), &cc, NULL), RK_OK);
+  h_deliver_all(h);
+  h_tick(h, 1, 3);
+  mr_conf c;
+  mr_raft_conf(h_raft(h, 1), &c);
+  cr_assert(mr_conf_is_joint(&c), "explicit: stays joint");
+  cr_assert_eq(mr_conf_flags(&c, 2), MR_VOTER_OUT);
+  cr_assert_eq(mr_conf_flags(&c, 4), MR_VOTER_IN);
+  cr_assert_eq(mr_conf_flags(&c, 1), MR_VOTER_IN | MR_VOTER_OUT);
+  /* C_old's majority alone ({1,2,3}) is not enough */
+  h_cut(h, 1, 4);
+  h_cut(h, 1, 5);
+  uint64_t idx;
+  cr_assert_eq(mr_raft_propose(h_raft(h, 1), "x", 1, &idx, NULL), RK_OK);
+  h_deliver_all(h);
+  cr_assert_lt(mr_raft_commit(h_raft(h, 1)), idx);
+  h_heal(h);
+  h_tick(h, 1, 2);
+  cr_assert_geq(mr_raft_commit(h_raft(h, 1)), idx, "both majorities now");
+  /* leave explicitly */
+  mr_conf_change leave = {.transition = MR_CC_AUTO, .n = 0};
+  cr_assert_eq(mr_raft_propose_conf_change(h_raft(h, 1), &leave, NULL), RK_OK);
+  h_deliver_all(h);
+  h_tick(h, 1, 2);
+  mr_raft_conf(h_raft(h, 1), &c);
+  cr_assert_not(mr_conf_is_joint(&c));
+  cr_assert_eq(c.n, 3);
+  /* C_new's majority alone ({1,4,5}) now suffices */
+  h_isolate(h, 2);
+  h_isolate(h, 3);
+  assert_commits(h, 1);
+  h_free(h);
+}
+
+Test(joint, leader_not_in_cnew_steps_down_after_leaving) {
+  h_opts o;
+  harness *h = cluster(3, &o);
+  cr_assert(h_elect(h, 1));
+  h_add_node(h, 4, &o);
+  cr_assert_eq(replace(h, 1, MR_CC_JOINT_IMPLICIT, 4, 1), RK_OK);
+  h_tick(h, 1, 1);
+  cr_assert_eq(mr_raft_role(h_raft(h, 1)), MR_FOLLOWER, "removed leader stepped down");
+  h_tick_all(h, 40);
+  uint64_t l = h_leader(h);
+  cr_assert(l == 2 || l == 3 || l == 4, "a member of C_new leads: %llu", (unsigned long long)l);
+  assert_commits(h, l);
+  h_free(h);
+}
+
+Test(joint, demote_voter_to_learner) {
+  h_opts o;
+  harness *h = cluster(3, &o);
+  cr_assert(h_elect(h, 1));
+  mr_conf_change cc = {.transition = MR_CC_JOINT_IMPLICIT, .n = 1};
+  cc.changes[0] = (mr_cc_single){.op = MR_CC_ADD_LEARNER, .id = 3};
+  cr_assert_eq(mr_raft_propose_conf_change(h_raft(h, 1), &cc, NULL), RK_OK);
+  h_deliver_all(h);
+  h_tick(h, 1, 2);
+  cr_assert_eq(flags_at(h, 1, 3), MR_LEARNER);
+  cr_assert_eq(flags_at(h, 3, 3), MR_LEARNER);
+  h_free(h);
+}
+
+Test(confchange, encode_decode_roundtrip_and_malformed) {
+  mr_conf_change cc = {.transition = MR_CC_JOINT_EXPLICIT, .n = 2}, out;
+  cc.changes[0] = (mr_cc_single){.op = MR_CC_ADD_VOTER, .id = 0x0102030405060708ull};
+  cc.changes[1] = (mr_cc_single){.op = MR_CC_REMOVE, .id = 9};
+  uint8_t buf[MR_CC_MAX_BYTES];
+  size_t n = mr_cc_encode(&cc, buf, sizeof buf);
+  cr_assert_eq(n, 20);
+  cr_assert_eq(mr_cc_decode(buf, n, &out), RK_OK);
+  cr_assert_eq(out.changes[0].id, cc.changes[0].id);
+  cr_assert_eq(out.changes[1].op, MR_CC_REMOVE);
+  cr_assert_eq(mr_cc_decode(buf, n - 1, &out), RK_EMALFORMED);
+  buf[2] = 77;
+  cr_assert_eq(mr_cc_decode(buf, n, &out), RK_EMALFORMED);
+}
