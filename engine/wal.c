@@ -242,7 +242,10 @@ static void submit_batch(eng_wal *w, wal_batch *b) {
   io_uring_prep_write(wr, s->fd, b->buf + b->written, (unsigned)(b->len - b->written),
                       b->off + b->written);
   io_uring_sqe_set_data(wr, &b->op_write);
-  wr->flags |= IOSQE_IO_LINK;
+  /* IOSQE_ASYNC: a buffered write can block (page-cache throttling, a
+   * journal commit in progress); run it in io_uring's worker, never inline
+   * in the event loop's submit. */
+  wr->flags |= IOSQE_IO_LINK | IOSQE_ASYNC;
   struct io_uring_sqe *fs = io_uring_get_sqe(&w->ring);
   if (fs == NULL) { /* cannot split a link across submits: ring too small is a bug */
     RK_UNREACHABLE();
@@ -360,6 +363,9 @@ static void handle_cqe(eng_wal *w, const struct io_uring_cqe *cqe) {
     batch_io_done(w, b);
     break;
   }
+  case WAL_OP_BACKGROUND:
+    if (res < 0) RK_WARN("wal", "background close/fsync failed: %s", strerror(-res));
+    break;
   default: wal_seg_prep_complete(w, op->owner, op, res); break;
   }
 }
@@ -672,6 +678,7 @@ int eng_wal_open(const eng_wal_options *opt, eng_wal **out, eng_wal_recovery *re
   if (w == NULL) return RK_ENOMEM;
   w->opt = *opt;
   w->dirfd = -1;
+  w->op_bg = (wal_op){WAL_OP_BACKGROUND, w};
 #ifdef RK_TEST_HOOKS
   eng_wal_hooks_default(&w->hooks);
 #endif

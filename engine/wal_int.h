@@ -161,6 +161,7 @@ enum {
   WAL_OP_PREP_HDR,
   WAL_OP_PREP_FSYNC,
   WAL_OP_PREP_DIRSYNC,
+  WAL_OP_BACKGROUND, /* directory fsync after purge: result only logged */
 };
 
 typedef struct wal_seg {
@@ -209,9 +210,10 @@ struct eng_wal {
 
   /* write cursor: where the next opened batch goes */
   uint64_t cur_seg, cur_off;
-  uint64_t next_bseq;    /* sequence of the next batch opened */
-  uint64_t durable_bseq; /* every batch <= this is durable */
-  uint64_t purge_barrier_bseq;
+  uint64_t next_bseq;       /* sequence of the next batch opened */
+  uint64_t durable_bseq;    /* every batch <= this is durable */
+  uint64_t purge_cand_seg;  /* purge may delete segments below this ... */
+  uint64_t purge_cand_bseq; /* ... once batches up to this one are durable */
 
   wal_batch *open;   /* accumulating (may be NULL) */
   wal_batch *sealed; /* FIFO waiting to be submitted */
@@ -220,9 +222,10 @@ struct eng_wal {
   wal_batch *free_batches;
 
   eng_wal_append_req *done_head, *done_tail; /* empty appends already durable */
-  int64_t ops_out;                           /* SQEs submitted, CQEs not yet reaped */
-  int stopped;                               /* RK_OK or the error */
-  int crashed;                               /* test hook: simulated death */
+  wal_op op_bg;
+  int64_t ops_out; /* SQEs submitted, CQEs not yet reaped */
+  int stopped;     /* RK_OK or the error */
+  int crashed;     /* test hook: simulated death */
 
   eng_wal_stats st;
 #ifdef RK_TEST_HOOKS
@@ -241,8 +244,11 @@ int wal_seg_prepare(eng_wal *w, uint64_t seq);
 int wal_seg_adopt(eng_wal *w, uint64_t seq, int fd);
 void wal_seg_prep_complete(eng_wal *w, wal_seg *s, wal_op *op, int res);
 void wal_seg_close_all(eng_wal *w);
-/* Deletes the oldest live segment. */
+/* Deletes the oldest live segment: unlink now, close in a detached thread
+ * (the final close of a big file frees its blocks: milliseconds). */
 int wal_seg_delete_first(eng_wal *w);
+/* Queues an fsync of the WAL directory on the ring (not waited for). */
+void wal_dir_sync_async(eng_wal *w);
 
 /* wal.c */
 void wal_fail(eng_wal *w, int err);

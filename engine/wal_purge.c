@@ -15,10 +15,10 @@
  * rule, sees either the old copy or the complete new one). Groups with more
  * than rewrite_max_group_bytes of live entries are not rewritten (that would
  * copy too much); they are counted in laggards_too_big and the host should
- * compact them (snapshot) instead. Segments freed by a rewrite are deleted by
- * a later eng_wal_purge(), once the rewrite and every compaction mark written
- * so far are durable (purge_barrier_bseq): deleting earlier could lose data
- * if the new copy never reached the disk.
+ * compact them (snapshot) instead. Segments freed by marks or a rewrite are
+ * deleted by a later eng_wal_purge(), once the batches holding them are
+ * durable (purge_cand_*): deleting earlier could lose data if the new copy
+ * never reached the disk.
  */
 #include "engine/wal_int.h"
 
@@ -48,7 +48,6 @@ int eng_wal_compact(eng_wal *w, uint64_t group, uint64_t index, uint64_t prev_te
   b->nrec++;
   b->internal = 1;
   g->mark_seg = b->seg;
-  w->purge_barrier_bseq = b->seq;
   return RK_OK;
 }
 
@@ -114,7 +113,6 @@ static int rewrite_group(eng_wal *w, wal_group *g, uint64_t *nent) {
   }
   free(tmp);
   b->internal = 1;
-  w->purge_barrier_bseq = b->seq;
   *nent += g->n;
   return RK_OK;
 }
@@ -144,8 +142,11 @@ int eng_wal_purge(eng_wal *w, eng_wal_purge_stats *st) {
       w->st.entries_rewritten += st->entries_rewritten - before;
     }
   }
-  /* 2. Delete what nobody needs, once every mark and rewrite is durable. */
-  if (w->durable_bseq < w->purge_barrier_bseq) return RK_OK;
+  /* 2. Delete what nobody needs. A candidate computed now is justified by
+   * marks and rewrites in batches up to next_bseq - 1; it may be acted on
+   * only once those are durable. Needs never move backwards (a group's
+   * oldest needed segment only grows; new groups start in new segments), so
+   * a candidate stays valid until then. */
   uint64_t need = w->cur_seg;
   for (size_t i = 0; i < w->ix.nslots; i++) {
     const wal_group *g = w->ix.slots[i];
@@ -157,7 +158,16 @@ int eng_wal_purge(eng_wal *w, eng_wal_purge_stats *st) {
   if (w->inflight && w->inflight->seg < need) need = w->inflight->seg;
   for (const wal_batch *b = w->sealed; b; b = b->next)
     if (b->seg < need) need = b->seg;
-  while (w->seg_first < need && w->nsegs > 1) {
+  uint64_t upto = 0;
+  if (w->purge_cand_seg && w->durable_bseq >= w->purge_cand_bseq) upto = w->purge_cand_seg;
+  if (w->durable_bseq + 1 >= w->next_bseq) {
+    upto = need; /* everything appended is durable: act on it now */
+    w->purge_cand_seg = 0;
+  } else {
+    w->purge_cand_seg = need;
+    w->purge_cand_bseq = w->next_bseq - 1;
+  }
+  while (w->seg_first < upto && w->seg_first < w->cur_seg && w->nsegs > 1) {
     rc = wal_seg_delete_first(w);
     if (rc != RK_OK) return rc;
     st->segments_deleted++;
@@ -168,7 +178,10 @@ int eng_wal_purge(eng_wal *w, eng_wal_purge_stats *st) {
     }
 #endif
   }
-  if (st->segments_deleted && fsync(w->dirfd) != 0)
-    RK_WARN("wal", "fsync of WAL directory after purge failed (deletions may reappear)");
+  /* Not waited for: a deletion lost in a crash only brings back old
+   * segments whose records later marks supersede. Deletions go oldest
+   * first and journaling filesystems (ext4, xfs) persist directory
+   * operations in order, so what comes back is a prefix: no hole. */
+  if (st->segments_deleted) wal_dir_sync_async(w);
   return RK_OK;
 }
