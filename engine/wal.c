@@ -573,12 +573,12 @@ int eng_wal_append(eng_wal *w, eng_wal_append_req *req, const eng_wal_write *wri
                      .off = (uint32_t)(b->off + b->len),
                      .len = e->len,
                      .type = e->type};
-      if (wal_group_add(&w->ix, g, e->index, &loc) != RK_OK) {
-        /* Cannot index what we are about to write: stop rather than lie. */
+      /* Cannot index or pin what we are about to write: stop rather than
+       * serve a read we cannot answer. */
+      if (wal_group_add(&w->ix, g, e->index, &loc) != RK_OK ||
+          wal_cache_put(&w->ix, g, e->index, wal_group_loc(g, e->index), p + WAL_REC_ENTRY_HDR) !=
+              RK_OK)
         wal_fail(w, RK_ENOMEM);
-      } else {
-        wal_cache_put(&w->ix, g, e->index, wal_group_loc(g, e->index), p + WAL_REC_ENTRY_HDR);
-      }
       b->len += wal_rec_entry_size(e->len);
       b->nrec++;
       b->nentries++;

@@ -226,18 +226,21 @@ static int refs_push(wal_index *ix, wal_cache_ref r) {
   return RK_OK;
 }
 
-void wal_cache_put(wal_index *ix, wal_group *g, uint64_t index, wal_loc *loc, const uint8_t *data) {
-  if (loc->len == 0 || ix->cache_budget == 0) return;
+int wal_cache_put(wal_index *ix, wal_group *g, uint64_t index, wal_loc *loc, const uint8_t *data) {
+  /* Always cached, even with a zero budget: an entry not yet durable can
+   * only be read from here (trim evicts it once its batch is durable). */
+  if (loc->len == 0) return RK_OK;
   uint8_t *p = malloc(loc->len);
-  if (p == NULL) return; /* the cache is best effort; the segment has it */
+  if (p == NULL) return RK_ENOMEM;
   memcpy(p, data, loc->len);
   if (refs_push(ix, (wal_cache_ref){g, index, p, loc->len}) != RK_OK) {
     free(p);
-    return;
+    return RK_ENOMEM;
   }
   loc->cached = p;
   ix->cache_bytes += loc->len;
   ix->cached_n++;
+  return RK_OK;
 }
 
 void wal_cache_trim(wal_index *ix, uint64_t durable_bseq) {

@@ -138,8 +138,9 @@ int wal_group_check_append(const wal_group *g, uint64_t index);
 int wal_group_add(wal_index *ix, wal_group *g, uint64_t index, const wal_loc *loc);
 /* Drops entries < index; index > last + 1 empties the log at first = index. */
 void wal_group_compact(wal_index *ix, wal_group *g, uint64_t index, uint64_t prev_term);
-/* Copies payload into the cache for entry at loc (pinned until durable). */
-void wal_cache_put(wal_index *ix, wal_group *g, uint64_t index, wal_loc *loc, const uint8_t *data);
+/* Copies payload into the cache for entry at loc (pinned until durable).
+ * RK_ENOMEM: the entry would be unreadable until durable — callers stop. */
+int wal_cache_put(wal_index *ix, wal_group *g, uint64_t index, wal_loc *loc, const uint8_t *data);
 /* Evicts oldest durable entries until within budget. */
 void wal_cache_trim(wal_index *ix, uint64_t durable_bseq);
 /* Oldest segment the group needs (UINT64_MAX when none). */

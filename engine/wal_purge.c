@@ -105,8 +105,8 @@ static int rewrite_group(eng_wal *w, wal_group *g, uint64_t *nent) {
     l->seg = b->seg;
     l->off = (uint32_t)(b->off + b->len);
     /* Until this batch is durable the new location cannot be read: pin it. */
-    if (l->cached == NULL) wal_cache_put(&w->ix, g, e.index, l, p + WAL_REC_ENTRY_HDR);
-    RK_ASSERT(l->len == 0 || l->cached != NULL || w->ix.cache_budget == 0);
+    if (l->cached == NULL && wal_cache_put(&w->ix, g, e.index, l, p + WAL_REC_ENTRY_HDR) != RK_OK)
+      wal_fail(w, RK_ENOMEM);
     b->len += wal_rec_entry_size(l->len);
     b->nrec++;
     at += l->len;

@@ -460,3 +460,30 @@ Test(wal, second_open_of_same_dir_is_refused) {
   eng_rmtree(dir);
   free(dir);
 }
+
+/* A leader reads its own unsynced tail: served from the cache even with a
+ * zero budget; once durable the entries come from the segment. */
+Test(wal, undurable_entries_are_readable_even_with_zero_cache) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  o.cache_bytes = 0;
+  eng_wal *w = eng_open_or_skip(&o);
+  eng_wal_append_req r1, r2;
+  eng_cb_state s1, s2;
+  cr_assert_eq(eng_append_async(w, &r1, &s1, 4, 1, 11, 2, MAXLEN, NULL), RK_OK);
+  cr_assert_eq(eng_append_async(w, &r2, &s2, 4, 11, 21, 2, MAXLEN, NULL), RK_OK);
+  cr_assert_eq(s1.calls + s2.calls, 0);
+  eng_check_range(w, 4, 1, 21, 2, MAXLEN); /* before any completion */
+  cr_assert_eq(eng_wal_sync(w), RK_OK);
+  eng_wal_stats st;
+  eng_wal_get_stats(w, &st);
+  cr_assert_eq(st.cache_bytes, 0, "durable entries stayed cached with a zero budget");
+  uint64_t misses = st.cache_misses;
+  eng_check_range(w, 4, 1, 21, 2, MAXLEN);
+  eng_wal_get_stats(w, &st);
+  cr_assert_gt(st.cache_misses, misses, "reads did not go to the segment");
+  eng_wal_close(w);
+  eng_rmtree(dir);
+  free(dir);
+}
