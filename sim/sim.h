@@ -66,11 +66,13 @@ typedef struct sim_opts {
   uint64_t tick_us;
   uint32_t election_ticks, heartbeat_ticks;
   int prevote, check_quorum;
-  uint32_t bugs;                     /* planted MR_BUG_* bits (RK_TEST_HOOKS builds) */
-  uint64_t max_msg_bytes;            /* AppendEntries payload cap; 0 = drawn per seed */
-  uint32_t max_inflight;             /* AppendEntries window; 0 = drawn per seed */
-  uint64_t op_timeout_us;            /* client gives up (outcome null) */
-  uint64_t liveness_us;              /* bound of the liveness phase */
+  uint32_t bugs;           /* planted MR_BUG_* bits (RK_TEST_HOOKS builds) */
+  uint64_t max_msg_bytes;  /* AppendEntries payload cap; 0 = drawn per seed */
+  uint32_t max_inflight;   /* AppendEntries window; 0 = drawn per seed */
+  double p_isolate_leader; /* chance a new leader is cut off early (with partition faults) */
+  int lying_fsync;         /* test-only: fsync reports success without making anything durable */
+  uint64_t op_timeout_us;  /* client gives up (outcome null) */
+  uint64_t liveness_us;    /* bound of the liveness phase */
   uint64_t sync_min_us, sync_max_us; /* fsync latency range */
   uint64_t max_clock_offset_us;      /* the configured clock bound */
   int break_clock_bound;             /* clock faults exceed the bound on purpose */

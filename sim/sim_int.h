@@ -127,7 +127,6 @@ typedef struct sim_node {
   int64_t clock_offset_us; /* local = global * (1 + drift) + offset */
   int64_t drift_ppm;
   sim_disk disk;
-  uint64_t disk_busy_until;
   uint64_t stall_until;
   uint64_t slow_sync_us; /* scenarios: every fsync takes this long (0 = random) */
   sim_replica *reps;

@@ -356,6 +356,7 @@ void sim_node_boot(sim_world *w, uint32_t node) {
 /* ---- batches: Readys waiting for one fsync ------------------------------------ */
 
 struct sim_batch {
+  int syncing; /* its fsync is in flight (only the first batch) */
   uint64_t barrier;
   size_t n;
   uint64_t *groups;
@@ -392,7 +393,6 @@ void sim_node_down(sim_world *w, uint32_t node) {
   nd->nreps = 0;
   nd->up = 0;
   nd->incarnation++;
-  nd->disk_busy_until = w->now;
 }
 
 /* ---- client requests ------------------------------------------------------------- */
@@ -618,10 +618,25 @@ static uint64_t sync_latency(sim_world *w, const sim_node *nd) {
   return nd->slow_sync_us ? nd->slow_sync_us : l;
 }
 
+/* Group commit (engine/ WAL style): at most one fsync in flight per disk.
+ * Readys produced while it runs are written at once (to the current view)
+ * and gathered in the next, open batch, whose fsync starts when the running
+ * one completes; so a slow disk makes batches bigger, not queues longer. */
+static void start_sync(sim_world *w, uint32_t node) {
+  sim_node *nd = &w->nodes[node];
+  sim_batch *b = nd->batches;
+  RK_ASSERT(b != NULL && !b->syncing);
+  b->syncing = 1;
+  b->barrier = sim_disk_sync_begin(&nd->disk);
+  uint64_t start = w->now;
+  if (nd->stall_until > start) start = nd->stall_until;
+  uint64_t done = start + sync_latency(w, nd);
+  sim_schedule(w, done, SIM_SRC_NODE(node), SIM_EV_SYNC, node, nd->incarnation, b->barrier, NULL);
+}
+
 void sim_node_flush(sim_world *w, uint32_t node) {
   sim_node *nd = &w->nodes[node];
   if (!nd->up) return;
-  sim_batch *b = NULL;
   for (int again = 1; again && !w->stopped;) {
     again = 0;
     for (size_t i = 0; i < nd->nreps && !w->stopped; i++) {
@@ -633,9 +648,15 @@ void sim_node_flush(sim_world *w, uint32_t node) {
         again = 1; /* advancing may have produced another Ready */
         continue;
       }
-      if (b == NULL) {
+      sim_batch *b = nd->batches_tail;
+      if (b == NULL || b->syncing) {
         b = calloc(1, sizeof *b);
         RK_ASSERT(b != NULL);
+        if (nd->batches_tail)
+          nd->batches_tail->next = b;
+        else
+          nd->batches = b;
+        nd->batches_tail = b;
       }
       b->groups = realloc(b->groups, (b->n + 1) * sizeof *b->groups);
       b->rds = realloc(b->rds, (b->n + 1) * sizeof *b->rds);
@@ -646,38 +667,27 @@ void sim_node_flush(sim_world *w, uint32_t node) {
       r->persisting = 1;
     }
   }
-  if (b == NULL) return;
-  /* One fsync for every group's writes of this turn. */
-  b->barrier = sim_disk_sync_begin(&nd->disk);
-  uint64_t start = w->now;
-  if (nd->disk_busy_until > start) start = nd->disk_busy_until;
-  if (nd->stall_until > start) start = nd->stall_until;
-  uint64_t done = start + sync_latency(w, nd);
-  nd->disk_busy_until = done;
-  if (nd->batches_tail)
-    nd->batches_tail->next = b;
-  else
-    nd->batches = b;
-  nd->batches_tail = b;
-  sim_schedule(w, done, SIM_SRC_NODE(node), SIM_EV_SYNC, node, nd->incarnation, b->barrier, NULL);
+  if (nd->batches && !nd->batches->syncing) start_sync(w, node);
 }
 
 void sim_node_sync_done(sim_world *w, uint32_t node, uint64_t barrier) {
   sim_node *nd = &w->nodes[node];
-  sim_disk_sync_done(&nd->disk, barrier);
-  while (nd->batches && nd->batches->barrier <= barrier && !w->stopped) {
-    sim_batch *b = nd->batches;
-    nd->batches = b->next;
-    if (nd->batches == NULL) nd->batches_tail = NULL;
-    for (size_t i = 0; i < b->n; i++) {
-      sim_replica *r = sim_node_replica(w, node, b->groups[i]);
-      RK_ASSERT(r != NULL && r->persisting);
-      finish_ready(w, node, r, &b->rds[i]);
-    }
-    free(b->groups);
-    free(b->rds);
-    free(b);
+  sim_batch *b = nd->batches;
+  RK_ASSERT(b != NULL && b->syncing && b->barrier == barrier);
+  if (!w->o.lying_fsync) sim_disk_sync_done(&nd->disk, barrier);
+  nd->batches = b->next;
+  if (nd->batches == NULL) nd->batches_tail = NULL;
+  size_t i = 0;
+  for (; i < b->n && !w->stopped; i++) {
+    sim_replica *r = sim_node_replica(w, node, b->groups[i]);
+    RK_ASSERT(r != NULL && r->persisting);
+    finish_ready(w, node, r, &b->rds[i]);
   }
+  for (; i < b->n; i++) mr_ready_free(&b->rds[i]); /* the run stopped: not advanced */
+  free(b->groups);
+  free(b->rds);
+  free(b);
+  if (nd->batches && !nd->batches->syncing) start_sync(w, node);
 }
 
 void sim_node_tick(sim_world *w, uint32_t node) {

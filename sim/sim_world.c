@@ -111,6 +111,7 @@ void sim_opts_default(sim_opts *o) {
   o->sync_max_us = 8000;
   o->max_clock_offset_us = 250000;
   o->check_lin = 1;
+  o->p_isolate_leader = 0.3;
 }
 
 /* ---- the world ------------------------------------------------------------------ */
@@ -376,7 +377,7 @@ static void schedule_heal(sim_world *w) {
  * not (Raft Figure 8) and when a leader's unreplicated tail is largest. */
 void sim_on_new_leader(sim_world *w, uint32_t node) {
   if (w->scripted || w->phase != SIM_PHASE_SAFETY || !(w->o.faults & SIM_F(PARTITION))) return;
-  if (!rk_rand_chance(&w->fault_rng, 0.6)) return;
+  if (!rk_rand_chance(&w->fault_rng, w->o.p_isolate_leader)) return;
   uint64_t at = w->now + rk_rand_below(&w->fault_rng, 20000);
   sim_schedule(w, at, SIM_SRC_WORLD, SIM_EV_ISOLATE, node, 0, 0, NULL);
 }
