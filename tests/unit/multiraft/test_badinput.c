@@ -1,0 +1,165 @@
+/* Bad peer input is counted and ignored, never asserted. */
+#include "harness.h"
+
+#include "common/rk_err.h"
+#include "common/rk_rand.h"
+
+#include <criterion/criterion.h>
+#include <string.h>
+
+static harness *elected(void) {
+  h_opts o = h_default_opts();
+  harness *h = h_new(3, &o);
+  cr_assert(h_elect(h, 1));
+  return h;
+}
+
+Test(bad_input, unknown_message_type) {
+  harness *h = elected();
+  mr_msg m = {.type = 99, .from = 1, .to = 2, .term = 2};
+  cr_assert_eq(mr_raft_step(h_raft(h, 2), &m), RK_EMALFORMED);
+  m.type = 0;
+  cr_assert_eq(mr_raft_step(h_raft(h, 2), &m), RK_EMALFORMED);
+  cr_assert_eq(mr_raft_counters(h_raft(h, 2))->unknown_type, 2);
+  h_free(h);
+}
+
+Test(bad_input, sender_not_in_configuration) {
+  harness *h = elected();
+  mr_msg m = {.type = MR_MSG_VOTE, .from = 7, .to = 2, .term = 9, .index = 100, .log_term = 9};
+  cr_assert_eq(mr_raft_step(h_raft(h, 2), &m), RK_EINVAL);
+  m.type = MR_MSG_APP_RESP;
+  m.to = 1;
+  m.term = 2;
+  cr_assert_eq(mr_raft_step(h_raft(h, 1), &m), RK_EINVAL);
+  cr_assert_eq(mr_raft_counters(h_raft(h, 2))->not_member, 1);
+  cr_assert_eq(mr_raft_counters(h_raft(h, 1))->not_member, 1);
+  cr_assert_eq(mr_raft_term(h_raft(h, 2)), 2, "no term change from a stranger");
+  h_free(h);
+}
+
+Test(bad_input, stale_term_ignored) {
+  harness *h = elected();
+  mr_msg m = {.type = MR_MSG_APP, .from = 3, .to = 2, .term = 1, .index = 5, .log_term = 1};
+  cr_assert_eq(mr_raft_step(h_raft(h, 2), &m), RK_OK);
+  cr_assert_eq(mr_raft_counters(h_raft(h, 2))->stale_term, 1);
+  cr_assert_eq(mr_raft_lead(h_raft(h, 2)), 1);
+  cr_assert_eq(mr_raft_last_index(h_raft(h, 2)), 2);
+  h_free(h);
+}
+
+Test(bad_input, index_beyond_log) {
+  harness *h = elected();
+  mr_msg m = {.type = MR_MSG_APP_RESP, .from = 2, .to = 1, .term = 2, .index = 1000};
+  cr_assert_eq(mr_raft_step(h_raft(h, 1), &m), RK_OK);
+  cr_assert_eq(mr_raft_counters(h_raft(h, 1))->bad_index, 1);
+  cr_assert_eq(mr_raft_commit(h_raft(h, 1)), 2, "commit not moved by a lie");
+  /* a follower asked to append after an index it lacks just rejects */
+  mr_msg a = {.type = MR_MSG_APP, .from = 1, .to = 2, .term = 2, .index = 500, .log_term = 2};
+  cr_assert_eq(mr_raft_step(h_raft(h, 2), &a), RK_OK);
+  cr_assert_eq(mr_raft_last_index(h_raft(h, 2)), 2);
+  h_free(h);
+}
+
+Test(bad_input, malformed_snapshot) {
+  harness *h = elected();
+  mr_raft *r = h_raft(h, 2);
+  mr_msg m = {.type = MR_MSG_SNAP, .from = 1, .to = 2, .term = 2};
+  cr_assert_eq(mr_raft_step(r, &m), RK_OK); /* no snapshot attached */
+  mr_snapshot s = {.index = 50, .term = 2}; /* empty configuration */
+  m.snap = &s;
+  cr_assert_eq(mr_raft_step(r, &m), RK_OK);
+  s.conf.n = 2;
+  s.conf.r[0] = (mr_conf_replica){.id = 1, .flags = MR_VOTER_IN};
+  s.conf.r[1] = (mr_conf_replica){.id = 1, .flags = MR_VOTER_IN}; /* duplicate */
+  cr_assert_eq(mr_raft_step(r, &m), RK_OK);
+  s.conf.r[1].id = 2;
+  s.term = 9; /* newer than the message */
+  cr_assert_eq(mr_raft_step(r, &m), RK_OK);
+  s.term = 2;
+  s.len = 10; /* data missing */
+  cr_assert_eq(mr_raft_step(r, &m), RK_OK);
+  cr_assert_eq(mr_raft_counters(r)->malformed_snap, 5);
+  cr_assert_eq(mr_raft_commit(r), 2);
+  h_free(h);
+}
+
+Test(bad_input, oversized_and_malformed_entries) {
+  harness *h = elected();
+  mr_raft *r = h_raft(h, 2);
+  static uint8_t big[(8u << 20) + 1];
+  mr_msg m = {.type = MR_MSG_APP, .from = 1, .to = 2, .term = 2, .index = 2, .log_term = 2};
+  rk_entry e = {.index = 3, .term = 2, .len = sizeof big, .data = big};
+  m.entries.v = &e;
+  m.entries.len = 1;
+  cr_assert_eq(mr_raft_step(r, &m), RK_OK);
+  cr_assert_eq(mr_raft_counters(r)->oversized, 1);
+  e.len = 1;
+  e.index = 5; /* not contiguous with prev index 2 */
+  cr_assert_eq(mr_raft_step(r, &m), RK_OK);
+  e.index = 3;
+  e.term = 7; /* newer than the leader's term */
+  cr_assert_eq(mr_raft_step(r, &m), RK_OK);
+  cr_assert_eq(mr_raft_counters(r)->malformed, 2);
+  cr_assert_eq(mr_raft_last_index(r), 2, "nothing appended");
+  h_free(h);
+}
+
+Test(bad_input, forged_messages) {
+  harness *h = elected();
+  mr_msg m = {.type = MR_MSG_HEARTBEAT, .from = 2, .to = 2, .term = 2};
+  cr_assert_eq(mr_raft_step(h_raft(h, 2), &m), RK_EMALFORMED, "from myself");
+  m.from = 1;
+  m.to = 3;
+  cr_assert_eq(mr_raft_step(h_raft(h, 2), &m), RK_EMALFORMED, "not for me");
+  m.to = 2;
+  m.term = 0;
+  cr_assert_eq(mr_raft_step(h_raft(h, 2), &m), RK_EMALFORMED, "no term");
+  /* a second leader in the same term */
+  mr_msg a = {.type = MR_MSG_APP, .from = 2, .to = 1, .term = 2, .index = 2, .log_term = 2};
+  cr_assert_eq(mr_raft_step(h_raft(h, 1), &a), RK_OK);
+  cr_assert_eq(mr_raft_counters(h_raft(h, 1))->malformed, 1);
+  cr_assert_eq(mr_raft_role(h_raft(h, 1)), MR_LEADER);
+  h_free(h);
+}
+
+/* Random garbage at every role: never an assertion, invariants hold. */
+Test(bad_input, random_messages_never_assert) {
+  harness *h = elected();
+  h->sm_tolerate = 1; /* forged leaders can make replicas disagree: not our model */
+  rk_rand rng;
+  rk_rand_seed(&rng, 7);
+  uint8_t payload[8] = {0};
+  for (int k = 0; k < 3000; k++) {
+    uint64_t to = 1 + rk_rand_below(&rng, 3);
+    mr_msg m = {0};
+    m.type = (uint8_t)rk_rand_below(&rng, MR_MSG_TYPE_MAX_ + 2);
+    m.from = rk_rand_below(&rng, 5);
+    m.to = rk_rand_chance(&rng, 0.9) ? to : 4;
+    m.term = rk_rand_below(&rng, 4);
+    m.index = rk_rand_below(&rng, 6);
+    m.log_term = rk_rand_below(&rng, 4);
+    m.commit = rk_rand_below(&rng, 8);
+    m.reject = (uint8_t)rk_rand_below(&rng, 2);
+    m.reject_hint = rk_rand_below(&rng, 6);
+    m.ctx = rk_rand_below(&rng, 4);
+    rk_entry e[2];
+    if (m.type == MR_MSG_APP && rk_rand_chance(&rng, 0.5)) {
+      for (int i = 0; i < 2; i++)
+        e[i] = (rk_entry){.index = m.index + 1 + (uint64_t)i + rk_rand_below(&rng, 2),
+                          .term = rk_rand_below(&rng, 4),
+                          .type = (uint32_t)rk_rand_below(&rng, 3),
+                          .len = (uint32_t)rk_rand_below(&rng, 8),
+                          .data = payload};
+      m.entries.v = e;
+      m.entries.len = 1 + rk_rand_below(&rng, 2);
+    }
+    (void)mr_raft_step(h_raft(h, to), &m); /* borrowed: nothing to free */
+    mr_raft_check_invariants(h_raft(h, to));
+    if (k % 50 == 0) h_tick_all(h, 1);
+  }
+  h_drop_all(h);
+  h_tick_all(h, 30);
+  for (uint64_t i = 1; i <= 3; i++) mr_raft_check_invariants(h_raft(h, i));
+  h_free(h);
+}
