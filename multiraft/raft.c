@@ -545,6 +545,9 @@ int mr_raft_init(mr_raft **out, const mr_config *cfg, const mr_storage *storage,
   if (boot->hs.commit > last || boot->applied > boot->hs.commit || boot->applied + 1 < first)
     return RK_EINVAL;
   if (boot->hs.vote != 0 && boot->hs.term == 0) return RK_EINVAL;
+  uint64_t last_term = 0;
+  if (storage->ops->term(storage->ctx, last, &last_term) != RK_OK && last > 0) return RK_EINVAL;
+  if (last_term > boot->hs.term) return RK_EINVAL; /* entries from a term we never saw */
   mr_raft *r = calloc(1, sizeof *r);
   if (!r) return RK_ENOMEM;
   r->cfg = *cfg;

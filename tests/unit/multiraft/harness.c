@@ -174,7 +174,7 @@ void h_process(harness *h, uint64_t id) {
       a->index = e->index;
       a->term = e->term;
       a->len = e->len;
-      memcpy(a->data, e->data, e->len < sizeof a->data ? e->len : sizeof a->data);
+      if (e->len > 0) memcpy(a->data, e->data, e->len < sizeof a->data ? e->len : sizeof a->data);
       nd->applied = e->index;
     }
     for (size_t i = 0; i < rd.n_reads && nd->n_reads < 64; i++)
