@@ -528,7 +528,10 @@ static int key_search(key_ctx *k, uint64_t budget, sim_lin_verdict *verdict) {
     if (!k->eret[e]) {
       int32_t ns;
       const lop *o = &k->ops[i];
-      if ((o->twin == NO_TWIN || bit_get(k->bits, o->twin)) && lop_step(o, state, &ns)) {
+      /* An optional op that would leave the register as it is can be left
+       * out of any linearization that has it, so it is never placed. */
+      if ((o->twin == NO_TWIN || bit_get(k->bits, o->twin)) && lop_step(o, state, &ns) &&
+          !(o->optional && ns == state)) {
         uint32_t old_hi = lin_set(k, i);
         size_t klen = make_key(k, ns);
         int ins = cache_insert(&k->c, k->zob ^ mix64((uint64_t)(uint32_t)ns << 32 | 0xABCDu),
