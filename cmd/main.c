@@ -26,7 +26,7 @@ const cli_cmd cli_cmds[] = {
    "       rangekv sim --seeds N [--first S]\n"
    "       rangekv sim scenario NAME | --list\n"
    "       rangekv sim check-history FILE\n"
-   "  Defaults: --nodes 3 --groups 2 --steps 20000 --faults all. Extra:\n"
+   "  Defaults: --nodes 3 --groups 2 --steps 50000 --faults all. Extra:\n"
    "  --clients C, --no-prevote, --bugs LIST (planted bugs: commit-old-term,\n"
    "  vote-no-uptodate, ack-before-persist). The last line is always\n"
    "  'sim: seeds=N events=E violations=V trace_hash=H'.\n",

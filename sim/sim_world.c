@@ -96,7 +96,7 @@ void sim_opts_default(sim_opts *o) {
   o->nodes = 3;
   o->groups = 2;
   o->zones = 3;
-  o->steps = 20000;
+  o->steps = 50000;
   o->faults = SIM_F_ALL;
   o->clients = 4;
   o->keys_per_group = 4;
