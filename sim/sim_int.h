@@ -219,6 +219,7 @@ typedef struct sim_world {
   uint8_t last_snap_voters; /* voters in the last installed snapshot's config */
   uint64_t heal_at;         /* pending heal time (0 = none) */
   uint64_t liveness_checks;
+  int isolating; /* a leader isolation is scheduled or in force */
   void (*script)(struct sim_world *w, uint64_t step, void *ctx);
   void *script_ctx;
 } sim_world;

@@ -377,7 +377,11 @@ static void schedule_heal(sim_world *w) {
  * not (Raft Figure 8) and when a leader's unreplicated tail is largest. */
 void sim_on_new_leader(sim_world *w, uint32_t node) {
   if (w->scripted || w->phase != SIM_PHASE_SAFETY || !(w->o.faults & SIM_F(PARTITION))) return;
+  /* One cut at a time: with many groups per node, elections are frequent
+   * and every cut isolates a whole node. */
+  if (w->isolating) return;
   if (!rk_rand_chance(&w->fault_rng, w->o.p_isolate_leader)) return;
+  w->isolating = 1;
   uint64_t at = w->now + rk_rand_below(&w->fault_rng, 20000);
   sim_schedule(w, at, SIM_SRC_WORLD, SIM_EV_ISOLATE, node, 0, 0, NULL);
 }
@@ -547,6 +551,7 @@ int sim_world_step(sim_world *w) {
     if (w->heal_at == e.time) {
       sim_net_heal(&w->net);
       w->heal_at = 0;
+      w->isolating = 0;
     }
     break;
   case SIM_EV_STALL_END: break;
