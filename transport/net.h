@@ -61,16 +61,16 @@ typedef struct tp_net_callbacks {
 } tp_net_callbacks;
 
 typedef struct tp_net_config {
-  uint64_t cluster_id;           /* != 0 */
-  uint32_t node_id;              /* != 0 */
-  const char *peer_listen;       /* "host:port"; port 0 picks a free one */
-  const char *client_listen;     /* "host:port"; NULL: no client listener */
-  const char *client_advertise;  /* sent in our handshake; NULL: client_listen */
-  uint32_t max_payload;          /* frame payload limit (TP_FRAME_DEFAULT_MAX_PAYLOAD) */
-  uint64_t peer_queue_bytes;     /* per peer send queue (default 64 MiB) */
-  uint64_t client_queue_bytes;   /* per client send queue (default 64 MiB) */
-  uint32_t reconnect_min_ms;     /* default 50 */
-  uint32_t reconnect_max_ms;     /* default 2000 */
+  uint64_t cluster_id;          /* != 0 */
+  uint32_t node_id;             /* != 0 */
+  const char *peer_listen;      /* "host:port"; port 0 picks a free one */
+  const char *client_listen;    /* "host:port"; NULL: no client listener */
+  const char *client_advertise; /* sent in our handshake; NULL: client_listen */
+  uint32_t max_payload;         /* frame payload limit (TP_FRAME_DEFAULT_MAX_PAYLOAD) */
+  uint64_t peer_queue_bytes;    /* per peer send queue (default 64 MiB) */
+  uint64_t client_queue_bytes;  /* per client send queue (default 64 MiB) */
+  uint32_t reconnect_min_ms;    /* default 50 */
+  uint32_t reconnect_max_ms;    /* default 2000 */
 } tp_net_config;
 
 void tp_net_config_default(tp_net_config *cfg);
@@ -90,8 +90,7 @@ int tp_net_add_peer(tp_net *n, uint32_t node, const char *addr);
 /* Queues one frame to a peer. RK_OK; RK_EAGAIN when it was dropped (queue
  * full or peer not connected; counted); RK_ETOOLARGE over max_payload;
  * RK_ENOTFOUND for an undeclared node. */
-int tp_net_send_peer(tp_net *n, uint32_t node, uint16_t type, const uint8_t *payload,
-                     uint32_t len);
+int tp_net_send_peer(tp_net *n, uint32_t node, uint16_t type, const uint8_t *payload, uint32_t len);
 /* Queues one frame to a client. RK_OK; RK_ECLOSED if the connection is gone
  * (or was just closed for exceeding client_queue_bytes). */
 int tp_net_send_client(tp_net *n, uint64_t conn, uint16_t type, const uint8_t *payload,
@@ -111,11 +110,14 @@ int tp_net_poll(tp_net *n, int timeout_ms);
 
 typedef struct tp_net_stats {
   uint64_t frames_in, frames_out, bytes_in, bytes_out;
-  uint64_t frames_dropped;   /* peer queue full / peer down */
-  uint64_t bad_frames;       /* malformed / corrupt / oversize: connection closed */
-  uint64_t bad_handshakes;   /* wrong cluster / wrong node / not a peer */
+  uint64_t frames_dropped; /* peer queue full / peer down */
+  uint64_t bad_frames;     /* malformed / corrupt / oversize: connection closed */
+  uint64_t bad_handshakes; /* wrong cluster / wrong node / not a peer */
   uint64_t peer_connects, peer_disconnects;
   uint64_t clients_open, clients_total;
+  /* Appended after the first version (the ones above keep their meaning): */
+  uint64_t handshake_timeouts; /* connect+handshake not done in time: closed */
+  uint64_t clients_overflowed; /* closed for exceeding client_queue_bytes */
 } tp_net_stats;
 void tp_net_get_stats(const tp_net *n, tp_net_stats *s);
 int tp_net_peer_connected(const tp_net *n, uint32_t node);

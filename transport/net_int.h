@@ -1,0 +1,39 @@
+/* transport/net_int.h — internals shared by net.c (the node's event loop),
+ * conn.c (the blocking client connection) and the transport unit tests.
+ * Nothing outside transport/ and tests/unit/transport/ includes this.
+ */
+#ifndef RK_TRANSPORT_NET_INT_H
+#define RK_TRANSPORT_NET_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include "transport/net.h"
+
+/* An inbound connection (peer or client port) and an outbound dial must
+ * complete their handshake within this long, or they are closed. */
+#define TP_HANDSHAKE_TIMEOUT_MS 5000
+
+/* Splits "host:port" / "[v6]:port" / ":port" into host (may be "") and
+ * port (decimal, 0..65535). RK_EINVAL if it is not of that shape. */
+int tp_addr_split(const char *addr, char host[TP_ADDR_MAX], char port[8]);
+/* getaddrinfo over a "host:port" (TCP). passive: an empty host means the
+ * wildcard address, else loopback. RK_EINVAL (bad syntax), RK_ENOTFOUND
+ * (cannot resolve). The caller frees *res with freeaddrinfo. */
+int tp_addr_lookup(const char *addr, int passive, struct addrinfo **res);
+/* tp_addr_lookup, keeping one address: the first IPv4 one if any (so that
+ * "localhost" means 127.0.0.1 on both the listening and the dialing side),
+ * else the first. */
+int tp_addr_resolve(const char *addr, int passive, struct sockaddr_storage *ss, socklen_t *len);
+/* "a.b.c.d:port" or "[v6]:port". RK_EINVAL if it does not fit / unknown family. */
+int tp_addr_format(const struct sockaddr *sa, char *out, size_t cap);
+/* TCP_NODELAY; failure only costs latency, so it is not reported. */
+void tp_sock_nodelay(int fd);
+
+/* Test hook: bytes queued (header + payload) towards peer `node`, 0 if not
+ * connected or undeclared. */
+uint64_t tp_net_peer_queued_bytes_(const tp_net *n, uint32_t node);
+
+#endif

@@ -1,0 +1,106 @@
+/* transport/net_sock.c — address parsing and small socket helpers shared by
+ * the event loop (net.c) and the blocking client connection (conn.c). */
+#include "transport/net_int.h"
+
+#include "common/rk_err.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+
+int tp_addr_split(const char *addr, char host[TP_ADDR_MAX], char port[8]) {
+  if (addr == NULL) return RK_EINVAL;
+  size_t len = strlen(addr);
+  if (len == 0 || len >= TP_ADDR_MAX) return RK_EINVAL;
+  const char *h = addr, *p;
+  size_t hlen;
+  if (addr[0] == '[') {
+    const char *rb = strchr(addr, ']');
+    if (rb == NULL || rb[1] != ':') return RK_EINVAL;
+    h = addr + 1;
+    hlen = (size_t)(rb - h);
+    p = rb + 2;
+  } else {
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL) return RK_EINVAL;
+    hlen = (size_t)(colon - addr);
+    if (memchr(addr, ':', hlen) != NULL) return RK_EINVAL; /* IPv6 needs brackets */
+    p = colon + 1;
+  }
+  size_t plen = strlen(p);
+  if (plen == 0 || plen > 5) return RK_EINVAL;
+  unsigned v = 0;
+  for (size_t i = 0; i < plen; i++) {
+    if (p[i] < '0' || p[i] > '9') return RK_EINVAL;
+    v = v * 10 + (unsigned)(p[i] - '0');
+  }
+  if (v > 65535) return RK_EINVAL;
+  memcpy(host, h, hlen);
+  host[hlen] = '\0';
+  memcpy(port, p, plen + 1);
+  return RK_OK;
+}
+
+int tp_addr_lookup(const char *addr, int passive, struct addrinfo **res) {
+  char host[TP_ADDR_MAX], port[8];
+  *res = NULL;
+  int rc = tp_addr_split(addr, host, port);
+  if (rc != RK_OK) return rc;
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_protocol = IPPROTO_TCP;
+  hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+  if (getaddrinfo(host[0] ? host : NULL, port, &hints, res) != 0 || *res == NULL) {
+    *res = NULL;
+    return RK_ENOTFOUND;
+  }
+  return RK_OK;
+}
+
+int tp_addr_resolve(const char *addr, int passive, struct sockaddr_storage *ss, socklen_t *len) {
+  struct addrinfo *res;
+  int rc = tp_addr_lookup(addr, passive, &res);
+  if (rc != RK_OK) return rc;
+  const struct addrinfo *pick = res;
+  for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+    if (ai->ai_family == AF_INET) {
+      pick = ai;
+      break;
+    }
+  }
+  rc = RK_EINVAL;
+  if (pick->ai_addrlen <= sizeof *ss) {
+    memset(ss, 0, sizeof *ss);
+    memcpy(ss, pick->ai_addr, pick->ai_addrlen);
+    *len = pick->ai_addrlen;
+    rc = RK_OK;
+  }
+  freeaddrinfo(res);
+  return rc;
+}
+
+int tp_addr_format(const struct sockaddr *sa, char *out, size_t cap) {
+  char ip[INET6_ADDRSTRLEN];
+  int w;
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+    if (inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip) == NULL) return RK_EINVAL;
+    w = snprintf(out, cap, "%s:%u", ip, (unsigned)ntohs(in->sin_port));
+  } else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+    if (inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip) == NULL) return RK_EINVAL;
+    w = snprintf(out, cap, "[%s]:%u", ip, (unsigned)ntohs(in6->sin6_port));
+  } else {
+    return RK_EINVAL;
+  }
+  return (w < 0 || (size_t)w >= cap) ? RK_EINVAL : RK_OK;
+}
+
+void tp_sock_nodelay(int fd) {
+  int one = 1;
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
