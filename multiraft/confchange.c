@@ -55,6 +55,7 @@ static int find(const mr_conf *c, uint64_t id) {
 }
 
 static void compact(mr_conf *c) {
+  RK_ASSERT(c->n <= MR_MAX_REPLICAS);
   uint8_t k = 0;
   for (uint8_t i = 0; i < c->n; i++)
     if (c->r[i].flags != 0) c->r[k++] = c->r[i];
@@ -72,6 +73,8 @@ static int leave_joint(const mr_conf *cur, mr_conf *next) {
   }
   next->auto_leave = 0;
   compact(next);
+  RK_ASSERT(!mr_conf_is_joint(next));
+  RK_ASSERT(mr_conf_validate(next) == RK_OK);
   return RK_OK;
 }
 
@@ -85,6 +88,7 @@ static int apply_one(mr_conf *c, const mr_cc_single *ch, int joint) {
     c->r[i].id = ch->id;
     c->r[i].flags = 0;
   }
+  RK_ASSERT(i >= 0 && i < c->n);
   uint8_t *f = &c->r[i].flags;
   switch (ch->op) {
   case MR_CC_ADD_VOTER: /* add or promote */
@@ -100,6 +104,7 @@ static int apply_one(mr_conf *c, const mr_cc_single *ch, int joint) {
   case MR_CC_REMOVE: *f &= (uint8_t)(joint ? MR_VOTER_OUT : 0); break;
   default: return RK_EINVAL;
   }
+  RK_ASSERT(!(*f & MR_VOTER_OUT) || joint); /* only joint configs have C_old */
   return RK_OK;
 }
 
@@ -132,6 +137,7 @@ int mr_conf_apply_change(const mr_conf *cur, const mr_conf_change *cc, mr_conf *
   for (uint8_t i = 0; i < c.n; i++) voters += (c.r[i].flags & MR_VOTER_IN) != 0;
   if (voters == 0) return RK_EINVAL; /* never remove the last voter */
   if (joint && !mr_conf_is_joint(&c)) c.auto_leave = 0;
+  RK_ASSERT(c.n <= MR_MAX_REPLICAS);
   RK_ASSERT(mr_conf_validate(&c) == RK_OK);
   *next = c;
   return RK_OK;
@@ -148,6 +154,8 @@ size_t mr_cc_encode(const mr_conf_change *cc, uint8_t *buf, size_t cap) {
     p[0] = cc->changes[k].op;
     for (int b = 0; b < 8; b++) p[1 + b] = (uint8_t)(cc->changes[k].id >> (8 * b));
   }
+  mr_conf_change back; /* pair check: what we write must read back */
+  RK_ASSERT(mr_cc_decode(buf, need, &back) == RK_OK && back.n == cc->n);
   return need;
 }
 
@@ -171,6 +179,7 @@ int mr_cc_decode(const uint8_t *buf, size_t len, mr_conf_change *cc) {
 }
 
 void mr_conf_from_prs(const mr_raft *r, mr_conf *out) {
+  RK_ASSERT(r->n_prs <= MR_MAX_REPLICAS);
   memset(out, 0, sizeof *out);
   out->n = r->n_prs;
   out->auto_leave = r->auto_leave;
@@ -207,5 +216,9 @@ int mr_conf_switch(mr_raft *r, const mr_conf *c) {
   r->prs = np;
   r->n_prs = c->n;
   r->auto_leave = c->auto_leave;
+  for (uint8_t i = 0; i < r->n_prs; i++) {
+    RK_ASSERT(r->prs[i].id == c->r[i].id && r->prs[i].flags == c->r[i].flags);
+    RK_ASSERT(r->prs[i].next >= 1);
+  }
   return RK_OK;
 }

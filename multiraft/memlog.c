@@ -43,8 +43,10 @@ static int st_entries(void *ctx, uint64_t lo, uint64_t hi, uint64_t max_bytes, r
   if (lo <= ml->snap_index) return RK_ECOMPACTED;
   if (hi > mr_memlog_last_index(ml) + 1) return RK_EUNAVAILABLE;
   uint64_t bytes = 0;
+  RK_ASSERT(lo < hi);
   for (uint64_t i = lo; i < hi; i++) {
     const rk_entry *e = &ml->ents.v[i - ml->snap_index - 1];
+    RK_ASSERT(e->index == i);
     if (i > lo && bytes + e->len > max_bytes) break;
     if (rk_entry_vec_push(out, e) != RK_OK) return RK_ENOMEM;
     bytes += e->len;
@@ -85,6 +87,7 @@ int mr_memlog_append(mr_memlog *ml, const rk_entry *e, size_t n) {
     int rc = rk_entry_vec_push(&ml->ents, &e[k]);
     if (rc != RK_OK) return rc;
   }
+  RK_ASSERT(mr_memlog_last_index(ml) == at + n - 1);
   return RK_OK;
 }
 
@@ -120,6 +123,7 @@ int mr_memlog_compact(mr_memlog *ml, uint64_t index) {
   for (size_t k = 0; k < ml->ents.len; k++) ml->ents.bytes += ml->ents.v[k].len;
   ml->snap_index = index;
   ml->snap_term = term;
+  RK_ASSERT(ml->ents.len == 0 || ml->ents.v[0].index == index + 1);
   return RK_OK;
 }
 

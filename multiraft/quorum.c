@@ -28,6 +28,7 @@ static uint64_t majority_index(const mr_progress *prs, size_t n, const uint64_t 
   }
   size_t q = k / 2 + 1; /* majority size */
   RK_ASSERT(q >= 1 && q <= k);
+  RK_ASSERT(k == 1 || s[0] >= s[k - 1]); /* sorted descending */
   return s[q - 1];
 }
 
@@ -35,7 +36,12 @@ uint64_t mr_quorum_index(const mr_progress *prs, size_t n, const uint64_t *vals)
   RK_ASSERT(n <= MR_MAX_REPLICAS);
   uint64_t a = majority_index(prs, n, vals, MR_VOTER_IN);
   uint64_t b = majority_index(prs, n, vals, MR_VOTER_OUT);
-  return a < b ? a : b;
+  uint64_t q = a < b ? a : b;
+  /* the result is one of the inputs (or "no voters") */
+  int found = q == UINT64_MAX;
+  for (size_t i = 0; i < n && !found; i++) found = vals[i] == q;
+  RK_ASSERT(found);
+  return q;
 }
 
 static int set_result(const mr_progress *prs, size_t n, uint8_t mask) {
@@ -47,6 +53,7 @@ static int set_result(const mr_progress *prs, size_t n, uint8_t mask) {
     if (prs[i].vote == MR_VOTE_REJECTED) no++;
   }
   if (voters == 0) return MR_VOTE_WON;
+  RK_ASSERT(yes + no <= voters);
   size_t q = voters / 2 + 1;
   if (yes >= q) return MR_VOTE_WON;
   if (voters - no < q) return MR_VOTE_LOST;
@@ -54,6 +61,7 @@ static int set_result(const mr_progress *prs, size_t n, uint8_t mask) {
 }
 
 int mr_quorum_vote_result(const mr_progress *prs, size_t n) {
+  RK_ASSERT(n <= MR_MAX_REPLICAS);
   int a = set_result(prs, n, MR_VOTER_IN);
   int b = set_result(prs, n, MR_VOTER_OUT);
   if (a == MR_VOTE_LOST || b == MR_VOTE_LOST) return MR_VOTE_LOST;

@@ -84,6 +84,7 @@ void mr_become_follower(mr_raft *r, uint64_t term, uint64_t lead) {
 
 static void become_precandidate(mr_raft *r) {
   RK_ASSERT(r->role != MR_LEADER);
+  RK_ASSERT(mr_self_promotable(r));
   /* §9.6: neither term nor vote moves; only the election state resets */
   r->role = MR_PRECANDIDATE;
   r->lead = 0;
@@ -92,9 +93,11 @@ static void become_precandidate(mr_raft *r) {
 
 static void become_candidate(mr_raft *r) {
   RK_ASSERT(r->role != MR_LEADER);
+  uint64_t old = r->term;
   reset(r, r->term + 1);
   r->role = MR_CANDIDATE;
   r->vote = r->cfg.id; /* §5.2: vote for self */
+  RK_ASSERT(r->term == old + 1);
 }
 
 static void become_leader(mr_raft *r) {
@@ -113,6 +116,7 @@ static void become_leader(mr_raft *r) {
   int rc = mr_log_append_new(r, RK_ENTRY_NORMAL, NULL, 0);
   RK_ASSERTF(rc == RK_OK, "out of memory appending the no-op");
   r->pending_conf_index = mr_log_last(r);
+  RK_ASSERT(mr_log_last_term(r) == r->term);
   mr_bcast_append(r);
 }
 
@@ -413,8 +417,10 @@ int mr_raft_propose(mr_raft *r, const void *data, uint32_t len, uint64_t *index,
   if (r->cfg.max_uncommitted_bytes != 0 && len > 0 &&
       r->uncommitted_bytes + len > r->cfg.max_uncommitted_bytes)
     return RK_EUNCOMMITTEDFULL;
+  uint64_t before = mr_log_last(r);
   int rc = mr_log_append_new(r, RK_ENTRY_NORMAL, data, len);
   if (rc != RK_OK) return rc;
+  RK_ASSERT(mr_log_last(r) == before + 1);
   r->uncommitted_bytes += len;
   if (index) *index = mr_log_last(r);
   mr_bcast_append(r);
@@ -462,6 +468,7 @@ int mr_raft_propose_conf_change(mr_raft *r, const mr_conf_change *cc, uint64_t *
   int rc = mr_log_append_new(r, RK_ENTRY_CONF_CHANGE, buf, (uint32_t)n);
   if (rc != RK_OK) return rc;
   r->pending_conf_index = mr_log_last(r);
+  RK_ASSERT(r->pending_conf_index > r->applied);
   if (index) *index = r->pending_conf_index;
   mr_bcast_append(r);
   return RK_OK;

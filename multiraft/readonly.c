@@ -35,10 +35,13 @@ int mr_ro_add_read_state(mr_raft *r, uint64_t ctx, uint64_t index) {
     r->cap_reads = nc;
   }
   r->reads[r->n_reads++] = (mr_read_state){.ctx = ctx, .index = index};
+  RK_ASSERT(r->n_reads <= r->cap_reads);
   return RK_OK;
 }
 
 static void release(mr_raft *r, const mr_read_req *q) {
+  RK_ASSERT(r->role == MR_LEADER);
+  RK_ASSERT(q->index <= r->commit);
   if (q->from == r->cfg.id) {
     (void)mr_ro_add_read_state(r, q->ctx, q->index);
     return;
@@ -51,6 +54,7 @@ static void release(mr_raft *r, const mr_read_req *q) {
 
 int mr_ro_request(mr_raft *r, uint64_t ctx, uint64_t from) {
   RK_ASSERT(r->role == MR_LEADER);
+  RK_ASSERT(mr_committed_term_is_current(r)); /* the no-op committed (§6.4 step 1) */
   mr_read_req q = {.ctx = ctx, .index = r->commit, .seq = 0, .from = from};
   /* a lone voter is its own quorum */
   uint64_t vals[MR_MAX_REPLICAS];
@@ -87,10 +91,12 @@ void mr_ro_advance(mr_raft *r) {
   uint64_t confirmed = mr_quorum_index(r->prs, r->n_prs, vals);
   uint32_t k = 0;
   while (k < r->n_reqs && r->reqs[k].seq <= confirmed) {
+    RK_ASSERT(r->reqs[k].seq <= r->read_seq);
     release(r, &r->reqs[k]);
     k++;
   }
   if (k == 0) return;
+  RK_ASSERT(k <= r->n_reqs);
   memmove(r->reqs, r->reqs + k, (r->n_reqs - k) * sizeof *r->reqs);
   r->n_reqs -= k;
   if (r->n_reqs == 0) mr_ro_drop_pending(r);

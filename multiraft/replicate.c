@@ -112,12 +112,14 @@ int mr_maybe_commit(mr_raft *r) {
   RK_ASSERT(mci <= mr_log_last(r));
   if (mr_log_term_or0(r, mci) != r->term && !mr_bug(r, MR_BUG_COMMIT_OLD_TERM)) return 0;
   mr_log_commit_to(r, mci);
+  RK_ASSERT(r->commit == mci);
   return 1;
 }
 
 /* ---- leader: responses ---- */
 
 void mr_handle_append_resp(mr_raft *r, const mr_msg *m) {
+  RK_ASSERT(r->role == MR_LEADER && m->term == r->term);
   mr_progress *pr = mr_pr_find(r, m->from);
   RK_ASSERT(pr != NULL); /* step() filtered non-members */
   uint64_t last = mr_log_last(r);
@@ -159,6 +161,7 @@ void mr_handle_append_resp(mr_raft *r, const mr_msg *m) {
 }
 
 void mr_handle_heartbeat_resp(mr_raft *r, const mr_msg *m) {
+  RK_ASSERT(r->role == MR_LEADER && m->term == r->term);
   mr_progress *pr = mr_pr_find(r, m->from);
   RK_ASSERT(pr != NULL);
   pr->recent_active = 1;
@@ -229,6 +232,8 @@ void mr_handle_append(mr_raft *r, const mr_msg *m) {
     int rc = mr_log_truncate_and_append(r, &ev->v[k], ev->len - k);
     RK_ASSERTF(rc == RK_OK, "out of memory appending entries");
   }
+  RK_ASSERT(mr_log_last(r) >= last_new);
+  RK_ASSERT(last_new == m->index || mr_log_match_term(r, last_new, ev->v[ev->len - 1].term));
   uint64_t c = m->commit < last_new ? m->commit : last_new;
   mr_log_commit_to(r, c);
   reply_append(r, m, last_new);
@@ -272,5 +277,6 @@ void mr_handle_snapshot(mr_raft *r, const mr_msg *m) {
   mr_log_restore(r, s, own);
   int rc = mr_conf_switch(r, &s->conf); /* the configuration travels inside */
   RK_ASSERTF(rc == RK_OK, "out of memory switching configuration");
+  RK_ASSERT(mr_log_last(r) == s->index && r->commit == s->index);
   reply_append(r, m, s->index);
 }
