@@ -798,12 +798,60 @@ void eng_wal_get_stats(const eng_wal *w, eng_wal_stats *s) {
   s->groups = w->ix.ngroups;
 }
 
+/* Every structural invariant of the WAL; O(retained entries). Called after
+ * open and by the tests after every few operations. */
 int wal_check_invariants(const eng_wal *w) {
   RK_ASSERT(w->durable_bseq < w->next_bseq);
   RK_ASSERT(w->inflight == NULL || w->inflight->seq == w->durable_bseq + 1);
   RK_ASSERT(w->nsegs == 0 || (w->cur_seg >= w->seg_first && w->cur_seg < w->seg_first + w->nsegs));
   RK_ASSERT(w->cur_off >= WAL_SEG_HDR && w->cur_off <= w->opt.segment_bytes);
-  RK_ASSERT(w->ix.cache_bytes <= UINT64_MAX / 2);
+  /* batches: in flight, then sealed, then open, with consecutive sequences */
+  uint64_t expect = w->inflight ? w->inflight->seq + 1 : w->durable_bseq + 1;
+  for (const wal_batch *b = w->sealed; b; b = b->next) {
+    RK_ASSERTF(b->seq == expect, "sealed batch %" PRIu64 " != %" PRIu64, b->seq, expect);
+    RK_ASSERT(b->off + b->len <= w->opt.segment_bytes && b->nrec > 0);
+    expect++;
+  }
+  if (w->open) {
+    RK_ASSERT(w->open->seq == expect);
+    expect++;
+  }
+  RK_ASSERT(expect == w->next_bseq);
+  /* groups and the cache */
+  uint64_t cached = 0;
+  size_t cached_n = 0, ngroups = 0;
+  for (size_t i = 0; i < w->ix.nslots; i++) {
+    const wal_group *g = w->ix.slots[i];
+    if (g == NULL) continue;
+    ngroups++;
+    RK_ASSERT(g->first >= 1 && g->n <= g->cap && (g->n == 0 || g->head < g->cap));
+    uint64_t live = 0, prev_seg = 0;
+    for (size_t k = 0; k < g->n; k++) {
+      const wal_loc *l = &g->locs[(g->head + k) % g->cap];
+      RK_ASSERTF(wal_seg_get(w, l->seg) != NULL,
+                 "group %" PRIu64 " index %" PRIu64 " in dead segment %" PRIu64, g->id,
+                 g->first + k, l->seg);
+      RK_ASSERT(l->seg >= prev_seg);
+      prev_seg = l->seg;
+      RK_ASSERT(l->bseq < w->next_bseq);
+      RK_ASSERT(l->off >= WAL_SEG_HDR + WAL_BATCH_HDR && l->off + l->len <= w->opt.segment_bytes);
+      RK_ASSERTF(l->len == 0 || l->bseq <= w->durable_bseq || l->cached != NULL,
+                 "undurable entry %" PRIu64 " of group %" PRIu64 " not pinned", g->first + k,
+                 g->id);
+      live += l->len;
+      if (l->cached) {
+        cached += l->len;
+        cached_n++;
+      }
+    }
+    RK_ASSERT(live == g->live_bytes);
+    if (g->has_hs) RK_ASSERT(wal_seg_get(w, g->hs_seg) != NULL);
+    if (g->has_mark) RK_ASSERT(wal_seg_get(w, g->mark_seg) != NULL);
+  }
+  RK_ASSERT(ngroups == w->ix.ngroups);
+  RK_ASSERTF(cached == w->ix.cache_bytes, "cache bytes %" PRIu64 " != %" PRIu64, cached,
+             w->ix.cache_bytes);
+  RK_ASSERT(cached_n == w->ix.cached_n);
   return RK_OK;
 }
 
@@ -817,5 +865,6 @@ void eng_wal_set_hooks(eng_wal *w, const eng_wal_hooks *h) {
   w->hooks = *h;
   w->nfsync_seen = w->nwrite_seen = 0;
 }
+void eng_wal_check_invariants(const eng_wal *w) { wal_check_invariants(w); }
 uint64_t eng_wal_next_batch_seq(const eng_wal *w) { return w->open ? w->open->seq : w->next_bseq; }
 #endif

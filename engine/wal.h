@@ -236,6 +236,8 @@ typedef struct eng_wal_hooks {
 
 void eng_wal_hooks_default(eng_wal_hooks *h);
 void eng_wal_set_hooks(eng_wal *w, const eng_wal_hooks *h);
+/* Asserts every structural invariant (O(retained entries)); aborts on a bug. */
+void eng_wal_check_invariants(const eng_wal *w);
 /* Sequence number the next batch to be opened will carry. */
 uint64_t eng_wal_next_batch_seq(const eng_wal *w);
 #endif

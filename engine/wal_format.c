@@ -50,14 +50,18 @@
  *   32     8   commit
  *   COMPACTION MARK (kind 3): 32 bytes
  *    0     1   kind = 3
- *    1     7   reserved, 0
+ *    1     1   flags: 1 = RESTATE (a rewrite: the group's hard state and
+ *              all its retained entries follow in this batch; replay
+ *              resets the group to an empty log at this index first)
+ *    2     6   reserved, 0
  *    8     8   group id
  *   16     8   first index kept (entries below are gone)
  *   24     8   term of (first index kept - 1), 0 if unknown
  *
  * Replay semantics: records apply in log order. An ENTRY at index i for a
  * group discards that group's entries >= i first (suffix overwrite). A
- * COMPACTION MARK drops entries below its index. The last HARD STATE wins.
+ * COMPACTION MARK drops entries below its index (a RESTATE mark empties the
+ * group's log at its index). The last HARD STATE wins.
  */
 #include "engine/wal_int.h"
 
@@ -156,9 +160,11 @@ void wal_rec_hs_encode(uint8_t *p, uint64_t group, const rk_hard_state *hs) {
   wal_put_u64(p + 32, hs->commit);
 }
 
-void wal_rec_compact_encode(uint8_t *p, uint64_t group, uint64_t index, uint64_t prev_term) {
+void wal_rec_compact_encode(uint8_t *p, uint64_t group, uint64_t index, uint64_t prev_term,
+                            uint8_t flags) {
   memset(p, 0, 8);
   p[0] = WAL_REC_COMPACT;
+  p[1] = flags;
   wal_put_u64(p + 8, group);
   wal_put_u64(p + 16, index);
   wal_put_u64(p + 24, prev_term);
@@ -196,8 +202,9 @@ int wal_rec_decode(const uint8_t *p, size_t avail, wal_rec *r) {
     r->group = wal_get_u64(p + 8);
     r->index = wal_get_u64(p + 16);
     r->prev_term = wal_get_u64(p + 24);
+    r->flags = p[1];
     r->size = WAL_REC_COMPACT_LEN;
-    if (r->index == 0) return RK_ECORRUPT;
+    if (r->index == 0 || (r->flags & ~WAL_MARK_RESTATE) != 0) return RK_ECORRUPT;
     return RK_OK;
   default: return RK_ECORRUPT;
   }

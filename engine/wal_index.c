@@ -177,12 +177,25 @@ int wal_group_add(wal_index *ix, wal_group *g, uint64_t index, const wal_loc *lo
   return RK_OK;
 }
 
+void wal_group_reset(wal_index *ix, wal_group *g, uint64_t index, uint64_t prev_term) {
+  for (size_t k = 0; k < g->n; k++) loc_release(ix, g, loc_at(g, k));
+  g->n = 0;
+  g->head = 0;
+  g->first = index;
+  g->prev_term = prev_term;
+  g->prev_known = prev_term != 0 || index == 1;
+  g->touched = 1;
+  g->has_mark = 1;
+  RK_ASSERT(g->live_bytes == 0);
+}
+
 void wal_group_compact(wal_index *ix, wal_group *g, uint64_t index, uint64_t prev_term) {
   g->touched = 1;
   g->has_mark = 1;
   if (index <= g->first) {
-    /* Nothing to drop; remember prev_term if it is the boundary's. */
-    if (index == g->first && g->n == 0 && prev_term) {
+    /* Nothing to drop; remember prev_term if it is the boundary's (replay
+     * can meet a mark after the group's first surviving entry). */
+    if (index == g->first && prev_term && !g->prev_known) {
       g->prev_term = prev_term;
       g->prev_known = 1;
     }

@@ -49,7 +49,8 @@ typedef struct wal_rec {
   rk_hard_state hs; /* WAL_REC_HARD_STATE */
   uint64_t index;   /* WAL_REC_COMPACT: first index kept */
   uint64_t prev_term;
-  uint32_t size; /* encoded bytes */
+  uint32_t flags; /* WAL_REC_COMPACT: WAL_MARK_RESTATE */
+  uint32_t size;  /* encoded bytes */
 } wal_rec;
 
 void wal_put_u32(uint8_t *p, uint32_t v);
@@ -72,7 +73,9 @@ int wal_batch_verify(const uint8_t *p, const wal_batch_hdr *h);
 size_t wal_rec_entry_size(uint32_t len);
 void wal_rec_entry_encode(uint8_t *p, uint64_t group, const rk_entry *e);
 void wal_rec_hs_encode(uint8_t *p, uint64_t group, const rk_hard_state *hs);
-void wal_rec_compact_encode(uint8_t *p, uint64_t group, uint64_t index, uint64_t prev_term);
+#define WAL_MARK_RESTATE 1u
+void wal_rec_compact_encode(uint8_t *p, uint64_t group, uint64_t index, uint64_t prev_term,
+                            uint8_t flags);
 /* Decodes one record from p[0, avail). RK_ECORRUPT if it overruns or the
  * kind is unknown. */
 int wal_rec_decode(const uint8_t *p, size_t avail, wal_rec *r);
@@ -136,6 +139,9 @@ int wal_group_check_append(const wal_group *g, uint64_t index);
 /* Adds entry `index` (overwriting >= index). Rule must have been checked.
  * RK_ENOMEM possible only before any change. */
 int wal_group_add(wal_index *ix, wal_group *g, uint64_t index, const wal_loc *loc);
+/* Empties the log: first = index, term(index - 1) = prev_term (0: unknown
+ * unless index == 1). Replay of a RESTATE mark. */
+void wal_group_reset(wal_index *ix, wal_group *g, uint64_t index, uint64_t prev_term);
 /* Drops entries < index; index > last + 1 empties the log at first = index. */
 void wal_group_compact(wal_index *ix, wal_group *g, uint64_t index, uint64_t prev_term);
 /* Copies payload into the cache for entry at loc (pinned until durable).

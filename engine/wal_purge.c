@@ -43,7 +43,7 @@ int eng_wal_compact(eng_wal *w, uint64_t group, uint64_t index, uint64_t prev_te
   wal_batch *b = wal_batch_reserve(w, WAL_REC_COMPACT_LEN, &rc);
   if (b == NULL) return rc;
   wal_group_compact(&w->ix, g, index, prev_term);
-  wal_rec_compact_encode(b->buf + b->len, g->id, g->first, g->prev_known ? g->prev_term : 0);
+  wal_rec_compact_encode(b->buf + b->len, g->id, g->first, g->prev_known ? g->prev_term : 0, 0);
   b->len += WAL_REC_COMPACT_LEN;
   b->nrec++;
   b->internal = 1;
@@ -79,7 +79,10 @@ static int rewrite_group(eng_wal *w, wal_group *g, uint64_t *nent) {
     at += l->len;
   }
   RK_ASSERT(at <= tmpcap || tmpcap == 0);
-  wal_rec_compact_encode(b->buf + b->len, g->id, g->first, g->prev_known ? g->prev_term : 0);
+  /* RESTATE: replay may hold a partial, older view of this group (segments
+   * deleted after an earlier rewrite); this batch states it in full. */
+  wal_rec_compact_encode(b->buf + b->len, g->id, g->first, g->prev_known ? g->prev_term : 0,
+                         WAL_MARK_RESTATE);
   b->len += WAL_REC_COMPACT_LEN;
   b->nrec++;
   g->has_mark = 1;

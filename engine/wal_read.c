@@ -60,6 +60,7 @@ int eng_wal_term(eng_wal *w, uint64_t group, uint64_t i, uint64_t *out) {
 
 int wal_read_payload(eng_wal *w, const wal_group *g, uint64_t index, const wal_loc *loc,
                      uint8_t *dst) {
+  if (loc->len == 0) return RK_OK; /* nothing to read (never cached either) */
   if (loc->cached) {
     memcpy(dst, loc->cached, loc->len);
     w->ix.hits++;

@@ -168,7 +168,11 @@ static int replay_batch(eng_wal *w, uint64_t seg, uint64_t off, const uint8_t *p
       rec->hard_states++;
       break;
     case WAL_REC_COMPACT:
-      wal_group_compact(&w->ix, g, r.index, r.prev_term);
+      if (r.flags & WAL_MARK_RESTATE)
+        wal_group_reset(&w->ix, g, r.index, r.prev_term);
+      else
+        wal_group_compact(&w->ix, g, r.index, r.prev_term);
+      g->has_mark = 1;
       g->mark_seg = seg;
       break;
     default: RK_UNREACHABLE();
