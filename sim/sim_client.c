@@ -111,6 +111,13 @@ static void start_op(sim_world *w, sim_client *c) {
   q->opno = ++c->opno;
   q->group = k % w->ngroups;
   key_name(k, q->key, sizeof q->key);
+  /* Mix: read_pct% gets; the rest split 1:2:4 delete:cas:put (30% gets by
+   * default: 30/10/20/40). */
+  uint64_t rp = w->read_pct;
+  if (p < rp)
+    p = 0;
+  else
+    p = 30 + (p - rp) * 70 / (100 - rp);
   if (w->phase == SIM_PHASE_LIVENESS) p = 99; /* probes are puts */
   if (p < 30)
     q->op = SIM_OP_GET;

@@ -219,7 +219,8 @@ typedef struct sim_world {
   uint8_t last_snap_voters; /* voters in the last installed snapshot's config */
   uint64_t heal_at;         /* pending heal time (0 = none) */
   uint64_t liveness_checks;
-  int isolating; /* a leader isolation is scheduled or in force */
+  int isolating;     /* a leader isolation is scheduled or in force */
+  uint32_t read_pct; /* share of gets in the workload (< 100) */
   void (*script)(struct sim_world *w, uint64_t step, void *ctx);
   void *script_ctx;
 } sim_world;

@@ -912,40 +912,99 @@ static int sc_prevote(FILE *out) {
   return sc_close_sub(&s, &sub);
 }
 
+/* ---- 10. read-latency (ReadIndex half) ---------------------------------------------- */
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void latency(const sim_hist *h, int reads, uint64_t *n, uint64_t *p50, uint64_t *p99) {
+  uint64_t *v = malloc((h->len + 1) * sizeof *v);
+  RK_ASSERT(v != NULL);
+  size_t k = 0;
+  for (size_t i = 0; i < h->len; i++)
+    if (h->v[i].ok == SIM_HIST_TRUE && (h->v[i].op == SIM_HIST_GET) == (reads != 0))
+      v[k++] = h->v[i].ret - h->v[i].call;
+  qsort(v, k, sizeof *v, cmp_u64);
+  *n = k;
+  *p50 = k ? v[k / 2] : 0;
+  *p99 = k ? v[k * 99 / 100] : 0;
+  free(v);
+}
+
+/* Measures what exists today — ReadIndex reads against writes at 9:1 — and
+ * refuses to claim anything about lease reads, which do not exist yet. */
+static int sc_read_latency(FILE *out) {
+  sc s;
+  sc_open(&s, "read-latency", out, 3, NULL);
+  s.w->trace.echo = NULL; /* thousands of operations: numbers only */
+  sc_start(&s);
+  sc_run_until(&s, pred_leader, NULL, 2000000);
+  s.w->read_pct = 90;
+  s.w->clients_on = 1;
+  sim_clients_start(s.w);
+  sc_run_for(&s, 5000000);
+  s.w->clients_on = 0;
+  uint64_t rn, r50, r99, wn, w50, w99;
+  latency(&s.w->hist, 1, &rn, &r50, &r99);
+  latency(&s.w->hist, 0, &wn, &w50, &w99);
+  fprintf(out,
+          "read-latency: 3 nodes in 3 zones (5 ms apart), 9:1 reads:writes, 5 s:\n"
+          "  ReadIndex reads: %llu, p50 %.1f ms, p99 %.1f ms (a heartbeat round to a quorum)\n"
+          "  writes:          %llu, p50 %.1f ms, p99 %.1f ms (replication + fsync)\n"
+          "  lease reads:     needs leases (issue: range leases) -- not measured, no claim\n",
+          (unsigned long long)rn, (double)r50 / 1000, (double)r99 / 1000, (unsigned long long)wn,
+          (double)w50 / 1000, (double)w99 / 1000);
+  sim_world_free(s.w);
+  free(s.w);
+  return 2;
+}
+
 /* ---- table ------------------------------------------------------------------------------ */
 
 typedef struct scenario {
   const char *name;
   const char *what;
   int (*run)(FILE *out); /* NULL: not runnable yet */
+  int needs_leases;      /* never PASSes until leases exist; exit 2 */
 } scenario;
 
 static const scenario scenarios[] = {
-    {"replicated-write", "one write applied identically on all nodes", sc_replicated_write},
-    {"election", "leader crash -> a clean election with a higher term", sc_election},
+    {"replicated-write", "one write applied identically on all nodes", sc_replicated_write, 0},
+    {"election", "leader crash -> a clean election with a higher term", sc_election, 0},
     {"uncommitted-truncated", "an entry only the crashed leader held is overwritten",
-     sc_uncommitted},
-    {"committed-survives", "a committed entry survives a whole-cluster crash", sc_committed},
-    {"partition", "minority halts, majority commits, all converge after heal", sc_partition_run},
-    {"membership-3-to-5", "one voter at a time; never two disjoint majorities", sc_membership},
-    {"slow-disk", "fsync slower than the election timeout -> flapping; fixes", sc_slow_disk},
+     sc_uncommitted, 0},
+    {"committed-survives", "a committed entry survives a whole-cluster crash", sc_committed, 0},
+    {"partition", "minority halts, majority commits, all converge after heal", sc_partition_run, 0},
+    {"membership-3-to-5", "one voter at a time; never two disjoint majorities", sc_membership, 0},
+    {"slow-disk", "fsync slower than the election timeout -> flapping; fixes", sc_slow_disk, 0},
     {"snapshot-catch-up", "InstallSnapshot (with the configuration) catches a laggard up",
-     sc_snapshot},
-    {"prevote", "a rejoining partitioned node disrupts without Pre-Vote, not with it", sc_prevote},
-    {"read-latency", "ReadIndex vs lease reads at 9:1 read:write", NULL},
-    {"clock-skew", "lease reads with a clock beyond the max offset -> stale read caught", NULL},
+     sc_snapshot, 0},
+    {"prevote", "a rejoining partitioned node disrupts without Pre-Vote, not with it", sc_prevote,
+     0},
+    {"read-latency", "ReadIndex vs lease reads at 9:1 read:write", sc_read_latency, 1},
+    {"clock-skew", "lease reads with a clock beyond the max offset -> stale read caught", NULL, 1},
 };
 #define NSCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
 void sim_scenario_list(FILE *out) {
   for (size_t i = 0; i < NSCENARIOS; i++)
     fprintf(out, "%2zu. %-22s %s%s\n", i + 1, scenarios[i].name, scenarios[i].what,
-            scenarios[i].run ? "" : " [needs leases (issue: range leases)]");
+            scenarios[i].needs_leases ? " [needs leases (issue: range leases)]" : "");
 }
 
 int sim_scenario_run(const char *name, FILE *out) {
   for (size_t i = 0; i < NSCENARIOS; i++) {
     if (strcmp(scenarios[i].name, name) != 0) continue;
+    if (scenarios[i].needs_leases) {
+      /* The ReadIndex half can be measured; the claim needs leases. */
+      if (scenarios[i].run) scenarios[i].run(out);
+      fprintf(out,
+              "rangekv sim scenario %s: needs leases (issue: range leases); not runnable yet\n",
+              name);
+      return 2;
+    }
     if (scenarios[i].run == NULL) {
       fprintf(out,
               "rangekv sim scenario %s: needs leases (issue: range leases); not runnable yet\n",

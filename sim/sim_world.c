@@ -199,6 +199,7 @@ void sim_world_init(sim_world *w, const sim_opts *o, sim_result *r) {
     w->clients[c].hint = calloc(w->ngroups, sizeof *w->clients[c].hint);
     RK_ASSERT(w->clients[c].hint != NULL);
   }
+  w->read_pct = 30;
   w->keys = o->keys_per_group * w->ngroups;
   if (w->keys == 0) w->keys = 1;
 }
