@@ -73,7 +73,7 @@ int tp_addr_resolve(const char *addr, int passive, struct sockaddr_storage *ss, 
     }
   }
   rc = RK_EINVAL;
-  if (pick->ai_addrlen <= sizeof *ss) {
+  if (pick != NULL && pick->ai_addrlen <= sizeof *ss) {
     memset(ss, 0, sizeof *ss);
     memcpy(ss, pick->ai_addr, pick->ai_addrlen);
     *len = pick->ai_addrlen;
