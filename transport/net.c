@@ -64,6 +64,8 @@
 
 #define NS_PER_MS 1000000ull
 
+uint32_t tp_net_handshake_timeout_ms_ = TP_HANDSHAKE_TIMEOUT_MS;
+
 /* ---- intrusive circular list ------------------------------------------- */
 
 typedef struct tp_list {
@@ -158,6 +160,7 @@ struct tp_net {
   uint32_t max_payload;
   uint64_t peer_qmax, client_qmax;
   uint32_t reconnect_min_ms, reconnect_max_ms;
+  uint32_t handshake_timeout_ms;
   tp_net_callbacks cb;
   int epfd;
   listener lpeer, lclient; /* fd -1 when absent */
@@ -291,7 +294,7 @@ static conn *conn_new(tp_net *n, int fd, conn_kind kind, conn_state state, uint6
   c->kind = kind;
   c->state = state;
   c->events = state == CS_CONNECTING ? EPOLLOUT : EPOLLIN;
-  c->deadline_ns = now + (uint64_t)TP_HANDSHAKE_TIMEOUT_MS * NS_PER_MS;
+  c->deadline_ns = now + (uint64_t)n->handshake_timeout_ms * NS_PER_MS;
   list_init(&c->flink);
   struct epoll_event ev = {.events = c->events, .data.ptr = &c->ev};
   if (epoll_ctl(n->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
@@ -750,7 +753,7 @@ static void run_timers(tp_net *n, uint64_t now) {
     e = e->next; /* closing c moves it to n->dead; nothing else changes */
     if (now >= c->deadline_ns) {
       n->st.handshake_timeouts++;
-      conn_close(n, c, RK_LOG_WARN, "no handshake within %d ms", TP_HANDSHAKE_TIMEOUT_MS);
+      conn_close(n, c, RK_LOG_WARN, "no handshake within %u ms", n->handshake_timeout_ms);
     }
   }
   for (size_t i = 0; i < n->npeers; i++) {
@@ -831,6 +834,7 @@ int tp_net_new(tp_net **out, const tp_net_config *cfg, const tp_net_callbacks *c
   n->reconnect_min_ms = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : d.reconnect_min_ms;
   n->reconnect_max_ms = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : d.reconnect_max_ms;
   if (n->reconnect_max_ms < n->reconnect_min_ms) n->reconnect_max_ms = n->reconnect_min_ms;
+  n->handshake_timeout_ms = tp_net_handshake_timeout_ms_;
   if (cb) n->cb = *cb;
   n->next_client_id = 1;
   n->lpeer.ev.kind = n->lclient.ev.kind = EV_LISTENER;

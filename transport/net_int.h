@@ -15,6 +15,9 @@
 /* An inbound connection (peer or client port) and an outbound dial must
  * complete their handshake within this long, or they are closed. */
 #define TP_HANDSHAKE_TIMEOUT_MS 5000
+/* The value tp_net_new uses; tests lower it (each Criterion test runs in its
+ * own process). */
+extern uint32_t tp_net_handshake_timeout_ms_;
 
 /* Splits "host:port" / "[v6]:port" / ":port" into host (may be "") and
  * port (decimal, 0..65535). RK_EINVAL if it is not of that shape. */

@@ -8,6 +8,9 @@
 #include "transport/net_int.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -485,5 +488,85 @@ Test(net, watched_fd_runs_its_callback) {
   for (int i = 0; i < 5; i++) cr_assert_eq(tp_net_poll(a.n, 0), RK_OK);
   cr_assert_eq(w.calls, 3, "no callback after unwatch");
   close(w.fd);
+  node_stop(&a);
+}
+
+static int raw_connect(const char *addr) {
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  cr_assert_eq(tp_addr_resolve(addr, 0, &ss, &sl), RK_OK);
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  cr_assert_geq(fd, 0);
+  int rc = connect(fd, (struct sockaddr *)&ss, sl);
+  cr_assert(rc == 0 || errno == EINPROGRESS);
+  return fd;
+}
+
+/* 1 once the other side closed fd (EOF or reset). Never blocks. */
+static int raw_closed(int fd) {
+  uint8_t buf[512];
+  ssize_t r;
+  while ((r = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0) {
+  }
+  return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+Test(net, silent_connections_time_out) {
+  tp_net_handshake_timeout_ms_ = 200;
+  tnode a;
+  node_start(&a, CLUSTER, 1, "127.0.0.1:0");
+  /* Inbound on both ports, saying nothing. */
+  int c1 = raw_connect(tp_net_client_addr(a.n));
+  int c2 = raw_connect(a.peer_addr);
+  PUMP_UNTIL(stats(&a).handshake_timeouts >= 2, 5000, &a, NULL);
+  cr_assert_eq(stats(&a).handshake_timeouts, 2);
+  PUMP_UNTIL(raw_closed(c1) && raw_closed(c2), 3000, &a, NULL);
+  cr_assert(raw_closed(c1) && raw_closed(c2));
+  close(c1);
+  close(c2);
+
+  /* Outbound: a listener that never answers (the kernel completes the
+   * connect from its backlog): the dialer gives up and dials again. */
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  cr_assert_eq(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
+  cr_assert_eq(listen(l, 16), 0);
+  socklen_t sl = sizeof sa;
+  cr_assert_eq(getsockname(l, (struct sockaddr *)&sa, &sl), 0);
+  char addr[TP_ADDR_MAX];
+  snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+  cr_assert_eq(tp_net_add_peer(a.n, 2, addr), RK_OK);
+  PUMP_UNTIL(stats(&a).handshake_timeouts >= 4, 5000, &a, NULL);
+  cr_assert_geq(stats(&a).handshake_timeouts, 4, "timed out, redialed, timed out again");
+  cr_assert_eq(a.ups, 0);
+  close(l);
+  node_stop(&a);
+}
+
+static int open_fds(void) {
+  int n = 0;
+  for (int fd = 0; fd < 1024; fd++)
+    if (fcntl(fd, F_GETFD) >= 0) n = fd + 1;
+  return n;
+}
+
+/* Out of file descriptors: accept fails, the listener rests instead of
+ * spinning, and accepts again once descriptors are available. */
+Test(net, accept_survives_fd_exhaustion) {
+  tnode a;
+  node_start(&a, CLUSTER, 1, "127.0.0.1:0");
+  int fds[4];
+  for (int i = 0; i < 4; i++) fds[i] = raw_connect(tp_net_client_addr(a.n));
+  struct rlimit old;
+  cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+  struct rlimit low = old;
+  low.rlim_cur = (rlim_t)open_fds() + 1; /* room for one accepted socket */
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+  for (int i = 0; i < 20; i++) cr_assert_eq(tp_net_poll(a.n, 5), RK_OK);
+  cr_assert_eq(stats(&a).clients_total, 1, "one accepted, then EMFILE");
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+  PUMP_UNTIL(stats(&a).clients_total == 4, 5000, &a, NULL);
+  cr_assert_eq(stats(&a).clients_total, 4, "accepting resumes");
+  for (int i = 0; i < 4; i++) close(fds[i]);
   node_stop(&a);
 }
