@@ -1,0 +1,268 @@
+/* The client library's routing, retry and outcome rules, against the fake
+ * cluster of fake.h (no network, fake clock). */
+#include "fake.h"
+
+#include "common/rk_err.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static rkc_client *cl;
+
+static void open_client(uint32_t timeout_ms) {
+  static const char *eps[] = {"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"};
+  rkc_options o;
+  rkc_options_default(&o);
+  o.endpoints = eps;
+  o.n_endpoints = 3;
+  o.timeout_ms = timeout_ms;
+  cr_assert_eq(rkc_open(&cl, &o), RK_OK);
+}
+
+static void setup(void) {
+  fake_setup();
+  open_client(2000);
+}
+
+static void teardown(void) {
+  rkc_close(cl);
+  cl = NULL;
+  fake_teardown();
+}
+
+TestSuite(client, .init = setup, .fini = teardown);
+
+static int put_s(const char *k, const char *v) { return rkc_put(cl, k, strlen(k), v, strlen(v)); }
+
+static int get_s(const char *k, char *out, size_t cap) {
+  rkc_buf b;
+  int found = 0;
+  int rc = rkc_get(cl, k, strlen(k), &b, &found);
+  if (rc == RK_OK) snprintf(out, cap, "%s", found ? (const char *)b.data : "<absent>");
+  rkc_buf_free(&b);
+  return rc;
+}
+
+Test(client, put_get_del_through_the_leader) {
+  char v[64];
+  cr_assert_eq(put_s("1234", "a"), RK_OK, "%s", rkc_last(cl)->detail);
+  cr_assert_eq(rkc_last(cl)->node_id, 1);
+  cr_assert_eq(rkc_last(cl)->range_id, 1);
+  cr_assert_eq(get_s("1234", v, sizeof v), RK_OK);
+  cr_assert_str_eq(v, "a");
+  cr_assert_eq(rkc_del(cl, "1234", 4), RK_OK);
+  cr_assert_eq(get_s("1234", v, sizeof v), RK_OK);
+  cr_assert_str_eq(v, "<absent>");
+  cr_assert_eq(fk.violations, 0);
+}
+
+Test(client, routes_each_key_to_its_range) {
+  const char *keys[] = {"", "0", "3fff", "4000", "7fffffff", "8000", "bfff", "c000", "ffff", "zz"};
+  for (size_t i = 1; i < sizeof keys / sizeof keys[0]; i++) {
+    cr_assert_eq(put_s(keys[i], "x"), RK_OK);
+    cr_assert_eq(rkc_last(cl)->range_id, (uint64_t)fake_range_of(keys[i]) + 1, "key %s", keys[i]);
+  }
+  cr_assert_eq(fk.violations, 0);
+}
+
+Test(client, follows_the_leader_hint_and_remembers_it) {
+  fk.leader[0] = 3;
+  cr_assert_eq(put_s("0001", "v"), RK_OK);
+  cr_assert_eq(rkc_last(cl)->node_id, 3);
+  cr_assert_leq(rkc_last(cl)->attempts, 2); /* at most one redirect */
+  int before = fk.nodes[0].data_requests + fk.nodes[1].data_requests;
+  cr_assert_eq(put_s("0002", "v"), RK_OK);
+  cr_assert_eq(rkc_last(cl)->attempts, 1, "the cached leader is used directly");
+  cr_assert_eq(fk.nodes[0].data_requests + fk.nodes[1].data_requests, before);
+}
+
+Test(client, without_hints_tries_every_replica) {
+  fk.leader[1] = 2;
+  for (int i = 0; i < FAKE_NODES; i++) fk.nodes[i].hint = 0;
+  cr_assert_eq(put_s("4001", "v"), RK_OK, "%s", rkc_last(cl)->detail);
+  cr_assert_eq(rkc_last(cl)->node_id, 2);
+}
+
+Test(client, no_leader_anywhere_is_a_definite_no_quorum) {
+  for (int i = 0; i < FAKE_RANGES; i++) fk.leader[i] = 0;
+  uint64_t t0 = fk.now_ns;
+  int rc = put_s("9000", "v");
+  cr_assert_eq(rc, RK_ENOQUORUM, "got %s", rk_errname(rc));
+  cr_assert_not(rkc_outcome_unknown(rc));
+  cr_assert_not(rkc_last(cl)->outcome_unknown);
+  cr_assert_not_null(strstr(rkc_last(cl)->detail, "no leader reachable within the deadline"));
+  /* It kept trying until the deadline, pausing between rounds. */
+  cr_assert_geq(fk.now_ns - t0, 2000ull * 1000000u);
+  cr_assert_gt(rkc_last(cl)->attempts, 3);
+  cr_assert_gt(fk.slept_ms, 0);
+}
+
+Test(client, every_node_down_is_a_definite_no_quorum) {
+  for (int i = 0; i < FAKE_NODES; i++) fk.nodes[i].mode = FAKE_DOWN;
+  int rc = put_s("9000", "v");
+  cr_assert_eq(rc, RK_ENOQUORUM);
+  cr_assert_eq(rkc_last(cl)->attempts, 0);
+}
+
+Test(client, a_leader_timeout_makes_a_write_unknown_and_it_is_not_resent) {
+  fk.nodes[0].mode = FAKE_TIMEOUT;
+  int rc = put_s("1000", "v");
+  cr_assert_eq(rc, RK_ETIMEOUT);
+  cr_assert(rkc_outcome_unknown(rc));
+  cr_assert(rkc_last(cl)->outcome_unknown);
+  cr_assert_eq(fk.nodes[0].data_requests, 1, "an unknown write must never be re-sent");
+}
+
+Test(client, a_proposal_dropped_is_unknown_too) {
+  /* The node side's RK_EPROPOSALDROPPED and any unlisted code: unknown. */
+  cr_assert_eq(rkc_classify(RK_EPROPOSALDROPPED), RKC_UNKNOWN);
+  cr_assert_eq(rkc_classify(RK_ESTOPPED), RKC_UNKNOWN);
+  cr_assert_eq(rkc_classify(RK_ENOTLEADER), RKC_REDIRECT);
+  cr_assert_eq(rkc_classify(RK_ETOOLARGE), RKC_FINAL);
+  cr_assert(rkc_outcome_unknown(RK_EPROPOSALDROPPED));
+  cr_assert(rkc_outcome_unknown(RK_ECLOSED));
+  cr_assert_not(rkc_outcome_unknown(RK_ENOQUORUM));
+  cr_assert_not(rkc_outcome_unknown(RK_ETOOLARGE));
+  cr_assert_not(rkc_outcome_unknown(RK_OK));
+}
+
+Test(client, a_silent_leader_makes_a_write_unknown_after_one_send) {
+  fk.nodes[0].mode = FAKE_SILENT;
+  int rc = put_s("1000", "v");
+  cr_assert_eq(rc, RK_ETIMEOUT);
+  cr_assert_eq(fk.nodes[0].data_requests, 1);
+}
+
+Test(client, a_crash_after_sending_makes_a_write_unknown) {
+  fk.nodes[0].mode = FAKE_CRASH;
+  int rc = put_s("1000", "v");
+  cr_assert_eq(rc, RK_ECLOSED);
+  cr_assert(rkc_last(cl)->outcome_unknown);
+  cr_assert_eq(fk.nodes[0].data_requests, 1);
+}
+
+Test(client, reads_are_retried_on_another_replica_after_a_timeout) {
+  cr_assert_eq(put_s("2000", "v1"), RK_OK);
+  fk.nodes[0].mode = FAKE_SILENT; /* the leader stalls ... */
+  fk.leader[0] = 2;               /* ... and node 2 takes over */
+  char v[64];
+  int rc = get_s("2000", v, sizeof v);
+  cr_assert_eq(rc, RK_OK, "%s: %s", rk_errname(rc), rkc_last(cl)->detail);
+  cr_assert_str_eq(v, "v1");
+  cr_assert_eq(rkc_last(cl)->node_id, 2);
+}
+
+Test(client, a_read_that_only_times_out_returns_timeout) {
+  for (int i = 0; i < FAKE_NODES; i++) fk.nodes[i].mode = FAKE_TIMEOUT;
+  char v[64];
+  cr_assert_eq(get_s("2000", v, sizeof v), RK_ETIMEOUT);
+}
+
+Test(client, a_dead_leader_is_skipped_for_the_new_one) {
+  cr_assert_eq(put_s("c001", "v"), RK_OK); /* caches node 1 as leader of range 4 */
+  fk.nodes[0].mode = FAKE_DOWN;
+  fk.leader[3] = 2;
+  cr_assert_eq(put_s("c002", "v"), RK_OK, "%s", rkc_last(cl)->detail);
+  cr_assert_eq(rkc_last(cl)->node_id, 2);
+}
+
+Test(client, a_restarted_node_costs_a_reconnect_not_an_unknown_outcome) {
+  cr_assert_eq(put_s("0100", "a"), RK_OK);
+  int opens = fk.nodes[0].opens;
+  fake_restart(1); /* the cached connection is now dead */
+  cr_assert_eq(put_s("0100", "b"), RK_OK, "%s", rkc_last(cl)->detail);
+  cr_assert_eq(rkc_last(cl)->attempts, 1);
+  cr_assert_eq(fk.nodes[0].opens, opens + 1);
+}
+
+Test(client, limits_are_checked_before_sending) {
+  char *big = malloc(RKC_VALUE_MAX + 1);
+  memset(big, 'x', RKC_VALUE_MAX + 1);
+  cr_assert_eq(rkc_put(cl, big, RKC_KEY_MAX + 1, "v", 1), RK_ETOOLARGE);
+  cr_assert_eq(rkc_put(cl, "k", 1, big, RKC_VALUE_MAX + 1), RK_ETOOLARGE);
+  cr_assert_not(rkc_last(cl)->outcome_unknown);
+  cr_assert_eq(rkc_put(cl, "", 0, "v", 1), RK_EINVAL);
+  cr_assert_eq(fk.requests_total, 0, "nothing was sent");
+  /* Exactly at the limits is fine. */
+  cr_assert_eq(rkc_put(cl, big, RKC_KEY_MAX, big, RKC_VALUE_MAX), RK_OK);
+  free(big);
+}
+
+Test(client, cas_swaps_only_on_a_match) {
+  int sw = -1;
+  cr_assert_eq(rkc_cas(cl, "5000", 4, NULL, 0, "a", 1, &sw), RK_OK);
+  cr_assert_eq(sw, 1);
+  cr_assert_eq(rkc_cas(cl, "5000", 4, NULL, 0, "b", 1, &sw), RK_OK);
+  cr_assert_eq(sw, 0);
+  cr_assert_eq(rkc_cas(cl, "5000", 4, "a", 1, "c", 1, &sw), RK_OK);
+  cr_assert_eq(sw, 1);
+  char v[64];
+  cr_assert_eq(get_s("5000", v, sizeof v), RK_OK);
+  cr_assert_str_eq(v, "c");
+}
+
+Test(client, scan_spans_ranges_in_key_order_and_honours_the_limit) {
+  const char *keys[] = {"0a", "0b", "3f", "40", "41", "42", "43", "7", "8", "b", "c0", "d", "e"};
+  size_t nk = sizeof keys / sizeof keys[0];
+  for (size_t i = nk; i-- > 0;) cr_assert_eq(put_s(keys[i], keys[i]), RK_OK);
+  rkc_kvs kv;
+  cr_assert_eq(rkc_scan(cl, "", 0, "", 0, 100, &kv), RK_OK, "%s", rkc_last(cl)->detail);
+  cr_assert_eq(kv.n, nk);
+  for (size_t i = 0; i < nk; i++) cr_assert_str_eq((const char *)kv.v[i].key.data, keys[i]);
+  cr_assert_not(kv.more);
+  rkc_kvs_free(&kv);
+  /* [3f, c0) with a limit of 5. */
+  cr_assert_eq(rkc_scan(cl, "3f", 2, "c0", 2, 5, &kv), RK_OK);
+  cr_assert_eq(kv.n, 5);
+  cr_assert_str_eq((const char *)kv.v[0].key.data, "3f");
+  cr_assert_str_eq((const char *)kv.v[4].key.data, "43");
+  cr_assert(kv.more);
+  rkc_kvs_free(&kv);
+  cr_assert_eq(rkc_scan(cl, "3f", 2, "c0", 2, 100, &kv), RK_OK);
+  cr_assert_eq(kv.n, 8);
+  cr_assert_str_eq((const char *)kv.v[7].key.data, "b");
+  rkc_kvs_free(&kv);
+  cr_assert_eq(fk.violations, 0, "a scan request crossed its range's end");
+}
+
+Test(client, status_reports_every_node_and_marks_the_dead_one) {
+  fk.nodes[2].mode = FAKE_DOWN;
+  rkc_node_status *st;
+  size_t n;
+  cr_assert_eq(rkc_status(cl, &st, &n), RK_OK);
+  cr_assert_eq(n, 3);
+  cr_assert_eq(st[0].err, RK_OK);
+  cr_assert_eq(st[0].max_term, 5);
+  cr_assert_eq(st[0].sum_commit, 40);
+  cr_assert_eq(st[0].sum_applied, 36);
+  cr_assert_neq(st[2].err, RK_OK);
+  free(st);
+}
+
+Test(client, ranges_copy_matches_the_table) {
+  fk.advertise_leader = 1;
+  fk.leader[2] = 2;
+  rkc_ranges t;
+  cr_assert_eq(rkc_ranges_get(cl, &t), RK_OK);
+  cr_assert_eq(t.n, FAKE_RANGES);
+  cr_assert_eq(t.n_nodes, FAKE_NODES);
+  cr_assert_eq(t.v[2].leader, 2);
+  cr_assert_eq(t.v[2].start_len, 4);
+  cr_assert_eq(memcmp(t.v[2].start, "8000", 4), 0);
+  cr_assert_eq(rkc_ranges_check(&t), RK_OK);
+  rkc_ranges_free(&t);
+}
+
+Test(client, wrong_cluster_is_refused) {
+  rkc_close(cl);
+  static const char *eps[] = {"127.0.0.1:7001"};
+  rkc_options o;
+  rkc_options_default(&o);
+  o.endpoints = eps;
+  o.n_endpoints = 1;
+  o.cluster_id = 5;
+  cr_assert_eq(rkc_open(&cl, &o), RK_OK);
+  cr_assert_eq(put_s("1", "v"), RK_EWRONGCLUSTER);
+}
