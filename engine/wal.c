@@ -308,6 +308,7 @@ static void batch_io_done(eng_wal *w, wal_batch *b) {
     RK_WARN("wal", "short write in batch %" PRIu64 " (%zu of %zu), continuing", b->seq, b->written,
             b->len);
     w->inflight = NULL;
+    w->st.short_writes++;
     submit_batch(w, b);
     return;
   }
@@ -340,6 +341,9 @@ static void handle_cqe(eng_wal *w, const struct io_uring_cqe *cqe) {
 #ifdef RK_TEST_HOOKS
     if (w->hooks.fail_write_at >= 0 && w->nwrite_seen++ == (uint64_t)w->hooks.fail_write_at)
       res = -(w->hooks.fail_errno ? w->hooks.fail_errno : EIO);
+    if (res > 1 && w->hooks.short_write_at >= 0 &&
+        w->nshort_seen++ == (uint64_t)w->hooks.short_write_at)
+      res /= 2; /* the kernel wrote only a prefix (the rest is rewritten) */
 #endif
     b->write_done = 1;
     if (res < 0) {
@@ -860,10 +864,11 @@ void eng_wal_hooks_default(eng_wal_hooks *h) {
   memset(h, 0, sizeof *h);
   h->fail_fsync_at = -1;
   h->fail_write_at = -1;
+  h->short_write_at = -1;
 }
 void eng_wal_set_hooks(eng_wal *w, const eng_wal_hooks *h) {
   w->hooks = *h;
-  w->nfsync_seen = w->nwrite_seen = 0;
+  w->nfsync_seen = w->nwrite_seen = w->nshort_seen = 0;
 }
 void eng_wal_check_invariants(const eng_wal *w) { wal_check_invariants(w); }
 uint64_t eng_wal_next_batch_seq(const eng_wal *w) { return w->open ? w->open->seq : w->next_bseq; }

@@ -208,6 +208,7 @@ typedef struct eng_wal_stats {
   uint64_t cache_bytes, cache_hits, cache_misses;
   uint64_t groups;
   uint64_t entries_rewritten;
+  uint64_t short_writes; /* writes the kernel completed partially (continued) */
 } eng_wal_stats;
 
 void eng_wal_get_stats(const eng_wal *w, eng_wal_stats *s);
@@ -229,6 +230,7 @@ typedef struct eng_wal_hooks {
   int64_t fail_fsync_at;   /* -1: never; n: the n-th data fsync (0-based) fails */
   int64_t fail_write_at;   /* -1: never; n: the n-th batch write fails */
   int fail_errno;          /* errno injected (EIO when 0) */
+  int64_t short_write_at;  /* -1: never; n: the n-th batch write reports half its bytes */
   int crash;               /* ENG_WAL_CRASH_* */
   uint64_t crash_batch;
   uint32_t crash_torn_bytes;

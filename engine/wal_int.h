@@ -237,7 +237,7 @@ struct eng_wal {
   eng_wal_stats st;
 #ifdef RK_TEST_HOOKS
   eng_wal_hooks hooks;
-  uint64_t nfsync_seen, nwrite_seen;
+  uint64_t nfsync_seen, nwrite_seen, nshort_seen;
 #endif
 };
 

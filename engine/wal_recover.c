@@ -141,11 +141,12 @@ static int replay_batch(eng_wal *w, uint64_t seg, uint64_t off, const uint8_t *p
   size_t pos = 0;
   uint32_t nrec = 0;
   const uint8_t *pl = p + WAL_BATCH_HDR;
+  wal_group *g = NULL; /* records of one group tend to be adjacent */
   while (pos < h->payload_len) {
     wal_rec r;
     if (wal_rec_decode(pl + pos, h->payload_len - pos, &r) != RK_OK) return RK_ECORRUPT;
     if (r.group == 0) return RK_ECORRUPT;
-    wal_group *g = wal_index_get(&w->ix, r.group);
+    if (g == NULL || g->id != r.group) g = wal_index_get(&w->ix, r.group);
     if (g == NULL) return RK_ENOMEM;
     uint64_t rec_off = off + WAL_BATCH_HDR + pos;
     switch (r.kind) {

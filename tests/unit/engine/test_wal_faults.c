@@ -95,3 +95,29 @@ Test(wal_faults, injected_fsync_delay_holds_durability_back) {
 #else
 Test(wal_faults, hooks_compiled_out) { cr_skip_test("built without RK_TEST_HOOKS"); }
 #endif
+
+#ifdef RK_TEST_HOOKS
+/* A short write (no error) is continued and synced again; the callback only
+ * fires once the whole batch is written and synced. */
+Test(wal_faults, short_write_is_continued_not_acknowledged_early) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  eng_wal *w = eng_open_or_skip(&o);
+  eng_wal_hooks h;
+  eng_wal_hooks_default(&h);
+  h.short_write_at = 0;
+  eng_wal_set_hooks(w, &h);
+  cr_assert_eq(eng_append_sync(w, 3, 1, 15, 2, 100, NULL), RK_OK);
+  cr_assert_eq(eng_wal_stopped(w), RK_OK);
+  eng_wal_stats st;
+  eng_wal_get_stats(w, &st);
+  cr_assert_eq(st.short_writes, 1, "the short-write path was not taken");
+  eng_wal_close(w);
+  w = eng_open_or_skip(&o);
+  eng_check_range(w, 3, 1, 15, 2, 100);
+  eng_wal_close(w);
+  eng_rmtree(dir);
+  free(dir);
+}
+#endif
