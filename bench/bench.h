@@ -61,4 +61,53 @@ void bench_rmtree(const char *dir);
 /* Percentile p in [0,1] of v[0..n) (sorted in place on first call). */
 uint64_t bench_percentile(uint64_t *v, size_t n, double p, int *sorted);
 
+/* ---- bench kv (bench_kv.c): a closed-loop workload through the client ---- */
+
+#include <signal.h>
+#include <stdio.h>
+
+#define BENCH_KV_KEY_LEN 16 /* "%016llx" of a hash: spreads over the hex split */
+
+typedef struct bench_kv_opts {
+  const char *endpoints; /* "host:port,..." */
+  uint64_t clients;      /* threads, one rkc_client each (default 16) */
+  uint64_t value_bytes;  /* default 128 */
+  double seconds;        /* <= 0: until *stop */
+  double read_ratio;     /* in [0, 1] (default 0.9) */
+  uint64_t keys;         /* key space (default 100000) */
+  double zipf;           /* 0: uniform; else theta in (0, 1) */
+  const char *json;      /* write the results as JSON here (bench_kv only) */
+  uint64_t seed;
+  uint64_t timeout_ms;   /* per-call deadline (0: the client default) */
+  FILE *progress;        /* live line ~1/s (NULL: none) */
+  int progress_tty;      /* rewrite one line with \r instead of one line per update */
+  int verbose_errors;    /* print every failed operation to stderr */
+  volatile sig_atomic_t *stop; /* set by a signal handler to end early */
+} bench_kv_opts;
+
+typedef struct bench_kv_range {
+  uint64_t range_id;
+  uint32_t leader; /* at the end of the run, 0 = unknown */
+  uint64_t ops, errors, p50_us, p99_us;
+  double ops_per_sec;
+} bench_kv_range;
+
+typedef struct bench_kv_result {
+  double seconds, ops_per_sec;
+  uint64_t ops, errors, unknown, reads, writes, p50_us, p99_us, p999_us;
+  bench_kv_range *ranges; /* by range id - 1 */
+  size_t nranges;
+} bench_kv_result;
+
+/* The key of key number i (BENCH_KV_KEY_LEN lowercase hex digits + NUL). */
+void bench_kv_key(uint64_t i, char out[BENCH_KV_KEY_LEN + 1]);
+/* Runs the workload; fills *r (free with bench_kv_result_free). */
+int bench_kv_run(const bench_kv_opts *o, bench_kv_result *r);
+void bench_kv_result_free(bench_kv_result *r);
+/* The per-range table: range, leader, ops, ops/s, p50, p99, errors. */
+void bench_kv_print_ranges(FILE *f, const bench_kv_result *r);
+/* `rangekv bench kv`. Last line: "bench: ops=N ops_per_sec=X p50_us=A
+ * p99_us=B p999_us=C errors=E". */
+int bench_kv(const bench_kv_opts *o);
+
 #endif

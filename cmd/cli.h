@@ -57,6 +57,13 @@ int cmd_version(const cli_cmd *cmd, int argc, char **argv);
 int cmd_demo(const cli_cmd *cmd, int argc, char **argv);
 int cmd_bench(const cli_cmd *cmd, int argc, char **argv);
 int cmd_sim(const cli_cmd *cmd, int argc, char **argv);
+/* cmd_client.c: the CLI over client/rk_client.h. */
+int cmd_put(const cli_cmd *cmd, int argc, char **argv);
+int cmd_get(const cli_cmd *cmd, int argc, char **argv);
+int cmd_del(const cli_cmd *cmd, int argc, char **argv);
+int cmd_scan(const cli_cmd *cmd, int argc, char **argv);
+int cmd_status(const cli_cmd *cmd, int argc, char **argv);
+int cmd_ranges(const cli_cmd *cmd, int argc, char **argv);
 /* Handles every subcommand whose `pending` is set: --help works, running it
  * says what is missing and exits 2. */
 int cmd_pending(const cli_cmd *cmd, int argc, char **argv);

@@ -6,6 +6,7 @@
 #include "common/rk_err.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct bench_args {
@@ -27,7 +28,15 @@ enum {
   OPT_RATE,
   OPT_MIB,
   OPT_SIM_SECONDS,
-  OPT_TICK_MS
+  OPT_TICK_MS,
+  OPT_KV_ENDPOINTS,
+  OPT_KV_CLIENTS,
+  OPT_KV_VALUE,
+  OPT_KV_READ,
+  OPT_KV_KEYS,
+  OPT_KV_ZIPF,
+  OPT_KV_JSON,
+  OPT_KV_SEED
 };
 
 static int on_fsync_opt(const cli_cmd *cmd, int opt, const char *arg, void *ctx) {
@@ -79,6 +88,22 @@ static int on_host_opt(const cli_cmd *cmd, int opt, const char *arg, void *ctx) 
   case OPT_SIM_SECONDS:
     return cli_parse_double(cmd, "--sim-seconds", arg, 1, 86400, &a->h.sim_seconds);
   case OPT_TICK_MS: return cli_parse_u64(cmd, "--tick-ms", arg, 1, 60000, &a->h.tick_ms);
+  default: return cli_usage_error(cmd, "unexpected flag");
+  }
+}
+
+static int on_kv_opt(const cli_cmd *cmd, int opt, const char *arg, void *ctx) {
+  bench_kv_opts *k = ctx;
+  switch (opt) {
+  case OPT_KV_ENDPOINTS: k->endpoints = arg; return CLI_CONTINUE;
+  case OPT_KV_CLIENTS: return cli_parse_u64(cmd, "--clients", arg, 1, 4096, &k->clients);
+  case OPT_KV_VALUE: return cli_parse_u64(cmd, "--value-bytes", arg, 1, 1u << 20, &k->value_bytes);
+  case OPT_SECONDS: return cli_parse_double(cmd, "--seconds", arg, 0.1, 86400, &k->seconds);
+  case OPT_KV_READ: return cli_parse_double(cmd, "--read-ratio", arg, 0, 1, &k->read_ratio);
+  case OPT_KV_KEYS: return cli_parse_u64(cmd, "--keys", arg, 1, 100000000, &k->keys);
+  case OPT_KV_ZIPF: return cli_parse_double(cmd, "--zipf", arg, 0, 0.999, &k->zipf);
+  case OPT_KV_JSON: k->json = arg; return CLI_CONTINUE;
+  case OPT_KV_SEED: return cli_parse_u64(cmd, "--seed", arg, 0, UINT64_MAX, &k->seed);
   default: return cli_usage_error(cmd, "unexpected flag");
   }
 }
@@ -158,15 +183,30 @@ int cmd_bench(const cli_cmd *cmd, int argc, char **argv) {
     return done(bench_host(&a.h));
   }
   if (strcmp(which, "kv") == 0) {
-    for (int i = 2; i < argc; i++) {
-      if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-        cli_print_usage(cmd, 0);
-        printf("\nnot implemented yet: bench kv lands with the node issue (#7)\n");
-        return CLI_EXIT_OK;
-      }
-    }
-    fprintf(stderr, "rangekv bench kv: not implemented yet: it lands with the node issue (#7)\n");
-    return CLI_EXIT_USAGE;
+    bench_kv_opts k = {.clients = 16,
+                       .value_bytes = 128,
+                       .seconds = 10,
+                       .read_ratio = 0.9,
+                       .keys = 100000,
+                       .seed = 1};
+    static const struct option opts[] = {{"endpoints", required_argument, 0, OPT_KV_ENDPOINTS},
+                                         {"clients", required_argument, 0, OPT_KV_CLIENTS},
+                                         {"value-bytes", required_argument, 0, OPT_KV_VALUE},
+                                         {"seconds", required_argument, 0, OPT_SECONDS},
+                                         {"read-ratio", required_argument, 0, OPT_KV_READ},
+                                         {"keys", required_argument, 0, OPT_KV_KEYS},
+                                         {"zipf", required_argument, 0, OPT_KV_ZIPF},
+                                         {"json", required_argument, 0, OPT_KV_JSON},
+                                         {"seed", required_argument, 0, OPT_KV_SEED},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    rc = cli_parse(cmd, argc - 1, argv + 1, "h", opts, on_kv_opt, &k, &first);
+    if (rc != CLI_CONTINUE) return rc;
+    if (first < argc - 1) return cli_usage_error(cmd, "unexpected argument '%s'", argv[1 + first]);
+    if (k.endpoints == NULL) k.endpoints = getenv("RANGEKV_ENDPOINTS");
+    if (k.endpoints == NULL || *k.endpoints == '\0')
+      return cli_usage_error(cmd, "bench kv needs --endpoints (or RANGEKV_ENDPOINTS)");
+    return done(bench_kv(&k));
   }
   return cli_usage_error(cmd, "unknown benchmark '%s' (fsync, wal, recover, host, kv)", which);
 }

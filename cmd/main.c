@@ -14,11 +14,13 @@ const cli_cmd cli_cmds[] = {
    "                     [--zone Z] [--config FILE]\n",
    cmd_pending, "a real node (TCP transport, WAL, state store) lands with the node issue (#7)"},
   {"demo", "start a local 3-node cluster and run a workload",
-   "usage: rangekv demo [--duration SECONDS] [--ranges N] [--dir DIR]\n"
+   "usage: rangekv demo [--duration SECONDS] [--ranges N] [--dir DIR] [--clients C]\n"
+   "                    [--dry-run]\n"
    "  Starts 3 rangekv processes on 127.0.0.1 with data under DIR (default: a\n"
    "  fresh directory under /tmp), bootstraps N ranges (default 64), runs a mixed\n"
    "  workload with a live progress line, prints a per-range table, and stops\n"
-   "  all its processes on Ctrl-C or after --duration seconds.\n",
+   "  all its processes on Ctrl-C or after --duration seconds. --clients: workload\n"
+   "  threads (default 8). --dry-run: explain, start nothing.\n",
    cmd_demo, NULL},
   {"sim", "run the deterministic simulator",
    "usage: rangekv sim --seed S [--nodes N] [--groups G] [--steps K]\n"
@@ -40,26 +42,41 @@ const cli_cmd cli_cmds[] = {
    "       rangekv bench host [--groups G] [--sim-seconds S] [--tick-ms T]\n"
    "       rangekv bench kv --endpoints LIST --clients C --value-bytes B\n"
    "                        --seconds S --read-ratio X [--keys K] [--zipf THETA]\n"
+   "                        [--json FILE] [--seed N]\n"
    "  fsync: raw write+fdatasync rate of the disk under DIR (default $TMPDIR or /tmp).\n"
    "  wal: the shared WAL with G groups; --writers appends outstanding (closed\n"
    "  loop, default 256) or --rate entries/s (open loop). recover: time to reopen\n"
    "  an M MiB WAL (default 1024). host: CPU of G quiesced groups per simulated\n"
    "  second and of one awake tick (3 in-process hosts, default G=10000).\n"
-   "  kv: not implemented yet (node issue #7).\n",
+   "  kv: closed-loop get/put through the client library against a running\n"
+   "  cluster (defaults: 16 clients, 128 B, 10 s, 0.9 reads, 100000 keys);\n"
+   "  per-range and total ops/s and latency; last line 'bench: ops=N\n"
+   "  ops_per_sec=X p50_us=A p99_us=B p999_us=C errors=E'.\n",
    cmd_bench, NULL},
-  {"put", "write a key", "usage: rangekv put KEY VALUE [--endpoints LIST]\n",
-   cmd_pending, "the client CLI lands with the node issue (#7)"},
-  {"get", "read a key (linearizable)", "usage: rangekv get KEY [--endpoints LIST]\n",
-   cmd_pending, "the client CLI lands with the node issue (#7)"},
-  {"del", "delete a key", "usage: rangekv del KEY [--endpoints LIST]\n",
-   cmd_pending, "the client CLI lands with the node issue (#7)"},
+  {"put", "write a key",
+   "usage: rangekv put KEY VALUE [--endpoints LIST] [--timeout MS]\n"
+   "  LIST: HOST:PORT,... client addresses (default: $RANGEKV_ENDPOINTS).\n"
+   "  --timeout: the call's deadline, retries included (default 5000).\n",
+   cmd_put, NULL},
+  {"get", "read a key (linearizable)",
+   "usage: rangekv get KEY [--endpoints LIST] [--timeout MS]\n"
+   "  Prints the value; an absent key prints 'not found' and exits 1.\n",
+   cmd_get, NULL},
+  {"del", "delete a key", "usage: rangekv del KEY [--endpoints LIST] [--timeout MS]\n",
+   cmd_del, NULL},
   {"scan", "read a key range",
-   "usage: rangekv scan START END [--limit N] [--endpoints LIST]\n",
-   cmd_pending, "the client CLI lands with the node issue (#7)"},
-  {"status", "show per-node status", "usage: rangekv status [--endpoints LIST]\n",
-   cmd_pending, "node status lands with the node issue (#7)"},
-  {"ranges", "list ranges and their leaders", "usage: rangekv ranges [--endpoints LIST]\n",
-   cmd_pending, "the range listing lands with the node issue (#7)"},
+   "usage: rangekv scan START END [--limit N] [--endpoints LIST] [--timeout MS]\n"
+   "  Keys in [START, END) in key order, one 'KEY<TAB>VALUE' line each, at most N\n"
+   "  (default 100). END \"\" means to the end of the key space.\n",
+   cmd_scan, NULL},
+  {"status", "show per-node status",
+   "usage: rangekv status [--endpoints LIST] [--timeout MS]\n"
+   "  Per node: replicas, leaders held, quiesced, max term, commit/applied,\n"
+   "  WAL bytes, uptime. Exits 1 if a node is unreachable.\n",
+   cmd_status, NULL},
+  {"ranges", "list ranges and their leaders",
+   "usage: rangekv ranges [--endpoints LIST] [--timeout MS]\n",
+   cmd_ranges, NULL},
   {"config", "check a configuration file", "usage: rangekv config check FILE\n",
    cmd_pending, "configuration files land with the node issue (#7)"},
   {"version", "print the version", "usage: rangekv version\n", cmd_version, NULL},
