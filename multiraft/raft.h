@@ -353,7 +353,9 @@ int mr_conf_validate(const mr_conf *c);
 /* next = cur with cc applied; RK_EINVAL if cc does not apply to cur. */
 int mr_conf_apply_change(const mr_conf *cur, const mr_conf_change *cc, mr_conf *next);
 /* Entry payload encoding of a conf change: [transition u8][n u8] then n times
- * [op u8][id u64 little-endian]. encode returns bytes written (<= cap). */
+ * [op u8][id u64 little-endian]. encode takes a change that
+ * mr_conf_apply_change accepted (asserts otherwise) and returns the bytes
+ * written (<= cap); decode validates untrusted bytes (RK_EMALFORMED). */
 size_t mr_cc_encode(const mr_conf_change *cc, uint8_t *buf, size_t cap);
 int mr_cc_decode(const uint8_t *buf, size_t len, mr_conf_change *cc);
 #define MR_CC_MAX_BYTES (2 + 9 * MR_MAX_REPLICAS)
