@@ -819,7 +819,9 @@ void tp_net_config_default(tp_net_config *cfg) {
 
 int tp_net_new(tp_net **out, const tp_net_config *cfg, const tp_net_callbacks *cb) {
   *out = NULL;
-  if (cfg->cluster_id == 0 || cfg->node_id == 0 || cfg->max_payload > TP_FRAME_MAX_PAYLOAD_CAP)
+  /* A payload limit under 1 KiB could not even carry a handshake. */
+  if (cfg->cluster_id == 0 || cfg->node_id == 0 || cfg->max_payload > TP_FRAME_MAX_PAYLOAD_CAP ||
+      (cfg->max_payload != 0 && cfg->max_payload < 1024))
     return RK_EINVAL;
   tp_net *n = calloc(1, sizeof *n);
   if (n == NULL) return RK_ENOMEM;

@@ -570,3 +570,44 @@ Test(net, accept_survives_fd_exhaustion) {
   for (int i = 0; i < 4; i++) close(fds[i]);
   node_stop(&a);
 }
+
+Test(net, address_parsing) {
+  char host[TP_ADDR_MAX], port[8];
+  cr_assert_eq(tp_addr_split("127.0.0.1:80", host, port), RK_OK);
+  cr_assert_str_eq(host, "127.0.0.1");
+  cr_assert_str_eq(port, "80");
+  cr_assert_eq(tp_addr_split("[::1]:0", host, port), RK_OK);
+  cr_assert_str_eq(host, "::1");
+  cr_assert_str_eq(port, "0");
+  cr_assert_eq(tp_addr_split(":7000", host, port), RK_OK);
+  cr_assert_str_eq(host, "");
+  cr_assert_eq(tp_addr_split("localhost:65535", host, port), RK_OK);
+  const char *bad[] = {
+      "",       "host",     "host:",
+      "::1:80", "[::1]80",  "h:65536",
+      "h:12a",  "h:123456", "a-very-long-host-name-that-goes-on-and-on-and-on-and-on-and-on:1"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    cr_assert_eq(tp_addr_split(bad[i], host, port), RK_EINVAL, "%s", bad[i]);
+  cr_assert_eq(tp_addr_split(NULL, host, port), RK_EINVAL);
+
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  char out[TP_ADDR_MAX];
+  cr_assert_eq(tp_addr_resolve("localhost:1234", 0, &ss, &sl), RK_OK);
+  cr_assert_eq(tp_addr_format((struct sockaddr *)&ss, out, sizeof out), RK_OK);
+  cr_assert_str_eq(out, "127.0.0.1:1234", "IPv4 is preferred");
+  cr_assert_eq(tp_addr_resolve("[::1]:9", 0, &ss, &sl), RK_OK);
+  cr_assert_eq(tp_addr_format((struct sockaddr *)&ss, out, sizeof out), RK_OK);
+  cr_assert_str_eq(out, "[::1]:9");
+  cr_assert_eq(tp_addr_resolve("no.such.host.invalid:1", 0, &ss, &sl), RK_ENOTFOUND);
+
+  tp_net_config cfg;
+  tp_net_config_default(&cfg);
+  cfg.cluster_id = CLUSTER;
+  cfg.node_id = 1;
+  cfg.max_payload = 100;
+  tp_net *n;
+  cr_assert_eq(tp_net_new(&n, &cfg, NULL), RK_EINVAL, "too small to carry a handshake");
+  cfg.max_payload = TP_FRAME_MAX_PAYLOAD_CAP + 1;
+  cr_assert_eq(tp_net_new(&n, &cfg, NULL), RK_EINVAL);
+}
