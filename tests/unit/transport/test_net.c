@@ -35,7 +35,20 @@ typedef struct tnode {
   uint32_t last_len;
   uint32_t next_seq; /* for in-order checks: payloads start with a u32 seq */
   int out_of_order;
+  int client_frames;
+  uint64_t last_client;
+  uint32_t last_client_len;
 } tnode;
+
+static void on_client_frame(void *ctx, uint64_t conn, uint16_t type, const uint8_t *p,
+                            uint32_t len) {
+  tnode *t = ctx;
+  (void)type;
+  (void)p;
+  t->client_frames++;
+  t->last_client = conn;
+  t->last_client_len = len;
+}
 
 static void on_peer_frame(void *ctx, uint32_t node, uint16_t type, const uint8_t *p, uint32_t len) {
   tnode *t = ctx;
@@ -63,7 +76,10 @@ static void on_peer_up(void *ctx, uint32_t node, const char *client_addr) {
 }
 
 static void node_start_cfg(tnode *t, const tp_net_config *cfg) {
-  tp_net_callbacks cb = {.ctx = t, .on_peer_frame = on_peer_frame, .on_peer_up = on_peer_up};
+  tp_net_callbacks cb = {.ctx = t,
+                         .on_peer_frame = on_peer_frame,
+                         .on_peer_up = on_peer_up,
+                         .on_client_frame = on_client_frame};
   t->id = cfg->node_id;
   cr_assert_eq(tp_net_new(&t->n, cfg, &cb), RK_OK);
   snprintf(t->peer_addr, sizeof t->peer_addr, "%s", tp_net_peer_addr(t->n));
@@ -610,4 +626,36 @@ Test(net, address_parsing) {
   cr_assert_eq(tp_net_new(&n, &cfg, NULL), RK_EINVAL, "too small to carry a handshake");
   cfg.max_payload = TP_FRAME_MAX_PAYLOAD_CAP + 1;
   cr_assert_eq(tp_net_new(&n, &cfg, NULL), RK_EINVAL);
+}
+
+/* A client that dribbles its bytes one at a time: frames are reassembled
+ * across any number of reads. */
+Test(net, frames_arrive_byte_by_byte) {
+  tnode a;
+  node_start(&a, CLUSTER, 1, "127.0.0.1:0");
+  int fd = raw_connect(tp_net_client_addr(a.n));
+  uint8_t buf[512];
+  size_t hlen;
+  tp_handshake me = {.cluster_id = CLUSTER, .protocol_version = TP_PROTOCOL_VERSION};
+  cr_assert_eq(tp_handshake_encode(&me, buf, sizeof buf, &hlen), RK_OK);
+  const char *body = "one byte at a time";
+  uint32_t blen = (uint32_t)strlen(body);
+  memcpy(buf + hlen + TP_FRAME_HEADER_SIZE, body, blen);
+  cr_assert_eq(tp_frame_encode_header(buf + hlen, TP_FRAME_CLIENT_REQUEST,
+                                      buf + hlen + TP_FRAME_HEADER_SIZE, blen,
+                                      TP_FRAME_DEFAULT_MAX_PAYLOAD),
+               RK_OK);
+  size_t total = hlen + TP_FRAME_HEADER_SIZE + blen;
+  for (size_t i = 0; i < total; i++) {
+    uint64_t dl = deadline_after(3000);
+    while (send(fd, buf + i, 1, MSG_NOSIGNAL) != 1 && rk_clock_mono_ns() < dl) pump(&a, NULL);
+    for (int k = 0; k < 3; k++) cr_assert_eq(tp_net_poll(a.n, 0), RK_OK);
+  }
+  PUMP_UNTIL(a.client_frames == 1, 3000, &a, NULL);
+  cr_assert_eq(a.client_frames, 1);
+  cr_assert_eq(a.last_client, 1);
+  cr_assert_eq(a.last_client_len, blen);
+  cr_assert_eq(stats(&a).bad_frames + stats(&a).bad_handshakes, 0);
+  close(fd);
+  node_stop(&a);
 }

@@ -461,3 +461,50 @@ Test(net_client, client_not_reading_is_disconnected) {
   tp_conn_close(c);
   server_stop(&s);
 }
+
+typedef struct worker {
+  const char *addr;
+  int id;
+  int ok;
+} worker;
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  tp_conn *c;
+  if (tp_conn_open(&c, w->addr, CLUSTER, 5000, NULL) != RK_OK) return NULL;
+  char msg[64];
+  for (int i = 0; i < 300; i++) {
+    int len = snprintf(msg, sizeof msg, "worker %d request %d", w->id, i);
+    if (tp_conn_send(c, TP_FRAME_CLIENT_REQUEST, (const uint8_t *)msg, (uint32_t)len, 5000) !=
+        RK_OK)
+      break;
+    uint16_t type;
+    const uint8_t *p;
+    uint32_t plen;
+    if (tp_conn_recv(c, &type, &p, &plen, 5000) != RK_OK) break;
+    if (plen != (uint32_t)len || memcmp(p, msg, plen) != 0) break;
+    w->ok++;
+  }
+  tp_conn_close(c);
+  return NULL;
+}
+
+Test(net_client, many_clients_at_once) {
+  server s;
+  server_start(&s);
+  enum { W = 8 };
+  pthread_t th[W];
+  worker w[W];
+  for (int i = 0; i < W; i++) {
+    w[i] = (worker){.addr = s.client_addr, .id = i};
+    cr_assert_eq(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+  }
+  for (int i = 0; i < W; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < W; i++) cr_assert_eq(w[i].ok, 300, "worker %d", i);
+  WAIT_UNTIL(server_nclosed(&s) == W, 5000);
+  cr_assert_eq(server_nclosed(&s), W);
+  tp_net_stats st = server_stats(&s);
+  cr_assert_eq(st.clients_total, W);
+  cr_assert_eq(st.bad_frames + st.bad_handshakes, 0);
+  server_stop(&s);
+}
