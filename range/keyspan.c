@@ -89,8 +89,8 @@ int range_table_bootstrap(range_table *t, uint32_t nranges, const range_node *no
     d->id = i + 1;
     d->generation = 1;
     if (i > 0) {
-      unsigned p = (unsigned)(((uint64_t)i * 65536u) / nranges);
-      char buf[8];
+      unsigned p = (unsigned)(((uint64_t)i * 65536u) / nranges) & 0xffffu;
+      char buf[16];
       snprintf(buf, sizeof buf, "%04x", p);
       memcpy(d->start, buf, 4);
       d->start_len = 4;

@@ -9,11 +9,15 @@
 #include <string.h>
 
 int tp_handshake_encode(const tp_handshake *hs, uint8_t *buf, size_t cap, size_t *len) {
-  Rangekv__Handshake m = RANGEKV__HANDSHAKE__INIT;
+  Rangekv__Handshake m;
+  rangekv__handshake__init(&m);
   m.cluster_id = hs->cluster_id;
   m.node_id = hs->node_id;
   m.protocol_version = hs->protocol_version;
-  m.client_addr = (char *)(uintptr_t)hs->client_addr; /* protobuf-c's field is not const */
+  char addr[TP_ADDR_MAX]; /* protobuf-c's field is not const: give it our own copy */
+  memcpy(addr, hs->client_addr, sizeof addr);
+  addr[sizeof addr - 1] = '\0';
+  m.client_addr = addr;
   size_t plen = rangekv__handshake__get_packed_size(&m);
   if (cap < TP_FRAME_HEADER_SIZE + plen) return RK_ETOOLARGE;
   uint8_t *payload = buf + TP_FRAME_HEADER_SIZE;
