@@ -47,6 +47,7 @@ typedef struct host_group {
   uint32_t active_idx;    /* position in h->active, HG_NOT_ACTIVE if quiesced */
   uint32_t idle_ticks;    /* ticks since the last proposal, read or commit */
   uint16_t pending_reads; /* leader: ReadIndex barriers not yet answered */
+  uint32_t listed_node;   /* follower: the peer whose quiesced_led lists us (0 = none) */
   uint8_t flags;
   uint8_t last_role;
 } host_group;
@@ -275,14 +276,19 @@ static host_peer *peer_for_replica(mr_host *h, uint64_t replica) {
   return p;
 }
 
-/* Drops stale ids from a peer's quiesced_led list: amortised O(1) per quiesce. */
+/* Drops stale ids from a peer's quiesced_led list (groups that woke, were
+ * destroyed, or are listed under another leader's node since). A group is
+ * listed under at most one peer at a time (listed_node), so the list never
+ * holds duplicates and stays within the number of groups. */
 static void peer_compact_quiesced(mr_host *h, host_peer *p) {
   size_t k = 0;
   for (size_t i = 0; i < p->quiesced_led.len; i++) {
     host_group *g = index_get(h, p->quiesced_led.v[i]);
-    if (g != NULL && (g->flags & HG_QUIESCED) &&
-        mr_host_replica_node(mr_raft_lead(g->r)) == p->node)
+    if (g == NULL || g->listed_node != p->node) continue;
+    if ((g->flags & HG_QUIESCED) && mr_host_replica_node(mr_raft_lead(g->r)) == p->node)
       p->quiesced_led.v[k++] = p->quiesced_led.v[i];
+    else
+      g->listed_node = 0;
   }
   p->quiesced_led.len = k;
 }
@@ -295,8 +301,16 @@ static void host_quiesce(mr_host *h, host_group *g) {
   g->flags |= HG_QUIESCED;
   if (mr_raft_role(g->r) != MR_LEADER) {
     host_peer *p = peer_for_replica(h, mr_raft_lead(g->r));
+    if (g->listed_node == p->node) return; /* already listed there */
+    if (g->listed_node != 0) {
+      /* Listed under a former leader's node: that entry goes stale. */
+      host_peer *old = peer_get(h, g->listed_node);
+      g->listed_node = 0;
+      if (old && old->quiesced_led.len >= 2 * h->ngroups + 64) peer_compact_quiesced(h, old);
+    }
     if (p->quiesced_led.len >= 2 * h->ngroups + 64) peer_compact_quiesced(h, p);
     VEC_PUSH(p->quiesced_led, g->id);
+    g->listed_node = p->node;
   }
 }
 
@@ -350,7 +364,9 @@ static void node_down(mr_host *h, host_peer *p) {
   RK_INFO("host", "node %u is down: waking the groups it led", p->node);
   for (size_t i = 0; i < p->quiesced_led.len; i++) {
     host_group *g = index_get(h, p->quiesced_led.v[i]);
-    if (g == NULL || !(g->flags & HG_QUIESCED)) continue;
+    if (g == NULL || g->listed_node != p->node) continue;
+    g->listed_node = 0;
+    if (!(g->flags & HG_QUIESCED)) continue;
     if (mr_host_replica_node(mr_raft_lead(g->r)) != p->node) continue;
     host_wake(h, g, 0);
     host_mark_dirty(h, g);
@@ -475,6 +491,10 @@ int mr_host_destroy_group(mr_host *h, uint64_t group) {
     for (size_t i = 0; i < hb->items.len; i++)
       if (hb->items.v[i].g == g) hb->items.v[i].g = NULL;
   }
+  /* Also a Ready being completed right now (destroyed from inside the apply
+   * or read_ready callback): the turn must not advance freed memory. */
+  for (size_t i = 0; i < h->done.len; i++)
+    if (h->done.v[i].g == g) h->done.v[i].g = NULL;
   index_del(h, group);
   mr_raft_free(g->r);
   free(g);
@@ -533,6 +553,16 @@ static void recv_heartbeat(mr_host *h, host_group *g, const mr_host_hb *hb) {
     host_quiesce(h, g);
 }
 
+/* A message in a frame from node N must come from a replica on N and go to a
+ * replica on this node: anything else is forged or misrouted, and would
+ * otherwise let a peer pose as a leader living elsewhere. */
+static int frame_addressed(mr_host *h, const mr_host_frame *f, uint64_t from, uint64_t to) {
+  if (mr_host_replica_node(from) == f->from_node && mr_host_replica_node(to) == h->cfg.node_id)
+    return 1;
+  h->st.misaddressed++;
+  return 0;
+}
+
 void mr_host_receive(mr_host *h, const mr_host_frame *f) {
   if (f->to_node != h->cfg.node_id) {
     h->st.unknown_group++;
@@ -547,6 +577,7 @@ void mr_host_receive(mr_host *h, const mr_host_frame *f) {
   p->last_heard = h->tick;
   p->live = 1;
   for (size_t i = 0; i < f->n_msgs; i++) {
+    if (!frame_addressed(h, f, f->msgs[i].msg.from, f->msgs[i].msg.to)) continue;
     host_group *g = index_get(h, f->msgs[i].group);
     if (g == NULL) {
       h->st.unknown_group++;
@@ -557,6 +588,7 @@ void mr_host_receive(mr_host *h, const mr_host_frame *f) {
     host_mark_dirty(h, g);
   }
   for (size_t i = 0; i < f->n_hbs; i++) {
+    if (!frame_addressed(h, f, f->hbs[i].from, f->hbs[i].to)) continue;
     host_group *g = index_get(h, f->hbs[i].group);
     if (g == NULL) {
       h->st.unknown_group++;
@@ -566,6 +598,7 @@ void mr_host_receive(mr_host *h, const mr_host_frame *f) {
   }
   for (size_t i = 0; i < f->n_hb_resps; i++) {
     const mr_host_hb *hb = &f->hb_resps[i];
+    if (!frame_addressed(h, f, hb->from, hb->to)) continue;
     host_group *g = index_get(h, hb->group);
     if (g == NULL) {
       h->st.unknown_group++;

@@ -182,6 +182,7 @@ typedef struct mr_host_stats {
   uint64_t liveness_wakes; /* groups woken because their leader's node went down */
   uint64_t nodes_down;     /* peer down transitions */
   uint64_t unknown_group;  /* messages for groups not on this node (dropped) */
+  uint64_t misaddressed;   /* from/to not on the frame's nodes: forged or misrouted */
 } mr_host_stats;
 
 void mr_host_stats_get(const mr_host *h, mr_host_stats *out);

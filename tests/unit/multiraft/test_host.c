@@ -257,6 +257,14 @@ Test(host, messages_for_unknown_groups_are_counted_and_dropped) {
   f.to_node = 3; /* misrouted */
   mr_host_receive(host(1), &f);
   cr_assert_eq(stats(1).unknown_group, 4);
+  /* A frame from node 3 carrying messages "from" node 2's replica: forged. */
+  f.to_node = 1;
+  f.from_node = 3;
+  hb.group = 1;
+  gm.group = 1;
+  mr_host_receive(host(1), &f);
+  cr_assert_eq(stats(1).misaddressed, 3);
+  cr_assert_eq(stats(1).unknown_group, 4, "forged messages never reach a group");
   settle();
   mr_hm_free(C);
 }
@@ -309,6 +317,32 @@ Test(host, destroying_a_group_with_a_ready_in_flight_is_safe) {
   n1->defer_persist = 0;
   (void)mr_hm_turn(n1);
   settle();
+  mr_hm_free(C);
+}
+
+/* Wake and re-quiesce many times: a group is listed once per leader node,
+ * so the per-peer wake lists do not grow with the number of cycles. */
+Test(host, quiesce_cycles_do_not_grow_the_wake_lists) {
+  cluster_new(3, 4, 1);
+  elect_all();
+  tick_all(20);
+  for (int cycle = 0; cycle < 50; cycle++) {
+    propose(1, "again");
+    settle();
+    tick_all(10);
+    cr_assert(mr_host_group_quiesced(host(leader_node(1)), 1), "cycle %d", cycle);
+  }
+  /* Node down still wakes exactly the followers of the groups it led. */
+  uint32_t dead = leader_node(1);
+  uint64_t expect = 0;
+  for (uint64_t g = 1; g <= C->groups; g++)
+    if (leader_node(g) == dead) expect += 2;
+  C->node[dead].crashed = 1;
+  tick_all(12);
+  uint64_t wakes = 0;
+  for (int i = 1; i <= 3; i++)
+    if (i != (int)dead) wakes += stats(i).liveness_wakes;
+  cr_assert_eq(wakes, expect);
   mr_hm_free(C);
 }
 
