@@ -8,11 +8,26 @@
 
 /* clang-format off */
 const cli_cmd cli_cmds[] = {
-  {"start", "run a node", 
+  {"start", "run a node",
    "usage: rangekv start --id N --listen HOST:PORT --client-listen HOST:PORT\n"
    "                     --initial-cluster ID=HOST:PORT,... --data-dir DIR\n"
-   "                     [--zone Z] [--config FILE]\n",
-   cmd_pending, "a real node (TCP transport, WAL, state store) lands with the node issue (#7)"},
+   "                     [--zone Z] [--ranges R] [--cluster-id ID] [--tick-ms MS]\n"
+   "                     [--election-ticks N] [--quiesce on|off]\n"
+   "                     [--request-timeout-ms MS] [--config FILE]\n"
+   "  --id                this node's id (1..64), listed in --initial-cluster\n"
+   "  --listen            address for other nodes (Raft traffic)\n"
+   "  --client-listen     address for clients\n"
+   "  --initial-cluster   every node's id=peer address; the same on every node\n"
+   "  --data-dir          WAL and state store; a restart recovers from it\n"
+   "  --zone              zone label (reported in status)\n"
+   "  --ranges            ranges to bootstrap a new cluster with (default 64)\n"
+   "  --cluster-id        default: derived from --initial-cluster\n"
+   "  --tick-ms           Raft tick (default 100); --election-ticks (default 10)\n"
+   "  --quiesce           idle ranges stop ticking and heartbeating (default on)\n"
+   "  --request-timeout-ms  unanswered client requests fail after this (default 5000)\n"
+   "  --config            a file of 'name = value' lines (flag names); flags win\n"
+   "  Prints 'rangekv node N ready: ...' when serving; SIGTERM/SIGINT stop it cleanly.\n",
+   cmd_start, NULL},
   {"demo", "start a local 3-node cluster and run a workload",
    "usage: rangekv demo [--duration SECONDS] [--ranges N] [--dir DIR] [--clients C]\n"
    "                    [--dry-run]\n"

@@ -1,0 +1,187 @@
+/* `rangekv start` — run a node. Flags may also come from --config FILE:
+ * one "name = value" per line, the flag names without dashes ('#' starts a
+ * comment); flags on the command line win over the file. */
+#include "cmd/cli.h"
+
+#include "common/rk_err.h"
+#include "node/node.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+  OPT_ID = 1000,
+  OPT_LISTEN,
+  OPT_CLIENT_LISTEN,
+  OPT_CLUSTER,
+  OPT_DATA_DIR,
+  OPT_ZONE,
+  OPT_RANGES,
+  OPT_CLUSTER_ID,
+  OPT_TICK_MS,
+  OPT_ELECTION,
+  OPT_QUIESCE,
+  OPT_CONFIG,
+  OPT_TIMEOUT,
+};
+
+static const struct option start_opts[] = {
+    {"id", required_argument, 0, OPT_ID},
+    {"listen", required_argument, 0, OPT_LISTEN},
+    {"client-listen", required_argument, 0, OPT_CLIENT_LISTEN},
+    {"initial-cluster", required_argument, 0, OPT_CLUSTER},
+    {"data-dir", required_argument, 0, OPT_DATA_DIR},
+    {"zone", required_argument, 0, OPT_ZONE},
+    {"ranges", required_argument, 0, OPT_RANGES},
+    {"cluster-id", required_argument, 0, OPT_CLUSTER_ID},
+    {"tick-ms", required_argument, 0, OPT_TICK_MS},
+    {"election-ticks", required_argument, 0, OPT_ELECTION},
+    {"quiesce", required_argument, 0, OPT_QUIESCE},
+    {"request-timeout-ms", required_argument, 0, OPT_TIMEOUT},
+    {"config", required_argument, 0, OPT_CONFIG},
+    {"help", no_argument, 0, 'h'},
+    {0, 0, 0, 0}};
+
+typedef struct start_args {
+  node_config cfg;
+  char data_dir[4096];
+  char zone[64];
+  char cluster[4096];
+  int have[OPT_TIMEOUT - OPT_ID + 1]; /* set from the command line */
+  int from_file;                      /* applying the config file */
+} start_args;
+
+static int copy_str(const cli_cmd *cmd, const char *flag, const char *arg, char *dst, size_t cap) {
+  if (arg[0] == '\0' || strlen(arg) >= cap)
+    return cli_usage_error(cmd, "%s needs a value of 1..%zu characters", flag, cap - 1);
+  snprintf(dst, cap, "%s", arg);
+  return CLI_CONTINUE;
+}
+
+static int on_start_opt(const cli_cmd *cmd, int opt, const char *arg, void *ctx) {
+  start_args *a = ctx;
+  if (opt >= OPT_ID && opt <= OPT_TIMEOUT) {
+    /* The command line wins over the config file. */
+    if (a->from_file && a->have[opt - OPT_ID]) return CLI_CONTINUE;
+    if (!a->from_file) a->have[opt - OPT_ID] = 1;
+  }
+  node_config *c = &a->cfg;
+  uint64_t v = 0;
+  int rc;
+  switch (opt) {
+  case OPT_ID:
+    rc = cli_parse_u64(cmd, "--id", arg, 1, NODE_MAX_NODES, &v);
+    c->node_id = (uint32_t)v;
+    return rc;
+  case OPT_LISTEN: return copy_str(cmd, "--listen", arg, c->listen, sizeof c->listen);
+  case OPT_CLIENT_LISTEN:
+    return copy_str(cmd, "--client-listen", arg, c->client_listen, sizeof c->client_listen);
+  case OPT_CLUSTER: return copy_str(cmd, "--initial-cluster", arg, a->cluster, sizeof a->cluster);
+  case OPT_DATA_DIR: return copy_str(cmd, "--data-dir", arg, a->data_dir, sizeof a->data_dir);
+  case OPT_ZONE: return copy_str(cmd, "--zone", arg, a->zone, sizeof a->zone);
+  case OPT_RANGES:
+    rc = cli_parse_u64(cmd, "--ranges", arg, 1, 65536, &v);
+    c->ranges = (uint32_t)v;
+    return rc;
+  case OPT_CLUSTER_ID:
+    return cli_parse_u64(cmd, "--cluster-id", arg, 1, UINT64_MAX, &c->cluster_id);
+  case OPT_TICK_MS:
+    rc = cli_parse_u64(cmd, "--tick-ms", arg, 1, 10000, &v);
+    c->tick_ms = (uint32_t)v;
+    return rc;
+  case OPT_ELECTION:
+    rc = cli_parse_u64(cmd, "--election-ticks", arg, 3, 1000, &v);
+    c->election_ticks = (uint32_t)v;
+    return rc;
+  case OPT_TIMEOUT:
+    rc = cli_parse_u64(cmd, "--request-timeout-ms", arg, 10, 3600000, &v);
+    c->request_timeout_ms = (uint32_t)v;
+    return rc;
+  case OPT_QUIESCE:
+    if (strcmp(arg, "on") == 0)
+      c->quiesce = 1;
+    else if (strcmp(arg, "off") == 0)
+      c->quiesce = 0;
+    else
+      return cli_usage_error(cmd, "--quiesce must be on or off, got '%s'", arg);
+    return CLI_CONTINUE;
+  case OPT_CONFIG: return CLI_CONTINUE; /* read after the command line */
+  default: return cli_usage_error(cmd, "unexpected flag");
+  }
+}
+
+/* Applies "name = value" lines of path through the same option handler. */
+static int apply_config_file(const cli_cmd *cmd, const char *path, start_args *a) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return cli_usage_error(cmd, "cannot read --config %s", path);
+  char line[4096];
+  int lineno = 0, rc = CLI_CONTINUE;
+  a->from_file = 1;
+  while (rc == CLI_CONTINUE && fgets(line, sizeof line, f)) {
+    lineno++;
+    char *hash = strchr(line, '#');
+    if (hash) *hash = '\0';
+    char *eq = strchr(line, '=');
+    char *name = line;
+    while (*name == ' ' || *name == '\t') name++;
+    if (*name == '\0' || *name == '\n') continue;
+    if (eq == NULL) {
+      rc = cli_usage_error(cmd, "%s:%d: expected 'name = value'", path, lineno);
+      break;
+    }
+    *eq = '\0';
+    char *value = eq + 1;
+    for (char *e = eq - 1; e >= name && (*e == ' ' || *e == '\t'); e--) *e = '\0';
+    while (*value == ' ' || *value == '\t') value++;
+    value[strcspn(value, "\r\n")] = '\0';
+    for (char *e = value + strlen(value); e > value && (e[-1] == ' ' || e[-1] == '\t');)
+      *--e = '\0';
+    int opt = 0;
+    for (const struct option *o = start_opts; o->name; o++)
+      if (strcmp(o->name, name) == 0 && o->val != OPT_CONFIG && o->val != 'h') opt = o->val;
+    if (opt == 0) {
+      rc = cli_usage_error(cmd, "%s:%d: unknown setting '%s'", path, lineno, name);
+      break;
+    }
+    rc = on_start_opt(cmd, opt, value, a);
+  }
+  fclose(f);
+  a->from_file = 0;
+  return rc;
+}
+
+int cmd_start(const cli_cmd *cmd, int argc, char **argv) {
+  start_args a;
+  memset(&a, 0, sizeof a);
+  node_config_default(&a.cfg);
+  int first = 1;
+  int rc = cli_parse(cmd, argc, argv, "h", start_opts, on_start_opt, &a, &first);
+  if (rc != CLI_CONTINUE) return rc;
+  if (first < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[first]);
+  /* --config is applied after the command line so the command line wins. */
+  for (int i = 1; i < argc; i++) {
+    const char *path = NULL;
+    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+      path = argv[i + 1];
+    else if (strncmp(argv[i], "--config=", 9) == 0)
+      path = argv[i] + 9;
+    if (path && (rc = apply_config_file(cmd, path, &a)) != CLI_CONTINUE) return rc;
+  }
+  if (a.cfg.node_id == 0) return cli_usage_error(cmd, "--id is required");
+  if (a.cfg.listen[0] == '\0') return cli_usage_error(cmd, "--listen is required");
+  if (a.cfg.client_listen[0] == '\0') return cli_usage_error(cmd, "--client-listen is required");
+  if (a.cluster[0] == '\0') return cli_usage_error(cmd, "--initial-cluster is required");
+  if (a.data_dir[0] == '\0') return cli_usage_error(cmd, "--data-dir is required");
+  char err[256];
+  if (node_parse_cluster(&a.cfg, a.cluster, err, sizeof err) != RK_OK)
+    return cli_usage_error(cmd, "%s", err);
+  a.cfg.data_dir = a.data_dir;
+  a.cfg.zone = a.zone[0] ? a.zone : NULL;
+  rc = node_run(&a.cfg);
+  if (rc != RK_OK) {
+    fprintf(stderr, "rangekv start: node %u stopped: %s\n", a.cfg.node_id, rk_strerror(rc));
+    return CLI_EXIT_FAIL;
+  }
+  return CLI_EXIT_OK;
+}

@@ -1,0 +1,618 @@
+/* node.c — start-up, the event loop, and the host's I/O seam. See node.h.
+ *
+ * One loop iteration:
+ *   tp_net_poll(timeout)   sockets, the tick timerfd, the WAL's ring fd and
+ *                          the signalfd all wake the same epoll; their
+ *                          callbacks step the host (receive, tick) or finish
+ *                          WAL batches (mr_host_persisted)
+ *   eng_wal_process()      reap completions, submit due batches
+ *   mr_host_turn() ...     while the host has work: one persist, one frame per
+ *                          peer, one apply round per turn
+ * The epoll timeout is 0 while the host has work, else the WAL's own
+ * deadline (batch window), else infinite: an idle node sleeps until a tick.
+ */
+#include "node/node_int.h"
+
+#include "common/rk_assert.h"
+#include "common/rk_clock.h"
+#include "common/rk_err.h"
+#include "common/rk_log.h"
+#include "node/codec.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+uint64_t node_now_ms(void) { return rk_clock_mono_ns() / 1000000u; }
+
+void node_config_default(node_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->ranges = 64;
+  cfg->tick_ms = 100;
+  cfg->election_ticks = 10;
+  cfg->quiesce = 1;
+  cfg->request_timeout_ms = 5000;
+}
+
+int node_parse_cluster(node_config *cfg, const char *list, char *err, size_t errcap) {
+  cfg->n_cluster = 0;
+  const char *p = list;
+  while (p && *p) {
+    const char *comma = strchr(p, ',');
+    size_t len = comma ? (size_t)(comma - p) : strlen(p);
+    char item[128];
+    if (len == 0 || len >= sizeof item) {
+      snprintf(err, errcap, "bad --initial-cluster item near '%.*s'", (int)(len > 40 ? 40 : len),
+               p);
+      return RK_EINVAL;
+    }
+    memcpy(item, p, len);
+    item[len] = '\0';
+    char *eq = strchr(item, '=');
+    char *end = NULL;
+    unsigned long id = eq ? strtoul(item, &end, 10) : 0;
+    if (!eq || end != eq || id == 0 || id > NODE_MAX_NODES || eq[1] == '\0' ||
+        strlen(eq + 1) >= TP_ADDR_MAX || !strchr(eq + 1, ':')) {
+      snprintf(err, errcap, "bad --initial-cluster item '%s' (want ID=HOST:PORT, ID 1..%d)", item,
+               NODE_MAX_NODES);
+      return RK_EINVAL;
+    }
+    for (uint32_t i = 0; i < cfg->n_cluster; i++) {
+      if (cfg->cluster[i].id == id) {
+        snprintf(err, errcap, "node id %lu appears twice in --initial-cluster", id);
+        return RK_EINVAL;
+      }
+    }
+    if (cfg->n_cluster == NODE_MAX_NODES) {
+      snprintf(err, errcap, "more than %d nodes in --initial-cluster", NODE_MAX_NODES);
+      return RK_EINVAL;
+    }
+    node_peer *np = &cfg->cluster[cfg->n_cluster++];
+    np->id = (uint32_t)id;
+    snprintf(np->addr, sizeof np->addr, "%s", eq + 1);
+    p = comma ? comma + 1 : NULL;
+  }
+  if (cfg->n_cluster == 0) {
+    snprintf(err, errcap, "--initial-cluster is empty");
+    return RK_EINVAL;
+  }
+  return RK_OK;
+}
+
+uint64_t node_cluster_id_of(const node_config *cfg) {
+  if (cfg->cluster_id != 0) return cfg->cluster_id;
+  /* FNV-1a over the sorted "id=addr" list: every node started with the same
+   * list derives the same id, whatever the order it was written in. */
+  uint64_t h = 1469598103934665603ull;
+  for (uint32_t id = 1; id <= NODE_MAX_NODES; id++) {
+    for (uint32_t i = 0; i < cfg->n_cluster; i++) {
+      if (cfg->cluster[i].id != id) continue;
+      char item[128];
+      int len = snprintf(item, sizeof item, "%u=%s;", id, cfg->cluster[i].addr);
+      for (int k = 0; k < len; k++) h = (h ^ (uint8_t)item[k]) * 1099511628211ull;
+    }
+  }
+  return h ? h : 1;
+}
+
+/* ---- the host's log storage: the WAL's per-group view ------------------------ */
+
+static uint64_t st_first(void *ctx) {
+  node_range *r = ctx;
+  uint64_t v = 1;
+  int rc = eng_wal_first_index(r->n->wal, r->desc.id, &v);
+  RK_ASSERTF(rc == RK_OK, "wal first_index: %s", rk_strerror(rc));
+  return v;
+}
+
+static uint64_t st_last(void *ctx) {
+  node_range *r = ctx;
+  uint64_t v = 0;
+  int rc = eng_wal_last_index(r->n->wal, r->desc.id, &v);
+  RK_ASSERTF(rc == RK_OK, "wal last_index: %s", rk_strerror(rc));
+  return v;
+}
+
+static int st_term(void *ctx, uint64_t i, uint64_t *term) {
+  node_range *r = ctx;
+  return eng_wal_term(r->n->wal, r->desc.id, i, term);
+}
+
+static int st_entries(void *ctx, uint64_t lo, uint64_t hi, uint64_t max_bytes, rk_entry_vec *out) {
+  node_range *r = ctx;
+  return eng_wal_entries(r->n->wal, r->desc.id, lo, hi, max_bytes, out);
+}
+
+/* No node compacts its log yet, so no follower ever needs a snapshot. */
+static int st_snapshot(void *ctx, mr_snapshot *out) {
+  (void)ctx;
+  (void)out;
+  return RK_EUNAVAILABLE;
+}
+
+static const mr_storage_ops node_storage_ops = {.first_index = st_first,
+                                                .last_index = st_last,
+                                                .term = st_term,
+                                                .entries = st_entries,
+                                                .snapshot = st_snapshot};
+
+static int io_storage(void *ctx, uint64_t group, mr_storage *out) {
+  node *n = ctx;
+  if (group < 1 || group > n->table.n) return RK_EUNKNOWNRANGE;
+  out->ops = &node_storage_ops;
+  out->ctx = &n->ranges[group - 1];
+  return RK_OK;
+}
+
+/* ---- persist: host batch -> WAL appends ----------------------------------------- */
+
+static void wal_done(eng_wal_append_req *req, int status) {
+  node_wal_req *wr = req->data;
+  node_persist *p = wr->p;
+  if (status != RK_OK && p->rc == RK_OK) p->rc = status;
+  RK_ASSERT(p->remaining > 0);
+  if (--p->remaining > 0) return;
+  mr_host_persisted(p->n->host, p->batch, p->rc);
+  free(p->reqs);
+  free(p);
+}
+
+static void io_persist(void *ctx, uint64_t batch, const mr_host_write *w, size_t nw) {
+  node *n = ctx;
+  node_persist *p = calloc(1, sizeof *p);
+  eng_wal_write *ww = calloc(nw ? nw : 1, sizeof *ww);
+  RK_ASSERTF(p && ww, "out of memory");
+  p->n = n;
+  p->batch = batch;
+  /* Chunks of at most half the WAL's batch limit (payload + record
+   * overhead). One group's write always fits in a chunk: the leader refuses
+   * proposals past NODE_MAX_UNCOMMITTED (RK_EUNCOMMITTEDFULL) and a follower
+   * takes at most max_inflight_bytes per turn. */
+  const uint64_t limit = NODE_WAL_BATCH_BYTES / 2;
+  size_t chunk_start = 0, nchunks = 0;
+  uint64_t bytes = 0;
+  size_t *starts = calloc(nw + 1, sizeof *starts);
+  RK_ASSERTF(starts != NULL, "out of memory");
+  for (size_t i = 0; i < nw; i++) {
+    RK_ASSERTF(w[i].snap == NULL, "snapshots are refused at decode and never produced");
+    ww[i].group = w[i].group;
+    ww[i].entries = w[i].entries->v;
+    ww[i].n_entries = w[i].entries->len;
+    ww[i].hard_state = w[i].hs;
+    uint64_t b = w[i].entries->bytes + 64 * (w[i].entries->len + 1);
+    if (i > chunk_start && bytes + b > limit) {
+      starts[nchunks++] = chunk_start;
+      chunk_start = i;
+      bytes = 0;
+    }
+    bytes += b;
+  }
+  starts[nchunks++] = chunk_start;
+  starts[nchunks] = nw;
+  p->reqs = calloc(nchunks, sizeof *p->reqs);
+  RK_ASSERTF(p->reqs != NULL, "out of memory");
+  p->nreqs = nchunks;
+  p->remaining = nchunks;
+  for (size_t c = 0; c < nchunks; c++) {
+    node_wal_req *wr = &p->reqs[c];
+    wr->p = p;
+    wr->req.data = wr;
+    int rc = eng_wal_append(n->wal, &wr->req, ww + starts[c], starts[c + 1] - starts[c], wal_done);
+    if (rc != RK_OK) {
+      /* Nothing of this chunk was written and its callback never runs. */
+      RK_ERROR("node", "WAL append refused: %s", rk_strerror(rc));
+      if (p->rc == RK_OK) p->rc = rc;
+      if (--p->remaining == 0) {
+        mr_host_persisted(n->host, batch, p->rc);
+        free(p->reqs);
+        free(p);
+        break;
+      }
+    }
+  }
+  free(starts);
+  free(ww);
+}
+
+/* ---- send: one RaftBatch frame per peer per turn ----------------------------- */
+
+static void io_send(void *ctx, const mr_host_frame *f) {
+  node *n = ctx;
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  if (node_codec_encode(f, &buf, &len) != RK_OK) {
+    RK_WARN("node", "out of memory encoding a frame to node %u: dropped", f->to_node);
+    return;
+  }
+  if (len > TP_FRAME_DEFAULT_MAX_PAYLOAD && f->n_msgs > 1) {
+    /* Too big for one frame: halve the messages (heartbeats ride with the
+     * first half) rather than lose everything, heartbeats included. */
+    free(buf);
+    size_t half = f->n_msgs / 2;
+    mr_host_frame a = *f, b = *f;
+    a.n_msgs = half;
+    b.msgs = f->msgs + half;
+    b.n_msgs = f->n_msgs - half;
+    b.n_hbs = b.n_hb_resps = 0;
+    io_send(ctx, &a);
+    io_send(ctx, &b);
+    return;
+  }
+  /* Dropped frames (peer down, queue full, one message over the limit) are
+   * Raft's to tolerate: it resends. */
+  if (len <= TP_FRAME_DEFAULT_MAX_PAYLOAD)
+    (void)tp_net_send_peer(n->net, f->to_node, TP_FRAME_RAFT_BATCH, buf, (uint32_t)len);
+  free(buf);
+}
+
+/* ---- transport callbacks ------------------------------------------------------------- */
+
+static void on_peer_frame(void *ctx, uint32_t node_id, uint16_t type, const uint8_t *payload,
+                          uint32_t len) {
+  node *n = ctx;
+  if (type != TP_FRAME_RAFT_BATCH) {
+    n->bad_frames++;
+    return;
+  }
+  node_codec_frame fr;
+  if (node_codec_decode(payload, len, &fr) != RK_OK) {
+    n->bad_frames++;
+    RK_WARN("node", "malformed Raft batch from node %u dropped", node_id);
+    return;
+  }
+  /* The transport authenticated the sender: a frame claiming another is bad. */
+  if (fr.f.from_node != node_id || fr.f.to_node != n->cfg.node_id) {
+    n->bad_frames++;
+    node_codec_frame_free(&fr);
+    return;
+  }
+  mr_host_receive(n->host, &fr.f);
+  node_codec_frame_free(&fr);
+}
+
+static void on_peer_up(void *ctx, uint32_t node_id, const char *client_addr) {
+  node *n = ctx;
+  if (node_id == 0 || node_id > NODE_MAX_NODES || client_addr == NULL) return;
+  snprintf(n->client_addr[node_id], TP_ADDR_MAX, "%s", client_addr);
+  RK_INFO("node", "peer %u up (clients at %s)", node_id, client_addr);
+}
+
+static void on_timer(void *ctx) {
+  node *n = ctx;
+  uint64_t expirations = 0;
+  if (read(n->timer_fd, &expirations, sizeof expirations) != (ssize_t)sizeof expirations) return;
+  /* A loop that fell behind ticks at most a few times: logical time may lag
+   * real time, which only delays elections. */
+  if (expirations > 3) expirations = 3;
+  for (uint64_t i = 0; i < expirations; i++) mr_host_tick(n->host);
+  node_client_tick(n);
+}
+
+static void on_wal(void *ctx) {
+  node *n = ctx;
+  int rc = eng_wal_process(n->wal);
+  if (rc != RK_OK && !n->fatal) {
+    RK_ERROR("node", "WAL stopped: %s", rk_strerror(rc));
+    n->fatal = rc;
+  }
+}
+
+static void on_signal(void *ctx) {
+  node *n = ctx;
+  struct signalfd_siginfo si;
+  if (read(n->signal_fd, &si, sizeof si) == (ssize_t)sizeof si) {
+    RK_INFO("node", "signal %u: shutting down", si.ssi_signo);
+    n->stop = 1;
+  }
+}
+
+/* ---- start-up ---------------------------------------------------------------------- */
+
+static int mkdir_p(const char *path) {
+  char buf[4096];
+  if (strlen(path) >= sizeof buf) return RK_EINVAL;
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return rk_err_from_errno(errno);
+    *p = '/';
+  }
+  if (mkdir(buf, 0755) != 0 && errno != EEXIST) return rk_err_from_errno(errno);
+  return RK_OK;
+}
+
+/* Loads the persisted range table, or bootstraps and persists it. */
+static int load_ranges(node *n) {
+  size_t cap = 64, cnt = 0;
+  range_desc *v = malloc(cap * sizeof *v);
+  if (v == NULL) return RK_ENOMEM;
+  for (uint64_t id = 1; id <= RANGE_MAX_RANGES; id++) {
+    void *val = NULL;
+    size_t len = 0;
+    int rc = eng_state_range_get(n->state, id, ENG_RANGE_DESC, &val, &len);
+    if (rc == RK_ENOTFOUND) break;
+    if (rc != RK_OK) {
+      free(v);
+      return rc;
+    }
+    if (cnt == cap) {
+      cap *= 2;
+      range_desc *nv = realloc(v, cap * sizeof *nv);
+      if (nv == NULL) {
+        free(val);
+        free(v);
+        return RK_ENOMEM;
+      }
+      v = nv;
+    }
+    rc = range_desc_decode(val, len, &v[cnt]);
+    free(val);
+    if (rc != RK_OK) {
+      RK_ERROR("node", "range %llu descriptor is corrupt", (unsigned long long)id);
+      free(v);
+      return rc;
+    }
+    cnt++;
+  }
+  if (cnt > 0) {
+    int rc = range_table_adopt(&n->table, v, cnt);
+    if (rc != RK_OK) {
+      RK_ERROR("node", "persisted range table does not tile the key space");
+      free(v);
+      return rc;
+    }
+    if (cnt != n->cfg.ranges)
+      RK_INFO("node", "using the persisted table of %zu ranges (--ranges %u ignored)", cnt,
+              n->cfg.ranges);
+    return RK_OK;
+  }
+  free(v);
+  range_node nodes[NODE_MAX_NODES];
+  for (uint32_t i = 0; i < n->cfg.n_cluster; i++)
+    nodes[i] = (range_node){.id = n->cfg.cluster[i].id, .zone = NULL};
+  int rc = range_table_bootstrap(&n->table, n->cfg.ranges, nodes, n->cfg.n_cluster);
+  if (rc != RK_OK) return rc;
+  eng_state_batch *b = eng_state_batch_new(n->state);
+  if (b == NULL) return RK_ENOMEM;
+  for (size_t i = 0; i < n->table.n; i++) {
+    uint8_t buf[RANGE_DESC_MAX_BYTES];
+    size_t len = range_desc_encode(&n->table.v[i], buf, sizeof buf);
+    eng_state_batch_range_put(b, n->table.v[i].id, ENG_RANGE_DESC, buf, len);
+  }
+  rc = eng_state_commit(n->state, b);
+  eng_state_batch_free(b);
+  if (rc == RK_OK) rc = eng_state_sync(n->state);
+  RK_INFO("node", "bootstrapped %zu ranges", n->table.n);
+  return rc;
+}
+
+static int create_groups(node *n) {
+  n->ranges = calloc(n->table.n, sizeof *n->ranges);
+  if (n->ranges == NULL) return RK_ENOMEM;
+  for (size_t i = 0; i < n->table.n; i++) {
+    node_range *r = &n->ranges[i];
+    r->desc = n->table.v[i];
+    r->n = n;
+    r->local = range_desc_has_node(&r->desc, n->cfg.node_id);
+    if (!r->local) continue;
+    mr_boot boot;
+    memset(&boot, 0, sizeof boot);
+    int found = 0;
+    int rc = eng_wal_hard_state(n->wal, r->desc.id, &boot.hs, &found);
+    if (rc != RK_OK) return rc;
+    rc = eng_state_applied(n->state, r->desc.id, &boot.applied);
+    if (rc == RK_ENOTFOUND)
+      boot.applied = 0;
+    else if (rc != RK_OK)
+      return rc;
+    boot.conf.n = r->desc.n_replicas;
+    for (uint8_t k = 0; k < r->desc.n_replicas; k++)
+      boot.conf.r[k] = (mr_conf_replica){mr_host_replica_id(r->desc.replicas[k], 1), MR_VOTER_IN};
+    rc = mr_host_create_group(n->host, r->desc.id, mr_host_replica_id(n->cfg.node_id, 1), &boot);
+    if (rc != RK_OK) {
+      RK_ERROR("node",
+               "range %llu cannot start: %s (hard state term %llu commit %llu, applied "
+               "%llu)",
+               (unsigned long long)r->desc.id, rk_strerror(rc), (unsigned long long)boot.hs.term,
+               (unsigned long long)boot.hs.commit, (unsigned long long)boot.applied);
+      return rc;
+    }
+  }
+  return RK_OK;
+}
+
+static int open_stores(node *n) {
+  char path[4096];
+  int rc = mkdir_p(n->cfg.data_dir);
+  if (rc != RK_OK) {
+    RK_ERROR("node", "cannot create data dir %s: %s", n->cfg.data_dir, rk_strerror(rc));
+    return rc;
+  }
+  eng_state_options so;
+  eng_state_options_default(&so);
+  snprintf(path, sizeof path, "%s/state", n->cfg.data_dir);
+  so.dir = path;
+  so.cluster_id = n->cluster_id;
+  so.node_id = n->cfg.node_id;
+  char msg[256] = "";
+  rc = eng_state_open(&so, &n->state, msg, sizeof msg);
+  if (rc != RK_OK) {
+    fprintf(stderr, "rangekv start: cannot open %s: %s%s%s\n", path, rk_strerror(rc),
+            msg[0] ? ": " : "", msg);
+    return rc;
+  }
+  eng_wal_options wo;
+  eng_wal_options_default(&wo);
+  snprintf(path, sizeof path, "%s/wal", n->cfg.data_dir);
+  wo.dir = path;
+  wo.cluster_id = n->cluster_id;
+  wo.node_id = n->cfg.node_id;
+  wo.max_batch_bytes = NODE_WAL_BATCH_BYTES;
+  eng_wal_recovery rec;
+  memset(&rec, 0, sizeof rec);
+  rc = eng_wal_open(&wo, &n->wal, &rec);
+  if (rc != RK_OK) {
+    fprintf(stderr, "rangekv start: cannot open the WAL in %s: %s%s%s\n", path, rk_strerror(rc),
+            rec.message[0] ? ": " : "", rec.message);
+    return rc;
+  }
+  if (rec.torn_tail) RK_WARN("node", "WAL: %s", rec.message);
+  RK_INFO("node", "WAL recovered: %llu entries of %llu groups in %.3f s",
+          (unsigned long long)rec.entries, (unsigned long long)rec.groups,
+          (double)rec.elapsed_ns / 1e9);
+  return RK_OK;
+}
+
+static const node_peer *self_peer(const node_config *cfg) {
+  for (uint32_t i = 0; i < cfg->n_cluster; i++)
+    if (cfg->cluster[i].id == cfg->node_id) return &cfg->cluster[i];
+  return NULL;
+}
+
+static int start_net(node *n) {
+  tp_net_config tc;
+  tp_net_config_default(&tc);
+  tc.cluster_id = n->cluster_id;
+  tc.node_id = n->cfg.node_id;
+  tc.peer_listen = n->cfg.listen;
+  tc.client_listen = n->cfg.client_listen;
+  tp_net_callbacks cb = {.ctx = n,
+                         .on_peer_frame = on_peer_frame,
+                         .on_peer_up = on_peer_up,
+                         .on_client_frame = node_on_client_frame,
+                         .on_client_closed = node_on_client_closed};
+  int rc = tp_net_new(&n->net, &tc, &cb);
+  if (rc != RK_OK) {
+    fprintf(stderr, "rangekv start: cannot listen on %s / %s: %s\n", n->cfg.listen,
+            n->cfg.client_listen, rk_strerror(rc));
+    return rc;
+  }
+  snprintf(n->client_addr[n->cfg.node_id], TP_ADDR_MAX, "%s", tp_net_client_addr(n->net));
+  for (uint32_t i = 0; i < n->cfg.n_cluster; i++) {
+    if (n->cfg.cluster[i].id == n->cfg.node_id) continue;
+    rc = tp_net_add_peer(n->net, n->cfg.cluster[i].id, n->cfg.cluster[i].addr);
+    if (rc != RK_OK) return rc;
+  }
+  return RK_OK;
+}
+
+static int start_host(node *n) {
+  mr_host_config hc;
+  mr_host_config_default(&hc, n->cfg.node_id);
+  hc.raft.election_tick = n->cfg.election_ticks;
+  hc.raft.max_uncommitted_bytes = NODE_MAX_UNCOMMITTED;
+  hc.raft.max_inflight_bytes = NODE_MAX_UNCOMMITTED;
+  hc.quiesce = (uint8_t)(n->cfg.quiesce != 0);
+  mr_host_io io = {.ctx = n,
+                   .storage = io_storage,
+                   .persist = io_persist,
+                   .send = io_send,
+                   .apply = node_apply,
+                   .read_ready = node_read_ready};
+  rk_rand_seed(&n->rng, n->cluster_id ^ ((uint64_t)n->cfg.node_id << 32) ^ rk_clock_mono_ns());
+  int rc = mr_host_new(&n->host, &hc, &io, &n->rng);
+  if (rc != RK_OK) return rc;
+  for (uint32_t i = 0; i < n->cfg.n_cluster; i++)
+    if (n->cfg.cluster[i].id != n->cfg.node_id)
+      (void)mr_host_add_node(n->host, n->cfg.cluster[i].id);
+  return RK_OK;
+}
+
+static int start_fds(node *n) {
+  n->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (n->timer_fd < 0) return rk_err_from_errno(errno);
+  struct itimerspec its = {0};
+  its.it_interval.tv_sec = n->cfg.tick_ms / 1000;
+  its.it_interval.tv_nsec = (long)(n->cfg.tick_ms % 1000) * 1000000L;
+  its.it_value = its.it_interval;
+  if (timerfd_settime(n->timer_fd, 0, &its, NULL) != 0) return rk_err_from_errno(errno);
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigprocmask(SIG_BLOCK, &mask, NULL);
+  n->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (n->signal_fd < 0) return rk_err_from_errno(errno);
+  /* A peer closing its socket must not kill us. */
+  signal(SIGPIPE, SIG_IGN);
+  int rc = tp_net_watch_fd(n->net, n->timer_fd, on_timer, n);
+  if (rc == RK_OK) rc = tp_net_watch_fd(n->net, n->signal_fd, on_signal, n);
+  if (rc == RK_OK) rc = tp_net_watch_fd(n->net, eng_wal_fd(n->wal), on_wal, n);
+  return rc;
+}
+
+static void shutdown_node(node *n) {
+  if (n->wal) {
+    int rc = eng_wal_sync(n->wal);
+    if (rc != RK_OK) RK_WARN("node", "final WAL sync: %s", rk_strerror(rc));
+  }
+  if (n->state) (void)eng_state_sync(n->state);
+  if (n->host) mr_host_free(n->host);
+  if (n->ranges)
+    for (size_t i = 0; i < n->table.n; i++) node_range_drop_pending(&n->ranges[i]);
+  free(n->ranges);
+  if (n->net) tp_net_free(n->net);
+  if (n->batch) eng_state_batch_free(n->batch);
+  if (n->wal) eng_wal_close(n->wal);
+  if (n->state) eng_state_close(n->state);
+  range_table_free(&n->table);
+  if (n->timer_fd > 0) close(n->timer_fd);
+  if (n->signal_fd > 0) close(n->signal_fd);
+}
+
+int node_run(const node_config *cfg) {
+  node *n = calloc(1, sizeof *n);
+  if (n == NULL) return RK_ENOMEM;
+  n->cfg = *cfg;
+  n->cluster_id = node_cluster_id_of(cfg);
+  n->start_ms = node_now_ms();
+  n->timer_fd = n->signal_fd = -1;
+  rk_log_set_node(cfg->node_id);
+  int rc = RK_EINVAL;
+  if (self_peer(cfg) == NULL) {
+    fprintf(stderr, "rangekv start: node %u is not in --initial-cluster\n", cfg->node_id);
+    goto out;
+  }
+  if ((rc = open_stores(n)) != RK_OK) goto out;
+  if ((rc = load_ranges(n)) != RK_OK) goto out;
+  if ((rc = start_net(n)) != RK_OK) goto out;
+  if ((rc = start_host(n)) != RK_OK) goto out;
+  if ((rc = create_groups(n)) != RK_OK) goto out;
+  if ((rc = start_fds(n)) != RK_OK) goto out;
+  n->batch = eng_state_batch_new(n->state);
+  if (n->batch == NULL) {
+    rc = RK_ENOMEM;
+    goto out;
+  }
+  printf("rangekv node %u ready: peer=%s client=%s ranges=%zu\n", cfg->node_id,
+         tp_net_peer_addr(n->net), tp_net_client_addr(n->net), n->table.n);
+  fflush(stdout);
+  while (!n->stop && !n->fatal) {
+    int timeout = -1;
+    int64_t wt = eng_wal_timeout_ns(n->wal);
+    if (wt >= 0) timeout = (int)((wt + 999999) / 1000000);
+    if (mr_host_has_work(n->host)) timeout = 0;
+    (void)tp_net_poll(n->net, timeout);
+    on_wal(n);
+    for (int i = 0; i < 64 && mr_host_has_work(n->host) && !n->fatal; i++) {
+      if (mr_host_turn(n->host) == RK_ESTOPPED) {
+        n->fatal = RK_ESTOPPED;
+        RK_ERROR("node", "a WAL write failed: the node stops (no write is ever retried as if "
+                         "it were durable)");
+      }
+      on_wal(n);
+    }
+  }
+  rc = n->fatal ? n->fatal : RK_OK;
+out:
+  shutdown_node(n);
+  free(n);
+  return rc;
+}

@@ -1,0 +1,117 @@
+/* node/node_int.h — the node's private state, shared by node.c (loop and
+ * wiring), node_apply.c (state machine) and node_client.c (requests). */
+#ifndef NODE_NODE_INT_H
+#define NODE_NODE_INT_H
+
+#include "engine/state.h"
+#include "engine/wal.h"
+#include "multiraft/host.h"
+#include "node/node.h"
+#include "range/keyspan.h"
+#include "transport/net.h"
+
+#include "rangekv.pb-c.h"
+
+/* The WAL's batch limit, and the most one range may have proposed but not
+ * applied at its leader (so one range's share of a turn fits a WAL batch). */
+#define NODE_WAL_BATCH_BYTES (16u << 20)
+#define NODE_MAX_UNCOMMITTED (4u << 20)
+/* Rows one SCAN request may return (clients page with the last key). */
+#define NODE_SCAN_MAX_ROWS 10000u
+
+/* protobuf-c's string fields are not const; we only ever hand it strings
+ * that outlive the pack call. One place for the qualifier drop. */
+static inline char *node_pb_str(const char *s) {
+  union {
+    const char *c;
+    char *m;
+  } u = {.c = s};
+  return u.m;
+}
+
+/* A write waiting for its entry to apply. */
+typedef struct node_prop {
+  uint64_t conn, req_id;
+  uint64_t index, term; /* where it was proposed */
+  uint64_t deadline_ms;
+} node_prop;
+
+/* A read waiting for ReadIndex and apply. */
+typedef struct node_read {
+  uint64_t conn, req_id;
+  uint64_t ctx; /* our ReadIndex context, unique per node */
+  uint64_t deadline_ms;
+  int issued; /* ReadIndex accepted by the core (else retried each tick) */
+  int op;     /* RANGEKV__CLIENT_OP__OP_GET / OP_SCAN */
+  uint8_t *key, *end;
+  size_t klen, elen;
+  uint32_t limit;
+} node_read;
+
+typedef struct node_range {
+  range_desc desc;
+  int local; /* this node holds a replica */
+  struct node *n;
+  uint64_t ops;     /* requests served, for status */
+  node_prop *props; /* FIFO by index */
+  size_t nprops, capprops;
+  node_read *reads;
+  size_t nreads, capreads;
+} node_range;
+
+/* One eng_wal_append of a host persist batch. */
+typedef struct node_wal_req {
+  eng_wal_append_req req;
+  struct node_persist *p;
+} node_wal_req;
+
+typedef struct node_persist {
+  struct node *n;
+  uint64_t batch;
+  size_t remaining;
+  int rc;
+  node_wal_req *reqs;
+  size_t nreqs;
+} node_persist;
+
+typedef struct node {
+  node_config cfg;
+  uint64_t cluster_id;
+  eng_wal *wal;
+  eng_state *state;
+  tp_net *net;
+  mr_host *host;
+  rk_rand rng;
+  range_table table;
+  node_range *ranges;                                /* by id - 1 */
+  char client_addr[NODE_MAX_NODES + 1][TP_ADDR_MAX]; /* by node id */
+  int timer_fd, signal_fd;
+  int stop;
+  int fatal; /* the error that stopped the node */
+  uint64_t start_ms;
+  uint64_t next_ctx;
+  uint64_t applied_entries;
+  uint64_t bad_frames;
+  eng_state_batch *batch;
+} node;
+
+uint64_t node_now_ms(void);
+/* node_apply.c: the host's apply and read_ready callbacks. */
+void node_apply(void *ctx, const mr_host_apply *a, size_t n);
+void node_read_ready(void *ctx, uint64_t group, uint64_t read_ctx, uint64_t index);
+/* node_client.c */
+void node_on_client_frame(void *ctx, uint64_t conn, uint16_t type, const uint8_t *payload,
+                          uint32_t len);
+void node_on_client_closed(void *ctx, uint64_t conn);
+/* Retries unissued reads, answers requests past their deadline or whose
+ * range this node no longer leads. Once per tick. */
+void node_client_tick(node *n);
+/* Sends a response (fills id; packs; queues). */
+void node_respond(node *n, uint64_t conn, Rangekv__ClientResponse *resp);
+void node_respond_error(node *n, uint64_t conn, uint64_t req_id, int code, const char *detail,
+                        const node_range *r);
+/* The node leading range r as this node sees it, 0 if unknown or not local. */
+uint32_t node_range_leader(node *n, const node_range *r);
+void node_range_drop_pending(node_range *r);
+
+#endif
