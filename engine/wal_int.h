@@ -2,7 +2,8 @@
  *   wal_format.c   on-disk encoding (the byte table lives there)
  *   wal_segment.c  segment files: naming, listing, async preparation
  *   wal_index.c    per-group index, the global entry cache
- *   wal.c          open/close, append, io_uring submission and completion
+ *   wal.c          append, group commit, io_uring submission and completion
+ *   wal_open.c     open (probe, lock, recover), close, stats, invariants, hooks
  *   wal_read.c     per-group log view (first/last/term/entries)
  *   wal_recover.c  recovery scan, torn-tail cut, corruption report
  *   wal_purge.c    compaction marks, purge, laggard rewrite
@@ -259,6 +260,8 @@ void wal_dir_sync_async(eng_wal *w);
 
 /* wal.c */
 void wal_fail(eng_wal *w, int err);
+/* Fails every waiting request with the stop error (never inside append). */
+void wal_fire_failed(eng_wal *w);
 /* Reserves room for `bytes` of records in the open batch, opening/sealing
  * batches as needed. Returns the batch or NULL (ENOMEM -> *err). */
 wal_batch *wal_batch_reserve(eng_wal *w, size_t bytes, int *err);
