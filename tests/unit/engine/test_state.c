@@ -11,9 +11,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+static int sync_commits; /* set by a test to run the synchronous mode */
+
 static eng_state *open_state(const char *dir, uint64_t cluster, uint64_t node) {
   eng_state_options o;
   eng_state_options_default(&o);
+  o.sync_commits = sync_commits;
   o.dir = dir;
   o.cluster_id = cluster;
   o.node_id = node;
@@ -69,7 +72,7 @@ static void check_consistent(eng_state *s, int nranges, uint64_t maxi, uint64_t 
   }
 }
 
-Test(state, apply_batch_and_applied_index_are_atomic_across_reopen) {
+static void atomic_across_reopen(void) {
   char *dir = eng_tmpdir();
   eng_state *s = open_state(dir, 7, 1);
   eng_state_batch *b = eng_state_batch_new(s);
@@ -101,6 +104,13 @@ Test(state, apply_batch_and_applied_index_are_atomic_across_reopen) {
   eng_state_close(s);
   eng_rmtree(dir);
   free(dir);
+}
+
+Test(state, apply_batch_and_applied_index_are_atomic_across_reopen) { atomic_across_reopen(); }
+
+Test(state, same_with_synchronous_commits) {
+  sync_commits = 1;
+  atomic_across_reopen();
 }
 
 /* A child applies rounds and reports each eng_state_sync() through a pipe;
