@@ -1,0 +1,344 @@
+#include "cluster.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define READY_TIMEOUT_NS (30ull * 1000000000ull)
+
+uint64_t itc_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ms(unsigned ms) {
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* ---- registry: every live cluster is swept at exit ------------------------------- */
+
+#define ITC_REG_MAX 8
+static itc_cluster *registry[ITC_REG_MAX];
+static int registry_hooked;
+
+static void sweep(void) {
+  for (int i = 0; i < ITC_REG_MAX; i++)
+    if (registry[i]) itc_stop_all(registry[i]);
+}
+
+static void reg_add(itc_cluster *c) {
+  if (!registry_hooked) {
+    atexit(sweep);
+    registry_hooked = 1;
+  }
+  for (int i = 0; i < ITC_REG_MAX; i++)
+    if (registry[i] == NULL) {
+      registry[i] = c;
+      c->live = 1;
+      return;
+    }
+}
+
+static void reg_del(itc_cluster *c) {
+  for (int i = 0; i < ITC_REG_MAX; i++)
+    if (registry[i] == c) registry[i] = NULL;
+  c->live = 0;
+}
+
+/* ---- processes -------------------------------------------------------------------- */
+
+static int free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int port = -1;
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+      getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+    port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+static pid_t spawn(const itc_cluster *c, const itc_node *n) {
+  char id[16], nr[16], tick[16], el[16], peer[32], client[32], init[512], dd[512];
+  snprintf(id, sizeof id, "%u", n->id);
+  snprintf(nr, sizeof nr, "%u", c->ranges);
+  snprintf(tick, sizeof tick, "%u", c->tick_ms);
+  snprintf(el, sizeof el, "%u", c->election_ticks);
+  snprintf(peer, sizeof peer, "%s", n->peer);
+  snprintf(client, sizeof client, "%s", n->client);
+  snprintf(init, sizeof init, "%s", c->initial);
+  snprintf(dd, sizeof dd, "%s", n->data_dir);
+  char *argv[24];
+  int a = 0;
+  argv[a++] = RK_BINARY;
+  argv[a++] = "start";
+  argv[a++] = "--id";
+  argv[a++] = id;
+  argv[a++] = "--listen";
+  argv[a++] = peer;
+  argv[a++] = "--client-listen";
+  argv[a++] = client;
+  argv[a++] = "--initial-cluster";
+  argv[a++] = init;
+  argv[a++] = "--data-dir";
+  argv[a++] = dd;
+  argv[a++] = "--ranges";
+  argv[a++] = nr;
+  if (c->tick_ms) {
+    argv[a++] = "--tick-ms";
+    argv[a++] = tick;
+  }
+  if (c->election_ticks) {
+    argv[a++] = "--election-ticks";
+    argv[a++] = el;
+  }
+  argv[a] = NULL;
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid != 0) return pid;
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(127);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  int fo = open(n->out_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+  int fe = open(n->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+  int fi = open("/dev/null", O_RDONLY);
+  if (fo < 0 || fe < 0 || fi < 0) _exit(127);
+  dup2(fi, 0);
+  dup2(fo, 1);
+  dup2(fe, 2);
+  execv(RK_BINARY, argv);
+  _exit(127);
+}
+
+/* Counts "rangekv node N ready" lines in the node's stdout file. */
+static int ready_lines(const itc_node *n) {
+  FILE *f = fopen(n->out_path, "r");
+  if (f == NULL) return 0;
+  char needle[64], line[512];
+  snprintf(needle, sizeof needle, "rangekv node %u ready", n->id);
+  int k = 0;
+  while (fgets(line, sizeof line, f))
+    if (strstr(line, needle)) k++;
+  fclose(f);
+  return k;
+}
+
+/* Waits until node i has printed `want` ready lines, or died, or 30 s. */
+static int wait_ready(itc_cluster *c, int i, int want, char *err, size_t errcap) {
+  itc_node *n = &c->nodes[i];
+  uint64_t until = itc_now_ns() + READY_TIMEOUT_NS;
+  while (itc_now_ns() < until) {
+    if (ready_lines(n) >= want) return 0;
+    int st;
+    if (waitpid(n->pid, &st, WNOHANG) == n->pid) {
+      n->pid = 0;
+      snprintf(err, errcap, "node %u exited (%s %d) before its ready line; log %s", n->id,
+               WIFEXITED(st) ? "status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
+               n->log_path);
+      itc_dump_log(c, i, 15);
+      return -1;
+    }
+    sleep_ms(10);
+  }
+  snprintf(err, errcap, "node %u: no ready line within 30 s; log %s", n->id, n->log_path);
+  itc_dump_log(c, i, 15);
+  return -1;
+}
+
+int itc_start(itc_cluster *c, int n, uint32_t ranges, uint32_t tick_ms, uint32_t election_ticks,
+              char *err, size_t errcap) {
+  memset(c, 0, sizeof *c);
+  if (n < 1 || n > ITC_MAX_NODES) {
+    snprintf(err, errcap, "bad node count %d", n);
+    return -1;
+  }
+  c->n = n;
+  c->ranges = ranges;
+  c->tick_ms = tick_ms;
+  c->election_ticks = election_ticks;
+  const char *tmp = getenv("TMPDIR");
+  snprintf(c->dir, sizeof c->dir, "%s/rangekv-itest-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (mkdtemp(c->dir) == NULL) {
+    snprintf(err, errcap, "mkdtemp: %s", strerror(errno));
+    return -1;
+  }
+  reg_add(c);
+  size_t off = 0;
+  for (int i = 0; i < n; i++) {
+    itc_node *nd = &c->nodes[i];
+    nd->id = (uint32_t)i + 1;
+    int pp = free_port(), cp = free_port();
+    if (pp < 0 || cp < 0) {
+      snprintf(err, errcap, "no free port");
+      itc_stop_all(c);
+      return -1;
+    }
+    snprintf(nd->peer, sizeof nd->peer, "127.0.0.1:%d", pp);
+    snprintf(nd->client, sizeof nd->client, "127.0.0.1:%d", cp);
+    snprintf(nd->data_dir, sizeof nd->data_dir, "%s/node%u", c->dir, nd->id);
+    snprintf(nd->out_path, sizeof nd->out_path, "%s/node%u.out", c->dir, nd->id);
+    snprintf(nd->log_path, sizeof nd->log_path, "%s/node%u.log", c->dir, nd->id);
+    off += (size_t)snprintf(c->initial + off, sizeof c->initial - off, "%s%u=%s", i ? "," : "",
+                            nd->id, nd->peer);
+  }
+  for (int i = 0; i < n; i++) {
+    c->nodes[i].pid = spawn(c, &c->nodes[i]);
+    if (c->nodes[i].pid < 0) {
+      c->nodes[i].pid = 0;
+      snprintf(err, errcap, "fork: %s", strerror(errno));
+      itc_keep(c);
+      itc_stop_all(c);
+      return -1;
+    }
+  }
+  for (int i = 0; i < n; i++) {
+    if (wait_ready(c, i, 1, err, errcap) != 0) {
+      itc_keep(c);
+      itc_stop_all(c);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int itc_restart(itc_cluster *c, int i, char *err, size_t errcap) {
+  itc_node *n = &c->nodes[i];
+  if (n->pid != 0) {
+    snprintf(err, errcap, "node %u is still running", n->id);
+    return -1;
+  }
+  int before = ready_lines(n);
+  n->pid = spawn(c, n);
+  if (n->pid < 0) {
+    n->pid = 0;
+    snprintf(err, errcap, "fork: %s", strerror(errno));
+    return -1;
+  }
+  return wait_ready(c, i, before + 1, err, errcap);
+}
+
+void itc_kill9(itc_cluster *c, int i) {
+  itc_node *n = &c->nodes[i];
+  if (n->pid <= 0) return;
+  kill(n->pid, SIGKILL);
+  waitpid(n->pid, NULL, 0);
+  n->pid = 0;
+  n->stopped = 0;
+}
+
+void itc_sigstop(itc_cluster *c, int i) {
+  itc_node *n = &c->nodes[i];
+  if (n->pid <= 0) return;
+  kill(n->pid, SIGSTOP);
+  n->stopped = 1;
+}
+
+void itc_sigcont(itc_cluster *c, int i) {
+  itc_node *n = &c->nodes[i];
+  if (n->pid <= 0) return;
+  kill(n->pid, SIGCONT);
+  n->stopped = 0;
+}
+
+int itc_index_of(const itc_cluster *c, uint32_t id) {
+  for (int i = 0; i < c->n; i++)
+    if (c->nodes[i].id == id) return i;
+  return -1;
+}
+
+void itc_endpoints(const itc_cluster *c, int only, char *buf, size_t cap) {
+  size_t off = 0;
+  buf[0] = 0;
+  for (int i = 0; i < c->n; i++) {
+    if (only >= 0 && i != only) continue;
+    off += (size_t)snprintf(buf + off, cap - off, "%s%s", off ? "," : "", c->nodes[i].client);
+    if (off >= cap) break;
+  }
+}
+
+void itc_keep(itc_cluster *c) { c->keep = 1; }
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+void itc_stop_all(itc_cluster *c) {
+  if (!c->live) return;
+  for (int i = 0; i < c->n; i++) {
+    itc_node *n = &c->nodes[i];
+    if (n->pid <= 0) continue;
+    if (n->stopped) kill(n->pid, SIGCONT);
+    kill(n->pid, SIGTERM);
+  }
+  uint64_t until = itc_now_ns() + 10ull * 1000000000ull;
+  for (;;) {
+    int running = 0;
+    for (int i = 0; i < c->n; i++) {
+      itc_node *n = &c->nodes[i];
+      if (n->pid <= 0) continue;
+      int st;
+      if (waitpid(n->pid, &st, WNOHANG) == n->pid) {
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+          fprintf(stderr, "itc: node %u stopped with %s %d (log %s)\n", n->id,
+                  WIFEXITED(st) ? "status" : "signal",
+                  WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), n->log_path);
+          c->keep = 1;
+        }
+        n->pid = 0;
+      } else {
+        running++;
+      }
+    }
+    if (running == 0 || itc_now_ns() >= until) break;
+    sleep_ms(10);
+  }
+  for (int i = 0; i < c->n; i++) {
+    itc_node *n = &c->nodes[i];
+    if (n->pid <= 0) continue;
+    fprintf(stderr, "itc: node %u ignored SIGTERM for 10 s: SIGKILL\n", n->id);
+    kill(n->pid, SIGKILL);
+    waitpid(n->pid, NULL, 0);
+    n->pid = 0;
+    c->keep = 1;
+  }
+  if (c->keep)
+    fprintf(stderr, "itc: cluster files kept in %s\n", c->dir);
+  else
+    nftw(c->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  reg_del(c);
+}
+
+void itc_dump_log(const itc_cluster *c, int i, int lines) {
+  const itc_node *n = &c->nodes[i];
+  FILE *f = fopen(n->log_path, "r");
+  if (f == NULL) return;
+  static char buf[64][400];
+  int k = 0;
+  while (fgets(buf[k % 64], sizeof buf[0], f)) k++;
+  fclose(f);
+  if (lines > 64) lines = 64;
+  fprintf(stderr, "---- node %u log (%s), last lines:\n", n->id, n->log_path);
+  for (int j = k > lines ? k - lines : 0; j < k; j++) fprintf(stderr, "  %s", buf[j % 64]);
+}
