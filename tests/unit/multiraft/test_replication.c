@@ -218,7 +218,7 @@ static int fig8_filter(harness *h, mr_msg *m, void *arg) {
   return 1;
 }
 
-static void figure8(int bug) {
+static void figure8(int bug, int variant_e) {
   h_opts o = h_default_opts();
   o.pre_vote = 0;
   o.check_quorum = 0;
@@ -273,6 +273,25 @@ static void figure8(int bug) {
   } else {
     cr_assert_eq(mr_raft_commit(h_raft(h, 1)), 3, "the planted bug commits X by counting");
   }
+  if (variant_e) {
+    /* (e) instead, S1 gets its term-4 entry onto a majority: that commits it
+     * and, indirectly, X; S5 can no longer win an election */
+    f.max_index_to = 0;
+    h_tick(h, 1, 2);
+    cr_assert_eq(mr_raft_commit(h_raft(h, 1)), 4);
+    h_crash(h, 1);
+    h_restart(h, 5);
+    h_heal(h);
+    for (int k = 0; k < 3; k++) {
+      mr_raft_campaign(h_raft(h, 5));
+      h_deliver_all(h);
+      cr_assert_neq(mr_raft_role(h_raft(h, 5)), MR_LEADER, "S5 lacks committed entries");
+    }
+    cr_assert_eq(h_term_at(h, 2, 3), 2, "X stays");
+    cr_assert_eq(h->sm_violations, 0);
+    h_free(h);
+    return;
+  }
   /* (d) S1 crashes; S5 restarts and wins term 5 with S2, S3, S4 (its last
    * term 3 beats their 2) and overwrites X everywhere */
   h_crash(h, 1);
@@ -293,12 +312,14 @@ static void figure8(int bug) {
   h_free(h);
 }
 
-Test(commit, figure8_old_term_entry_not_committed_by_counting) { figure8(0); }
+Test(commit, figure8_old_term_entry_not_committed_by_counting) { figure8(0, 0); }
+
+Test(commit, figure8_e_current_term_entry_commits_the_prefix) { figure8(0, 1); }
 
 Test(commit, planted_bug_commit_old_term_breaks_state_machine_safety) {
   /* with the bug, X is committed and applied at S1, then overwritten: two
    * nodes applied different entries at index 3 */
-  figure8(1);
+  figure8(1, 0);
 }
 
 Test(proposals, refused_when_not_leader_with_hint) {
