@@ -131,6 +131,8 @@ typedef struct sim_node {
   uint64_t slow_sync_us; /* scenarios: every fsync takes this long (0 = random) */
   sim_replica *reps;
   size_t nreps;
+  int32_t *rep_index; /* [group id] -> index in reps, -1 = not hosted */
+  uint64_t nrep_index;
   sim_batch *batches, *batches_tail; /* FIFO of in-flight syncs */
   /* Groups this node hosts and the configuration each starts from when it
    * has no snapshot (initial members: the initial config; joiners: empty). */

@@ -221,10 +221,9 @@ static void send_msg(sim_world *w, uint32_t node, uint64_t group, mr_msg *m) {
 
 sim_replica *sim_node_replica(sim_world *w, uint32_t node, uint64_t group) {
   sim_node *nd = &w->nodes[node];
-  if (!nd->up) return NULL;
-  for (size_t i = 0; i < nd->nreps; i++)
-    if (nd->reps[i].group == group && nd->reps[i].raft) return &nd->reps[i];
-  return NULL;
+  if (!nd->up || group >= nd->nrep_index) return NULL;
+  int32_t i = nd->rep_index[group];
+  return i < 0 ? NULL : &nd->reps[i];
 }
 
 uint64_t sim_rep_term(const sim_replica *r) { return mr_raft_term(r->raft); }
@@ -347,6 +346,15 @@ void sim_node_boot(sim_world *w, uint32_t node) {
   nd->reps = calloc(nd->nhosted ? nd->nhosted : 1, sizeof *nd->reps);
   RK_ASSERT(nd->reps != NULL);
   nd->nreps = nd->nhosted;
+  /* group id -> replica slot, for O(1) routing */
+  uint64_t maxg = 0;
+  for (size_t i = 0; i < nd->nhosted; i++)
+    if (nd->hosted[i] + 1 > maxg) maxg = nd->hosted[i] + 1;
+  nd->rep_index = realloc(nd->rep_index, (maxg ? maxg : 1) * sizeof *nd->rep_index);
+  RK_ASSERT(nd->rep_index != NULL);
+  for (uint64_t g = 0; g < maxg; g++) nd->rep_index[g] = -1;
+  for (size_t i = 0; i < nd->nhosted; i++) nd->rep_index[nd->hosted[i]] = (int32_t)i;
+  nd->nrep_index = maxg;
   for (size_t i = 0; i < nd->nhosted; i++) {
     replica_start(w, node, i);
     sim_check_restarted(w, node, &nd->reps[i]);

@@ -224,6 +224,7 @@ void sim_world_free(sim_world *w) {
     free(nd->hosted);
     free(nd->bootconf);
     free(nd->term_floor);
+    free(nd->rep_index);
   }
   for (uint32_t g = 0; g < w->ngroups; g++) sim_check_free_group(&w->groups[g]);
   free(w->groups);
