@@ -53,14 +53,15 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define TP_RBUF_MIN        (16u << 10) /* first read buffer */
-#define TP_RBUF_KEEP       (64u << 10) /* larger empty buffers are released */
-#define TP_READ_BUDGET     (1u << 20)  /* bytes read per readiness event (fairness) */
-#define TP_ACCEPT_BUDGET   64          /* accepts per readiness event */
-#define TP_IOV_MAX         64          /* frames gathered per sendmsg */
-#define TP_EVENTS          64          /* epoll events per wait */
-#define TP_LISTEN_PAUSE_MS 100         /* listener rest after EMFILE and friends */
-#define TP_HS_FRAME_MAX    256         /* our encoded handshake frame */
+#define TP_RBUF_MIN              (16u << 10) /* first read buffer */
+#define TP_RBUF_KEEP             (64u << 10) /* larger empty buffers are released */
+#define TP_READ_BUDGET           (1u << 20)  /* bytes read per readiness event (fairness) */
+#define TP_ACCEPT_BUDGET         64          /* accepts per readiness event */
+#define TP_IOV_MAX               64          /* frames gathered per sendmsg */
+#define TP_EVENTS                64          /* epoll events per wait */
+#define TP_LISTEN_PAUSE_MS       100         /* listener rest after EMFILE and friends */
+#define TP_HS_FRAME_MAX          256         /* our encoded handshake frame */
+#define TP_HANDSHAKE_MAX_PAYLOAD 1024u       /* frame limit before the handshake */
 
 #define NS_PER_MS 1000000ull
 
@@ -124,6 +125,7 @@ typedef struct conn {
   uint64_t deadline_ns; /* CONNECTING/HANDSHAKE: must be OPEN by then */
   uint8_t *rbuf;
   size_t rlen, rcap;
+  size_t need; /* size of the frame being assembled, once its header is in */
   wq_item *wq_head, *wq_tail;
   uint64_t wq_bytes;
   uint64_t wq_frames;
@@ -535,13 +537,18 @@ static void conn_dispatch(tp_net *n, conn *c, const tp_frame *f) {
   }
 }
 
-static int rbuf_reserve(tp_net *n, conn *c, size_t need) {
-  if (need <= c->rcap) return RK_OK;
-  size_t max = TP_FRAME_HEADER_SIZE + (size_t)n->max_payload;
-  RK_ASSERT(need <= max);
+/* Makes room in a full (or absent) read buffer. Growth doubles but never past
+ * the frame being assembled, so a buffer is never more than twice the bytes
+ * the other side actually sent (plus TP_RBUF_MIN): announcing a huge frame
+ * costs the sender, not us. */
+static int rbuf_grow(tp_net *n, conn *c) {
+  RK_ASSERT(c->rlen == c->rcap);
   size_t cap = c->rcap ? c->rcap * 2 : TP_RBUF_MIN;
-  if (cap < need) cap = need;
-  if (cap > max) cap = max;
+  if (c->rcap > 0) {
+    RK_ASSERT(c->need > c->rlen); /* a full buffer holds an incomplete frame */
+    if (cap > c->need) cap = c->need;
+  }
+  RK_ASSERT(cap <= TP_FRAME_HEADER_SIZE + (size_t)n->max_payload || c->rcap == 0);
   uint8_t *b = realloc(c->rbuf, cap);
   if (b == NULL) return RK_ENOMEM;
   c->rbuf = b;
@@ -551,13 +558,16 @@ static int rbuf_reserve(tp_net *n, conn *c, size_t need) {
 
 /* Decodes and delivers every complete frame in the read buffer. May close c. */
 static void conn_process(tp_net *n, conn *c) {
-  size_t off = 0, need = 0;
+  size_t off = 0;
+  c->need = 0;
   while (c->state != CS_DEAD) {
     tp_frame f;
     size_t used = 0;
-    int rc = tp_frame_decode(c->rbuf + off, c->rlen - off, n->max_payload, &f, &used);
+    /* Before the handshake only a handshake-sized frame is acceptable. */
+    uint32_t limit = c->state == CS_OPEN ? n->max_payload : TP_HANDSHAKE_MAX_PAYLOAD;
+    int rc = tp_frame_decode(c->rbuf + off, c->rlen - off, limit, &f, &used);
     if (rc == RK_EAGAIN) {
-      need = used;
+      c->need = used;
       break;
     }
     if (rc != RK_OK) {
@@ -579,18 +589,15 @@ static void conn_process(tp_net *n, conn *c) {
     c->rbuf = NULL;
     c->rcap = 0;
   }
-  if (need > c->rcap && rbuf_reserve(n, c, need) != RK_OK)
-    conn_close(n, c, RK_LOG_WARN, "out of memory for a %zu-byte frame", need);
 }
 
 static void conn_on_readable(tp_net *n, conn *c) {
   size_t budget = TP_READ_BUDGET;
   while (c->state != CS_DEAD && budget > 0) {
-    if (c->rcap == 0 && rbuf_reserve(n, c, TP_RBUF_MIN) != RK_OK) {
+    if (c->rlen == c->rcap && rbuf_grow(n, c) != RK_OK) {
       conn_close(n, c, RK_LOG_WARN, "out of memory for a read buffer");
       return;
     }
-    RK_ASSERT(c->rlen < c->rcap);
     ssize_t r = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
     if (r == 0) {
       conn_close(n, c, c->state == CS_OPEN ? RK_LOG_INFO : RK_LOG_DEBUG,
@@ -821,7 +828,7 @@ int tp_net_new(tp_net **out, const tp_net_config *cfg, const tp_net_callbacks *c
   *out = NULL;
   /* A payload limit under 1 KiB could not even carry a handshake. */
   if (cfg->cluster_id == 0 || cfg->node_id == 0 || cfg->max_payload > TP_FRAME_MAX_PAYLOAD_CAP ||
-      (cfg->max_payload != 0 && cfg->max_payload < 1024))
+      (cfg->max_payload != 0 && cfg->max_payload < TP_HANDSHAKE_MAX_PAYLOAD))
     return RK_EINVAL;
   tp_net *n = calloc(1, sizeof *n);
   if (n == NULL) return RK_ENOMEM;

@@ -368,7 +368,7 @@ Test(net_client, bad_input_closes_only_that_connection) {
   size_t flen = TP_FRAME_HEADER_SIZE + sizeof body;
 
   uint64_t bad_frames = 0, bad_hs = 0;
-  for (int round = 0; round < 6; round++) {
+  for (int round = 0; round < 7; round++) {
     int fd = raw_connect(s.client_addr);
     switch (round) {
     case 0: raw_write(fd, "GET / HTTP/1.0\r\n\r\n", 18); break; /* wrong magic */
@@ -403,6 +403,17 @@ Test(net_client, bad_input_closes_only_that_connection) {
     case 5: {                                  /* a second handshake */
       raw_write(fd, hs, hslen);
       raw_write(fd, hs, hslen);
+      break;
+    }
+    case 6: { /* before the handshake, 8 KiB is already too large */
+      uint8_t h[TP_FRAME_HEADER_SIZE];
+      uint8_t *pl = calloc(1, 8u << 10);
+      cr_assert_not_null(pl);
+      cr_assert_eq(
+          tp_frame_encode_header(h, TP_FRAME_HANDSHAKE, pl, 8u << 10, TP_FRAME_DEFAULT_MAX_PAYLOAD),
+          RK_OK);
+      free(pl);
+      raw_write(fd, h, sizeof h);
       break;
     }
     }
