@@ -842,9 +842,12 @@ int mr_host_turn(mr_host *h) {
   }
   h->done.len = 0;
   for (size_t i = 0; i < ndone_batches; i++) batch_free(h->batches.v[i]);
-  memmove(h->batches.v, h->batches.v + ndone_batches,
-          (h->batches.len - ndone_batches) * sizeof *h->batches.v);
-  h->batches.len -= ndone_batches;
+  if (ndone_batches > 0) {
+    /* (memmove with a NULL array is undefined even for zero bytes) */
+    memmove(h->batches.v, h->batches.v + ndone_batches,
+            (h->batches.len - ndone_batches) * sizeof *h->batches.v);
+    h->batches.len -= ndone_batches;
+  }
   return RK_OK;
 }
 
