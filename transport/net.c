@@ -34,614 +34,21 @@
  * syscalls as possible. EPOLLOUT is armed only while a queue is non-empty
  * after such a write.
  */
-#include "transport/net.h"
+#include "transport/net_loop_int.h"
 
 #include "common/rk_assert.h"
-#include "common/rk_clock.h"
 #include "common/rk_err.h"
-#include "common/rk_log.h"
-#include "transport/net_int.h"
 
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
-#define TP_RBUF_MIN              (16u << 10) /* first read buffer */
-#define TP_RBUF_KEEP             (64u << 10) /* larger empty buffers are released */
-#define TP_READ_BUDGET           (1u << 20)  /* bytes read per readiness event (fairness) */
-#define TP_ACCEPT_BUDGET         64          /* accepts per readiness event */
-#define TP_IOV_MAX               64          /* frames gathered per sendmsg */
-#define TP_EVENTS                64          /* epoll events per wait */
-#define TP_LISTEN_PAUSE_MS       100         /* listener rest after EMFILE and friends */
-#define TP_HS_FRAME_MAX          256         /* our encoded handshake frame */
-#define TP_HANDSHAKE_MAX_PAYLOAD 1024u       /* frame limit before the handshake */
-
-#define NS_PER_MS 1000000ull
-
 uint32_t tp_net_handshake_timeout_ms_ = TP_HANDSHAKE_TIMEOUT_MS;
-
-/* ---- intrusive circular list ------------------------------------------- */
-
-typedef struct tp_list {
-  struct tp_list *prev, *next;
-} tp_list;
-
-static void list_init(tp_list *l) { l->prev = l->next = l; }
-static int list_empty(const tp_list *l) { return l->next == l; }
-static void list_add_tail(tp_list *head, tp_list *e) {
-  e->prev = head->prev;
-  e->next = head;
-  head->prev->next = e;
-  head->prev = e;
-}
-static void list_del(tp_list *e) {
-  e->prev->next = e->next;
-  e->next->prev = e->prev;
-  list_init(e);
-}
-#define LIST_ENTRY(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
-
-/* ---- objects ------------------------------------------------------------ */
-
-typedef enum ev_kind { EV_LISTENER = 1, EV_CONN, EV_WATCH } ev_kind;
-typedef struct ev_src {
-  ev_kind kind;
-} ev_src;
-
-typedef struct listener {
-  ev_src ev; /* first member: epoll data points here */
-  int fd;
-  int is_peer;
-  uint64_t paused_until; /* 0: not paused */
-  char addr[TP_ADDR_MAX];
-} listener;
-
-typedef struct wq_item {
-  struct wq_item *next;
-  size_t len, off; /* bytes in data[], bytes of it already written */
-  uint8_t data[];
-} wq_item;
-
-typedef enum conn_kind { CK_PEER_OUT, CK_PEER_IN, CK_CLIENT } conn_kind;
-typedef enum conn_state { CS_CONNECTING, CS_HANDSHAKE, CS_OPEN, CS_DEAD } conn_state;
-
-typedef struct peer peer;
-
-typedef struct conn {
-  ev_src ev; /* first member */
-  int fd;
-  conn_kind kind;
-  conn_state state;
-  uint32_t events;      /* what epoll currently watches */
-  peer *peer;           /* peers: set at dial, or once an inbound handshake is verified */
-  uint64_t id;          /* clients: id given at handshake (0 before) */
-  uint64_t deadline_ns; /* CONNECTING/HANDSHAKE: must be OPEN by then */
-  uint8_t *rbuf;
-  size_t rlen, rcap;
-  size_t need; /* size of the frame being assembled, once its header is in */
-  wq_item *wq_head, *wq_tail;
-  uint64_t wq_bytes;
-  uint64_t wq_frames;
-  tp_list link;  /* n->pend, n->open or n->dead */
-  tp_list flink; /* n->flush, or self-linked */
-} conn;
-
-struct peer {
-  uint32_t node;
-  int dialer; /* we have the lower id: we dial it */
-  char addr[TP_ADDR_MAX];
-  conn *conn; /* dialer: the outbound attempt or connection; acceptor: the OPEN one */
-  uint32_t backoff_ms;
-  uint64_t next_dial_ns; /* dialer with conn == NULL: when to dial */
-};
-
-typedef struct watch {
-  ev_src ev; /* first member */
-  int fd;
-  int dead;
-  tp_net_fd_fn fn;
-  void *ctx;
-  struct watch *next_dead;
-} watch;
-
-typedef struct client_slot {
-  uint64_t id;
-  conn *c;
-} client_slot;
-
-struct tp_net {
-  uint64_t cluster_id;
-  uint32_t node_id;
-  uint32_t max_payload;
-  uint64_t peer_qmax, client_qmax;
-  uint32_t reconnect_min_ms, reconnect_max_ms;
-  uint32_t handshake_timeout_ms;
-  tp_net_callbacks cb;
-  int epfd;
-  listener lpeer, lclient; /* fd -1 when absent */
-  uint8_t hs_frame[TP_HS_FRAME_MAX];
-  size_t hs_len;
-
-  peer **peers;
-  size_t npeers, cap_peers;
-  client_slot *clients; /* sorted by id (ids only grow, so appends keep it sorted) */
-  size_t nclients, cap_clients;
-  watch **watches;
-  size_t nwatches, cap_watches;
-  watch *dead_watches;
-
-  tp_list pend, open, dead, flush;
-  uint64_t next_client_id;
-  int in_poll;
-  tp_net_stats st;
-};
-
-/* ---- small helpers ------------------------------------------------------ */
-
-static uint64_t now_ns(void) { return rk_clock_mono_ns(); }
-
-static const char *conn_name(const conn *c, char *buf, size_t cap) {
-  switch (c->kind) {
-  case CK_PEER_OUT: snprintf(buf, cap, "peer %u (dialed)", c->peer->node); break;
-  case CK_PEER_IN:
-    if (c->peer)
-      snprintf(buf, cap, "peer %u (accepted)", c->peer->node);
-    else
-      snprintf(buf, cap, "inbound peer connection (fd %d)", c->fd);
-    break;
-  case CK_CLIENT:
-    if (c->id)
-      snprintf(buf, cap, "client %llu", (unsigned long long)c->id);
-    else
-      snprintf(buf, cap, "inbound client connection (fd %d)", c->fd);
-    break;
-  }
-  return buf;
-}
-
-static peer *find_peer(const tp_net *n, uint64_t node) {
-  for (size_t i = 0; i < n->npeers; i++)
-    if (n->peers[i]->node == node) return n->peers[i];
-  return NULL;
-}
-
-static size_t client_lower_bound(const tp_net *n, uint64_t id) {
-  size_t lo = 0, hi = n->nclients;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (n->clients[mid].id < id)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo;
-}
-
-static conn *client_find(const tp_net *n, uint64_t id) {
-  size_t i = client_lower_bound(n, id);
-  return (i < n->nclients && n->clients[i].id == id) ? n->clients[i].c : NULL;
-}
-
-static int client_insert(tp_net *n, conn *c) {
-  RK_ASSERT(n->nclients == 0 || n->clients[n->nclients - 1].id < c->id);
-  if (n->nclients == n->cap_clients) {
-    size_t cap = n->cap_clients ? 2 * n->cap_clients : 16;
-    client_slot *t = realloc(n->clients, cap * sizeof *t);
-    if (t == NULL) return RK_ENOMEM;
-    n->clients = t;
-    n->cap_clients = cap;
-  }
-  n->clients[n->nclients].id = c->id;
-  n->clients[n->nclients].c = c;
-  n->nclients++;
-  return RK_OK;
-}
-
-static void client_remove(tp_net *n, uint64_t id) {
-  size_t i = client_lower_bound(n, id);
-  RK_ASSERT(i < n->nclients && n->clients[i].id == id);
-  memmove(&n->clients[i], &n->clients[i + 1], (n->nclients - i - 1) * sizeof n->clients[0]);
-  n->nclients--;
-}
-
-/* ---- connections -------------------------------------------------------- */
-
-static void conn_close(tp_net *n, conn *c, rk_log_level lvl, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void peer_schedule_dial(tp_net *n, peer *p, uint64_t now) {
-  RK_ASSERT(p->dialer && p->conn == NULL);
-  p->next_dial_ns = now + (uint64_t)p->backoff_ms * NS_PER_MS;
-  uint64_t next = (uint64_t)p->backoff_ms * 2;
-  p->backoff_ms = next > n->reconnect_max_ms ? n->reconnect_max_ms : (uint32_t)next;
-}
-
-static int conn_set_events(tp_net *n, conn *c) {
-  uint32_t want;
-  if (c->state == CS_CONNECTING)
-    want = EPOLLOUT;
-  else
-    want = EPOLLIN | (c->wq_head ? (uint32_t)EPOLLOUT : 0u);
-  if (want == c->events) return RK_OK;
-  struct epoll_event ev = {.events = want, .data.ptr = &c->ev};
-  if (epoll_ctl(n->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0) return rk_err_from_errno(errno);
-  c->events = want;
-  return RK_OK;
-}
-
-static void wq_free(conn *c) {
-  wq_item *it = c->wq_head;
-  while (it) {
-    wq_item *next = it->next;
-    free(it);
-    it = next;
-  }
-  c->wq_head = c->wq_tail = NULL;
-  c->wq_bytes = 0;
-  c->wq_frames = 0;
-}
-
-static conn *conn_new(tp_net *n, int fd, conn_kind kind, conn_state state, uint64_t now) {
-  conn *c = calloc(1, sizeof *c);
-  if (c == NULL) return NULL;
-  c->ev.kind = EV_CONN;
-  c->fd = fd;
-  c->kind = kind;
-  c->state = state;
-  c->events = state == CS_CONNECTING ? EPOLLOUT : EPOLLIN;
-  c->deadline_ns = now + (uint64_t)n->handshake_timeout_ms * NS_PER_MS;
-  list_init(&c->flink);
-  struct epoll_event ev = {.events = c->events, .data.ptr = &c->ev};
-  if (epoll_ctl(n->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-    RK_WARN("transport", "epoll_ctl(add) failed: %s", strerror(errno));
-    free(c);
-    return NULL;
-  }
-  list_add_tail(&n->pend, &c->link);
-  if (kind == CK_CLIENT) {
-    n->st.clients_open++;
-    n->st.clients_total++;
-  }
-  return c;
-}
-
-static void conn_close(tp_net *n, conn *c, rk_log_level lvl, const char *fmt, ...) {
-  if (c->state == CS_DEAD) return;
-  if (rk_log_enabled(lvl)) {
-    char name[96], why[160];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    rk_log_write(lvl, "transport", "closing %s: %s", conn_name(c, name, sizeof name), why);
-  }
-  int was_open = c->state == CS_OPEN;
-  (void)epoll_ctl(n->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-  close(c->fd);
-  c->fd = -1;
-  c->state = CS_DEAD;
-  list_del(&c->link);
-  list_add_tail(&n->dead, &c->link);
-  list_del(&c->flink);
-  if (c->kind == CK_CLIENT) {
-    RK_ASSERT(n->st.clients_open > 0);
-    n->st.clients_open--;
-    if (c->id != 0) client_remove(n, c->id);
-  } else {
-    n->st.frames_dropped += c->wq_frames; /* accepted, never sent: peer down */
-    if (was_open) n->st.peer_disconnects++;
-    peer *p = c->peer;
-    if (p && p->conn == c) {
-      p->conn = NULL;
-      if (p->dialer) peer_schedule_dial(n, p, now_ns());
-    }
-  }
-  wq_free(c);
-}
-
-/* Writes as much of the queue as the socket takes. May close c. */
-static void conn_flush(tp_net *n, conn *c) {
-  list_del(&c->flink);
-  if (c->state == CS_DEAD || c->state == CS_CONNECTING) return;
-  while (c->wq_head) {
-    struct iovec iov[TP_IOV_MAX];
-    int cnt = 0;
-    for (wq_item *it = c->wq_head; it && cnt < TP_IOV_MAX; it = it->next, cnt++) {
-      iov[cnt].iov_base = it->data + it->off;
-      iov[cnt].iov_len = it->len - it->off;
-    }
-    struct msghdr mh;
-    memset(&mh, 0, sizeof mh);
-    mh.msg_iov = iov;
-    mh.msg_iovlen = (size_t)cnt;
-    ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      conn_close(n, c, RK_LOG_INFO, "write failed: %s", strerror(errno));
-      return;
-    }
-    n->st.bytes_out += (uint64_t)w;
-    size_t left = (size_t)w;
-    while (left > 0) {
-      wq_item *it = c->wq_head;
-      RK_ASSERT(it != NULL);
-      size_t rest = it->len - it->off;
-      if (left < rest) {
-        it->off += left;
-        break;
-      }
-      left -= rest;
-      c->wq_head = it->next;
-      if (c->wq_head == NULL) c->wq_tail = NULL;
-      c->wq_bytes -= it->len;
-      c->wq_frames--;
-      n->st.frames_out++;
-      free(it);
-    }
-  }
-  int rc = conn_set_events(n, c);
-  if (rc != RK_OK) conn_close(n, c, RK_LOG_WARN, "epoll_ctl failed: %s", rk_strerror(rc));
-}
-
-static void conn_mark_dirty(tp_net *n, conn *c) {
-  if (list_empty(&c->flink)) list_add_tail(&n->flush, &c->flink);
-}
-
-/* Appends a ready-made frame (bytes copied). The queue limit (0: none) is
- * checked after trying to write what is already queued. RK_OK, RK_EAGAIN
- * (does not fit), RK_ENOMEM, RK_ECLOSED (c died while flushing). */
-static int conn_enqueue(tp_net *n, conn *c, const uint8_t *hdr, size_t hlen, const uint8_t *payload,
-                        size_t plen, uint64_t limit) {
-  RK_ASSERT(c->state == CS_HANDSHAKE || c->state == CS_OPEN);
-  size_t fsize = hlen + plen;
-  if (limit != 0 && c->wq_bytes + fsize > limit) {
-    conn_flush(n, c);
-    if (c->state == CS_DEAD) return RK_ECLOSED;
-    if (c->wq_bytes + fsize > limit) return RK_EAGAIN;
-  }
-  wq_item *it = malloc(sizeof *it + fsize);
-  if (it == NULL) return RK_ENOMEM;
-  it->next = NULL;
-  it->len = fsize;
-  it->off = 0;
-  memcpy(it->data, hdr, hlen);
-  if (plen > 0) memcpy(it->data + hlen, payload, plen);
-  if (c->wq_tail)
-    c->wq_tail->next = it;
-  else
-    c->wq_head = it;
-  c->wq_tail = it;
-  c->wq_bytes += fsize;
-  c->wq_frames++;
-  conn_mark_dirty(n, c);
-  return RK_OK;
-}
-
-static int conn_send_handshake(tp_net *n, conn *c) {
-  return conn_enqueue(n, c, n->hs_frame, n->hs_len, NULL, 0, 0);
-}
-
-static void conn_open(tp_net *n, conn *c) {
-  RK_ASSERT(c->state == CS_HANDSHAKE);
-  c->state = CS_OPEN;
-  list_del(&c->link);
-  list_add_tail(&n->open, &c->link);
-}
-
-/* The first frame from the other side. May close c. */
-static void conn_on_handshake(tp_net *n, conn *c, const tp_frame *f) {
-  char name[96];
-  tp_handshake hs;
-  if (f->type != TP_FRAME_HANDSHAKE) {
-    n->st.bad_handshakes++;
-    conn_close(n, c, RK_LOG_WARN, "first frame is %s, not a handshake",
-               tp_frame_type_name(f->type));
-    return;
-  }
-  if (tp_handshake_decode(f->payload, f->length, &hs) != RK_OK) {
-    n->st.bad_handshakes++;
-    conn_close(n, c, RK_LOG_WARN, "malformed handshake");
-    return;
-  }
-  if (c->kind == CK_PEER_OUT) {
-    peer *p = c->peer;
-    int rc = tp_handshake_verify(&hs, n->cluster_id, p->node);
-    if (rc != RK_OK) {
-      n->st.bad_handshakes++;
-      conn_close(n, c, RK_LOG_WARN,
-                 "%s at %s is cluster %llu node %llu (want cluster %llu node %u)", rk_strerror(rc),
-                 p->addr, (unsigned long long)hs.cluster_id, (unsigned long long)hs.node_id,
-                 (unsigned long long)n->cluster_id, p->node);
-      return;
-    }
-    conn_open(n, c);
-    p->backoff_ms = n->reconnect_min_ms;
-    n->st.peer_connects++;
-    RK_INFO("transport", "%s up", conn_name(c, name, sizeof name));
-    if (n->cb.on_peer_up)
-      n->cb.on_peer_up(n->cb.ctx, p->node, hs.client_addr[0] ? hs.client_addr : NULL);
-    return;
-  }
-
-  int rc = tp_handshake_verify(&hs, n->cluster_id, 0);
-  peer *p = NULL;
-  if (rc == RK_OK) {
-    if (c->kind == CK_CLIENT) {
-      if (hs.node_id != 0) rc = RK_EWRONGNODE; /* a node on the client port */
-    } else {
-      /* The lower id dials: an inbound peer must be declared and lower. */
-      p = find_peer(n, hs.node_id);
-      if (p == NULL || p->dialer) rc = RK_EWRONGNODE;
-    }
-  }
-  if (rc != RK_OK) {
-    n->st.bad_handshakes++;
-    /* Tell a wrong-cluster caller who we are, so it can say so. */
-    if (rc == RK_EWRONGCLUSTER && conn_send_handshake(n, c) == RK_OK) conn_flush(n, c);
-    conn_close(n, c, RK_LOG_WARN, "refused handshake (%s): cluster %llu node %llu version %u",
-               rk_strerror(rc), (unsigned long long)hs.cluster_id, (unsigned long long)hs.node_id,
-               hs.protocol_version);
-    return;
-  }
-  if (conn_send_handshake(n, c) != RK_OK) {
-    conn_close(n, c, RK_LOG_WARN, "out of memory queueing the handshake");
-    return;
-  }
-  if (c->kind == CK_CLIENT) {
-    c->id = n->next_client_id++;
-    if (client_insert(n, c) != RK_OK) {
-      c->id = 0;
-      conn_close(n, c, RK_LOG_WARN, "out of memory");
-      return;
-    }
-    conn_open(n, c);
-    RK_DEBUG("transport", "%s connected", conn_name(c, name, sizeof name));
-    return;
-  }
-  if (p->conn != NULL) conn_close(n, p->conn, RK_LOG_INFO, "replaced by a new connection");
-  RK_ASSERT(p->conn == NULL);
-  c->peer = p;
-  p->conn = c;
-  conn_open(n, c);
-  n->st.peer_connects++;
-  RK_INFO("transport", "%s up", conn_name(c, name, sizeof name));
-  if (n->cb.on_peer_up)
-    n->cb.on_peer_up(n->cb.ctx, p->node, hs.client_addr[0] ? hs.client_addr : NULL);
-}
-
-static void conn_dispatch(tp_net *n, conn *c, const tp_frame *f) {
-  if (c->state == CS_HANDSHAKE) {
-    conn_on_handshake(n, c, f);
-    return;
-  }
-  RK_ASSERT(c->state == CS_OPEN);
-  if (f->type == TP_FRAME_HANDSHAKE) {
-    n->st.bad_frames++;
-    conn_close(n, c, RK_LOG_WARN, "second handshake");
-    return;
-  }
-  if (c->kind == CK_CLIENT) {
-    if (n->cb.on_client_frame)
-      n->cb.on_client_frame(n->cb.ctx, c->id, f->type, f->payload, f->length);
-  } else {
-    if (n->cb.on_peer_frame)
-      n->cb.on_peer_frame(n->cb.ctx, c->peer->node, f->type, f->payload, f->length);
-  }
-}
-
-/* Makes room in a full (or absent) read buffer. Growth doubles but never past
- * the frame being assembled, so a buffer is never more than twice the bytes
- * the other side actually sent (plus TP_RBUF_MIN): announcing a huge frame
- * costs the sender, not us. */
-static int rbuf_grow(tp_net *n, conn *c) {
-  RK_ASSERT(c->rlen == c->rcap);
-  size_t cap = c->rcap ? c->rcap * 2 : TP_RBUF_MIN;
-  if (c->rcap > 0) {
-    RK_ASSERT(c->need > c->rlen); /* a full buffer holds an incomplete frame */
-    if (cap > c->need) cap = c->need;
-  }
-  RK_ASSERT(cap <= TP_FRAME_HEADER_SIZE + (size_t)n->max_payload || c->rcap == 0);
-  uint8_t *b = realloc(c->rbuf, cap);
-  if (b == NULL) return RK_ENOMEM;
-  c->rbuf = b;
-  c->rcap = cap;
-  return RK_OK;
-}
-
-/* Decodes and delivers every complete frame in the read buffer. May close c. */
-static void conn_process(tp_net *n, conn *c) {
-  size_t off = 0;
-  c->need = 0;
-  while (c->state != CS_DEAD) {
-    tp_frame f;
-    size_t used = 0;
-    /* Before the handshake only a handshake-sized frame is acceptable. */
-    uint32_t limit = c->state == CS_OPEN ? n->max_payload : TP_HANDSHAKE_MAX_PAYLOAD;
-    int rc = tp_frame_decode(c->rbuf + off, c->rlen - off, limit, &f, &used);
-    if (rc == RK_EAGAIN) {
-      c->need = used;
-      break;
-    }
-    if (rc != RK_OK) {
-      n->st.bad_frames++;
-      conn_close(n, c, RK_LOG_WARN, "bad frame: %s", rk_strerror(rc));
-      return;
-    }
-    off += used;
-    n->st.frames_in++;
-    conn_dispatch(n, c, &f);
-  }
-  if (c->state == CS_DEAD) return;
-  if (off > 0) {
-    memmove(c->rbuf, c->rbuf + off, c->rlen - off);
-    c->rlen -= off;
-  }
-  if (c->rlen == 0 && c->rcap > TP_RBUF_KEEP) {
-    free(c->rbuf);
-    c->rbuf = NULL;
-    c->rcap = 0;
-  }
-}
-
-static void conn_on_readable(tp_net *n, conn *c) {
-  size_t budget = TP_READ_BUDGET;
-  while (c->state != CS_DEAD && budget > 0) {
-    if (c->rlen == c->rcap && rbuf_grow(n, c) != RK_OK) {
-      conn_close(n, c, RK_LOG_WARN, "out of memory for a read buffer");
-      return;
-    }
-    ssize_t r = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
-    if (r == 0) {
-      conn_close(n, c, c->state == CS_OPEN ? RK_LOG_INFO : RK_LOG_DEBUG,
-                 "closed by the other side");
-      return;
-    }
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      conn_close(n, c, RK_LOG_INFO, "read failed: %s", strerror(errno));
-      return;
-    }
-    n->st.bytes_in += (uint64_t)r;
-    c->rlen += (size_t)r;
-    budget -= (size_t)r < budget ? (size_t)r : budget;
-    conn_process(n, c);
-  }
-}
-
-static void conn_finish_connect(tp_net *n, conn *c) {
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-  if (err != 0) {
-    conn_close(n, c, RK_LOG_DEBUG, "connect to %s failed: %s", c->peer->addr, strerror(err));
-    return;
-  }
-  c->state = CS_HANDSHAKE;
-  if (conn_send_handshake(n, c) != RK_OK) {
-    conn_close(n, c, RK_LOG_WARN, "out of memory queueing the handshake");
-    return;
-  }
-  conn_flush(n, c);
-}
-
-static void conn_on_event(tp_net *n, conn *c, uint32_t e) {
-  if (c->state == CS_DEAD) return;
-  if (c->state == CS_CONNECTING) {
-    if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP)) conn_finish_connect(n, c);
-    return;
-  }
-  if (e & (EPOLLIN | EPOLLERR | EPOLLHUP)) conn_on_readable(n, c);
-  if (c->state != CS_DEAD && (e & EPOLLOUT)) conn_flush(n, c);
-}
 
 /* ---- peers: dialing ----------------------------------------------------- */
 
@@ -653,13 +60,13 @@ static void peer_dial(tp_net *n, peer *p, uint64_t now) {
   if (rc != RK_OK) {
     RK_WARN("transport", "cannot resolve peer %u address %s: %s", p->node, p->addr,
             rk_strerror(rc));
-    peer_schedule_dial(n, p, now);
+    tp_nc_schedule_dial(n, p, now);
     return;
   }
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     RK_WARN("transport", "socket() for peer %u: %s", p->node, strerror(errno));
-    peer_schedule_dial(n, p, now);
+    tp_nc_schedule_dial(n, p, now);
     return;
   }
   tp_sock_nodelay(fd);
@@ -669,23 +76,23 @@ static void peer_dial(tp_net *n, peer *p, uint64_t now) {
   } else if (errno != EINPROGRESS && errno != EINTR) {
     RK_DEBUG("transport", "connect to peer %u at %s: %s", p->node, p->addr, strerror(errno));
     close(fd);
-    peer_schedule_dial(n, p, now);
+    tp_nc_schedule_dial(n, p, now);
     return;
   }
-  conn *c = conn_new(n, fd, CK_PEER_OUT, st, now);
+  conn *c = tp_nc_new(n, fd, CK_PEER_OUT, st, now);
   if (c == NULL) {
     close(fd);
-    peer_schedule_dial(n, p, now);
+    tp_nc_schedule_dial(n, p, now);
     return;
   }
   c->peer = p;
   p->conn = c;
   RK_DEBUG("transport", "dialing peer %u at %s", p->node, p->addr);
   if (st == CS_HANDSHAKE) {
-    if (conn_send_handshake(n, c) != RK_OK)
-      conn_close(n, c, RK_LOG_WARN, "out of memory queueing the handshake");
+    if (tp_nc_send_handshake(n, c) != RK_OK)
+      tp_nc_close(n, c, RK_LOG_WARN, "out of memory queueing the handshake");
     else
-      conn_flush(n, c);
+      tp_nc_flush(n, c);
   }
 }
 
@@ -748,7 +155,7 @@ static void listener_on_readable(tp_net *n, listener *l) {
       return;
     }
     tp_sock_nodelay(fd);
-    if (conn_new(n, fd, l->is_peer ? CK_PEER_IN : CK_CLIENT, CS_HANDSHAKE, now) == NULL) close(fd);
+    if (tp_nc_new(n, fd, l->is_peer ? CK_PEER_IN : CK_CLIENT, CS_HANDSHAKE, now) == NULL) close(fd);
   }
 }
 
@@ -760,7 +167,7 @@ static void run_timers(tp_net *n, uint64_t now) {
     e = e->next; /* closing c moves it to n->dead; nothing else changes */
     if (now >= c->deadline_ns) {
       n->st.handshake_timeouts++;
-      conn_close(n, c, RK_LOG_WARN, "no handshake within %u ms", n->handshake_timeout_ms);
+      tp_nc_close(n, c, RK_LOG_WARN, "no handshake within %u ms", n->handshake_timeout_ms);
     }
   }
   for (size_t i = 0; i < n->npeers; i++) {
@@ -793,7 +200,7 @@ static uint64_t next_deadline(tp_net *n) {
 }
 
 static void flush_all(tp_net *n) {
-  while (!list_empty(&n->flush)) conn_flush(n, LIST_ENTRY(n->flush.next, conn, flink));
+  while (!list_empty(&n->flush)) tp_nc_flush(n, LIST_ENTRY(n->flush.next, conn, flink));
 }
 
 /* Frees what died; tells the node about closed clients. */
@@ -889,7 +296,7 @@ static void conn_free_list(tp_list *head) {
     conn *c = LIST_ENTRY(head->next, conn, link);
     list_del(&c->link);
     if (c->fd >= 0) close(c->fd);
-    wq_free(c);
+    tp_nc_wq_free(c);
     free(c->rbuf);
     free(c);
   }
@@ -924,7 +331,7 @@ int tp_net_add_peer(tp_net *n, uint32_t node, const char *addr) {
   char host[TP_ADDR_MAX], port[8];
   if (node == 0 || node == n->node_id) return RK_EINVAL;
   if (tp_addr_split(addr, host, port) != RK_OK) return RK_EINVAL;
-  if (find_peer(n, node)) return RK_EEXIST;
+  if (tp_nc_find_peer(n, node)) return RK_EEXIST;
   if (n->npeers == n->cap_peers) {
     size_t cap = n->cap_peers ? 2 * n->cap_peers : 8;
     peer **t = realloc(n->peers, cap * sizeof *t);
@@ -952,7 +359,7 @@ static int check_frame_args(const tp_net *n, uint16_t type, const uint8_t *paylo
 
 int tp_net_send_peer(tp_net *n, uint32_t node, uint16_t type, const uint8_t *payload,
                      uint32_t len) {
-  peer *p = find_peer(n, node);
+  peer *p = tp_nc_find_peer(n, node);
   if (p == NULL) return RK_ENOTFOUND;
   int rc = check_frame_args(n, type, payload, len);
   if (rc != RK_OK) return rc;
@@ -964,7 +371,7 @@ int tp_net_send_peer(tp_net *n, uint32_t node, uint16_t type, const uint8_t *pay
   uint8_t hdr[TP_FRAME_HEADER_SIZE];
   rc = tp_frame_encode_header(hdr, type, payload, len, n->max_payload);
   RK_ASSERT(rc == RK_OK);
-  rc = conn_enqueue(n, c, hdr, sizeof hdr, payload, len, n->peer_qmax);
+  rc = tp_nc_enqueue(n, c, hdr, sizeof hdr, payload, len, n->peer_qmax);
   if (rc != RK_OK) {
     n->st.frames_dropped++;
     return RK_EAGAIN;
@@ -974,7 +381,7 @@ int tp_net_send_peer(tp_net *n, uint32_t node, uint16_t type, const uint8_t *pay
 
 int tp_net_send_client(tp_net *n, uint64_t id, uint16_t type, const uint8_t *payload,
                        uint32_t len) {
-  conn *c = client_find(n, id);
+  conn *c = tp_nc_client_find(n, id);
   if (c == NULL) return RK_ECLOSED;
   RK_ASSERT(c->state == CS_OPEN);
   int rc = check_frame_args(n, type, payload, len);
@@ -982,25 +389,25 @@ int tp_net_send_client(tp_net *n, uint64_t id, uint16_t type, const uint8_t *pay
   uint8_t hdr[TP_FRAME_HEADER_SIZE];
   rc = tp_frame_encode_header(hdr, type, payload, len, n->max_payload);
   RK_ASSERT(rc == RK_OK);
-  rc = conn_enqueue(n, c, hdr, sizeof hdr, payload, len, n->client_qmax);
+  rc = tp_nc_enqueue(n, c, hdr, sizeof hdr, payload, len, n->client_qmax);
   if (rc == RK_OK) return RK_OK;
   if (rc == RK_EAGAIN) {
     n->st.clients_overflowed++;
-    conn_close(n, c, RK_LOG_WARN, "not reading: over %llu queued bytes",
-               (unsigned long long)n->client_qmax);
+    tp_nc_close(n, c, RK_LOG_WARN, "not reading: over %llu queued bytes",
+                (unsigned long long)n->client_qmax);
   } else if (rc == RK_ENOMEM) {
     /* A client response is never dropped silently: the client must see the
      * connection fail instead. */
-    conn_close(n, c, RK_LOG_WARN, "out of memory queueing a response");
+    tp_nc_close(n, c, RK_LOG_WARN, "out of memory queueing a response");
   }
   return RK_ECLOSED;
 }
 
 void tp_net_close_client(tp_net *n, uint64_t id) {
-  conn *c = client_find(n, id);
+  conn *c = tp_nc_client_find(n, id);
   if (c == NULL) return;
-  conn_flush(n, c); /* best effort: let a final error response out */
-  conn_close(n, c, RK_LOG_INFO, "closed by the node");
+  tp_nc_flush(n, c); /* best effort: let a final error response out */
+  tp_nc_close(n, c, RK_LOG_INFO, "closed by the node");
 }
 
 static watch *find_watch(const tp_net *n, int fd, size_t *idx) {
@@ -1078,7 +485,7 @@ int tp_net_poll(tp_net *n, int timeout_ms) {
     ev_src *s = evs[i].data.ptr;
     switch (s->kind) {
     case EV_LISTENER: listener_on_readable(n, (listener *)(void *)s); break;
-    case EV_CONN: conn_on_event(n, (conn *)(void *)s, evs[i].events); break;
+    case EV_CONN: tp_nc_on_event(n, (conn *)(void *)s, evs[i].events); break;
     case EV_WATCH: {
       watch *w = (watch *)(void *)s;
       if (!w->dead) w->fn(w->ctx);
@@ -1098,11 +505,11 @@ int tp_net_poll(tp_net *n, int timeout_ms) {
 void tp_net_get_stats(const tp_net *n, tp_net_stats *s) { *s = n->st; }
 
 int tp_net_peer_connected(const tp_net *n, uint32_t node) {
-  const peer *p = find_peer(n, node);
+  const peer *p = tp_nc_find_peer(n, node);
   return p != NULL && p->conn != NULL && p->conn->state == CS_OPEN;
 }
 
 uint64_t tp_net_peer_queued_bytes_(const tp_net *n, uint32_t node) {
-  const peer *p = find_peer(n, node);
+  const peer *p = tp_nc_find_peer(n, node);
   return (p && p->conn) ? p->conn->wq_bytes : 0;
 }
