@@ -358,6 +358,21 @@ static void maybe_quiesce_leader(mr_host *h, host_group *g) {
 
 /* ---- liveness ------------------------------------------------------------------ */
 
+/* The lowest replica id among g's voters whose node is this one or live. */
+static uint64_t first_live_voter(const mr_host *h, const mr_raft *r) {
+  mr_conf c;
+  mr_raft_conf(r, &c);
+  uint64_t best = 0;
+  for (uint8_t i = 0; i < c.n; i++) {
+    if (!(c.r[i].flags & MR_VOTER_IN)) continue;
+    uint32_t node = mr_host_replica_node(c.r[i].id);
+    const host_peer *p = peer_get(h, node);
+    if (node != h->cfg.node_id && (p == NULL || !p->live)) continue;
+    if (best == 0 || c.r[i].id < best) best = c.r[i].id;
+  }
+  return best;
+}
+
 static void node_down(mr_host *h, host_peer *p) {
   p->live = 0;
   h->st.nodes_down++;
@@ -371,6 +386,12 @@ static void node_down(mr_host *h, host_peer *p) {
     host_wake(h, g, 0);
     host_mark_dirty(h, g);
     h->st.liveness_wakes++;
+    /* Its leader is gone: stop honouring its lease, and let exactly one
+     * survivor (the live voter with the lowest replica id, the same choice
+     * on every node that sees the same liveness) campaign at once instead of
+     * every follower waiting out a randomized election timeout. */
+    mr_raft_forget_leader(g->r);
+    if (first_live_voter(h, g->r) == mr_raft_id(g->r)) mr_raft_campaign(g->r);
   }
   p->quiesced_led.len = 0;
 }

@@ -182,6 +182,13 @@ void mr_raft_campaign(mr_raft *r) {
   campaign(r, r->cfg.pre_vote ? CAMPAIGN_PRE : CAMPAIGN_ELECTION);
 }
 
+void mr_raft_forget_leader(mr_raft *r) {
+  /* Only a follower's belief changes; the term and the log stay. With no
+   * leader known, the lease check (§4.2.3) no longer rejects candidates. */
+  if (r->role != MR_FOLLOWER) return;
+  r->lead = 0;
+}
+
 void mr_bcast_heartbeat(mr_raft *r, uint64_t ctx) {
   RK_ASSERT(r->role == MR_LEADER);
   for (uint8_t i = 0; i < r->n_prs; i++) {

@@ -291,6 +291,10 @@ int mr_raft_transfer_leader(mr_raft *r, uint64_t to);
 int mr_raft_propose_conf_change(mr_raft *r, const mr_conf_change *cc, uint64_t *index);
 /* Starts an election now (tests, host wake-up). No-op for non-voters. */
 void mr_raft_campaign(mr_raft *r);
+/* A follower stops believing in its leader (the host learned the leader's
+ * node is down): it then grants (pre-)votes at once instead of waiting out
+ * the leader's lease. No-op unless a follower (etcd's ForgetLeader). */
+void mr_raft_forget_leader(mr_raft *r);
 /* Host feedback: a snapshot send failed, or a peer is unreachable. */
 void mr_raft_report_snapshot(mr_raft *r, uint64_t to, int failed);
 void mr_raft_report_unreachable(mr_raft *r, uint64_t to);

@@ -181,3 +181,29 @@ Test(check_quorum, follower_in_lease_ignores_vote_request) {
   cr_assert_eq(h_leader(h), 1);
   h_free(h);
 }
+
+/* The host's node-liveness signal: followers of a dead leader forget it, so a
+ * survivor's campaign succeeds at once instead of being refused by the
+ * lease (§4.2.3) until the followers' own election timeouts run out. */
+Test(check_quorum, forgotten_leader_no_longer_blocks_votes) {
+  harness *h = cluster(3, 1, 1);
+  cr_assert(h_elect(h, 1));
+  uint64_t term = mr_raft_term(h_raft(h, 1));
+  h_crash(h, 1);
+  /* In lease: 2's immediate campaign is refused by 3. */
+  mr_raft_campaign(h_raft(h, 2));
+  h_deliver_all(h);
+  cr_assert_neq(mr_raft_role(h_raft(h, 2)), MR_LEADER, "3 still honours 1's lease");
+  mr_raft_forget_leader(h_raft(h, 3));
+  cr_assert_eq(mr_raft_lead(h_raft(h, 3)), 0);
+  mr_raft_forget_leader(h_raft(h, 2));
+  mr_raft_campaign(h_raft(h, 2));
+  h_deliver_all(h);
+  cr_assert_eq(mr_raft_role(h_raft(h, 2)), MR_LEADER);
+  cr_assert_gt(mr_raft_term(h_raft(h, 2)), term);
+  /* Not a follower: a no-op. */
+  mr_raft_forget_leader(h_raft(h, 2));
+  cr_assert_eq(mr_raft_role(h_raft(h, 2)), MR_LEADER);
+  cr_assert_eq(mr_raft_lead(h_raft(h, 2)), 2);
+  h_free(h);
+}

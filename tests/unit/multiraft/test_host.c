@@ -191,9 +191,11 @@ Test(host, node_down_wakes_only_the_groups_it_led) {
     cr_assert(!mr_host_node_live(host((uint32_t)i), dead));
   }
   cr_assert_eq(wakes - wakes_before, followers_to_wake, "exactly the followers of its groups");
-  /* Within 3 (maximal, randomized) election timeouts every orphan has a leader. */
+  /* The woken followers forget the dead leader and one of them campaigns at
+   * once: every orphan has a leader within ONE election timeout of the
+   * detection (the issue asks for three). */
   int t = 0;
-  for (; t < 3 * 2 * 10; t++) {
+  for (; t < 10; t++) {
     int all = 1;
     for (uint64_t g = 1; g <= C->groups && all; g++)
       if (was_led[g] && leader_node(g) == 0) all = 0;
