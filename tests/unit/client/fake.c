@@ -107,7 +107,8 @@ static void serve_ranges(fconn *c, Rangekv__ClientResponse *r) {
     rp[i] = &ri[i];
   }
   for (int i = 0; i < FAKE_NODES; i++) {
-    Rangekv__NodeInfo x = RANGEKV__NODE_INFO__INIT;
+    Rangekv__NodeInfo x;
+    rangekv__node_info__init(&x);
     x.node_id = fk.nodes[i].id;
     x.client_addr = fk.nodes[i].addr;
     ni[i] = x;
@@ -123,7 +124,8 @@ static void serve_ranges(fconn *c, Rangekv__ClientResponse *r) {
 static void serve_data(fconn *c, const Rangekv__ClientRequest *q, Rangekv__ClientResponse *r) {
   fake_node *n = c->n;
   char key[64] = "";
-  memcpy(key, q->key.data, q->key.len < sizeof key - 1 ? q->key.len : sizeof key - 1);
+  if (q->key.len)
+    memcpy(key, q->key.data, q->key.len < sizeof key - 1 ? q->key.len : sizeof key - 1);
   int ri = (int)q->range_id - 1;
   if (ri < 0 || ri >= FAKE_RANGES || fake_range_of(key) != ri) {
     r->code = RK_ERANGEMOVED;
@@ -157,7 +159,9 @@ static void serve_data(fconn *c, const Rangekv__ClientRequest *q, Rangekv__Clien
     }
     break;
   case RANGEKV__CLIENT_OP__OP_DEL:
-    if (k >= 0) {
+    if (k >= 0 && k == fk.n_keys - 1) {
+      fk.n_keys--;
+    } else if (k >= 0) {
       fk.n_keys--;
       memcpy(fk.keys[k], fk.keys[fk.n_keys], sizeof fk.keys[k]);
       memcpy(fk.vals[k], fk.vals[fk.n_keys], sizeof fk.vals[k]);
@@ -179,7 +183,7 @@ static void serve_data(fconn *c, const Rangekv__ClientRequest *q, Rangekv__Clien
   case RANGEKV__CLIENT_OP__OP_SCAN: {
     /* [key, end) must lie inside the range. */
     char end[64] = "";
-    if (q->end_key.len < sizeof end) memcpy(end, q->end_key.data, q->end_key.len);
+    if (q->end_key.len && q->end_key.len < sizeof end) memcpy(end, q->end_key.data, q->end_key.len);
     const char *rend = ri + 1 < FAKE_RANGES ? starts[ri + 1] : "";
     if (rend[0] && (end[0] == 0 || strcmp(end, rend) > 0)) fk.violations++;
     static char *sorted[FAKE_KEYS];
@@ -225,11 +229,13 @@ static int f_send(tp_conn *tc, uint16_t type, const uint8_t *payload, uint32_t l
   Rangekv__ClientRequest *q = rangekv__client_request__unpack(NULL, len, payload);
   if (q == NULL) return RK_EMALFORMED;
   fk.requests_total++;
-  Rangekv__ClientResponse r = RANGEKV__CLIENT_RESPONSE__INIT;
+  Rangekv__ClientResponse r;
+  rangekv__client_response__init(&r);
   r.id = q->id;
   int data = q->op != RANGEKV__CLIENT_OP__OP_RANGES && q->op != RANGEKV__CLIENT_OP__OP_STATUS;
   if (data) c->n->data_requests++;
-  Rangekv__NodeStatus st = RANGEKV__NODE_STATUS__INIT;
+  Rangekv__NodeStatus st;
+  rangekv__node_status__init(&st);
   if (!data) {
     if (q->op == RANGEKV__CLIENT_OP__OP_RANGES)
       serve_ranges(c, &r);

@@ -18,8 +18,7 @@ typedef struct tbl {
 
 static void mk(tbl *t, int n, const char *const *st, const char *const *en) {
   memset(t, 0, sizeof *t);
-  Rangekv__ClientResponse r = RANGEKV__CLIENT_RESPONSE__INIT;
-  t->r = r;
+  rangekv__client_response__init(&t->r);
   t->reps[0] = 1;
   t->reps[1] = 2;
   t->reps[2] = 3;
@@ -82,7 +81,8 @@ Test(route, bootstrap_split_of_64_is_routed_by_hex_prefix) {
     ri[i] = x;
     rp[i] = &ri[i];
   }
-  Rangekv__ClientResponse r = RANGEKV__CLIENT_RESPONSE__INIT;
+  Rangekv__ClientResponse r;
+  rangekv__client_response__init(&r);
   r.ranges = rp;
   r.n_ranges = 64;
   rkc_ranges t;
