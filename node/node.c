@@ -20,6 +20,7 @@
 #include "node/codec.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -525,6 +526,12 @@ static int start_host(node *n) {
   return RK_OK;
 }
 
+static void shutdown_signals(sigset_t *mask) {
+  sigemptyset(mask);
+  sigaddset(mask, SIGTERM);
+  sigaddset(mask, SIGINT);
+}
+
 static int start_fds(node *n) {
   n->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (n->timer_fd < 0) return rk_err_from_errno(errno);
@@ -534,10 +541,7 @@ static int start_fds(node *n) {
   its.it_value = its.it_interval;
   if (timerfd_settime(n->timer_fd, 0, &its, NULL) != 0) return rk_err_from_errno(errno);
   sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGTERM);
-  sigaddset(&mask, SIGINT);
-  sigprocmask(SIG_BLOCK, &mask, NULL);
+  shutdown_signals(&mask);
   n->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
   if (n->signal_fd < 0) return rk_err_from_errno(errno);
   /* A peer closing its socket must not kill us. */
@@ -575,6 +579,11 @@ int node_run(const node_config *cfg) {
   n->start_ms = node_now_ms();
   n->timer_fd = n->signal_fd = -1;
   rk_log_set_node(cfg->node_id);
+  /* Block the shutdown signals BEFORE RocksDB and the WAL start threads:
+   * threads inherit the mask, so the signals reach only our signalfd. */
+  sigset_t mask;
+  shutdown_signals(&mask);
+  pthread_sigmask(SIG_BLOCK, &mask, NULL);
   int rc = RK_EINVAL;
   if (self_peer(cfg) == NULL) {
     fprintf(stderr, "rangekv start: node %u is not in --initial-cluster\n", cfg->node_id);
