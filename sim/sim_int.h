@@ -45,7 +45,6 @@ typedef enum sim_ev_kind {
   SIM_EV_REPLY,          /* client: reply arrives; ptr = sim_reply */
   SIM_EV_CLIENT_TIMEOUT, /* client: a = op number */
   SIM_EV_CLIENT_RETRY,   /* client: retry op a after a refusal */
-  SIM_EV_SCRIPT,         /* scenario hook; a = step */
   SIM_EV_ISOLATE,        /* world: cut every link of node (a new leader) */
 } sim_ev_kind;
 
@@ -220,11 +219,8 @@ typedef struct sim_world {
   uint64_t snap_installs;   /* snapshots installed from the leader */
   uint8_t last_snap_voters; /* voters in the last installed snapshot's config */
   uint64_t heal_at;         /* pending heal time (0 = none) */
-  uint64_t liveness_checks;
-  int isolating;     /* a leader isolation is scheduled or in force */
-  uint32_t read_pct; /* share of gets in the workload (< 100) */
-  void (*script)(struct sim_world *w, uint64_t step, void *ctx);
-  void *script_ctx;
+  int isolating;            /* a leader isolation is scheduled or in force */
+  uint32_t read_pct;        /* share of gets in the workload (< 100) */
 } sim_world;
 
 /* sim_world.c */

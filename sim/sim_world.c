@@ -35,7 +35,6 @@ const char *sim_ev_name(uint32_t kind) {
   case SIM_EV_REPLY: return "reply";
   case SIM_EV_CLIENT_TIMEOUT: return "client-timeout";
   case SIM_EV_CLIENT_RETRY: return "client-retry";
-  case SIM_EV_SCRIPT: return "script";
   case SIM_EV_ISOLATE: return "isolate";
   default: return "?";
   }
@@ -450,7 +449,6 @@ static void liveness_progress(sim_world *w) {
     return;
   }
   if (!sim_clients_all_probed(w)) return;
-  w->liveness_checks++;
   if (!groups_settled(w)) return;
   sim_trace_add(&w->trace, "t=%llu phase done: %llu us to recover", (unsigned long long)w->now,
                 (unsigned long long)(w->now - w->liveness_start));
@@ -571,9 +569,6 @@ int sim_world_step(sim_world *w) {
   case SIM_EV_CLIENT_NEXT:
   case SIM_EV_CLIENT_TIMEOUT:
   case SIM_EV_CLIENT_RETRY: sim_client_event(w, &e); break;
-  case SIM_EV_SCRIPT:
-    if (w->script) w->script(w, e.a, w->script_ctx);
-    break;
   default: RK_UNREACHABLE();
   }
   free_event_payload(&e);
