@@ -70,6 +70,16 @@ Test(sim_run, multi_seed_all_faults_no_violation) {
   fclose(o.report);
 }
 
+/* The planted bugs exist only in RK_TEST_HOOKS builds (the default): say so
+ * with a skip rather than pass or fail for the wrong reason. */
+#ifdef RK_TEST_HOOKS
+#define NEED_HOOKS()                                                                               \
+  do {                                                                                             \
+  } while (0)
+#else
+#define NEED_HOOKS() cr_skip_test("built without RK_TEST_HOOKS: no planted bugs")
+#endif
+
 /* Runs seeds 1..max with a planted bug; returns the first seed that reports
  * a violation (0 if none) and its invariant. */
 static uint64_t first_caught(sim_opts *o, uint64_t max, char *inv, size_t n) {
@@ -85,10 +95,10 @@ static uint64_t first_caught(sim_opts *o, uint64_t max, char *inv, size_t n) {
 }
 
 Test(sim_bugs, vote_without_uptodate_check_is_caught) {
+  NEED_HOOKS();
   sim_opts o;
   quiet_opts(&o);
-  o.bugs = sim_bugs_parse("vote-no-uptodate", &o.bugs, NULL) == 0 ? o.bugs : 0;
-  cr_assert_neq(o.bugs, 0);
+  cr_assert_eq(sim_bugs_parse("vote-no-uptodate", &o.bugs, NULL), 0);
   o.check_lin = 0;
   char inv[64] = "";
   uint64_t s = first_caught(&o, 20, inv, sizeof inv);
@@ -98,6 +108,7 @@ Test(sim_bugs, vote_without_uptodate_check_is_caught) {
 }
 
 Test(sim_bugs, ack_before_persist_is_caught) {
+  NEED_HOOKS();
   sim_opts o;
   quiet_opts(&o);
   cr_assert_eq(sim_bugs_parse("ack-before-persist", &o.bugs, NULL), 0);
@@ -115,6 +126,7 @@ Test(sim_bugs, ack_before_persist_is_caught) {
  * leaders off early more often (0.6) makes the three-election sequence
  * common enough (about 1 seed in 16 at 30,000 steps). */
 Test(sim_bugs, commit_by_counting_old_term_entries_is_caught, .timeout = 120) {
+  NEED_HOOKS();
   sim_opts o;
   quiet_opts(&o);
   cr_assert_eq(sim_bugs_parse("commit-old-term", &o.bugs, NULL), 0);
