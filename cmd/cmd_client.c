@@ -119,6 +119,7 @@ int cmd_get(const cli_cmd *cmd, int argc, char **argv) {
   if (rc != RK_OK) return failed(cmd, c, rc);
   rkc_close(c);
   if (!found) {
+    rkc_buf_free(&v);
     fprintf(stderr, "rangekv get: not found: %s\n", k);
     return CLI_EXIT_FAIL;
   }
