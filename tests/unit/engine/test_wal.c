@@ -487,3 +487,56 @@ Test(wal, undurable_entries_are_readable_even_with_zero_cache) {
   eng_rmtree(dir);
   free(dir);
 }
+
+static void sum_group(void *ctx, uint64_t g) { *(uint64_t *)ctx += g; }
+
+/* Many groups in one request: the group table grows; all survive a reopen. */
+Test(wal, twenty_thousand_groups_in_few_requests) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  o.segment_bytes = 4u << 20;
+  o.max_batch_bytes = 2u << 20;
+  eng_wal *w = eng_open_or_skip(&o);
+  enum { G = 20000, PER = 5000 };
+  static rk_entry es[PER];
+  static eng_wal_write wr[PER];
+  static rk_hard_state hs[PER];
+  static uint8_t payload[PER][8];
+  eng_wal_append_req reqs[G / PER];
+  eng_cb_state sts[G / PER];
+  for (int r = 0; r < G / PER; r++) {
+    for (int k = 0; k < PER; k++) {
+      uint64_t g = (uint64_t)r * PER + k + 1;
+      memcpy(payload[k], &g, 8);
+      es[k] = (rk_entry){.index = 1, .term = 1, .len = 8, .data = payload[k]};
+      hs[k] = (rk_hard_state){.term = 1, .vote = g % 3, .commit = 1};
+      wr[k] = (eng_wal_write){.group = g, .entries = &es[k], .n_entries = 1, .hard_state = &hs[k]};
+    }
+    sts[r] = (eng_cb_state){0};
+    reqs[r].data = &sts[r];
+    cr_assert_eq(eng_wal_append(w, &reqs[r], wr, PER, eng_cb), RK_OK);
+  }
+  cr_assert_eq(eng_wal_sync(w), RK_OK);
+  for (int r = 0; r < G / PER; r++) cr_assert_eq(sts[r].status, RK_OK);
+  for (int pass = 0; pass < 2; pass++) {
+    uint64_t sum = 0;
+    eng_wal_for_each_group(w, sum_group, &sum);
+    cr_assert_eq(sum, (uint64_t)G * (G + 1) / 2);
+    for (uint64_t g = 1; g <= G; g += 997) {
+      rk_entry_vec ev;
+      rk_entry_vec_init(&ev);
+      cr_assert_eq(eng_wal_entries(w, g, 1, 2, UINT64_MAX, &ev), RK_OK);
+      uint64_t got;
+      memcpy(&got, ev.v[0].data, 8);
+      cr_assert_eq(got, g);
+      rk_entry_vec_free(&ev);
+      check_hs(w, g, 1, g % 3, 1);
+    }
+    eng_wal_close(w);
+    w = eng_open_or_skip(&o);
+  }
+  eng_wal_close(w);
+  eng_rmtree(dir);
+  free(dir);
+}
