@@ -158,6 +158,7 @@ static void handle_write(node *n, uint64_t conn, const Rangekv__ClientRequest *r
   while (at > 0 && r->props[at - 1].index > index) at--;
   memmove(r->props + at + 1, r->props + at, (r->nprops - at) * sizeof *r->props);
   r->nprops++;
+  n->maybe_pending = 1;
   r->props[at] = (node_prop){.conn = conn,
                              .req_id = req->id,
                              .index = index,
@@ -205,6 +206,7 @@ static void handle_read(node *n, uint64_t conn, const Rangekv__ClientRequest *re
     r->capreads = ncap;
   }
   node_read *rd = &r->reads[r->nreads++];
+  n->maybe_pending = 1;
   *rd = (node_read){.conn = conn,
                     .req_id = req->id,
                     .ctx = ++n->next_ctx,
@@ -359,6 +361,7 @@ void node_on_client_frame(void *ctx, uint64_t conn, uint16_t type, const uint8_t
 
 void node_on_client_closed(void *ctx, uint64_t conn) {
   node *n = ctx;
+  if (!n->maybe_pending) return;
   /* Writes still apply; nobody is left to tell. Reads are simply dropped. */
   for (size_t i = 0; i < n->table.n; i++) {
     node_range *r = &n->ranges[i];
@@ -377,9 +380,12 @@ void node_on_client_closed(void *ctx, uint64_t conn) {
 }
 
 void node_client_tick(node *n) {
+  if (!n->maybe_pending) return;
   uint64_t now = node_now_ms();
+  int any = 0;
   for (size_t i = 0; i < n->table.n; i++) {
     node_range *r = &n->ranges[i];
+    if (r->nprops == 0 && r->nreads == 0) continue;
     /* Writes past their deadline: unknown outcome, the entry may still commit. */
     for (size_t k = 0; k < r->nprops;) {
       node_prop *p = &r->props[k];
@@ -412,5 +418,7 @@ void node_client_tick(node *n) {
       free(rd->end);
       r->reads[k] = r->reads[--r->nreads];
     }
+    any |= r->nprops > 0 || r->nreads > 0;
   }
+  n->maybe_pending = any;
 }

@@ -92,6 +92,9 @@ typedef struct node {
   uint64_t next_ctx;
   uint64_t applied_entries;
   uint64_t bad_frames;
+  /* Set whenever a request starts waiting; cleared by a tick that finds no
+   * range with anything pending, so idle ticks do not walk every range. */
+  int maybe_pending;
   eng_state_batch *batch;
 } node;
 
