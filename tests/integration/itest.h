@@ -35,7 +35,7 @@ static inline rkc_client *it_client(int only, uint32_t timeout_ms) {
   size_t n = 0;
   for (int i = 0; i < itc.n; i++) {
     if (only >= 0 && i != only) continue;
-    snprintf(buf[n], sizeof buf[n], "%s", itc.nodes[i].client);
+    snprintf(buf[n], sizeof buf[n], "%.31s", itc.nodes[i].client);
     eps[n] = buf[n];
     n++;
   }
