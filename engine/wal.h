@@ -188,6 +188,13 @@ void eng_wal_for_each_group(eng_wal *w, void (*fn)(void *ctx, uint64_t group), v
  * (durable with the next batch). */
 int eng_wal_compact(eng_wal *w, uint64_t group, uint64_t index, uint64_t prev_term);
 
+/* Discards ALL of the group's entries: the log becomes empty at `first`
+ * with term(first - 1) = prev_term (0: unknown). For installing a snapshot
+ * that does not match the log (first = snapshot.index + 1, prev_term =
+ * snapshot.term) and for dropping a removed replica's log. Recorded in the
+ * log as a RESTATE mark (durable with the next batch). */
+int eng_wal_reset(eng_wal *w, uint64_t group, uint64_t first, uint64_t prev_term);
+
 typedef struct eng_wal_purge_stats {
   uint64_t segments_deleted;
   uint64_t groups_rewritten;

@@ -50,9 +50,10 @@
  *   32     8   commit
  *   COMPACTION MARK (kind 3): 32 bytes
  *    0     1   kind = 3
- *    1     1   flags: 1 = RESTATE (a rewrite: the group's hard state and
- *              all its retained entries follow in this batch; replay
- *              resets the group to an empty log at this index first)
+ *    1     1   flags: 1 = RESTATE (replay first empties the group's log at
+ *              this index: written by a rewrite, followed in the same
+ *              batch by the group's hard state and retained entries, and
+ *              by eng_wal_reset, e.g. for a snapshot install)
  *    2     6   reserved, 0
  *    8     8   group id
  *   16     8   first index kept (entries below are gone)

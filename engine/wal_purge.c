@@ -51,6 +51,23 @@ int eng_wal_compact(eng_wal *w, uint64_t group, uint64_t index, uint64_t prev_te
   return RK_OK;
 }
 
+int eng_wal_reset(eng_wal *w, uint64_t group, uint64_t first, uint64_t prev_term) {
+  int rc = writable(w);
+  if (rc != RK_OK) return rc;
+  if (group == 0 || first == 0) return RK_EINVAL;
+  wal_group *g = wal_index_get(&w->ix, group);
+  if (g == NULL) return RK_ENOMEM;
+  wal_batch *b = wal_batch_reserve(w, WAL_REC_COMPACT_LEN, &rc);
+  if (b == NULL) return rc;
+  wal_group_reset(&w->ix, g, first, prev_term);
+  wal_rec_compact_encode(b->buf + b->len, g->id, first, prev_term, WAL_MARK_RESTATE);
+  b->len += WAL_REC_COMPACT_LEN;
+  b->nrec++;
+  b->internal = 1;
+  g->mark_seg = b->seg;
+  return RK_OK;
+}
+
 static int rewrite_group(eng_wal *w, wal_group *g, uint64_t *nent) {
   size_t bytes = WAL_REC_COMPACT_LEN + (g->has_hs ? WAL_REC_HS_LEN : 0);
   for (size_t k = 0; k < g->n; k++)

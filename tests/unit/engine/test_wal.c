@@ -540,3 +540,43 @@ Test(wal, twenty_thousand_groups_in_few_requests) {
   eng_rmtree(dir);
   free(dir);
 }
+
+/* Installing a snapshot that does not match the log: everything goes, the
+ * log restarts after the snapshot, and that survives a reopen. */
+Test(wal, reset_discards_the_whole_log_for_a_snapshot) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  eng_wal *w = eng_open_or_skip(&o);
+  cr_assert_eq(eng_append_sync(w, 8, 1, 11, 1, MAXLEN, NULL), RK_OK);
+  cr_assert_eq(eng_append_sync(w, 9, 1, 4, 1, MAXLEN, NULL), RK_OK);
+  /* snapshot at index 5, term 5: the log's entry 5 has term 1 -> restore */
+  cr_assert_eq(eng_wal_reset(w, 8, 6, 5), RK_OK);
+  cr_assert_eq(eng_wal_reset(w, 0, 6, 5), RK_EINVAL);
+  cr_assert_eq(eng_append_sync(w, 8, 6, 9, 5, MAXLEN, NULL), RK_OK);
+  for (int pass = 0; pass < 2; pass++) {
+    uint64_t f, l, t;
+    eng_wal_first_index(w, 8, &f);
+    eng_wal_last_index(w, 8, &l);
+    cr_assert_eq(f, 6);
+    cr_assert_eq(l, 8);
+    cr_assert_eq(eng_wal_term(w, 8, 5, &t), RK_OK);
+    cr_assert_eq(t, 5);
+    eng_check_range(w, 8, 6, 9, 5, MAXLEN);
+    eng_check_range(w, 9, 1, 4, 1, MAXLEN);
+    rk_entry_vec ev;
+    rk_entry_vec_init(&ev);
+    cr_assert_eq(eng_wal_entries(w, 8, 4, 7, UINT64_MAX, &ev), RK_ECOMPACTED);
+    rk_entry_vec_free(&ev);
+    eng_wal_check_invariants(w);
+    eng_wal_close(w);
+    w = eng_open_or_skip(&o);
+  }
+  /* reset to an empty log with unknown boundary term (a removed replica) */
+  cr_assert_eq(eng_wal_reset(w, 9, 4, 0), RK_OK);
+  uint64_t t;
+  cr_assert_eq(eng_wal_term(w, 9, 3, &t), RK_ECOMPACTED);
+  eng_wal_close(w);
+  eng_rmtree(dir);
+  free(dir);
+}

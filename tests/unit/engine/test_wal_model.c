@@ -140,11 +140,16 @@ static void run_seed(uint64_t seed) {
         m->prev_known = 1;
         m->first = i;
       }
-    } else if (op < 78) { /* snapshot: compact past the end */
-      uint64_t i = m->last + rk_rand_range(&r, 2, 20);
+    } else if (op < 78) { /* snapshot: compact past the end, or reset anywhere */
+      int reset = rk_rand_chance(&r, 0.5);
+      uint64_t i =
+          reset ? rk_rand_range(&r, m->first, m->last + 20) : m->last + rk_rand_range(&r, 2, 20);
       if (i + 8 >= MAXI) continue;
       uint64_t pt = m->cur_term + 1;
-      cr_assert_eq(eng_wal_compact(w, gid, i, pt), RK_OK);
+      if (reset)
+        cr_assert_eq(eng_wal_reset(w, gid, i, pt), RK_OK);
+      else
+        cr_assert_eq(eng_wal_compact(w, gid, i, pt), RK_OK);
       m->cur_term = pt;
       m->first = i;
       m->last = i - 1;
