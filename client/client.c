@@ -367,7 +367,7 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
   uint64_t deadline = now_ns() + (uint64_t)c->opt.timeout_ms * 1000000u;
   uint32_t backoff = c->opt.backoff_min_ms;
   uint32_t hint = 0, turn = (uint32_t)rk_splitmix64(&c->rng), failed = 0;
-  int saw_unknown = 0, hops = 0, refused = 0, redirected = 0;
+  int saw_unknown = 0, hops = 0;
   char why[120] = "";
   for (int first = 1;; first = 0) {
     if (!first) {
@@ -384,7 +384,6 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
       if (rc == RK_ENOMEM || rc == RK_EWRONGCLUSTER)
         return finish(c, rc, "fetching the range table: %s", rk_strerror(rc));
       if (rc != RK_OK) {
-        refused++;
         snprintf(why, sizeof why, "range table: %s", rk_strerror(rc));
         continue;
       }
@@ -409,7 +408,6 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
     if (rc == RK_EWRONGCLUSTER)
       return finish(c, rc, "node %u at %s belongs to another cluster", node, p->addr);
     if (rc != RK_OK) {
-      refused++;
       snprintf(why, sizeof why, "node %u (%s): %s", node, p->addr, rk_strerror(rc));
       if (r->leader == node) r->leader = 0;
       continue;
@@ -452,7 +450,6 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
       *out = resp;
       return finish(c, RK_OK, NULL);
     case RKC_REDIRECT: {
-      redirected++;
       uint32_t h = resp->leader_node;
       learn_addr(c, h, resp->leader_addr);
       if (h != 0 && h != node) {
@@ -496,8 +493,6 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
   if (saw_unknown)
     return finish(c, RK_ETIMEOUT, "no answer within the deadline (%u ms); last: %s",
                   c->opt.timeout_ms, why);
-  (void)refused;
-  (void)redirected;
   return finish(c, RK_ENOQUORUM, "no leader reachable within the deadline (%u ms); last: %s",
                 c->opt.timeout_ms, why[0] ? why : "nothing tried");
 }
