@@ -110,6 +110,12 @@ static int apply_one(mr_conf *c, const mr_cc_single *ch, int joint) {
 
 int mr_conf_apply_change(const mr_conf *cur, const mr_conf_change *cc, mr_conf *next) {
   if (cc->transition > MR_CC_JOINT_EXPLICIT || cc->n > MR_MAX_REPLICAS) return RK_EINVAL;
+  /* A replica that does not know its group yet (empty configuration) must
+   * learn it from a snapshot, never by replaying changes onto nothing: "add
+   * X" applied to {} would make X believe it is a one-voter group and elect
+   * itself alone (found by the simulator's membership scenario). Groups
+   * therefore start from a snapshot (or boot) that carries the configuration. */
+  if (cur->n == 0) return RK_EINVAL;
   if (cc->n == 0) return leave_joint(cur, next);
   if (mr_conf_is_joint(cur)) return RK_EINVAL; /* leave first */
   mr_conf c = *cur;

@@ -287,3 +287,15 @@ Test(confchange, encode_decode_roundtrip_and_malformed) {
   buf[2] = 77;
   cr_assert_eq(mr_cc_decode(buf, n, &out), RK_EMALFORMED);
 }
+
+/* A replica that does not know its group yet must learn the configuration
+ * from a snapshot: replaying "add X" onto an empty configuration would make
+ * X a one-voter group that elects itself alone. */
+Test(membership, no_change_applies_onto_an_empty_configuration) {
+  mr_conf empty = {.n = 0}, next;
+  mr_conf_change add = {.transition = MR_CC_AUTO, .n = 1, .changes = {{MR_CC_ADD_VOTER, 7}}};
+  cr_assert_eq(mr_conf_apply_change(&empty, &add, &next), RK_EINVAL);
+  mr_conf one = {.n = 1, .r = {{1, MR_VOTER_IN}}};
+  cr_assert_eq(mr_conf_apply_change(&one, &add, &next), RK_OK, "a known group still grows");
+  cr_assert_eq(next.n, 2);
+}
