@@ -78,10 +78,10 @@ typedef struct bench_kv_opts {
   double zipf;           /* 0: uniform; else theta in (0, 1) */
   const char *json;      /* write the results as JSON here (bench_kv only) */
   uint64_t seed;
-  uint64_t timeout_ms;   /* per-call deadline (0: the client default) */
-  FILE *progress;        /* live line ~1/s (NULL: none) */
-  int progress_tty;      /* rewrite one line with \r instead of one line per update */
-  int verbose_errors;    /* print every failed operation to stderr */
+  uint64_t timeout_ms;         /* per-call deadline (0: the client default) */
+  FILE *progress;              /* live line ~1/s (NULL: none) */
+  int progress_tty;            /* rewrite one line with \r instead of one line per update */
+  int verbose_errors;          /* print every failed operation to stderr */
   volatile sig_atomic_t *stop; /* set by a signal handler to end early */
 } bench_kv_opts;
 

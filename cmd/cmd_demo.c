@@ -18,6 +18,7 @@
 #include "cmd/cli.h"
 
 #include "bench/bench.h"
+#include "client/rk_client.h"
 #include "common/rk_clock.h"
 #include "common/rk_err.h"
 
@@ -255,6 +256,40 @@ static int stop_all(demo_node *nodes) {
   return clean;
 }
 
+/* Polls the range table (bounded, 30 s) until every range reports a leader,
+ * so the first progress lines measure the workload, not the elections. */
+static void wait_leaders(const char *eps) {
+  char addrs[RKC_MAX_ENDPOINTS][RKC_ADDR_MAX];
+  const char *ep[RKC_MAX_ENDPOINTS];
+  size_t n = 0;
+  if (rkc_parse_endpoints(eps, addrs, RKC_MAX_ENDPOINTS, &n) != RK_OK) return;
+  for (size_t i = 0; i < n; i++) ep[i] = addrs[i];
+  rkc_options o;
+  rkc_options_default(&o);
+  o.endpoints = ep;
+  o.n_endpoints = n;
+  o.timeout_ms = 2000;
+  rkc_client *c;
+  if (rkc_open(&c, &o) != RK_OK) return;
+  uint64_t t0 = rk_clock_mono_ns(), until = t0 + 30000000000ull;
+  size_t led = 0, total = 0;
+  while (!g_stop && rk_clock_mono_ns() < until) {
+    rkc_ranges t;
+    if (rkc_ranges_get(c, &t) == RK_OK) {
+      led = 0;
+      total = t.n;
+      for (size_t i = 0; i < t.n; i++) led += t.v[i].leader != 0;
+      rkc_ranges_free(&t);
+      if (led == total) break;
+    }
+    sleep_ms(50);
+  }
+  rkc_close(c);
+  printf("rangekv demo: %zu of %zu ranges have a leader (%.1f s)\n", led, total,
+         (double)(rk_clock_mono_ns() - t0) / 1e9);
+  fflush(stdout);
+}
+
 int cmd_demo(const cli_cmd *cmd, int argc, char **argv) {
   demo_opts o = {.duration_s = 0, .ranges = 64, .clients = 8, .dir = NULL};
   int first = 1;
@@ -358,11 +393,12 @@ int cmd_demo(const cli_cmd *cmd, int argc, char **argv) {
            nodes[2].client);
     printf("  try: RANGEKV_ENDPOINTS=%s,%s,%s rangekv ranges\n", nodes[0].client, nodes[1].client,
            nodes[2].client);
+    char eps[128];
+    snprintf(eps, sizeof eps, "%s,%s,%s", nodes[0].client, nodes[1].client, nodes[2].client);
+    wait_leaders(eps);
     printf("rangekv demo: workload: %llu clients, 90%% reads, 128-byte values%s\n",
            (unsigned long long)o.clients, o.duration_s ? "" : " (Ctrl-C to stop)");
     fflush(stdout);
-    char eps[128];
-    snprintf(eps, sizeof eps, "%s,%s,%s", nodes[0].client, nodes[1].client, nodes[2].client);
     bench_kv_opts k = {.endpoints = eps,
                        .clients = o.clients,
                        .value_bytes = 128,
