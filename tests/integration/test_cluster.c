@@ -99,12 +99,17 @@ Test(cluster, kill9_of_a_leader_then_restart_loses_nothing) {
   uint32_t leader = rkc_last(c)->node_id;
   int li = itc_index_of(&itc, leader);
   cr_assert_geq(li, 0);
+  uint64_t t_kill = itc_now_ns();
   itc_kill9(&itc, li);
   /* A new leader serves that range within the client's deadline (15 s,
    * dozens of election timeouts): the write goes through, and no
    * acknowledged write is lost. */
   IT_PUT_OK(c, k, k);
   cr_assert_neq(rkc_last(c)->node_id, leader);
+  cr_log_info("failover: node %u killed; range %llu served by node %u after %.0f ms "
+              "(election timeout %d ms)",
+              leader, (unsigned long long)rkc_last(c)->range_id, rkc_last(c)->node_id,
+              (double)(itc_now_ns() - t_kill) / 1e6, IT_TICK_MS * IT_ELECTION_TICKS);
   write_keys(c, "b", 30);
   read_keys(c, "a", 60);
   read_keys(c, "b", 30);
