@@ -12,12 +12,38 @@
 /* Recovery logs every cut as a warning; the tests provoke hundreds. */
 __attribute__((constructor)) static void quiet_logs(void) { rk_log_set_level(RK_LOG_ERROR); }
 
+/* Directories still to remove if a test fails before its own cleanup (a
+ * failed assertion ends the test process through exit()). */
+static char *live_dirs[64];
+
+static void rm_live_dirs(void) {
+  if (getenv("MODEL_KEEP")) return;
+  for (int i = 0; i < 64; i++) {
+    char *d = live_dirs[i];
+    if (d == NULL) continue;
+    live_dirs[i] = NULL;
+    eng_rmtree(d);
+    free(d);
+  }
+}
+
 char *eng_tmpdir(void) {
+  static int registered;
+  if (!registered) {
+    atexit(rm_live_dirs);
+    registered = 1;
+  }
   const char *base = getenv("TMPDIR");
   char tmpl[4096];
   snprintf(tmpl, sizeof tmpl, "%s/rk-engine-XXXXXX", base && *base ? base : "/tmp");
   char *d = mkdtemp(tmpl);
   cr_assert_not_null(d, "mkdtemp failed");
+  for (int i = 0; i < 64; i++) {
+    if (live_dirs[i] == NULL) {
+      live_dirs[i] = strdup(d);
+      break;
+    }
+  }
   return strdup(d);
 }
 
@@ -29,7 +55,14 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
 }
 
 void eng_rmtree(const char *dir) {
-  if (dir) nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  if (dir == NULL) return;
+  nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  for (int i = 0; i < 64; i++) {
+    if (live_dirs[i] && strcmp(live_dirs[i], dir) == 0) {
+      free(live_dirs[i]);
+      live_dirs[i] = NULL;
+    }
+  }
 }
 
 void eng_small_opts(eng_wal_options *o, const char *dir) {
