@@ -2,6 +2,7 @@
 
 #include "common/rk_assert.h"
 #include "common/rk_err.h"
+#include "common/rk_hash.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -40,9 +41,8 @@ static uint64_t replica_of(const mr_hm_cluster *c, uint64_t g, int k) {
 
 /* FNV-1a over (term, payload): identifies what was applied at an index. */
 static uint64_t entry_hash(const rk_entry *e) {
-  uint64_t h = 1469598103934665603ull ^ e->term;
-  for (uint32_t i = 0; i < e->len; i++) h = (h ^ e->data[i]) * 1099511628211ull;
-  return h | 1;
+  uint64_t h = rk_fnv1a(RK_FNV_INIT, &e->term, sizeof e->term);
+  return rk_fnv1a(h, e->data, e->len) | 1;
 }
 
 /* ---- io ------------------------------------------------------------------------ */

@@ -16,6 +16,7 @@
 #include "common/rk_assert.h"
 #include "common/rk_clock.h"
 #include "common/rk_err.h"
+#include "common/rk_hash.h"
 #include "common/rk_log.h"
 #include "node/codec.h"
 
@@ -90,13 +91,13 @@ uint64_t node_cluster_id_of(const node_config *cfg) {
   if (cfg->cluster_id != 0) return cfg->cluster_id;
   /* FNV-1a over the sorted "id=addr" list: every node started with the same
    * list derives the same id, whatever the order it was written in. */
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = RK_FNV_INIT;
   for (uint32_t id = 1; id <= NODE_MAX_NODES; id++) {
     for (uint32_t i = 0; i < cfg->n_cluster; i++) {
       if (cfg->cluster[i].id != id) continue;
       char item[128];
       int len = snprintf(item, sizeof item, "%u=%s;", id, cfg->cluster[i].addr);
-      for (int k = 0; k < len; k++) h = (h ^ (uint8_t)item[k]) * 1099511628211ull;
+      h = rk_fnv1a(h, item, (size_t)len);
     }
   }
   return h ? h : 1;

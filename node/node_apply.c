@@ -10,6 +10,7 @@
 
 #include "common/rk_assert.h"
 #include "common/rk_err.h"
+#include "common/rk_hash.h"
 #include "common/rk_log.h"
 #include "kv/kvcmd.h"
 
@@ -31,11 +32,7 @@ typedef struct overlay {
   size_t cap;
 } overlay;
 
-static uint64_t key_hash(const uint8_t *k, uint32_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (uint32_t i = 0; i < n; i++) h = (h ^ k[i]) * 1099511628211ull;
-  return h;
-}
+static uint64_t key_hash(const uint8_t *k, uint32_t n) { return rk_fnv1a(RK_FNV_INIT, k, n); }
 
 static ov_slot *ov_find(overlay *o, const uint8_t *k, uint32_t n) {
   size_t i = (size_t)key_hash(k, n) & (o->cap - 1);

@@ -90,6 +90,22 @@ static int is_leader(node *n, const node_range *r) {
   return raft != NULL && mr_raft_role(raft) == MR_LEADER;
 }
 
+/* Answers RK_EWRONGNODE / RK_ENOTLEADER (with a hint) unless this replica
+ * leads r; 1 if it answered. Refusing before the core is asked keeps a
+ * follower of a quiesced range asleep. Both mean "not proposed". */
+static int refused_unless_leader(node *n, uint64_t conn, uint64_t req_id, const node_range *r) {
+  if (!r->local) {
+    node_respond_error(n, conn, req_id, RK_EWRONGNODE, "this node holds no replica of the range",
+                       r);
+    return 1;
+  }
+  if (!is_leader(n, r)) {
+    node_respond_error(n, conn, req_id, RK_ENOTLEADER, NULL, r);
+    return 1;
+  }
+  return 0;
+}
+
 static void handle_write(node *n, uint64_t conn, const Rangekv__ClientRequest *req, node_range *r) {
   kv_cmd c = {.key = req->key.data, .klen = (uint32_t)req->key.len};
   if (req->key.len > UINT32_MAX || req->value.len > UINT32_MAX || req->expected.len > UINT32_MAX) {
@@ -120,16 +136,7 @@ static void handle_write(node *n, uint64_t conn, const Rangekv__ClientRequest *r
                        rc == RK_ETOOLARGE ? "key over 4096 bytes or value over 1 MiB" : NULL, NULL);
     return;
   }
-  if (!r->local) {
-    node_respond_error(n, conn, req->id, RK_EWRONGNODE, "this node holds no replica of the range",
-                       r);
-    return;
-  }
-  if (!is_leader(n, r)) {
-    /* Refused here, so a follower of a quiesced range is not woken. */
-    node_respond_error(n, conn, req->id, RK_ENOTLEADER, NULL, r);
-    return;
-  }
+  if (refused_unless_leader(n, conn, req->id, r)) return;
   size_t len = kv_cmd_size(&c);
   uint8_t *buf = malloc(len);
   if (buf == NULL) {
@@ -189,15 +196,7 @@ static void handle_read(node *n, uint64_t conn, const Rangekv__ClientRequest *re
     node_respond_error(n, conn, req->id, RK_EINVAL, "empty key", NULL);
     return;
   }
-  if (!r->local) {
-    node_respond_error(n, conn, req->id, RK_EWRONGNODE, "this node holds no replica of the range",
-                       r);
-    return;
-  }
-  if (!is_leader(n, r)) {
-    node_respond_error(n, conn, req->id, RK_ENOTLEADER, NULL, r);
-    return;
-  }
+  if (refused_unless_leader(n, conn, req->id, r)) return;
   if (r->nreads == r->capreads) {
     size_t ncap = r->capreads ? r->capreads * 2 : 16;
     node_read *nr = realloc(r->reads, ncap * sizeof *nr);

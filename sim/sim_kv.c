@@ -6,15 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-uint64_t sim_fnv(uint64_t h, const void *p, size_t len) {
-  const uint8_t *b = p;
-  for (size_t i = 0; i < len; i++) {
-    h ^= b[i];
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
 static uint8_t *put16(uint8_t *p, size_t v) {
   p[0] = (uint8_t)v;
   p[1] = (uint8_t)(v >> 8);

@@ -69,7 +69,9 @@ uint64_t sim_kv_digest(const sim_kv *kv);
 
 /* 64-bit FNV-1a, the simulator's one hash (trace hash, digests).
  * Written here rather than using XXH3 so sim/ needs no extra library. */
-#define SIM_FNV_INIT 0xcbf29ce484222325ull
-uint64_t sim_fnv(uint64_t h, const void *p, size_t len);
+/* The trace and image hashes are common/rk_hash.h's FNV-1a. */
+#include "common/rk_hash.h"
+#define SIM_FNV_INIT RK_FNV_INIT
+#define sim_fnv      rk_fnv1a
 
 #endif

@@ -25,3 +25,15 @@ Test(entry_vec, push_copies_payload_and_truncate_frees) {
   rk_entry_vec_free(&ev);
   cr_assert_eq(ev.len, 0);
 }
+
+#include "common/rk_hash.h"
+
+/* Pinned: trace hashes and derived cluster ids depend on these exact values
+ * (the published FNV-1a 64 test vectors). */
+Test(hash, fnv1a_matches_the_published_vectors) {
+  cr_assert_eq(rk_fnv1a(RK_FNV_INIT, "", 0), 0xcbf29ce484222325ull);
+  cr_assert_eq(rk_fnv1a(RK_FNV_INIT, "a", 1), 0xaf63dc4c8601ec8cull);
+  cr_assert_eq(rk_fnv1a(RK_FNV_INIT, "foobar", 6), 0x85944171f73967e8ull);
+  cr_assert_eq(rk_fnv1a(rk_fnv1a(RK_FNV_INIT, "foo", 3), "bar", 3), 0x85944171f73967e8ull,
+               "incremental equals one-shot");
+}
