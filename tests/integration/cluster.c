@@ -61,18 +61,34 @@ static void reg_del(itc_cluster *c) {
 
 /* ---- processes -------------------------------------------------------------------- */
 
+/* A port for a node to listen on. Kernel-chosen ports (bind to 0) come from
+ * the ephemeral range, the same range outgoing connections take their local
+ * ports from, so one could be taken between our check and the node's bind.
+ * Instead: a random port just BELOW the ephemeral range that binds right now
+ * (a collision is still possible, only much rarer). */
 static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int port = -1;
-  if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-      getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-    port = ntohs(a.sin_port);
-  close(fd);
-  return port;
+  static unsigned seed;
+  if (seed == 0) seed = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL);
+  int lo = 32768;
+  FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+  if (f) {
+    int a, b;
+    if (fscanf(f, "%d %d", &a, &b) == 2 && a > 2048) lo = a;
+    fclose(f);
+  }
+  int base = lo > 13024 ? lo - 12000 : 1024, span = lo - base;
+  for (int tries = 0; tries < 200; tries++) {
+    seed = seed * 1103515245u + 12345u;
+    int port = base + (int)((seed >> 8) % (unsigned)span);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    if (ok) return port;
+  }
+  return -1;
 }
 
 static pid_t spawn(const itc_cluster *c, const itc_node *n) {
@@ -164,8 +180,19 @@ static int wait_ready(itc_cluster *c, int i, int want, char *err, size_t errcap)
   return -1;
 }
 
-int itc_start(itc_cluster *c, int n, uint32_t ranges, uint32_t tick_ms, uint32_t election_ticks,
-              char *err, size_t errcap) {
+static int log_has(const char *path, const char *needle) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return 0;
+  char line[512];
+  int found = 0;
+  while (!found && fgets(line, sizeof line, f)) found = strstr(line, needle) != NULL;
+  fclose(f);
+  return found;
+}
+
+/* One attempt. -2: a node could not bind its port (taken since we picked it). */
+static int start_once(itc_cluster *c, int n, uint32_t ranges, uint32_t tick_ms,
+                      uint32_t election_ticks, char *err, size_t errcap) {
   memset(c, 0, sizeof *c);
   if (n < 1 || n > ITC_MAX_NODES) {
     snprintf(err, errcap, "bad node count %d", n);
@@ -212,12 +239,26 @@ int itc_start(itc_cluster *c, int n, uint32_t ranges, uint32_t tick_ms, uint32_t
   }
   for (int i = 0; i < n; i++) {
     if (wait_ready(c, i, 1, err, errcap) != 0) {
+      if (c->nodes[i].pid == 0 && log_has(c->nodes[i].log_path, "Address already in use")) {
+        itc_stop_all(c);
+        return -2;
+      }
       itc_keep(c);
       itc_stop_all(c);
       return -1;
     }
   }
   return 0;
+}
+
+int itc_start(itc_cluster *c, int n, uint32_t ranges, uint32_t tick_ms, uint32_t election_ticks,
+              char *err, size_t errcap) {
+  int rc = -2;
+  for (int attempt = 0; attempt < 4 && rc == -2; attempt++) {
+    rc = start_once(c, n, ranges, tick_ms, election_ticks, err, errcap);
+    if (rc == -2) fprintf(stderr, "itc: a port was taken meanwhile (%s); new ports\n", err);
+  }
+  return rc == 0 ? 0 : -1;
 }
 
 int itc_restart(itc_cluster *c, int i, char *err, size_t errcap) {
