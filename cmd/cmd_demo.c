@@ -324,6 +324,8 @@ int cmd_demo(const cli_cmd *cmd, int argc, char **argv) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
+  /* A closed stdout (`rangekv demo | head`) must not kill us before we stop the nodes. */
+  signal(SIGPIPE, SIG_IGN);
   sa.sa_handler = on_child;
   sa.sa_flags = SA_NOCLDSTOP;
   sigaction(SIGCHLD, &sa, NULL);
