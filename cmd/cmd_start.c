@@ -24,6 +24,7 @@ enum {
   OPT_QUIESCE,
   OPT_CONFIG,
   OPT_TIMEOUT,
+  OPT_CLIENT_ADVERTISE,
 };
 
 static const struct option start_opts[] = {
@@ -39,6 +40,7 @@ static const struct option start_opts[] = {
     {"election-ticks", required_argument, 0, OPT_ELECTION},
     {"quiesce", required_argument, 0, OPT_QUIESCE},
     {"request-timeout-ms", required_argument, 0, OPT_TIMEOUT},
+    {"client-advertise", required_argument, 0, OPT_CLIENT_ADVERTISE},
     {"config", required_argument, 0, OPT_CONFIG},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0}};
@@ -48,8 +50,9 @@ typedef struct start_args {
   char data_dir[4096];
   char zone[64];
   char cluster[4096];
-  int have[OPT_TIMEOUT - OPT_ID + 1]; /* set from the command line */
-  int from_file;                      /* applying the config file */
+  char client_advertise[TP_ADDR_MAX];
+  int have[OPT_CLIENT_ADVERTISE - OPT_ID + 1]; /* set from the command line */
+  int from_file;                               /* applying the config file */
 } start_args;
 
 static int copy_str(const cli_cmd *cmd, const char *flag, const char *arg, char *dst, size_t cap) {
@@ -61,7 +64,7 @@ static int copy_str(const cli_cmd *cmd, const char *flag, const char *arg, char 
 
 static int on_start_opt(const cli_cmd *cmd, int opt, const char *arg, void *ctx) {
   start_args *a = ctx;
-  if (opt >= OPT_ID && opt <= OPT_TIMEOUT) {
+  if (opt >= OPT_ID && opt <= OPT_CLIENT_ADVERTISE) {
     /* The command line wins over the config file. */
     if (a->from_file && a->have[opt - OPT_ID]) return CLI_CONTINUE;
     if (!a->from_file) a->have[opt - OPT_ID] = 1;
@@ -80,6 +83,9 @@ static int on_start_opt(const cli_cmd *cmd, int opt, const char *arg, void *ctx)
   case OPT_CLUSTER: return copy_str(cmd, "--initial-cluster", arg, a->cluster, sizeof a->cluster);
   case OPT_DATA_DIR: return copy_str(cmd, "--data-dir", arg, a->data_dir, sizeof a->data_dir);
   case OPT_ZONE: return copy_str(cmd, "--zone", arg, a->zone, sizeof a->zone);
+  case OPT_CLIENT_ADVERTISE:
+    return copy_str(cmd, "--client-advertise", arg, a->client_advertise,
+                    sizeof a->client_advertise);
   case OPT_RANGES:
     rc = cli_parse_u64(cmd, "--ranges", arg, 1, 65536, &v);
     c->ranges = (uint32_t)v;
@@ -178,6 +184,10 @@ int cmd_start(const cli_cmd *cmd, int argc, char **argv) {
     return cli_usage_error(cmd, "%s", err);
   a.cfg.data_dir = a.data_dir;
   a.cfg.zone = a.zone[0] ? a.zone : NULL;
+  for (uint32_t i = 0; i < a.cfg.n_cluster && a.cfg.zone == NULL; i++)
+    if (a.cfg.cluster[i].id == a.cfg.node_id && a.cfg.cluster[i].zone[0])
+      a.cfg.zone = a.cfg.cluster[i].zone; /* --zone defaults to our @zone */
+  a.cfg.client_advertise = a.client_advertise[0] ? a.client_advertise : NULL;
   rc = node_run(&a.cfg);
   if (rc != RK_OK) {
     fprintf(stderr, "rangekv start: node %u stopped: %s\n", a.cfg.node_id, rk_strerror(rc));

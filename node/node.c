@@ -56,6 +56,16 @@ int node_parse_cluster(node_config *cfg, const char *list, char *err, size_t err
     }
     memcpy(item, p, len);
     item[len] = '\0';
+    char *at = strchr(item, '@');
+    char zone[32] = "";
+    if (at != NULL) {
+      if (at[1] == '\0' || strlen(at + 1) >= sizeof zone) {
+        snprintf(err, errcap, "bad zone in --initial-cluster item '%s'", item);
+        return RK_EINVAL;
+      }
+      snprintf(zone, sizeof zone, "%s", at + 1);
+      *at = '\0';
+    }
     char *eq = strchr(item, '=');
     char *end = NULL;
     unsigned long id = eq ? strtoul(item, &end, 10) : 0;
@@ -78,6 +88,7 @@ int node_parse_cluster(node_config *cfg, const char *list, char *err, size_t err
     node_peer *np = &cfg->cluster[cfg->n_cluster++];
     np->id = (uint32_t)id;
     snprintf(np->addr, sizeof np->addr, "%s", eq + 1);
+    snprintf(np->zone, sizeof np->zone, "%s", zone);
     p = comma ? comma + 1 : NULL;
   }
   if (cfg->n_cluster == 0) {
@@ -378,7 +389,7 @@ static int load_ranges(node *n) {
   free(v);
   range_node nodes[NODE_MAX_NODES];
   for (uint32_t i = 0; i < n->cfg.n_cluster; i++)
-    nodes[i] = (range_node){.id = n->cfg.cluster[i].id, .zone = NULL};
+    nodes[i] = (range_node){.id = n->cfg.cluster[i].id, .zone = n->cfg.cluster[i].zone};
   int rc = range_table_bootstrap(&n->table, n->cfg.ranges, nodes, n->cfg.n_cluster);
   if (rc != RK_OK) return rc;
   eng_state_batch *b = eng_state_batch_new(n->state);
@@ -485,6 +496,7 @@ static int start_net(node *n) {
   tc.node_id = n->cfg.node_id;
   tc.peer_listen = n->cfg.listen;
   tc.client_listen = n->cfg.client_listen;
+  tc.client_advertise = n->cfg.client_advertise;
   tp_net_callbacks cb = {.ctx = n,
                          .on_peer_frame = on_peer_frame,
                          .on_peer_up = on_peer_up,

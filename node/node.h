@@ -31,7 +31,8 @@
 
 typedef struct node_peer {
   uint32_t id;
-  char addr[TP_ADDR_MAX]; /* peer (Raft) address */
+  char addr[TP_ADDR_MAX]; /* peer (Raft) address: what the other nodes dial */
+  char zone[32];          /* "" if not given; placement spreads replicas over zones */
 } node_peer;
 
 typedef struct node_config {
@@ -41,18 +42,19 @@ typedef struct node_config {
   node_peer cluster[NODE_MAX_NODES]; /* --initial-cluster, this node included */
   uint32_t n_cluster;
   const char *data_dir;
-  const char *zone;            /* label, reported in status */
-  uint32_t ranges;             /* bootstrap range count (ignored once persisted) */
-  uint64_t cluster_id;         /* 0: derived from the initial cluster list */
-  uint32_t tick_ms;            /* default 100 */
-  uint32_t election_ticks;     /* default 10 */
-  int quiesce;                 /* default 1 */
-  uint32_t request_timeout_ms; /* a client request not answered by then: RK_ETIMEOUT */
+  const char *zone;             /* label, reported in status */
+  const char *client_advertise; /* what clients are told to dial (NULL: client_listen) */
+  uint32_t ranges;              /* bootstrap range count (ignored once persisted) */
+  uint64_t cluster_id;          /* 0: derived from the initial cluster list */
+  uint32_t tick_ms;             /* default 100 */
+  uint32_t election_ticks;      /* default 10 */
+  int quiesce;                  /* default 1 */
+  uint32_t request_timeout_ms;  /* a client request not answered by then: RK_ETIMEOUT */
 } node_config;
 
 void node_config_default(node_config *cfg);
-/* Parses "1=127.0.0.1:7001,2=..." into cfg->cluster. RK_OK or RK_EINVAL
- * with a message in err (errcap bytes). */
+/* Parses "1=127.0.0.1:7001,2=...", each item optionally "ID=HOST:PORT@ZONE",
+ * into cfg->cluster. RK_OK or RK_EINVAL with a message in err (errcap bytes). */
 int node_parse_cluster(node_config *cfg, const char *list, char *err, size_t errcap);
 /* The cluster id every node derives from the same initial cluster list. */
 uint64_t node_cluster_id_of(const node_config *cfg);

@@ -268,7 +268,8 @@ static void handle_ranges(node *n, uint64_t conn, const Rangekv__ClientRequest *
     ni[i].node_id = id;
     ni[i].client_addr = n->client_addr[id];
     ni[i].peer_addr = n->cfg.cluster[i].addr;
-    ni[i].zone = node_pb_str(id == n->cfg.node_id && n->cfg.zone ? n->cfg.zone : "");
+    ni[i].zone =
+        node_pb_str(id == n->cfg.node_id && n->cfg.zone ? n->cfg.zone : n->cfg.cluster[i].zone);
     ni[i].live = id == n->cfg.node_id || mr_host_node_live(n->host, id);
     np[i] = &ni[i];
   }
