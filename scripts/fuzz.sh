@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/fuzz.sh [SECONDS] — builds the libFuzzer targets in fuzz/ with clang
 # (ASan + UBSan + fuzzer) and runs each for SECONDS (default 60). The corpus
-# lives in build/fuzz-corpus/<target> (never committed). Exit non-zero if a
+# lives in build/fuzz-corpus/<target> (never committed). Targets: frames,
+# handshake payloads, node-to-node RaftBatch payloads, client requests. Exit non-zero if a
 # target finds a crash.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
