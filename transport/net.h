@@ -141,4 +141,12 @@ int tp_conn_send(tp_conn *c, uint16_t type, const uint8_t *payload, uint32_t len
 int tp_conn_recv(tp_conn *c, uint16_t *type, const uint8_t **payload, uint32_t *len,
                  int timeout_ms);
 
+/* A TCP port on 127.0.0.1 that binds right now, for launching local nodes
+ * (the demo, integration tests). Taken at random from just BELOW the kernel's
+ * ephemeral range: ports from bind(0) come from the range outgoing
+ * connections also use, so they are far likelier to be taken between this
+ * check and the node's own bind. A collision is still possible (callers
+ * retry with new ports). Returns the port, or -1. */
+int tp_pick_local_port(void);
+
 #endif

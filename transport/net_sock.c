@@ -2,13 +2,17 @@
  * the event loop (net.c) and the blocking client connection (conn.c). */
 #include "transport/net_int.h"
 
+#include "common/rk_clock.h"
 #include "common/rk_err.h"
+#include "common/rk_rand.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 int tp_addr_split(const char *addr, char host[TP_ADDR_MAX], char port[8]) {
   if (addr == NULL) return RK_EINVAL;
@@ -103,4 +107,32 @@ int tp_addr_format(const struct sockaddr *sa, char *out, size_t cap) {
 void tp_sock_nodelay(int fd) {
   int one = 1;
   (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+int tp_pick_local_port(void) {
+  static rk_rand rng;
+  static int seeded;
+  if (!seeded) {
+    rk_rand_seed(&rng, rk_clock_mono_ns() ^ ((uint64_t)getpid() << 32));
+    seeded = 1;
+  }
+  int lo = 32768;
+  FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+  if (f) {
+    int a, b;
+    if (fscanf(f, "%d %d", &a, &b) == 2 && a > 2048) lo = a;
+    fclose(f);
+  }
+  int base = lo > 13024 ? lo - 12000 : 1024;
+  for (int tries = 0; tries < 200; tries++) {
+    int port = (int)rk_rand_range(&rng, (uint64_t)base, (uint64_t)lo - 1);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    if (ok) return port;
+  }
+  return -1;
 }

@@ -1,4 +1,5 @@
 #include "cluster.h"
+#include "transport/net.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -60,36 +61,6 @@ static void reg_del(itc_cluster *c) {
 }
 
 /* ---- processes -------------------------------------------------------------------- */
-
-/* A port for a node to listen on. Kernel-chosen ports (bind to 0) come from
- * the ephemeral range, the same range outgoing connections take their local
- * ports from, so one could be taken between our check and the node's bind.
- * Instead: a random port just BELOW the ephemeral range that binds right now
- * (a collision is still possible, only much rarer). */
-static int free_port(void) {
-  static unsigned seed;
-  if (seed == 0) seed = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL);
-  int lo = 32768;
-  FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
-  if (f) {
-    int a, b;
-    if (fscanf(f, "%d %d", &a, &b) == 2 && a > 2048) lo = a;
-    fclose(f);
-  }
-  int base = lo > 13024 ? lo - 12000 : 1024, span = lo - base;
-  for (int tries = 0; tries < 200; tries++) {
-    seed = seed * 1103515245u + 12345u;
-    int port = base + (int)((seed >> 8) % (unsigned)span);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    if (ok) return port;
-  }
-  return -1;
-}
 
 static pid_t spawn(const itc_cluster *c, const itc_node *n) {
   char id[16], nr[16], tick[16], el[16], peer[32], client[32], init[512], dd[512];
@@ -213,7 +184,7 @@ static int start_once(itc_cluster *c, int n, uint32_t ranges, uint32_t tick_ms,
   for (int i = 0; i < n; i++) {
     itc_node *nd = &c->nodes[i];
     nd->id = (uint32_t)i + 1;
-    int pp = free_port(), cp = free_port();
+    int pp = tp_pick_local_port(), cp = tp_pick_local_port();
     if (pp < 0 || cp < 0) {
       snprintf(err, errcap, "no free port");
       itc_stop_all(c);
