@@ -30,6 +30,16 @@ static void sleep_ms(unsigned ms) {
   nanosleep(&ts, NULL);
 }
 
+int itc_wait_exit(pid_t pid, unsigned timeout_ms, int *status) {
+  uint64_t until = itc_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+  for (;;) {
+    pid_t r = waitpid(pid, status, WNOHANG);
+    if (r == pid) return 1;
+    if (r < 0 || itc_now_ns() >= until) return 0;
+    sleep_ms(10);
+  }
+}
+
 /* ---- registry: every live cluster is swept at exit ------------------------------- */
 
 #define ITC_REG_MAX 8

@@ -63,5 +63,9 @@ void itc_dump_log(const itc_cluster *c, int i, int lines);
 
 /* CLOCK_MONOTONIC in ns. */
 uint64_t itc_now_ns(void);
+/* Waits (polling every 10 ms) until pid exits or timeout_ms passes. Returns
+ * 1 and the wait status in *status if it exited, 0 on timeout (the process
+ * is left running; the caller decides). */
+int itc_wait_exit(pid_t pid, unsigned timeout_ms, int *status);
 
 #endif

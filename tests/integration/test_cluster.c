@@ -180,14 +180,8 @@ Test(cluster, sigterm_is_a_clean_shutdown_and_a_restart_recovers_everything) {
   for (int i = 0; i < 3; i++) kill(itc.nodes[i].pid, SIGTERM);
   for (int i = 0; i < 3; i++) {
     int st = 0;
-    pid_t r = 0;
-    uint64_t until = itc_now_ns() + 10ull * 1000000000ull;
-    while ((r = waitpid(itc.nodes[i].pid, &st, WNOHANG)) == 0 && itc_now_ns() < until) {
-      struct timespec ts = {0, 10000000};
-      nanosleep(&ts, NULL);
-    }
-    cr_assert_eq(r, itc.nodes[i].pid, "node %u did not exit within 10 s of SIGTERM",
-                 itc.nodes[i].id);
+    cr_assert(itc_wait_exit(itc.nodes[i].pid, 10000, &st),
+              "node %u did not exit within 10 s of SIGTERM", itc.nodes[i].id);
     itc.nodes[i].pid = 0;
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "node %u: SIGTERM gave %s %d, want exit 0",
               itc.nodes[i].id, WIFEXITED(st) ? "exit" : "signal",

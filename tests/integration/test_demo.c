@@ -108,13 +108,7 @@ Test(demo, ctrl_c_stops_it_and_every_node) {
   }
   kill(pid, SIGINT);
   int st = 0;
-  pid_t w = 0;
-  until = itc_now_ns() + 30ull * 1000000000ull;
-  while ((w = waitpid(pid, &st, WNOHANG)) == 0 && itc_now_ns() < until) {
-    struct timespec ts = {0, 20000000};
-    nanosleep(&ts, NULL);
-  }
-  if (w == 0) {
+  if (!itc_wait_exit(pid, 30000, &st)) {
     kill(pid, SIGKILL);
     waitpid(pid, &st, 0);
     cr_assert_fail("demo did not stop within 30 s of SIGINT");
