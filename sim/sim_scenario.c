@@ -208,6 +208,15 @@ static int pred_leader(sc *s, void *ctx) {
   return sc_leader(s) >= 0;
 }
 
+/* Runs until a leader exists (at most 2 simulated seconds) and returns it;
+ * if none, records the failed claim and returns -1. */
+static int sc_initial_leader(sc *s) {
+  sc_run_until(s, pred_leader, NULL, 2000000);
+  int l = sc_leader(s);
+  if (l < 0) sc_claim(s, 0, "no initial leader");
+  return l;
+}
+
 /* A leader other than *(int *)ctx. */
 static int pred_new_leader(sc *s, void *ctx) {
   int l = sc_leader(s);
@@ -375,12 +384,8 @@ static int sc_election(FILE *out) {
   sc s;
   sc_open(&s, "election", out, 3, NULL);
   sc_start(&s);
-  sc_run_until(&s, pred_leader, NULL, 2000000);
-  int old = sc_leader(&s);
-  if (old < 0) {
-    sc_claim(&s, 0, "no initial leader");
-    return sc_close(&s);
-  }
+  int old = sc_initial_leader(&s);
+  if (old < 0) return sc_close(&s);
   uint64_t old_term = sim_rep_term(rep(&s, (uint32_t)old));
   sc_write(&s, 0, (uint32_t)old, "k0", "before", 2000000);
   sc_say(&s, "leader n%d (term %llu) crashes", old, (unsigned long long)old_term);
@@ -418,12 +423,8 @@ static int sc_uncommitted(FILE *out) {
   sc s;
   sc_open(&s, "uncommitted-truncated", out, 3, NULL);
   sc_start(&s);
-  sc_run_until(&s, pred_leader, NULL, 2000000);
-  int l = sc_leader(&s);
-  if (l < 0) {
-    sc_claim(&s, 0, "no initial leader");
-    return sc_close(&s);
-  }
+  int l = sc_initial_leader(&s);
+  if (l < 0) return sc_close(&s);
   sc_write(&s, 0, (uint32_t)l, "k0", "base", 2000000);
   sc_say(&s, "cut the leader n%d off, then write k0=lonely to it", l);
   sc_partition(&s, 1u << l);
@@ -472,12 +473,8 @@ static int sc_committed(FILE *out) {
   sc s;
   sc_open(&s, "committed-survives", out, 3, NULL);
   sc_start(&s);
-  sc_run_until(&s, pred_leader, NULL, 2000000);
-  int l = sc_leader(&s);
-  if (l < 0) {
-    sc_claim(&s, 0, "no initial leader");
-    return sc_close(&s);
-  }
+  int l = sc_initial_leader(&s);
+  if (l < 0) return sc_close(&s);
   int acked = sc_write(&s, 0, (uint32_t)l, "k0", "precious", 2000000);
   uint64_t idx = find_value(&s, (uint32_t)l, "precious");
   uint64_t term = entry_term(&s, (uint32_t)l, idx);
@@ -524,12 +521,8 @@ static int sc_partition_run(FILE *out) {
   sc s;
   sc_open(&s, "partition", out, 5, tweak_five);
   sc_start(&s);
-  sc_run_until(&s, pred_leader, NULL, 2000000);
-  int l = sc_leader(&s);
-  if (l < 0) {
-    sc_claim(&s, 0, "no initial leader");
-    return sc_close(&s);
-  }
+  int l = sc_initial_leader(&s);
+  if (l < 0) return sc_close(&s);
   sc_write(&s, 0, (uint32_t)l, "k0", "v0", 2000000);
   uint32_t f = ((uint32_t)l + 1) % 5;
   uint32_t minority = (1u << l) | (1u << f);
@@ -816,12 +809,8 @@ static int sc_snapshot(FILE *out) {
   sc_open(&s, "snapshot-catch-up", out, 3, NULL);
   s.w->snap_every = 16;
   sc_start(&s);
-  sc_run_until(&s, pred_leader, NULL, 2000000);
-  int l = sc_leader(&s);
-  if (l < 0) {
-    sc_claim(&s, 0, "no initial leader");
-    return sc_close(&s);
-  }
+  int l = sc_initial_leader(&s);
+  if (l < 0) return sc_close(&s);
   uint32_t f = ((uint32_t)l + 1) % 3;
   sc_write(&s, 0, (uint32_t)l, "k0", "early", 2000000);
   sc_say(&s, "follower n%u goes offline", f);
