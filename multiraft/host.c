@@ -314,8 +314,19 @@ static void host_quiesce(mr_host *h, host_group *g) {
   }
 }
 
-/* A leader quiesces an idle group whose every replica holds the whole log,
- * committed and applied, with nothing pending (CockroachDB's conditions). */
+/* Whether the node of a replica is live (this node always is). */
+static int replica_live(const mr_host *h, uint64_t replica) {
+  uint32_t node = mr_host_replica_node(replica);
+  const host_peer *p = peer_get(h, node);
+  return node == h->cfg.node_id || (p != NULL && p->live);
+}
+
+/* A leader quiesces an idle group whose every live replica holds the whole
+ * log, committed and applied, with nothing pending (CockroachDB's
+ * conditions). Replicas on nodes declared down are left out, as
+ * CockroachDB does, so a node failure does not keep the groups it followed
+ * awake for as long as it is down: such a replica, when its node returns,
+ * starts awake, finds no heartbeat, and its campaign message wakes us. */
 static int leader_may_quiesce(const mr_host *h, const host_group *g) {
   const mr_raft *r = g->r;
   if (g->flags & HG_IN_FLIGHT) return 0;
@@ -327,7 +338,7 @@ static int leader_may_quiesce(const mr_host *h, const host_group *g) {
   mr_raft_conf(r, &c);
   if (mr_conf_is_joint(&c)) return 0;
   for (uint8_t i = 0; i < c.n; i++) {
-    if (c.r[i].id == mr_raft_id(r)) continue;
+    if (c.r[i].id == mr_raft_id(r) || !replica_live(h, c.r[i].id)) continue;
     uint64_t match = 0, next = 0;
     int state = 0;
     uint32_t inflight = 0;
@@ -343,7 +354,7 @@ static void maybe_quiesce_leader(mr_host *h, host_group *g) {
   mr_raft_conf(g->r, &c);
   uint64_t self = mr_raft_id(g->r);
   for (uint8_t i = 0; i < c.n; i++) {
-    if (c.r[i].id == self) continue;
+    if (c.r[i].id == self || !replica_live(h, c.r[i].id)) continue;
     mr_host_hb hb = {.group = g->id,
                      .from = self,
                      .to = c.r[i].id,
@@ -394,6 +405,37 @@ static void node_down(mr_host *h, host_peer *p) {
     if (first_live_voter(h, g->r) == mr_raft_id(g->r)) mr_raft_campaign(g->r);
   }
   p->quiesced_led.len = 0;
+}
+
+/* A peer declared down is heard from again. Leaders that quiesced without
+ * its replicas (leader_may_quiesce leaves down nodes out) wake if one of
+ * them lags, so it is caught up; otherwise nothing would ever reach it (it
+ * may itself sit quiesced under a leader of an older term). One scan of the
+ * groups per liveness change, CockroachDB's "unquiesce lagging followers
+ * when their node becomes live". */
+static void node_up(mr_host *h, host_peer *p) {
+  p->live = 1;
+  RK_INFO("host", "node %u is live again", p->node);
+  for (size_t s = 0; s < h->nslots; s++) {
+    host_group *g = h->slots[s];
+    if (g == NULL || !(g->flags & HG_QUIESCED) || mr_raft_role(g->r) != MR_LEADER) continue;
+    uint64_t last = mr_raft_last_index(g->r);
+    mr_conf c;
+    mr_raft_conf(g->r, &c);
+    for (uint8_t i = 0; i < c.n; i++) {
+      if (mr_host_replica_node(c.r[i].id) != p->node) continue;
+      uint64_t match = 0, next = 0;
+      int state = 0;
+      uint32_t inflight = 0;
+      if (mr_raft_progress(g->r, c.r[i].id, &match, &next, &state, &inflight) == RK_OK &&
+          match == last)
+        continue;
+      host_wake(h, g, 0);
+      host_mark_dirty(h, g);
+      h->st.liveness_wakes++;
+      break;
+    }
+  }
 }
 
 /* ---- lifecycle --------------------------------------------------------------------- */
@@ -532,6 +574,13 @@ int mr_host_group_quiesced(mr_host *h, uint64_t group) {
   return g != NULL && (g->flags & HG_QUIESCED) != 0;
 }
 
+size_t mr_host_active_count(const mr_host *h) { return h->active.len; }
+
+uint64_t mr_host_active_group(const mr_host *h, size_t i) {
+  RK_ASSERT(i < h->active.len);
+  return h->active.v[i]->id;
+}
+
 /* ---- inputs ----------------------------------------------------------------------- */
 
 void mr_host_tick(mr_host *h) {
@@ -574,6 +623,34 @@ static void recv_heartbeat(mr_host *h, host_group *g, const mr_host_hb *hb) {
     host_quiesce(h, g);
 }
 
+/* A quiesced follower's core is not ticked, so its leader lease (election
+ * ticks since it last heard from the leader) is frozen, and it would refuse
+ * (pre-)votes forever. Its real lease is node liveness: a (pre-)vote request
+ * while the leader's node has been silent for over half the liveness
+ * timeout means the candidate's node already declared it down a tick or so
+ * before we would; forget the leader so the vote is judged on the log alone.
+ * (Liveness, not safety: granting a vote never breaks Raft's guarantees.) */
+static void vote_lease_check(mr_host *h, host_group *g, const mr_msg *m) {
+  if (m->type != MR_MSG_PREVOTE && m->type != MR_MSG_VOTE) return;
+  uint64_t lead = mr_raft_lead(g->r);
+  if (lead == 0 || mr_raft_role(g->r) != MR_FOLLOWER) return;
+  const host_peer *p = peer_get(h, mr_host_replica_node(lead));
+  if (p == NULL || !p->live || h->tick - p->last_heard > h->cfg.liveness_ticks / 2)
+    mr_raft_forget_leader(g->r);
+}
+
+/* Whether a heartbeat response wakes its (maybe quiesced) leader. Not a
+ * follower's "I quiesced too"; and not a plain same-term answer without a
+ * read: the leader quiesced only once every follower matched its whole log,
+ * so such an answer (typically to a heartbeat sent just before quiescing,
+ * still in flight then) asks for nothing. A higher term or a read round
+ * does wake it. */
+static int resp_wakes(const host_group *g, const mr_host_hb *hb) {
+  if (hb->quiesce) return 0;
+  if (!(g->flags & HG_QUIESCED)) return 1;
+  return mr_raft_role(g->r) != MR_LEADER || hb->term != mr_raft_term(g->r) || hb->ctx != 0;
+}
+
 /* A message in a frame from node N must come from a replica on N and go to a
  * replica on this node: anything else is forged or misrouted, and would
  * otherwise let a peer pose as a leader living elsewhere. */
@@ -596,7 +673,7 @@ void mr_host_receive(mr_host *h, const mr_host_frame *f) {
     return;
   }
   p->last_heard = h->tick;
-  p->live = 1;
+  if (!p->live) node_up(h, p);
   for (size_t i = 0; i < f->n_msgs; i++) {
     if (!frame_addressed(h, f, f->msgs[i].msg.from, f->msgs[i].msg.to)) continue;
     host_group *g = index_get(h, f->msgs[i].group);
@@ -604,6 +681,7 @@ void mr_host_receive(mr_host *h, const mr_host_frame *f) {
       h->st.unknown_group++;
       continue;
     }
+    if (g->flags & HG_QUIESCED) vote_lease_check(h, g, &f->msgs[i].msg);
     host_wake(h, g, 0);
     (void)mr_raft_step(g->r, &f->msgs[i].msg);
     host_mark_dirty(h, g);
@@ -625,8 +703,7 @@ void mr_host_receive(mr_host *h, const mr_host_frame *f) {
       h->st.unknown_group++;
       continue;
     }
-    /* A follower's "I quiesced too" must not wake the leader it answers. */
-    if (!hb->quiesce) host_wake(h, g, 0);
+    if (resp_wakes(g, hb)) host_wake(h, g, 0);
     mr_msg m = {.type = MR_MSG_HEARTBEAT_RESP,
                 .from = hb->from,
                 .to = hb->to,
@@ -694,6 +771,9 @@ static void queue_msgs(mr_host *h, host_group *g, const mr_ready *rd, int want) 
     const mr_msg *m = &rd->msgs[i];
     if ((int)m->must_persist != want) continue;
     host_peer *p = peer_for_replica(h, m->to);
+    /* The core's own heartbeat from the tick that quiesced the group
+     * repeats the quiesce heartbeat already queued: drop it. */
+    if (m->type == MR_MSG_HEARTBEAT && (g->flags & HG_QUIESCED) && m->ctx == 0) continue;
     if (m->type == MR_MSG_HEARTBEAT || m->type == MR_MSG_HEARTBEAT_RESP) {
       mr_host_hb hb = {.group = g->id,
                        .from = m->from,

@@ -144,6 +144,10 @@ int mr_host_destroy_group(mr_host *h, uint64_t group);
 /* NULL if unknown. O(1). */
 mr_raft *mr_host_group_raft(mr_host *h, uint64_t group);
 int mr_host_group_quiesced(mr_host *h, uint64_t group);
+/* The active (ticked) set: ids of groups 0 <= i < mr_host_active_count(h).
+ * The order changes as groups quiesce and wake. */
+size_t mr_host_active_count(const mr_host *h);
+uint64_t mr_host_active_group(const mr_host *h, size_t i);
 
 /* ---- inputs -------------------------------------------------------------------- */
 void mr_host_tick(mr_host *h);

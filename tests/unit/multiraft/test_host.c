@@ -358,3 +358,108 @@ Test(host, idle_group_memory_budget) {
   cr_assert_lt(bytes, 1024, "%zu bytes per idle group", bytes);
   mr_hm_free(C);
 }
+
+/* A follower's answer to a heartbeat sent just before its leader quiesced
+ * arrives after the quiesce: it asks for nothing and must not wake the
+ * leader (else a network slower than a tick keeps every group awake). A
+ * higher term or a read round does wake it. */
+Test(host, a_quiesced_leader_ignores_a_late_plain_heartbeat_response) {
+  cluster_new(3, 3, 1);
+  elect_all();
+  tick_all(25);
+  const uint64_t g = 1;
+  uint32_t ln = leader_node(g);
+  uint32_t fn = replica_node(g, 0) != ln ? replica_node(g, 0) : replica_node(g, 1);
+  mr_raft *r = mr_host_group_raft(host(ln), g);
+  cr_assert(mr_host_group_quiesced(host(ln), g));
+  mr_host_hb resp = {
+      .group = g, .from = mr_host_replica_id(fn, 1), .to = mr_raft_id(r), .term = mr_raft_term(r)};
+  mr_host_frame f = {.from_node = fn, .to_node = ln, .hb_resps = &resp, .n_hb_resps = 1};
+  mr_host_receive(host(ln), &f);
+  cr_assert(mr_host_group_quiesced(host(ln), g), "a late plain answer woke the leader");
+  resp.ctx = 7;
+  mr_host_receive(host(ln), &f);
+  cr_assert(!mr_host_group_quiesced(host(ln), g), "an answer to a read round must wake it");
+  tick_all(25);
+  cr_assert(mr_host_group_quiesced(host(ln), g));
+  resp.ctx = 0;
+  resp.term = mr_raft_term(r) + 1;
+  mr_host_receive(host(ln), &f);
+  cr_assert(!mr_host_group_quiesced(host(ln), g), "a higher term must wake it");
+  mr_hm_free(C);
+}
+
+/* A leader quiesces with every LIVE follower caught up (a replica on a node
+ * declared down is left out), and when that node is heard from again the
+ * leader wakes and catches the lagging replica up. */
+Test(host, a_leader_quiesces_without_a_down_follower_and_catches_it_up_when_it_returns) {
+  cluster_new(3, 6, 1);
+  elect_all();
+  tick_all(25);
+  const uint32_t down = 3;
+  uint64_t g = 0;
+  for (uint64_t i = 1; i <= C->groups && g == 0; i++)
+    if (leader_node(i) != down) g = i;
+  cr_assert_neq(g, 0);
+  C->node[down].crashed = 1;
+  tick_all(12); /* the others declare it down */
+  propose(g, "written-while-down");
+  tick_all(25);
+  uint32_t ln = leader_node(g);
+  uint64_t idx = last_index(g);
+  cr_assert(mr_host_group_quiesced(host(ln), g), "quiesced without the down follower");
+  cr_assert(!mr_host_node_live(host(ln), down));
+  cr_assert_lt(C->node[down].applied[g], idx);
+  C->node[down].crashed = 0;
+  tick_all(40);
+  cr_assert(mr_host_node_live(host(ln), down));
+  cr_assert(mr_hm_applied_everywhere(C, g, idx), "the returning replica was caught up");
+  for (int k = 0; k < 3; k++)
+    cr_assert(mr_host_group_quiesced(host(replica_node(g, k)), g), "replica %d awake", k);
+  mr_hm_free(C);
+}
+
+/* A quiesced follower's core is not ticked, so its leader lease is frozen;
+ * its real lease is node liveness. Run twice: with the leader's node silent
+ * for 2 ticks at the voter the lease holds (pre-vote refused, no leader);
+ * silent for 6 ticks (over half the liveness timeout, though not yet
+ * declared down there) the voter forgets the leader and the orphan elects. */
+static uint32_t vote_after_silence(int voter_ticks) {
+  cluster_new(3, 3, 1);
+  elect_all();
+  tick_all(25);
+  const uint64_t g = 1;
+  uint32_t lead = leader_node(g), a = 0, b = 0;
+  for (int k = 0; k < 3; k++) {
+    uint32_t n = replica_node(g, k);
+    if (n == lead) continue;
+    if (a == 0 || n < a) {
+      b = a;
+      a = n;
+    } else {
+      b = n;
+    }
+  }
+  cr_assert(a != 0 && b != 0 && a < b);
+  C->node[lead].crashed = 1;
+  /* a detects the silence first (lowest live voter: it campaigns at once);
+   * b has ticked only voter_ticks times since it last heard the leader. */
+  for (int t = 0; t < 11; t++) {
+    mr_host_tick(host(a));
+    if (t < voter_ticks) mr_host_tick(host(b));
+    settle();
+  }
+  cr_assert(!mr_host_node_live(host(a), lead));
+  cr_assert(mr_host_node_live(host(b), lead), "b has not declared the leader's node down");
+  uint32_t now = leader_node(g);
+  mr_hm_free(C);
+  return now;
+}
+
+Test(host, a_quiesced_follower_keeps_its_lease_while_the_leader_was_heard_recently) {
+  cr_assert_eq(vote_after_silence(2), 0, "a vote was granted inside the lease");
+}
+
+Test(host, a_quiesced_follower_grants_a_vote_once_the_leaders_node_falls_silent) {
+  cr_assert_neq(vote_after_silence(6), 0, "the orphaned group did not elect");
+}
