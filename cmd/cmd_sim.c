@@ -3,6 +3,15 @@
  *   rangekv sim --seed S [--nodes N] [--groups G] [--steps K]
  *               [--faults LIST|all|none] [--trace FILE] [--history FILE]
  *   rangekv sim --seeds N [--first S]      (same tuning flags)
+ *   rangekv sim --seed S --groups G --faults none --idle [--stats]
+ *               [--idle-seconds T] [--crash-when-idle NODE] [--no-quiesce]
+ *
+ * --stats prints, before the last line,
+ *   stats: groups=G sim_seconds=T node_pair_msgs_per_sec=X
+ *          heartbeat_entries_per_sec=Y quiesced=Q wal_syncs=S entries=E
+ * (one line; rates per simulated second over the measured window: with
+ * --idle, T seconds after every group elected and quiesced; otherwise the
+ * whole run, summed over seeds). --crash-when-idle also prints a "wake:" line.
  *   rangekv sim check-history FILE
  *   rangekv sim scenario NAME | --list
  *
@@ -31,6 +40,7 @@ typedef struct sim_cli {
   int have_seed, have_first;
   const char *trace_path;
   int list;
+  int stats, have_faults;
 } sim_cli;
 
 enum {
@@ -47,6 +57,11 @@ enum {
   OPT_BUGS,
   OPT_NO_PREVOTE,
   OPT_LIST,
+  OPT_STATS,
+  OPT_IDLE,
+  OPT_IDLE_SECONDS,
+  OPT_CRASH_IDLE,
+  OPT_NO_QUIESCE,
 };
 
 static const struct option sim_long[] = {{"seed", required_argument, 0, OPT_SEED},
@@ -62,6 +77,11 @@ static const struct option sim_long[] = {{"seed", required_argument, 0, OPT_SEED
                                          {"bugs", required_argument, 0, OPT_BUGS},
                                          {"no-prevote", no_argument, 0, OPT_NO_PREVOTE},
                                          {"list", no_argument, 0, OPT_LIST},
+                                         {"stats", no_argument, 0, OPT_STATS},
+                                         {"idle", no_argument, 0, OPT_IDLE},
+                                         {"idle-seconds", required_argument, 0, OPT_IDLE_SECONDS},
+                                         {"crash-when-idle", required_argument, 0, OPT_CRASH_IDLE},
+                                         {"no-quiesce", no_argument, 0, OPT_NO_QUIESCE},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
 
@@ -90,7 +110,19 @@ static int sim_opt(const cli_cmd *cmd, int opt, const char *arg, void *ctx) {
     rc = cli_parse_u64(cmd, "--clients", arg, 1, 1000, &v);
     c->o.clients = (uint32_t)v;
     return rc;
+  case OPT_STATS: c->stats = 1; return CLI_CONTINUE;
+  case OPT_IDLE: c->o.idle = 1; return CLI_CONTINUE;
+  case OPT_NO_QUIESCE: c->o.no_quiesce = 1; return CLI_CONTINUE;
+  case OPT_IDLE_SECONDS:
+    rc = cli_parse_u64(cmd, "--idle-seconds", arg, 1, 3600, &v);
+    c->o.idle_us = v * 1000000;
+    return rc;
+  case OPT_CRASH_IDLE:
+    rc = cli_parse_u64(cmd, "--crash-when-idle", arg, 0, 15, &v);
+    c->o.idle_crash = (uint32_t)v + 1;
+    return rc;
   case OPT_FAULTS: {
+    c->have_faults = 1;
     const char *bad = NULL;
     if (sim_faults_parse(arg, &c->o.faults, &bad) != 0)
       return cli_usage_error(cmd,
@@ -128,6 +160,28 @@ static void print_summary(const sim_opts *o, const sim_result *r) {
          (unsigned long long)r->commits, (unsigned long long)r->crashes,
          (unsigned long long)r->partitions, (unsigned long long)r->stalls,
          (unsigned long long)r->elections);
+}
+
+/* Several seeds: counters and windows add up (rates are over the summed
+ * simulated time); the quiesced count is the last seed's. */
+static void stats_add(sim_stats *t, const sim_stats *s) {
+  t->groups = s->groups;
+  t->node_pairs = s->node_pairs;
+  t->window_us += s->window_us;
+  t->frames += s->frames;
+  t->hb_entries += s->hb_entries;
+  t->wal_syncs += s->wal_syncs;
+  t->entries += s->entries;
+  t->quiesced = s->quiesced;
+}
+
+/* --crash-when-idle: the targeted wake-up, counted. */
+static void print_wake(const sim_opts *o, const sim_stats *s) {
+  uint64_t et_us = (uint64_t)o->election_ticks * o->tick_us;
+  printf("wake: crashed=n%u led=%u campaigned=%u awake=%u woke_not_led=%u releaded=%u "
+         "max_releader_ms=%.1f election_timeout_ms=%.1f\n",
+         o->idle_crash - 1, s->led_by_crashed, s->campaigned, s->awake, s->woke_not_led,
+         s->releaded, (double)s->max_releader_us / 1e3, (double)et_us / 1e3);
 }
 
 int cmd_sim(const cli_cmd *cmd, int argc, char **argv) {
@@ -168,6 +222,17 @@ int cmd_sim(const cli_cmd *cmd, int argc, char **argv) {
   if (c.seeds != 0 && (c.trace_path || c.o.history_path))
     return cli_usage_error(cmd, "--trace and --history go with a single --seed");
   if (c.o.nodes < 3) return cli_usage_error(cmd, "--nodes must be at least 3");
+  if (c.o.idle_crash && !c.o.idle)
+    return cli_usage_error(cmd, "--crash-when-idle goes with --idle");
+  if (c.o.idle_crash > c.o.nodes)
+    return cli_usage_error(cmd, "--crash-when-idle: node %u does not exist (nodes are 0..%u)",
+                           c.o.idle_crash - 1, c.o.nodes - 1);
+  if (c.o.idle) {
+    /* The idle measurement is of a fault-free cluster at rest. */
+    if (c.have_faults && c.o.faults != 0)
+      return cli_usage_error(cmd, "--idle measures a cluster at rest: use --faults none");
+    c.o.faults = 0;
+  }
   FILE *trace = NULL;
   if (c.trace_path) {
     trace = fopen(c.trace_path, "w");
@@ -181,6 +246,8 @@ int cmd_sim(const cli_cmd *cmd, int argc, char **argv) {
   uint64_t nseeds = c.seeds ? c.seeds : 1;
   uint64_t start = c.seeds ? c.first : c.o.seed;
   uint64_t events = 0, violations = 0, hash = SIM_FNV_INIT;
+  sim_stats st_total;
+  memset(&st_total, 0, sizeof st_total);
   uint64_t t0 = rk_clock_mono_ns();
   for (uint64_t i = 0; i < nseeds; i++) {
     sim_opts o = c.o;
@@ -189,17 +256,20 @@ int cmd_sim(const cli_cmd *cmd, int argc, char **argv) {
     int v = sim_run(&o, &r);
     events += r.events;
     violations += (uint64_t)v;
+    stats_add(&st_total, &r.st);
     if (c.seeds)
       hash = sim_fnv(hash, &r.trace_hash, sizeof r.trace_hash);
     else
       hash = r.trace_hash;
-    if (!c.seeds)
+    if (!c.seeds) {
       print_summary(&o, &r);
-    else if (v)
+      if (o.idle_crash) print_wake(&o, &r.st);
+    } else if (v)
       printf("sim: seed=%llu FAILED invariant=%s\n", (unsigned long long)o.seed, r.invariant);
     fflush(stdout);
   }
   double wall = (double)(rk_clock_mono_ns() - t0) / 1e9;
+  if (c.stats) sim_stats_print(stdout, &st_total);
   if (trace) fclose(trace);
   printf("sim: wall=%.2fs events_per_sec=%.0f\n", wall, wall > 0 ? (double)events / wall : 0.0);
   printf("sim: seeds=%llu events=%llu violations=%llu trace_hash=%016llx\n",

@@ -45,11 +45,18 @@ const cli_cmd cli_cmds[] = {
    "usage: rangekv sim --seed S [--nodes N] [--groups G] [--steps K]\n"
    "                   [--faults LIST|all|none] [--trace FILE] [--history FILE]\n"
    "       rangekv sim --seeds N [--first S]\n"
+   "       rangekv sim --seed S --groups G --faults none --idle [--idle-seconds T]\n"
+   "                   [--crash-when-idle NODE] [--stats]\n"
    "       rangekv sim scenario NAME | --list\n"
    "       rangekv sim check-history FILE\n"
    "  Defaults: --nodes 3 --groups 2 --steps 50000 --faults all. Extra:\n"
    "  --clients C, --no-prevote, --bugs LIST (planted bugs: commit-old-term,\n"
-   "  vote-no-uptodate, ack-before-persist). The last line is always\n"
+   "  vote-no-uptodate, ack-before-persist), --no-quiesce. Every node runs the\n"
+   "  multi-Raft host. --stats: a 'stats: groups=G sim_seconds=T\n"
+   "  node_pair_msgs_per_sec=X heartbeat_entries_per_sec=Y quiesced=Q wal_syncs=S\n"
+   "  entries=E' line. --idle: no load; once all groups elect and quiesce, measure\n"
+   "  T simulated seconds (default 10); --crash-when-idle crashes NODE then and\n"
+   "  prints a 'wake:' line. The last line is always\n"
    "  'sim: seeds=N events=E violations=V trace_hash=H'.\n",
    cmd_sim, NULL},
   {"bench", "run a benchmark (fsync, wal, recover, host, kv)",

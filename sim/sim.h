@@ -80,9 +80,44 @@ typedef struct sim_opts {
   FILE *report;                      /* violation reports (default stderr) */
   const char *history_path;          /* optional: JSON Lines history written here */
   int check_lin;                     /* run the linearizability checker at the end */
+  /* Idle measurement (--idle): no clients and no faults; once every group
+   * has a leader and every replica is quiesced (within liveness_us), the
+   * run measures idle_us of simulated time and stops. With idle_crash =
+   * node + 1, that node crashes when the window opens (targeted wake-up). */
+  int idle;
+  uint64_t idle_us;
+  uint32_t idle_crash;
+  int no_quiesce; /* hosts never quiesce groups (the comparison baseline) */
 } sim_opts;
 
 void sim_opts_default(sim_opts *o);
+
+/* --stats: what the hosts cost, over the measured window (idle runs: from
+ * the moment every group settled; otherwise the whole run). */
+typedef struct sim_stats {
+  uint32_t groups;
+  uint64_t window_us;
+  uint64_t frames;     /* node-to-node frames sent, empty liveness frames included */
+  uint32_t node_pairs; /* unordered pairs of nodes */
+  uint64_t hb_entries; /* coalesced heartbeat and response entries */
+  uint64_t wal_syncs;  /* simulated fsyncs, all nodes */
+  uint64_t entries;    /* log entries written, all nodes */
+  uint32_t quiesced;   /* groups whose every up replica is quiesced, at the end */
+  uint32_t settled;    /* idle: every group had a leader and quiesced before the window */
+  uint32_t awake;      /* groups ticked (awake on some node) during the window */
+  uint32_t campaigned; /* groups in which a replica became (pre)candidate in the window */
+  /* idle_crash only */
+  uint32_t led_by_crashed;  /* groups the crashed node led when it crashed */
+  uint32_t woke_not_led;    /* awake or campaigned groups it did not lead */
+  uint32_t releaded;        /* of those it led: groups with a new leader */
+  uint64_t max_releader_us; /* slowest of them, from the crash */
+} sim_stats;
+
+/* X per simulated second over the window. */
+double sim_stats_per_sec(const sim_stats *s, uint64_t x);
+/* The issue-6 line: "stats: groups=G sim_seconds=T node_pair_msgs_per_sec=X
+ * heartbeat_entries_per_sec=Y quiesced=Q wal_syncs=S entries=E". */
+void sim_stats_print(FILE *out, const sim_stats *s);
 
 typedef struct sim_result {
   uint64_t events;
@@ -96,6 +131,7 @@ typedef struct sim_result {
   uint64_t ops, ops_ok, ops_fail, ops_unknown;
   uint64_t commits; /* entries applied, all replicas */
   uint64_t crashes, partitions, stalls, elections;
+  sim_stats st;
 } sim_result;
 
 /* One seed. Returns 0 if no invariant was violated, 1 otherwise (details in

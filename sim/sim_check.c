@@ -202,8 +202,9 @@ static void check_leader_complete(sim_world *w, uint32_t node, sim_replica *r, u
 
 /* Is (index, term) on the durable log of replica id `rid`'s node? */
 static int durable_has(sim_world *w, uint64_t group, uint64_t rid, uint64_t index, uint64_t term) {
-  if (rid == 0 || rid > w->nnodes) return 0;
-  sim_node *nd = &w->nodes[rid - 1];
+  uint32_t node = sim_rid_node(rid);
+  if (rid == 0 || node >= w->nnodes) return 0;
+  sim_node *nd = &w->nodes[node];
   int slot = sim_disk_find(&nd->disk, group);
   if (slot < 0) return 0;
   const sim_log_view *v = sim_disk_view(&nd->disk, (uint32_t)slot, 1);

@@ -26,6 +26,7 @@
 #include "sim/sim_trace.h"
 
 #include "common/rk_rand.h"
+#include "multiraft/host.h"
 #include "multiraft/raft.h"
 
 #include <stdint.h>
@@ -33,7 +34,7 @@
 /* Event kinds. The numbering is part of the trace (it is printed by name). */
 typedef enum sim_ev_kind {
   SIM_EV_TICK = 1,       /* node: tick every group; a = incarnation */
-  SIM_EV_MSG,            /* node: deliver ptr (sim_msg) */
+  SIM_EV_MSG,            /* node: deliver ptr (sim_frame) */
   SIM_EV_SYNC,           /* node: fsync done; a = incarnation, b = barrier */
   SIM_EV_CRASH,          /* node */
   SIM_EV_RESTART,        /* node */
@@ -85,13 +86,18 @@ typedef struct sim_pending {
 
 /* ---- nodes and replicas ---------------------------------------------------- */
 
-/* A group's message on the simulated wire: the core's message plus the
- * group id, the host's routing envelope. */
-typedef struct sim_msg {
-  uint64_t group;
+/* One host frame on the simulated wire (a deep copy of mr_host_frame: the
+ * host lends its frame only for the duration of the send call). Node fields
+ * are simulator node indexes; the host's node ids are index + 1. */
+typedef struct sim_frame {
   uint32_t from_node, to_node;
-  mr_msg m;
-} sim_msg;
+  mr_host_gmsg *msgs;
+  size_t n_msgs;
+  mr_host_hb *hbs;
+  size_t n_hbs;
+  mr_host_hb *hb_resps;
+  size_t n_hb_resps;
+} sim_frame;
 
 typedef struct sim_store_ctx {
   sim_disk *disk;
@@ -105,8 +111,7 @@ typedef struct sim_replica {
   sim_store_ctx store; /* the core reads the log through this */
   sim_kv kv;
   uint64_t applied;
-  int persisting; /* a Ready is waiting for its sync */
-  int dirty;      /* touched since the last flush */
+  int dirty; /* touched since the last check (then in the node's dirty list) */
   sim_pending *pend;
   size_t npend, cappend;
   /* what the trace printed last, to print state changes only */
@@ -117,8 +122,18 @@ typedef struct sim_replica {
   int ck_leader;
 } sim_replica;
 
-typedef struct sim_batch sim_batch; /* Readys waiting for one fsync */
+/* A u64 vector (ids, counters). */
+typedef struct sim_u64v {
+  uint64_t *v;
+  size_t len, cap;
+} sim_u64v;
+void sim_u64v_push(sim_u64v *v, uint64_t x);
 
+typedef struct sim_world sim_world;
+typedef struct sim_host_ctx {
+  sim_world *w;
+  uint32_t node;
+} sim_host_ctx;
 typedef struct sim_node {
   uint32_t id;
   int up;
@@ -128,11 +143,18 @@ typedef struct sim_node {
   sim_disk disk;
   uint64_t stall_until;
   uint64_t slow_sync_us; /* scenarios: every fsync takes this long (0 = random) */
-  sim_replica *reps;
+  mr_host *host;         /* while up: the real multi-Raft host (multiraft/host.h) */
+  sim_host_ctx hctx;     /* the host's io context */
+  sim_replica *reps;     /* per hosted group, while up */
   size_t nreps;
   int32_t *rep_index; /* [group id] -> index in reps, -1 = not hosted */
   uint64_t nrep_index;
-  sim_batch *batches, *batches_tail; /* FIFO of in-flight syncs */
+  sim_u64v dirty; /* indexes into reps[] touched since the last check */
+  /* Group commit: at most one fsync in flight; the host's persist batches
+   * that arrive meanwhile gather in `open` and share the next fsync. */
+  int syncing;
+  uint64_t barrier;
+  sim_u64v syncing_ids, open_ids; /* host persist batch ids */
   /* Groups this node hosts and the configuration each starts from when it
    * has no snapshot (initial members: the initial config; joiners: empty). */
   uint64_t *hosted;
@@ -144,11 +166,6 @@ typedef struct sim_node {
 } sim_node;
 
 /* ---- groups and the checker's per-group records ----------------------------- */
-
-typedef struct sim_u64v {
-  uint64_t *v;
-  size_t len, cap;
-} sim_u64v;
 
 typedef struct sim_lm_slot {
   uint64_t index, term; /* key; term 0 = empty */
@@ -189,7 +206,7 @@ typedef struct sim_client {
 
 enum { SIM_PHASE_SAFETY = 0, SIM_PHASE_LIVENESS, SIM_PHASE_DONE };
 
-typedef struct sim_world {
+struct sim_world {
   sim_opts o;
   rk_rand rng; /* master; everything else is forked from it */
   rk_rand net_rng, disk_rng, fault_rng, work_rng;
@@ -221,7 +238,17 @@ typedef struct sim_world {
   uint64_t heal_at;         /* pending heal time (0 = none) */
   int isolating;            /* a leader isolation is scheduled or in force */
   uint32_t read_pct;        /* share of gets in the workload (< 100) */
-} sim_world;
+  /* --stats counters, cumulative over the run (the disks count syncs) */
+  uint64_t frames_sent, hb_entries;
+  /* idle runs: the window being measured and, per group, what happened in it */
+  uint64_t window_start;
+  uint8_t *awake;      /* [group] some replica was ticked (awake) in the window */
+  uint8_t *campaigned; /* [group] some replica became (pre)candidate in the window */
+  uint8_t *led_down;   /* [group] the crashed node led it (idle_crash) */
+  uint64_t *releader;  /* [group] us from the crash to a new leader, 0 = none yet */
+  uint64_t crash_at;
+  uint64_t idle_next_check;
+};
 
 /* sim_world.c */
 void sim_world_init(sim_world *w, const sim_opts *o, sim_result *r);
@@ -248,15 +275,18 @@ enum {
   SIM_ROLE_LEADER = 2,
   SIM_ROLE_PRECANDIDATE = 3
 };
-/* Replica ids are node index + 1 in every group. */
-#define SIM_RID(node) ((uint64_t)(node) + 1u)
+/* Replica ids are the host's (node id << 32 | incarnation) with node id =
+ * simulator node index + 1 and incarnation 1, in every group. */
+#define SIM_RID(node) mr_host_replica_id((uint32_t)(node) + 1u, 1u)
+/* The simulator node index of a replica id; UINT32_MAX for 0. */
+static inline uint32_t sim_rid_node(uint64_t rid) { return mr_host_replica_node(rid) - 1u; }
 
 /* sim_node.c: the simulated host */
 void sim_node_boot(sim_world *w, uint32_t node); /* create/recover replicas */
 void sim_node_down(sim_world *w, uint32_t node); /* drop volatile state */
 void sim_node_host(sim_world *w, uint32_t node, uint64_t group, const mr_conf *boot);
 void sim_node_tick(sim_world *w, uint32_t node);
-void sim_node_recv(sim_world *w, uint32_t node, sim_msg *msg);
+void sim_node_recv(sim_world *w, uint32_t node, const sim_frame *f);
 void sim_node_sync_done(sim_world *w, uint32_t node, uint64_t barrier);
 void sim_node_request(sim_world *w, uint32_t node, const sim_req *rq);
 /* After every event on a node: persist/send/apply whatever the groups have. */
@@ -272,9 +302,17 @@ uint64_t sim_rep_leader(const sim_replica *r); /* replica id or 0 */
 void sim_rep_voters(const sim_replica *r, uint64_t *in, uint32_t *n_in, uint64_t *out,
                     uint32_t *n_out);
 const char *sim_role_name(int role);
-/* Message helpers (the message type belongs to the Raft core). */
-void sim_msg_free(sim_msg *msg);
-void sim_msg_describe(const sim_msg *msg, char *buf, size_t n);
+/* Frame helpers. */
+void sim_frame_free(sim_frame *f);
+/* One trace line per message and heartbeat of a delivered frame. */
+void sim_frame_trace(sim_world *w, const sim_frame *f);
+/* Client work through the host (scenarios). */
+int sim_node_conf_change(sim_world *w, uint32_t node, uint64_t group, const mr_conf_change *cc,
+                         uint64_t *index);
+/* Marks a replica for the next flush/check. */
+void sim_node_touch(sim_world *w, uint32_t node, sim_replica *r);
+/* The replica's host keeps it quiesced (not ticked). */
+int sim_rep_quiesced(sim_world *w, uint32_t node, const sim_replica *r);
 /* Invariant check over every replica on a node (sim_check.c calls back). */
 void sim_node_check(sim_world *w, uint32_t node);
 

@@ -1,34 +1,35 @@
-/* sim_node.c — the simulated node: a small multi-group host driving the
- * Raft cores (multiraft/raft.h) over the simulated disk and network.
+/* sim_node.c — a simulated node: the real multi-Raft host (multiraft/host.h)
+ * over the simulated disk and network.
  *
- * It follows the host loop contract of raft.h, for every group at once:
+ * Each up node owns one mr_host and one sim_replica per hosted group (the
+ * group's state machine, pending client operations and the checker's
+ * bookkeeping; the Raft core itself belongs to the host). The host's I/O
+ * seam is wired to the simulator:
  *
- *   after every event on the node (sim_node_flush):
- *     for each group touched, in hosting order, with a Ready:
- *       send the messages that may leave before persistence (leader appends)
- *       write snapshot / entries / hard state to the node's disk (unsynced)
- *       nothing written  -> finish now (below)
- *       else             -> keep the Ready in this turn's batch
- *     one fsync for the whole batch (sim_disk_sync_begin), completing after
- *     the simulated latency (FIFO per disk; a stalled disk holds it back)
- *   when that fsync completes (SIM_EV_SYNC -> sim_node_sync_done):
- *     for each Ready of the batch: finish it
- *   finish a Ready:
- *     send the must_persist messages (votes, acks), apply the committed
- *     entries to the KV state machine, answer the clients whose proposals
- *     applied here and the reads whose index is applied, mr_raft_advance,
- *     maybe take a snapshot and compact the log
+ *   storage     the group's log on the node's sim_disk (current view)
+ *   persist     every write of the batch goes to the disk at once (unsynced,
+ *               one record per group, so a crash keeps or tears it whole);
+ *               the batch id joins the OPEN gather list
+ *   send        the frame is deep-copied and routed through sim_net (loss,
+ *               duplication, reordering, partitions) as one delivery event
+ *   apply       committed entries reach the KV state machine; clients whose
+ *               proposals applied here are answered
+ *   read_ready  ReadIndex results: reads are served once applied
  *
- * This is the loop multiraft/host.c (issue 6) will own: one WAL batch per
- * turn, messages honouring must_persist, apply after durability. The
- * simulator then swaps this file for the real host; what it keeps is the
- * disk, the network and the checks.
+ * After every event on a node (sim_node_flush) the host runs turns until it
+ * has no work. Group commit keeps at most one fsync in flight per disk: when
+ * none is running, the open list's batches start one (sim_disk_sync_begin);
+ * batches persisted meanwhile gather for the next, so a slow disk makes
+ * batches bigger, not queues longer. When the fsync completes
+ * (sim_node_sync_done) each of its batches is reported to the host
+ * (mr_host_persisted) and the next turn sends the messages that waited for
+ * durability, applies, and advances.
  *
- * A crash (sim_node_down) drops every replica, every batch and every pending
- * client operation; the disk keeps what was synced (sim_disk_crash). A boot
- * rebuilds each group from its disk: hard state, the snapshot (state machine
- * image + configuration) if any, and the log; committed entries past the
- * snapshot are re-applied through Ready.committed.
+ * A crash (sim_node_down) frees the host, every replica, every batch and
+ * pending operation; the disk keeps what was synced (sim_disk_crash). A boot
+ * builds a new host and re-creates each group from its disk: hard state, the
+ * snapshot (state machine image + configuration) if any, and the log;
+ * committed entries past the snapshot are re-applied through the host.
  */
 #include "sim/sim_int.h"
 
@@ -38,6 +39,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+void sim_u64v_push(sim_u64v *v, uint64_t x) {
+  if (v->len == v->cap) {
+    v->cap = v->cap ? 2 * v->cap : 16;
+    v->v = realloc(v->v, v->cap * sizeof *v->v);
+    RK_ASSERT(v->v != NULL);
+  }
+  v->v[v->len++] = x;
+}
 
 /* ---- storage: the core reads the disk's current view ---------------------- */
 
@@ -116,13 +126,7 @@ static int st_snapshot(void *ctx, mr_snapshot *out) {
 
 static const mr_storage_ops store_ops = {st_first, st_last, st_term, st_entries, st_snapshot};
 
-/* ---- messages --------------------------------------------------------------- */
-
-void sim_msg_free(sim_msg *sm) {
-  if (sm == NULL) return;
-  mr_msg_free(&sm->m);
-  free(sm);
-}
+/* ---- frames on the wire ------------------------------------------------------ */
 
 static void msg_clone(mr_msg *dst, const mr_msg *src) {
   *dst = *src;
@@ -143,11 +147,48 @@ static void msg_clone(mr_msg *dst, const mr_msg *src) {
   }
 }
 
-void sim_msg_describe(const sim_msg *sm, char *buf, size_t n) {
-  const mr_msg *m = &sm->m;
-  int k = snprintf(buf, n, "n%u->n%u g%llu %s t%llu", sm->from_node, sm->to_node,
-                   (unsigned long long)sm->group, mr_msg_type_name(m->type),
-                   (unsigned long long)m->term);
+static void *dup_array(const void *p, size_t n, size_t elem) {
+  if (n == 0) return NULL;
+  void *q = malloc(n * elem);
+  RK_ASSERT(q != NULL);
+  memcpy(q, p, n * elem);
+  return q;
+}
+
+static sim_frame *frame_clone(const mr_host_frame *src, uint32_t from, uint32_t to) {
+  sim_frame *f = calloc(1, sizeof *f);
+  RK_ASSERT(f != NULL);
+  f->from_node = from;
+  f->to_node = to;
+  f->n_msgs = src->n_msgs;
+  if (src->n_msgs) {
+    f->msgs = calloc(src->n_msgs, sizeof *f->msgs);
+    RK_ASSERT(f->msgs != NULL);
+    for (size_t i = 0; i < src->n_msgs; i++) {
+      f->msgs[i].group = src->msgs[i].group;
+      msg_clone(&f->msgs[i].msg, &src->msgs[i].msg);
+    }
+  }
+  f->n_hbs = src->n_hbs;
+  f->hbs = dup_array(src->hbs, src->n_hbs, sizeof *src->hbs);
+  f->n_hb_resps = src->n_hb_resps;
+  f->hb_resps = dup_array(src->hb_resps, src->n_hb_resps, sizeof *src->hb_resps);
+  return f;
+}
+
+void sim_frame_free(sim_frame *f) {
+  if (f == NULL) return;
+  for (size_t i = 0; i < f->n_msgs; i++) mr_msg_free(&f->msgs[i].msg);
+  free(f->msgs);
+  free(f->hbs);
+  free(f->hb_resps);
+  free(f);
+}
+
+static void msg_describe(uint32_t from, uint32_t to, uint64_t group, const mr_msg *m, char *buf,
+                         size_t n) {
+  int k = snprintf(buf, n, "n%u->n%u g%llu %s t%llu", from, to, (unsigned long long)group,
+                   mr_msg_type_name(m->type), (unsigned long long)m->term);
   if (k < 0 || (size_t)k >= n) return;
   switch (m->type) {
   case MR_MSG_APP:
@@ -181,40 +222,25 @@ void sim_msg_describe(const sim_msg *sm, char *buf, size_t n) {
   }
 }
 
-/* Puts one message (stolen from a Ready) on the wire. */
-static void send_msg(sim_world *w, uint32_t node, uint64_t group, mr_msg *m) {
-  /* The term floor: a restarted node must come back with at least the term
-   * of every message that promised something durable. Excluded: pre-votes
-   * (a term the sender has not adopted), and a follower's heartbeat response
-   * and ReadIndex forward, which the core may send before persisting a term
-   * it just learned: they promise nothing a lower term could break (the
-   * node cast no vote in that term, or the vote would have been persisted
-   * with it). */
-  if (m->type != MR_MSG_PREVOTE && m->type != MR_MSG_PREVOTE_RESP &&
-      m->type != MR_MSG_HEARTBEAT_RESP && m->type != MR_MSG_READ_INDEX)
-    sim_check_sent(w, node, group, m->term);
-  if (m->to == 0 || m->to > w->nnodes) {
-    mr_msg_free(m);
-    return;
+static void trace_hbs(sim_world *w, const sim_frame *f, const mr_host_hb *hb, size_t n,
+                      const char *kind) {
+  for (size_t i = 0; i < n; i++)
+    sim_trace_add(&w->trace, "t=%llu e=%llu deliver n%u->n%u g%llu %s t%llu commit=%llu%s%s",
+                  (unsigned long long)w->now, (unsigned long long)w->events, f->from_node,
+                  f->to_node, (unsigned long long)hb[i].group, kind, (unsigned long long)hb[i].term,
+                  (unsigned long long)hb[i].commit, hb[i].ctx ? " read" : "",
+                  hb[i].quiesce ? " quiesce" : "");
+}
+
+void sim_frame_trace(sim_world *w, const sim_frame *f) {
+  char buf[160];
+  for (size_t i = 0; i < f->n_msgs; i++) {
+    msg_describe(f->from_node, f->to_node, f->msgs[i].group, &f->msgs[i].msg, buf, sizeof buf);
+    sim_trace_add(&w->trace, "t=%llu e=%llu deliver %s", (unsigned long long)w->now,
+                  (unsigned long long)w->events, buf);
   }
-  uint32_t to = (uint32_t)(m->to - 1);
-  uint64_t delay[2];
-  int copies = sim_net_route(&w->net, &w->net_rng, node, to, delay);
-  for (int c = 0; c < copies; c++) {
-    sim_msg *sm = malloc(sizeof *sm);
-    RK_ASSERT(sm != NULL);
-    sm->group = group;
-    sm->from_node = node;
-    sm->to_node = to;
-    if (c + 1 == copies) {
-      sm->m = *m; /* the last copy takes the buffers */
-      memset(m, 0, sizeof *m);
-    } else {
-      msg_clone(&sm->m, m);
-    }
-    sim_schedule(w, w->now + delay[c], SIM_SRC_NODE(node), SIM_EV_MSG, to, 0, 0, sm);
-  }
-  mr_msg_free(m); /* dropped (copies == 0), or already emptied */
+  trace_hbs(w, f, f->hbs, f->n_hbs, "HEARTBEAT");
+  trace_hbs(w, f, f->hb_resps, f->n_hb_resps, "HEARTBEAT_RESP");
 }
 
 /* ---- replicas ------------------------------------------------------------------ */
@@ -295,115 +321,9 @@ void sim_node_host(sim_world *w, uint32_t node, uint64_t group, const mr_conf *b
   }
 }
 
-static void replica_start(sim_world *w, uint32_t node, size_t hi) {
-  sim_node *nd = &w->nodes[node];
-  sim_replica *r = &nd->reps[hi];
-  memset(r, 0, sizeof *r);
-  r->group = nd->hosted[hi];
-  r->slot = sim_disk_group(&nd->disk, r->group);
-  r->store.disk = &nd->disk;
-  r->store.slot = r->slot;
-  sim_kv_init(&r->kv);
-  const sim_log_view *v = sim_disk_view(&nd->disk, r->slot, 0);
-  mr_boot boot;
-  memset(&boot, 0, sizeof boot);
-  boot.hs = v->hs;
-  if (v->snap.index > 0) {
-    conf_decode(&v->snap.meta, &boot.conf);
-    boot.applied = v->snap.index;
-    RK_ASSERT(sim_kv_restore(&r->kv, v->snap.data.p, v->snap.data.len) == 0);
-  } else {
-    boot.conf = nd->bootconf[hi];
-  }
-  r->applied = boot.applied;
-  mr_config cfg;
-  mr_config_default(&cfg, SIM_RID(node));
-  cfg.election_tick = w->o.election_ticks;
-  cfg.heartbeat_tick = w->o.heartbeat_ticks;
-  cfg.pre_vote = (uint8_t)(w->o.prevote != 0);
-  cfg.check_quorum = (uint8_t)(w->o.check_quorum != 0);
-  cfg.max_msg_bytes = w->max_msg_bytes;
-  cfg.max_inflight_msgs = w->max_inflight;
-#ifdef RK_TEST_HOOKS
-  cfg.test_bugs = w->o.bugs;
-#endif
-  mr_storage st = {&store_ops, &r->store};
-  int rc = mr_raft_init(&r->raft, &cfg, &st, &boot, &nd->rng);
-  RK_ASSERTF(rc == RK_OK, "n%u g%llu: mr_raft_init: %s", node, (unsigned long long)r->group,
-             rk_strerror(rc));
-  r->dirty = 1;
-  r->shown_role = -1;
-}
-
-void sim_node_boot(sim_world *w, uint32_t node) {
-  sim_node *nd = &w->nodes[node];
-  RK_ASSERT(!nd->up);
-  nd->up = 1;
-  nd->incarnation++;
-  /* Election jitter of this incarnation: forked from the world, so a
-   * restart at a different moment draws different timeouts, reproducibly. */
-  rk_rand_fork(&w->rng, &nd->rng);
-  nd->reps = calloc(nd->nhosted ? nd->nhosted : 1, sizeof *nd->reps);
-  RK_ASSERT(nd->reps != NULL);
-  nd->nreps = nd->nhosted;
-  /* group id -> replica slot, for O(1) routing */
-  uint64_t maxg = 0;
-  for (size_t i = 0; i < nd->nhosted; i++)
-    if (nd->hosted[i] + 1 > maxg) maxg = nd->hosted[i] + 1;
-  nd->rep_index = realloc(nd->rep_index, (maxg ? maxg : 1) * sizeof *nd->rep_index);
-  RK_ASSERT(nd->rep_index != NULL);
-  for (uint64_t g = 0; g < maxg; g++) nd->rep_index[g] = -1;
-  for (size_t i = 0; i < nd->nhosted; i++) nd->rep_index[nd->hosted[i]] = (int32_t)i;
-  nd->nrep_index = maxg;
-  for (size_t i = 0; i < nd->nhosted; i++) {
-    replica_start(w, node, i);
-    sim_check_restarted(w, node, &nd->reps[i]);
-  }
-}
-
-/* ---- batches: Readys waiting for one fsync ------------------------------------ */
-
-struct sim_batch {
-  int syncing; /* its fsync is in flight (only the first batch) */
-  uint64_t barrier;
-  size_t n;
-  uint64_t *groups;
-  mr_ready *rds;
-  sim_batch *next;
-};
-
-static void batch_free(sim_batch *b) {
-  for (size_t i = 0; i < b->n; i++) mr_ready_free(&b->rds[i]);
-  free(b->groups);
-  free(b->rds);
-  free(b);
-}
+/* ---- client operations and the state machine ------------------------------------- */
 
 static void pending_remove(sim_replica *r, size_t i) { r->pend[i] = r->pend[--r->npend]; }
-
-void sim_node_down(sim_world *w, uint32_t node) {
-  sim_node *nd = &w->nodes[node];
-  RK_ASSERT(nd->up);
-  while (nd->batches) {
-    sim_batch *b = nd->batches;
-    nd->batches = b->next;
-    batch_free(b);
-  }
-  nd->batches_tail = NULL;
-  for (size_t i = 0; i < nd->nreps; i++) {
-    sim_replica *r = &nd->reps[i];
-    if (r->raft) mr_raft_free(r->raft);
-    sim_kv_free(&r->kv);
-    free(r->pend);
-  }
-  free(nd->reps);
-  nd->reps = NULL;
-  nd->nreps = 0;
-  nd->up = 0;
-  nd->incarnation++;
-}
-
-/* ---- client requests ------------------------------------------------------------- */
 
 static uint64_t read_ctx(uint32_t client, uint64_t opno) {
   return ((uint64_t)client << 40) | (opno & ((UINT64_C(1) << 40) - 1));
@@ -432,55 +352,6 @@ static void pending_add(sim_replica *r, const sim_req *rq) {
   p->op = rq->op;
   snprintf(p->key, sizeof p->key, "%s", rq->key);
 }
-
-void sim_node_request(sim_world *w, uint32_t node, const sim_req *rq) {
-  sim_node *nd = &w->nodes[node];
-  if (!nd->up) {
-    refuse(w, node, rq, 0, SIM_R_DOWN);
-    return;
-  }
-  sim_replica *r = sim_node_replica(w, node, rq->group);
-  if (r == NULL) {
-    refuse(w, node, rq, 0, SIM_R_REFUSED);
-    return;
-  }
-  r->dirty = 1;
-  if (rq->op == SIM_OP_GET) {
-    if (mr_raft_role(r->raft) != MR_LEADER) {
-      refuse(w, node, rq, mr_raft_lead(r->raft), SIM_R_REFUSED);
-      return;
-    }
-    int rc = mr_raft_read_index(r->raft, read_ctx(rq->client, rq->opno));
-    if (rc != RK_OK) {
-      refuse(w, node, rq, SIM_RID(node), SIM_R_REFUSED); /* e.g. no-op not committed yet */
-      return;
-    }
-    pending_add(r, rq);
-    return;
-  }
-  uint8_t buf[256];
-  sim_cmd c = {.op = rq->op,
-               .client = rq->client,
-               .opno = rq->opno,
-               .key = rq->key,
-               .klen = strlen(rq->key),
-               .has_expected = rq->has_expected,
-               .expected = rq->expected,
-               .elen = strlen(rq->expected),
-               .value = rq->value,
-               .vlen = strlen(rq->value)};
-  size_t len = sim_cmd_encode(&c, buf, sizeof buf);
-  RK_ASSERT(len > 0);
-  uint64_t index = 0, hint = 0;
-  int rc = mr_raft_propose(r->raft, buf, (uint32_t)len, &index, &hint);
-  if (rc != RK_OK) {
-    refuse(w, node, rq, hint, SIM_R_REFUSED);
-    return;
-  }
-  pending_add(r, rq);
-}
-
-/* ---- applying ---------------------------------------------------------------------- */
 
 static void reply_ok(sim_world *w, uint32_t node, const sim_pending *p, int swapped,
                      const char *value) {
@@ -555,171 +426,411 @@ static void maybe_snapshot(sim_world *w, uint32_t node, sim_replica *r) {
                 (unsigned long long)r->applied, (unsigned long long)term);
 }
 
-/* Steps 6-8 of the host contract. */
-static void finish_ready(sim_world *w, uint32_t node, sim_replica *r, mr_ready *rd) {
-  for (size_t i = 0; i < rd->n_msgs; i++)
-    if (rd->msgs[i].must_persist) send_msg(w, node, r->group, &rd->msgs[i]);
-  for (size_t i = 0; i < rd->committed.len && !w->stopped; i++)
-    apply_entry(w, node, r, &rd->committed.v[i]);
-  for (size_t i = 0; i < rd->n_reads; i++) {
-    for (size_t k = 0; k < r->npend; k++) {
-      sim_pending *p = &r->pend[k];
-      if (p->op == SIM_OP_GET && read_ctx(p->client, p->opno) == rd->reads[i].ctx)
-        p->read_index = rd->reads[i].index ? rd->reads[i].index : 1;
-    }
-  }
-  mr_raft_advance(r->raft, rd);
-  r->persisting = 0;
+void sim_node_touch(sim_world *w, uint32_t node, sim_replica *r) {
+  if (r->dirty) return;
+  sim_node *nd = &w->nodes[node];
   r->dirty = 1;
-  serve_reads(w, node, r);
-  maybe_snapshot(w, node, r);
+  sim_u64v_push(&nd->dirty, (uint64_t)(r - nd->reps));
 }
 
-/* Steps 1-5 for one replica. Returns 1 if the Ready waits for a sync. */
-static int start_ready(sim_world *w, uint32_t node, sim_replica *r, mr_ready *rd) {
+static void touch_group(sim_world *w, uint32_t node, uint64_t group) {
+  sim_replica *r = sim_node_replica(w, node, group);
+  if (r) sim_node_touch(w, node, r);
+}
+
+int sim_rep_quiesced(sim_world *w, uint32_t node, const sim_replica *r) {
   sim_node *nd = &w->nodes[node];
-  RK_ASSERT(mr_raft_ready(r->raft, rd) == RK_OK);
-  for (size_t i = 0; i < rd->n_msgs; i++)
-    if (!rd->msgs[i].must_persist) send_msg(w, node, r->group, &rd->msgs[i]);
-  int wrote = 0;
-  /* Snapshot, entries and hard state of one Ready: one WAL record. */
+  return nd->up && mr_host_group_quiesced(nd->host, r->group);
+}
+
+/* ---- the host's I/O seam --------------------------------------------------------- */
+
+static sim_replica *ctx_replica(void *ctx, uint64_t group, sim_world **w, uint32_t *node) {
+  sim_host_ctx *c = ctx;
+  *w = c->w;
+  *node = c->node;
+  sim_replica *r = sim_node_replica(c->w, c->node, group);
+  RK_ASSERTF(r != NULL, "n%u: the host names group %llu, which the node does not host", c->node,
+             (unsigned long long)group);
+  return r;
+}
+
+static int io_storage(void *ctx, uint64_t group, mr_storage *out) {
+  sim_host_ctx *c = ctx;
+  sim_replica *r = sim_node_replica(c->w, c->node, group);
+  if (r == NULL) return RK_EUNKNOWNRANGE;
+  out->ops = &store_ops;
+  out->ctx = &r->store;
+  return RK_OK;
+}
+
+/* One group's share of a persist batch: snapshot, entries and hard state as
+ * one record on the disk (what one checksum protects in the WAL). */
+static void write_group(sim_world *w, uint32_t node, sim_replica *r, const mr_host_write *wr) {
+  sim_node *nd = &w->nodes[node];
   sim_disk_record_begin(&nd->disk);
-  if (rd->snapshot.index != 0) {
+  if (wr->snap) {
+    const mr_snapshot *sn = wr->snap;
     sim_snap s;
     memset(&s, 0, sizeof s);
-    s.index = rd->snapshot.index;
-    s.term = rd->snapshot.term;
-    conf_encode(&rd->snapshot.conf, &s.meta);
-    sim_blob_set(&s.data, rd->snapshot.data, rd->snapshot.len);
+    s.index = sn->index;
+    s.term = sn->term;
+    conf_encode(&sn->conf, &s.meta);
+    sim_blob_set(&s.data, sn->data, sn->len);
     sim_disk_install_snapshot(&nd->disk, r->slot, &s);
     sim_snap_free(&s);
-    RK_ASSERT(sim_kv_restore(&r->kv, rd->snapshot.data, rd->snapshot.len) == 0);
-    if (rd->snapshot.index > r->applied) r->applied = rd->snapshot.index;
     w->snap_installs++;
     w->last_snap_voters = 0;
-    for (uint8_t i = 0; i < rd->snapshot.conf.n; i++)
-      w->last_snap_voters += (rd->snapshot.conf.r[i].flags & MR_VOTER_IN) != 0;
+    for (uint8_t i = 0; i < sn->conf.n; i++)
+      w->last_snap_voters += (sn->conf.r[i].flags & MR_VOTER_IN) != 0;
     sim_trace_add(&w->trace, "t=%llu n%u g%llu install snapshot=%llu/%llu voters=%u",
                   (unsigned long long)w->now, node, (unsigned long long)r->group,
-                  (unsigned long long)rd->snapshot.index, (unsigned long long)rd->snapshot.term,
-                  rd->snapshot.conf.n);
-    wrote = 1;
+                  (unsigned long long)sn->index, (unsigned long long)sn->term, sn->conf.n);
   }
-  if (rd->entries.len) {
+  if (wr->entries->len) {
     const sim_log_view *v = sim_disk_view(&nd->disk, r->slot, 0);
-    uint64_t first = rd->entries.v[0].index;
+    uint64_t first = wr->entries->v[0].index;
     uint64_t prev = first > 0 ? sim_view_term(v, first - 1) : 0;
-    sim_check_written(w, node, r, rd->entries.v, rd->entries.len, prev);
-    sim_disk_append(&nd->disk, r->slot, rd->entries.v, rd->entries.len);
-    wrote = 1;
+    sim_check_written(w, node, r, wr->entries->v, wr->entries->len, prev);
+    sim_disk_append(&nd->disk, r->slot, wr->entries->v, wr->entries->len);
   }
-  if (rd->hs_changed) {
-    sim_disk_set_hardstate(&nd->disk, r->slot, &rd->hs);
-    wrote = 1;
-  }
+  if (wr->hs) sim_disk_set_hardstate(&nd->disk, r->slot, wr->hs);
   sim_disk_record_end(&nd->disk);
-  return wrote;
+  sim_node_touch(w, node, r);
 }
+
+static void io_persist(void *ctx, uint64_t batch, const mr_host_write *wr, size_t n) {
+  sim_world *w = NULL;
+  uint32_t node = 0;
+  for (size_t i = 0; i < n; i++)
+    write_group(w, node, ctx_replica(ctx, wr[i].group, &w, &node), &wr[i]);
+  sim_host_ctx *c = ctx;
+  sim_u64v_push(&c->w->nodes[c->node].open_ids, batch);
+}
+
+/* The term floor: a restarted node must come back with at least the term of
+ * every message that promised something durable. Excluded: pre-votes (a term
+ * the sender has not adopted), and a follower's heartbeat response and
+ * ReadIndex forward, which the core may send before persisting a term it
+ * just learned: they promise nothing a lower term could break (the node cast
+ * no vote in that term, or the vote would have been persisted with it). */
+static int msg_promises_term(const mr_msg *m) {
+  return m->type != MR_MSG_PREVOTE && m->type != MR_MSG_PREVOTE_RESP &&
+         m->type != MR_MSG_HEARTBEAT_RESP && m->type != MR_MSG_READ_INDEX;
+}
+
+static void io_send(void *ctx, const mr_host_frame *hf) {
+  sim_host_ctx *c = ctx;
+  sim_world *w = c->w;
+  uint32_t node = c->node;
+  w->frames_sent++;
+  w->hb_entries += hf->n_hbs + hf->n_hb_resps;
+  for (size_t i = 0; i < hf->n_msgs; i++) {
+    if (msg_promises_term(&hf->msgs[i].msg))
+      sim_check_sent(w, node, hf->msgs[i].group, hf->msgs[i].msg.term);
+    touch_group(w, node, hf->msgs[i].group); /* a precandidate shows only here */
+  }
+  for (size_t i = 0; i < hf->n_hbs; i++) sim_check_sent(w, node, hf->hbs[i].group, hf->hbs[i].term);
+  RK_ASSERT(hf->to_node >= 1 && hf->to_node <= w->nnodes && hf->to_node != node + 1);
+  uint32_t to = hf->to_node - 1;
+  uint64_t delay[2];
+  int copies = sim_net_route(&w->net, &w->net_rng, node, to, delay);
+  for (int k = 0; k < copies; k++)
+    sim_schedule(w, w->now + delay[k], SIM_SRC_NODE(node), SIM_EV_MSG, to, 0, 0,
+                 frame_clone(hf, node, to));
+}
+
+static void io_apply(void *ctx, const mr_host_apply *a, size_t n) {
+  sim_world *w = NULL;
+  uint32_t node = 0;
+  for (size_t k = 0; k < n; k++) {
+    sim_replica *r = ctx_replica(ctx, a[k].group, &w, &node);
+    if (a[k].snap && a[k].snap->index > r->applied) {
+      RK_ASSERT(sim_kv_restore(&r->kv, a[k].snap->data, a[k].snap->len) == 0);
+      r->applied = a[k].snap->index;
+    }
+    for (size_t i = 0; i < a[k].committed->len && !w->stopped; i++)
+      apply_entry(w, node, r, &a[k].committed->v[i]);
+    serve_reads(w, node, r);
+    sim_node_touch(w, node, r);
+  }
+}
+
+static void io_read_ready(void *ctx, uint64_t group, uint64_t rctx, uint64_t index) {
+  sim_world *w = NULL;
+  uint32_t node = 0;
+  sim_replica *r = ctx_replica(ctx, group, &w, &node);
+  for (size_t k = 0; k < r->npend; k++) {
+    sim_pending *p = &r->pend[k];
+    if (p->op == SIM_OP_GET && read_ctx(p->client, p->opno) == rctx)
+      p->read_index = index ? index : 1;
+  }
+  serve_reads(w, node, r);
+  sim_node_touch(w, node, r);
+}
+
+/* ---- boot and crash ------------------------------------------------------------- */
+
+static void replica_start(sim_world *w, uint32_t node, size_t hi) {
+  sim_node *nd = &w->nodes[node];
+  sim_replica *r = &nd->reps[hi];
+  memset(r, 0, sizeof *r);
+  r->group = nd->hosted[hi];
+  r->slot = sim_disk_group(&nd->disk, r->group);
+  r->store.disk = &nd->disk;
+  r->store.slot = r->slot;
+  sim_kv_init(&r->kv);
+  const sim_log_view *v = sim_disk_view(&nd->disk, r->slot, 0);
+  mr_boot boot;
+  memset(&boot, 0, sizeof boot);
+  boot.hs = v->hs;
+  if (v->snap.index > 0) {
+    conf_decode(&v->snap.meta, &boot.conf);
+    boot.applied = v->snap.index;
+    RK_ASSERT(sim_kv_restore(&r->kv, v->snap.data.p, v->snap.data.len) == 0);
+  } else {
+    boot.conf = nd->bootconf[hi];
+  }
+  r->applied = boot.applied;
+  int rc = mr_host_create_group(nd->host, r->group, SIM_RID(node), &boot);
+  RK_ASSERTF(rc == RK_OK, "n%u g%llu: mr_host_create_group: %s", node, (unsigned long long)r->group,
+             rk_strerror(rc));
+  r->raft = mr_host_group_raft(nd->host, r->group);
+  r->shown_role = -1;
+  sim_node_touch(w, node, r);
+}
+
+static void host_start(sim_world *w, uint32_t node) {
+  sim_node *nd = &w->nodes[node];
+  mr_host_config hc;
+  mr_host_config_default(&hc, node + 1);
+  mr_config *cfg = &hc.raft;
+  cfg->election_tick = w->o.election_ticks;
+  cfg->heartbeat_tick = w->o.heartbeat_ticks;
+  cfg->pre_vote = (uint8_t)(w->o.prevote != 0);
+  cfg->check_quorum = (uint8_t)(w->o.check_quorum != 0);
+  cfg->max_msg_bytes = w->max_msg_bytes;
+  cfg->max_inflight_msgs = w->max_inflight;
+#ifdef RK_TEST_HOOKS
+  cfg->test_bugs = w->o.bugs;
+#endif
+  hc.quiesce = (uint8_t)!w->o.no_quiesce;
+  nd->hctx.w = w;
+  nd->hctx.node = node;
+  mr_host_io io = {.ctx = &nd->hctx,
+                   .storage = io_storage,
+                   .persist = io_persist,
+                   .send = io_send,
+                   .apply = io_apply,
+                   .read_ready = io_read_ready};
+  int rc = mr_host_new(&nd->host, &hc, &io, &nd->rng);
+  RK_ASSERTF(rc == RK_OK, "n%u: mr_host_new: %s", node, rk_strerror(rc));
+  /* Every node of the cluster is a peer: liveness frames go to all. */
+  for (uint32_t j = 0; j < w->nnodes; j++)
+    if (j != node) RK_ASSERT(mr_host_add_node(nd->host, j + 1) == RK_OK);
+}
+
+void sim_node_boot(sim_world *w, uint32_t node) {
+  sim_node *nd = &w->nodes[node];
+  RK_ASSERT(!nd->up);
+  nd->up = 1;
+  nd->incarnation++;
+  /* Election jitter of this incarnation: forked from the world, so a
+   * restart at a different moment draws different timeouts, reproducibly. */
+  rk_rand_fork(&w->rng, &nd->rng);
+  nd->reps = calloc(nd->nhosted ? nd->nhosted : 1, sizeof *nd->reps);
+  RK_ASSERT(nd->reps != NULL);
+  nd->nreps = nd->nhosted;
+  /* group id -> replica slot, for O(1) routing */
+  uint64_t maxg = 0;
+  for (size_t i = 0; i < nd->nhosted; i++)
+    if (nd->hosted[i] + 1 > maxg) maxg = nd->hosted[i] + 1;
+  nd->rep_index = realloc(nd->rep_index, (maxg ? maxg : 1) * sizeof *nd->rep_index);
+  RK_ASSERT(nd->rep_index != NULL);
+  for (uint64_t g = 0; g < maxg; g++) nd->rep_index[g] = -1;
+  for (size_t i = 0; i < nd->nhosted; i++) nd->rep_index[nd->hosted[i]] = (int32_t)i;
+  nd->nrep_index = maxg;
+  host_start(w, node);
+  for (size_t i = 0; i < nd->nhosted; i++) {
+    replica_start(w, node, i);
+    sim_check_restarted(w, node, &nd->reps[i]);
+  }
+}
+
+void sim_node_down(sim_world *w, uint32_t node) {
+  sim_node *nd = &w->nodes[node];
+  RK_ASSERT(nd->up);
+  mr_host_free(nd->host); /* its cores and every Ready waiting for a sync */
+  nd->host = NULL;
+  for (size_t i = 0; i < nd->nreps; i++) {
+    sim_kv_free(&nd->reps[i].kv);
+    free(nd->reps[i].pend);
+  }
+  free(nd->reps);
+  nd->reps = NULL;
+  nd->nreps = 0;
+  nd->dirty.len = 0;
+  nd->syncing = 0;
+  nd->syncing_ids.len = nd->open_ids.len = 0;
+  nd->up = 0;
+  nd->incarnation++;
+}
+
+/* ---- client requests ------------------------------------------------------------- */
+
+void sim_node_request(sim_world *w, uint32_t node, const sim_req *rq) {
+  sim_node *nd = &w->nodes[node];
+  if (!nd->up) {
+    refuse(w, node, rq, 0, SIM_R_DOWN);
+    return;
+  }
+  sim_replica *r = sim_node_replica(w, node, rq->group);
+  if (r == NULL) {
+    refuse(w, node, rq, 0, SIM_R_REFUSED);
+    return;
+  }
+  sim_node_touch(w, node, r);
+  if (rq->op == SIM_OP_GET) {
+    if (mr_raft_role(r->raft) != MR_LEADER) {
+      refuse(w, node, rq, mr_host_replica_node(mr_raft_lead(r->raft)), SIM_R_REFUSED);
+      return;
+    }
+    int rc = mr_host_read(nd->host, r->group, read_ctx(rq->client, rq->opno));
+    if (rc != RK_OK) {
+      refuse(w, node, rq, node + 1, SIM_R_REFUSED); /* e.g. no-op not committed yet */
+      return;
+    }
+    pending_add(r, rq);
+    return;
+  }
+  uint8_t buf[256];
+  sim_cmd c = {.op = rq->op,
+               .client = rq->client,
+               .opno = rq->opno,
+               .key = rq->key,
+               .klen = strlen(rq->key),
+               .has_expected = rq->has_expected,
+               .expected = rq->expected,
+               .elen = strlen(rq->expected),
+               .value = rq->value,
+               .vlen = strlen(rq->value)};
+  size_t len = sim_cmd_encode(&c, buf, sizeof buf);
+  RK_ASSERT(len > 0);
+  uint64_t index = 0, hint = 0;
+  int rc = mr_host_propose(nd->host, r->group, buf, (uint32_t)len, &index, &hint);
+  if (rc != RK_OK) {
+    refuse(w, node, rq, mr_host_replica_node(hint), SIM_R_REFUSED);
+    return;
+  }
+  pending_add(r, rq);
+}
+
+int sim_node_conf_change(sim_world *w, uint32_t node, uint64_t group, const mr_conf_change *cc,
+                         uint64_t *index) {
+  sim_node *nd = &w->nodes[node];
+  if (!nd->up) return RK_EUNAVAILABLE;
+  touch_group(w, node, group);
+  return mr_host_conf_change(nd->host, group, cc, index);
+}
+
+/* ---- the loop -------------------------------------------------------------------------- */
 
 static uint64_t sync_latency(sim_world *w, const sim_node *nd) {
   uint64_t l = rk_rand_range(&w->disk_rng, w->o.sync_min_us, w->o.sync_max_us);
   return nd->slow_sync_us ? nd->slow_sync_us : l;
 }
 
-/* Group commit (engine/ WAL style): at most one fsync in flight per disk.
- * Readys produced while it runs are written at once (to the current view)
- * and gathered in the next, open batch, whose fsync starts when the running
- * one completes; so a slow disk makes batches bigger, not queues longer. */
+/* Starts the fsync of every batch gathered so far. */
 static void start_sync(sim_world *w, uint32_t node) {
   sim_node *nd = &w->nodes[node];
-  sim_batch *b = nd->batches;
-  RK_ASSERT(b != NULL && !b->syncing);
-  b->syncing = 1;
-  b->barrier = sim_disk_sync_begin(&nd->disk);
+  RK_ASSERT(!nd->syncing && nd->open_ids.len > 0 && nd->syncing_ids.len == 0);
+  nd->syncing = 1;
+  nd->barrier = sim_disk_sync_begin(&nd->disk);
+  sim_u64v t = nd->syncing_ids;
+  nd->syncing_ids = nd->open_ids;
+  nd->open_ids = t;
   uint64_t start = w->now;
   if (nd->stall_until > start) start = nd->stall_until;
   uint64_t done = start + sync_latency(w, nd);
-  sim_schedule(w, done, SIM_SRC_NODE(node), SIM_EV_SYNC, node, nd->incarnation, b->barrier, NULL);
+  sim_schedule(w, done, SIM_SRC_NODE(node), SIM_EV_SYNC, node, nd->incarnation, nd->barrier, NULL);
 }
 
 void sim_node_flush(sim_world *w, uint32_t node) {
   sim_node *nd = &w->nodes[node];
   if (!nd->up) return;
-  for (int again = 1; again && !w->stopped;) {
-    again = 0;
-    for (size_t i = 0; i < nd->nreps && !w->stopped; i++) {
-      sim_replica *r = &nd->reps[i];
-      if (!r->dirty || r->persisting || !mr_raft_has_ready(r->raft)) continue;
-      mr_ready rd;
-      if (!start_ready(w, node, r, &rd)) {
-        finish_ready(w, node, r, &rd);
-        again = 1; /* advancing may have produced another Ready */
-        continue;
-      }
-      sim_batch *b = nd->batches_tail;
-      if (b == NULL || b->syncing) {
-        b = calloc(1, sizeof *b);
-        RK_ASSERT(b != NULL);
-        if (nd->batches_tail)
-          nd->batches_tail->next = b;
-        else
-          nd->batches = b;
-        nd->batches_tail = b;
-      }
-      b->groups = realloc(b->groups, (b->n + 1) * sizeof *b->groups);
-      b->rds = realloc(b->rds, (b->n + 1) * sizeof *b->rds);
-      RK_ASSERT(b->groups && b->rds);
-      b->groups[b->n] = r->group;
-      b->rds[b->n] = rd;
-      b->n++;
-      r->persisting = 1;
-    }
+  /* Each turn advances what completed and may leave new Readys: run turns
+   * until the host is idle (bounded: a host that never settles is a bug). */
+  for (uint32_t turns = 0; !w->stopped && mr_host_has_work(nd->host); turns++) {
+    RK_ASSERTF(turns < 100000, "n%u: the host never runs out of work", node);
+    int rc = mr_host_turn(nd->host);
+    RK_ASSERTF(rc == RK_OK, "n%u: mr_host_turn: %s", node, rk_strerror(rc));
   }
-  if (nd->batches && !nd->batches->syncing) start_sync(w, node);
+  if (!nd->syncing && nd->open_ids.len > 0) start_sync(w, node);
+  for (size_t i = 0; i < nd->dirty.len && !w->stopped; i++)
+    maybe_snapshot(w, node, &nd->reps[nd->dirty.v[i]]);
 }
 
 void sim_node_sync_done(sim_world *w, uint32_t node, uint64_t barrier) {
   sim_node *nd = &w->nodes[node];
-  sim_batch *b = nd->batches;
-  RK_ASSERT(b != NULL && b->syncing && b->barrier == barrier);
+  RK_ASSERT(nd->syncing && nd->barrier == barrier);
   if (!w->o.lying_fsync) sim_disk_sync_done(&nd->disk, barrier);
-  nd->batches = b->next;
-  if (nd->batches == NULL) nd->batches_tail = NULL;
-  size_t i = 0;
-  for (; i < b->n && !w->stopped; i++) {
-    sim_replica *r = sim_node_replica(w, node, b->groups[i]);
-    RK_ASSERT(r != NULL && r->persisting);
-    finish_ready(w, node, r, &b->rds[i]);
-  }
-  for (; i < b->n; i++) mr_ready_free(&b->rds[i]); /* the run stopped: not advanced */
-  free(b->groups);
-  free(b->rds);
-  free(b);
-  if (nd->batches && !nd->batches->syncing) start_sync(w, node);
+  nd->syncing = 0;
+  for (size_t i = 0; i < nd->syncing_ids.len; i++)
+    mr_host_persisted(nd->host, nd->syncing_ids.v[i], RK_OK);
+  nd->syncing_ids.len = 0;
 }
 
 void sim_node_tick(sim_world *w, uint32_t node) {
   sim_node *nd = &w->nodes[node];
-  for (size_t i = 0; i < nd->nreps; i++) {
-    mr_raft_tick(nd->reps[i].raft);
-    nd->reps[i].dirty = 1;
+  /* The groups this tick reaches: the host's active set. */
+  size_t n = mr_host_active_count(nd->host);
+  for (size_t i = 0; i < n; i++) {
+    uint64_t g = mr_host_active_group(nd->host, i);
+    touch_group(w, node, g);
+    if (w->awake && g < w->ngroups) w->awake[g] = 1;
   }
+  mr_host_tick(nd->host);
 }
 
-void sim_node_recv(sim_world *w, uint32_t node, sim_msg *sm) {
-  sim_replica *r = sim_node_replica(w, node, sm->group);
-  if (r == NULL) return;
-  (void)mr_raft_step(r->raft, &sm->m); /* a refused message is counted by the core */
-  r->dirty = 1;
+void sim_node_recv(sim_world *w, uint32_t node, const sim_frame *f) {
+  sim_node *nd = &w->nodes[node];
+  mr_host_frame hf = {.from_node = f->from_node + 1,
+                      .to_node = f->to_node + 1,
+                      .msgs = f->msgs,
+                      .n_msgs = f->n_msgs,
+                      .hbs = f->hbs,
+                      .n_hbs = f->n_hbs,
+                      .hb_resps = f->hb_resps,
+                      .n_hb_resps = f->n_hb_resps};
+  mr_host_receive(nd->host, &hf);
+  for (size_t i = 0; i < f->n_msgs; i++) touch_group(w, node, f->msgs[i].group);
+  for (size_t i = 0; i < f->n_hbs; i++) touch_group(w, node, f->hbs[i].group);
+  for (size_t i = 0; i < f->n_hb_resps; i++) touch_group(w, node, f->hb_resps[i].group);
+}
+
+/* ---- checks ---------------------------------------------------------------------------- */
+
+static int campaigning(int role) {
+  return role == SIM_ROLE_CANDIDATE || role == SIM_ROLE_PRECANDIDATE;
+}
+
+/* Idle-run bookkeeping of a role change. */
+static void note_role(sim_world *w, sim_replica *r, int role) {
+  if (w->campaigned == NULL || r->group >= w->ngroups) return;
+  if (campaigning(role) && !campaigning(r->shown_role)) w->campaigned[r->group] = 1;
+  if (role == SIM_ROLE_LEADER && w->led_down && w->led_down[r->group] && w->releader[r->group] == 0)
+    w->releader[r->group] = w->now - w->crash_at + 1;
 }
 
 /* After every event: internal invariants of each touched core, then ours. */
 void sim_node_check(sim_world *w, uint32_t node) {
   sim_node *nd = &w->nodes[node];
   if (!nd->up) return;
-  for (size_t i = 0; i < nd->nreps && !w->stopped; i++) {
-    sim_replica *r = &nd->reps[i];
-    if (!r->dirty) continue;
+  /* The host's own invariants walk every group: on small hosts after every
+   * event, on big ones every 256th. */
+  if (nd->nreps <= 64 || (w->events & 255) == 0) mr_host_check_invariants(nd->host);
+  for (size_t i = 0; i < nd->dirty.len && !w->stopped; i++) {
+    sim_replica *r = &nd->reps[nd->dirty.v[i]];
     r->dirty = 0;
     mr_raft_check_invariants(r->raft);
     sim_check_replica(w, node, r);
@@ -732,6 +843,7 @@ void sim_node_check(sim_world *w, uint32_t node) {
         if (w->res) w->res->elections++;
         sim_on_new_leader(w, node);
       }
+      if (role != r->shown_role || t != r->shown_term) note_role(w, r, role);
       sim_trace_add(&w->trace,
                     "t=%llu n%u g%llu term=%llu role=%s last=%llu commit=%llu applied=%llu",
                     (unsigned long long)w->now, node, (unsigned long long)r->group,
@@ -744,4 +856,5 @@ void sim_node_check(sim_world *w, uint32_t node) {
       r->shown_applied = r->applied;
     }
   }
+  if (!w->stopped) nd->dirty.len = 0;
 }

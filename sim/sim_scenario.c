@@ -43,9 +43,9 @@ typedef struct sc {
  * appends: what remains are state changes, votes, snapshots, faults,
  * client operations and narration. */
 static int transcript_filter(const char *line) {
-  static const char *const skip[] = {" tick\n",     "fsync-done",   " HEARTBEAT",     " APP t",
-                                     " APP_RESP",   "client-retry", "client-timeout", " request c",
-                                     "client-next", " reply ->",    "READ_INDEX"};
+  static const char *const skip[] = {" tick\n",    "fsync-done",  " HEARTBEAT",   " APP t",
+                                     " frame ",    " APP_RESP",   "client-retry", "client-timeout",
+                                     " request c", "client-next", " reply ->",    "READ_INDEX"};
   for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++)
     if (strstr(line, skip[i])) return 0;
   return 1;
@@ -625,7 +625,7 @@ static int pred_member(sc *s, void *ctx) {
   sim_rep_voters(rep(s, (uint32_t)l), li, &nli, lo, &nlo);
   if (nli != m->target_voters) return 0;
   for (uint32_t i = 0; i < nli; i++) {
-    sim_replica *r = rep(s, (uint32_t)(li[i] - 1));
+    sim_replica *r = rep(s, sim_rid_node(li[i]));
     uint64_t x[16], y[16];
     uint32_t nx = 0, ny = 0;
     if (r == NULL) return 0;
@@ -644,7 +644,7 @@ static void print_quorum(sc *s, const char *when) {
   size_t k = 0;
   for (uint32_t i = 0; i < nin && k < sizeof ids - 4; i++)
     k += (size_t)snprintf(ids + k, sizeof ids - k, "%sn%llu", i ? "," : "",
-                          (unsigned long long)(in[i] - 1));
+                          (unsigned long long)sim_rid_node(in[i]));
   sc_say(s, "%s: voters {%s} = %u, quorum %u, tolerates %u failure(s)", when, ids, nin, nin / 2 + 1,
          nin ? (nin - 1) / 2 : 0);
 }
@@ -681,12 +681,11 @@ static int sc_membership(FILE *out) {
     /* The leader accepts one change at a time, after its no-op applied. */
     for (int tries = 0; tries < 100 && rc != RK_OK; tries++) {
       l = sc_leader(&s);
-      if (l >= 0) rc = mr_raft_propose_conf_change(rep(&s, (uint32_t)l)->raft, &cc, &idx);
+      if (l >= 0) rc = sim_node_conf_change(s.w, (uint32_t)l, 0, &cc, &idx);
       if (rc != RK_OK) sc_run_for(&s, 20000);
     }
     sc_say(&s, "leader n%d proposes: add n%u as a voter (one server at a time) at index %llu", l,
            add, (unsigned long long)idx);
-    rep(&s, (uint32_t)l)->dirty = 1;
     sim_node_flush(s.w, (uint32_t)l);
     sim_node_check(s.w, (uint32_t)l);
     m.target_voters = add + 1;

@@ -111,6 +111,7 @@ void sim_opts_default(sim_opts *o) {
   o->max_clock_offset_us = 250000;
   o->check_lin = 1;
   o->p_isolate_leader = 0.3;
+  o->idle_us = 10000000;
 }
 
 /* ---- the world ------------------------------------------------------------------ */
@@ -190,7 +191,7 @@ void sim_world_init(sim_world *w, const sim_opts *o, sim_result *r) {
     }
     for (uint32_t k = 0; k < nrep; k++) sim_node_host(w, gr->node[k], g, &conf);
   }
-  w->nclients = o->clients;
+  w->nclients = o->idle ? 0 : o->clients;
   w->clients = calloc(w->nclients ? w->nclients : 1, sizeof *w->clients);
   RK_ASSERT(w->clients != NULL);
   for (uint32_t c = 0; c < w->nclients; c++) {
@@ -206,7 +207,7 @@ void sim_world_init(sim_world *w, const sim_opts *o, sim_result *r) {
 static void free_event_payload(sim_event *e) {
   if (e->ptr == NULL) return;
   if (e->kind == SIM_EV_MSG)
-    sim_msg_free(e->ptr);
+    sim_frame_free(e->ptr);
   else
     free(e->ptr);
   e->ptr = NULL;
@@ -224,7 +225,14 @@ void sim_world_free(sim_world *w) {
     free(nd->bootconf);
     free(nd->term_floor);
     free(nd->rep_index);
+    free(nd->dirty.v);
+    free(nd->syncing_ids.v);
+    free(nd->open_ids.v);
   }
+  free(w->awake);
+  free(w->campaigned);
+  free(w->led_down);
+  free(w->releader);
   for (uint32_t g = 0; g < w->ngroups; g++) sim_check_free_group(&w->groups[g]);
   free(w->groups);
   for (uint32_t c = 0; c < w->nclients; c++) free(w->clients[c].hint);
@@ -285,6 +293,7 @@ void sim_world_start(sim_world *w) {
     sim_node_flush(w, i);
     sim_node_check(w, i);
   }
+  if (o->idle) return; /* no load, no faults: see idle_progress */
   if (!w->scripted) {
     w->clients_on = 1;
     sim_clients_start(w);
@@ -414,38 +423,61 @@ static void start_liveness(sim_world *w) {
       sim_schedule(w, w->now, SIM_SRC_CLIENT(c), SIM_EV_CLIENT_NEXT, c, 0, 0, NULL);
 }
 
-/* Every group has a leader whose log is committed and applied everywhere. */
-static int groups_settled(sim_world *w) {
+/* Every group has a leader whose log is committed and applied everywhere.
+ * If not, and why is given, *why says which group and what is missing. */
+static int groups_settled_why(sim_world *w, char *why, size_t n) {
   for (uint32_t g = 0; g < w->ngroups; g++) {
     sim_replica *lead = NULL;
-    for (uint32_t n = 0; n < w->nnodes; n++) {
-      sim_replica *r = sim_node_replica(w, n, g);
+    uint32_t ln = 0;
+    for (uint32_t k = 0; k < w->nnodes; k++) {
+      sim_replica *r = sim_node_replica(w, k, g);
       if (r && sim_rep_role(r) == SIM_ROLE_LEADER &&
-          (lead == NULL || sim_rep_term(r) > sim_rep_term(lead)))
+          (lead == NULL || sim_rep_term(r) > sim_rep_term(lead))) {
         lead = r;
+        ln = k;
+      }
     }
-    if (lead == NULL) return 0;
+    if (lead == NULL) {
+      if (why) snprintf(why, n, "group %u has no leader", g);
+      return 0;
+    }
     uint64_t last = mr_raft_last_index(lead->raft);
-    if (sim_rep_commit(lead) != last) return 0;
-    for (uint32_t n = 0; n < w->nnodes; n++) {
-      sim_replica *r = sim_node_replica(w, n, g);
+    if (sim_rep_commit(lead) != last) {
+      if (why)
+        snprintf(why, n, "group %u: leader n%u commit %llu < last %llu", g, ln,
+                 (unsigned long long)sim_rep_commit(lead), (unsigned long long)last);
+      return 0;
+    }
+    for (uint32_t k = 0; k < w->nnodes; k++) {
+      sim_replica *r = sim_node_replica(w, k, g);
       if (r == NULL) continue;
-      if (sim_rep_term(r) != sim_rep_term(lead) || r->applied != last || r->persisting) return 0;
+      if (sim_rep_term(r) != sim_rep_term(lead) || r->applied != last) {
+        if (why)
+          snprintf(why, n,
+                   "group %u: n%u at term %llu applied %llu (%s), leader n%u term %llu last %llu",
+                   g, k, (unsigned long long)sim_rep_term(r), (unsigned long long)r->applied,
+                   sim_rep_quiesced(w, k, r) ? "quiesced" : "awake", ln,
+                   (unsigned long long)sim_rep_term(lead), (unsigned long long)last);
+        return 0;
+      }
     }
   }
   return 1;
 }
+
+static int groups_settled(sim_world *w) { return groups_settled_why(w, NULL, 0); }
 
 static void liveness_progress(sim_world *w) {
   if (w->phase != SIM_PHASE_LIVENESS || w->stopped) return;
   if (w->now > w->liveness_start + w->o.liveness_us) {
     uint32_t unprobed = 0;
     for (uint32_t c = 0; c < w->nclients; c++) unprobed += !w->clients[c].probe_done;
+    char why[200] = "settled";
+    groups_settled_why(w, why, sizeof why);
     sim_violation(w, "liveness",
-                  "%llu us after faults stopped: %u client(s) without an acknowledged write, "
-                  "groups %s",
-                  (unsigned long long)w->o.liveness_us, unprobed,
-                  groups_settled(w) ? "settled" : "not settled");
+                  "%llu us after faults stopped: %u client(s) without an acknowledged write; "
+                  "groups: %s",
+                  (unsigned long long)w->o.liveness_us, unprobed, why);
     return;
   }
   if (!sim_clients_all_probed(w)) return;
@@ -456,12 +488,143 @@ static void liveness_progress(sim_world *w) {
   sim_check_final(w);
 }
 
+/* ---- idle runs and stats ---------------------------------------------------------- */
+
+/* Every group settled (groups_settled) and, with quiescence on, every up
+ * replica of it quiesced. */
+static int groups_quiet(sim_world *w) {
+  if (!groups_settled(w)) return 0;
+  if (w->o.no_quiesce) return 1;
+  for (uint32_t n = 0; n < w->nnodes; n++) {
+    if (!w->nodes[n].up) continue;
+    sim_node *nd = &w->nodes[n];
+    for (size_t i = 0; i < nd->nreps; i++)
+      if (!sim_rep_quiesced(w, n, &nd->reps[i])) return 0;
+  }
+  return 1;
+}
+
+static uint64_t disk_syncs(const sim_world *w) {
+  uint64_t s = 0;
+  for (uint32_t n = 0; n < w->nnodes; n++) s += w->nodes[n].disk.stats.syncs;
+  return s;
+}
+
+static uint64_t disk_entries(const sim_world *w) {
+  uint64_t s = 0;
+  for (uint32_t n = 0; n < w->nnodes; n++) s += w->nodes[n].disk.stats.entries_written;
+  return s;
+}
+
+/* Opens the measured window: counters restart from here (res->st holds the
+ * base until stats_finish), and with idle_crash the node crashes now. */
+static void open_window(sim_world *w) {
+  sim_stats *st = &w->res->st;
+  st->settled = 1;
+  w->window_start = w->now;
+  st->frames = w->frames_sent;
+  st->hb_entries = w->hb_entries;
+  st->wal_syncs = disk_syncs(w);
+  st->entries = disk_entries(w);
+  w->awake = calloc(w->ngroups, 1);
+  w->campaigned = calloc(w->ngroups, 1);
+  RK_ASSERT(w->awake && w->campaigned);
+  sim_trace_add(&w->trace, "t=%llu phase idle window: every group led and quiet",
+                (unsigned long long)w->now);
+  if (w->o.idle_crash == 0) return;
+  uint32_t dead = w->o.idle_crash - 1;
+  RK_ASSERT(dead < w->nnodes);
+  w->led_down = calloc(w->ngroups, 1);
+  w->releader = calloc(w->ngroups, sizeof *w->releader);
+  RK_ASSERT(w->led_down && w->releader);
+  for (uint32_t g = 0; g < w->ngroups; g++) {
+    sim_replica *r = sim_node_replica(w, dead, g);
+    if (r && sim_rep_role(r) == SIM_ROLE_LEADER) {
+      w->led_down[g] = 1;
+      st->led_by_crashed++;
+    }
+  }
+  w->crash_at = w->now;
+  sim_trace_add(&w->trace, "t=%llu crash n%u, leader of %u group(s)", (unsigned long long)w->now,
+                dead, st->led_by_crashed);
+  sim_crash(w, dead);
+}
+
+static void stats_finish(sim_world *w) {
+  sim_stats *st = &w->res->st;
+  st->groups = w->ngroups;
+  st->window_us = w->now - w->window_start;
+  st->frames = w->frames_sent - st->frames;
+  st->hb_entries = w->hb_entries - st->hb_entries;
+  st->wal_syncs = disk_syncs(w) - st->wal_syncs;
+  st->entries = disk_entries(w) - st->entries;
+  st->node_pairs = w->nnodes * (w->nnodes - 1) / 2;
+  st->quiesced = 0;
+  for (uint32_t g = 0; g < w->ngroups; g++) {
+    int quiet = 1;
+    for (uint32_t n = 0; n < w->nnodes && quiet; n++) {
+      sim_replica *r = sim_node_replica(w, n, g);
+      if (r && !sim_rep_quiesced(w, n, r)) quiet = 0;
+    }
+    st->quiesced += (uint32_t)quiet;
+    if (w->awake == NULL) continue;
+    st->awake += w->awake[g];
+    st->campaigned += w->campaigned[g];
+    if (w->led_down == NULL) continue;
+    if (w->led_down[g]) {
+      if (w->releader[g] != 0) {
+        st->releaded++;
+        if (w->releader[g] - 1 > st->max_releader_us) st->max_releader_us = w->releader[g] - 1;
+      }
+    } else if (w->awake[g] || w->campaigned[g]) {
+      st->woke_not_led++;
+    }
+  }
+}
+
+/* Idle runs: settle, then measure idle_us. Looks at most once per tick
+ * period (the settle check walks every replica). */
+static void idle_progress(sim_world *w) {
+  if (w->stopped || w->phase == SIM_PHASE_DONE || w->now < w->idle_next_check) return;
+  w->idle_next_check = w->now + w->o.tick_us;
+  if (w->awake == NULL) {
+    if (groups_quiet(w)) {
+      open_window(w);
+    } else if (w->now > w->o.liveness_us) {
+      sim_violation(w, "liveness", "idle: the groups did not all elect and quiesce within %llu us",
+                    (unsigned long long)w->o.liveness_us);
+    }
+    return;
+  }
+  if (w->now >= w->window_start + w->o.idle_us) w->phase = SIM_PHASE_DONE;
+}
+
+double sim_stats_per_sec(const sim_stats *s, uint64_t x) {
+  return s->window_us ? (double)x * 1e6 / (double)s->window_us : 0.0;
+}
+
+void sim_stats_print(FILE *out, const sim_stats *s) {
+  double pair = s->node_pairs ? sim_stats_per_sec(s, s->frames) / s->node_pairs : 0.0;
+  fprintf(out,
+          "stats: groups=%u sim_seconds=%.3f node_pair_msgs_per_sec=%.1f "
+          "heartbeat_entries_per_sec=%.1f quiesced=%u wal_syncs=%llu entries=%llu\n",
+          s->groups, (double)s->window_us / 1e6, pair, sim_stats_per_sec(s, s->hb_entries),
+          s->quiesced, (unsigned long long)s->wal_syncs, (unsigned long long)s->entries);
+}
+
 /* ---- one step -------------------------------------------------------------------------- */
 
 static void trace_event(sim_world *w, const sim_event *e) {
   char buf[160];
   switch (e->kind) {
-  case SIM_EV_MSG: sim_msg_describe(e->ptr, buf, sizeof buf); break;
+  case SIM_EV_MSG: {
+    const sim_frame *f = e->ptr;
+    sim_trace_add(&w->trace, "t=%llu e=%llu deliver n%u->n%u frame msgs=%zu hbs=%zu resps=%zu",
+                  (unsigned long long)w->now, (unsigned long long)w->events, f->from_node,
+                  f->to_node, f->n_msgs, f->n_hbs, f->n_hb_resps);
+    sim_frame_trace(w, f);
+    return;
+  }
   case SIM_EV_TICK:
     /* Ticks are most events; one short line each. */
     sim_trace_add(&w->trace, "t=%llu e=%llu n%u tick", (unsigned long long)w->now,
@@ -525,9 +688,9 @@ int sim_world_step(sim_world *w) {
     break;
   }
   case SIM_EV_MSG: {
-    sim_msg *sm = e.ptr;
-    if (w->nodes[e.node].up && !sim_net_blocked(&w->net, sm->from_node, e.node)) {
-      sim_node_recv(w, e.node, sm);
+    const sim_frame *f = e.ptr;
+    if (w->nodes[e.node].up && !sim_net_blocked(&w->net, f->from_node, e.node)) {
+      sim_node_recv(w, e.node, f);
       settle(w, e.node);
     }
     break;
@@ -572,7 +735,9 @@ int sim_world_step(sim_world *w) {
   default: RK_UNREACHABLE();
   }
   free_event_payload(&e);
-  if (!w->scripted) {
+  if (w->o.idle) {
+    if (e.kind == SIM_EV_TICK) idle_progress(w);
+  } else if (!w->scripted) {
     if (w->phase == SIM_PHASE_SAFETY && w->events >= w->o.steps) start_liveness(w);
     liveness_progress(w);
   }
@@ -608,6 +773,7 @@ int sim_run(const sim_opts *o, sim_result *r) {
       fprintf(w->o.report, "sim: cannot write history to %s\n", o->history_path);
     if (f) fclose(f);
   }
+  stats_finish(w);
   r->events = w->events;
   r->trace_hash = w->trace.hash;
   r->sim_us = w->now;

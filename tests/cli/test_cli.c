@@ -126,3 +126,31 @@ Test(cli, demo_until_node_lands_explains_and_exits_zero) {
   cr_assert_eq(r.status, 0, "stderr: %s", r.err);
   cr_assert_not_null(strstr(r.out, "bootstrap 8 ranges"), "%s", r.out);
 }
+
+Test(cli, sim_idle_flags_are_checked) {
+  RUN(&r, "sim", "--seed", "1", "--idle", "--faults", "all");
+  assert_usage_error("--idle measures a cluster at rest");
+  RUN(&r, "sim", "--seed", "1", "--crash-when-idle", "1");
+  assert_usage_error("--crash-when-idle goes with --idle");
+  RUN(&r, "sim", "--seed", "1", "--idle", "--crash-when-idle", "7");
+  assert_usage_error("node 7 does not exist");
+}
+
+/* `sim --idle --stats` prints the stats line just before the last line, and
+ * --crash-when-idle a wake line (both parsed by other tools). */
+Test(cli, sim_idle_stats_and_wake_lines) {
+  RUN(&r, "sim", "--seed", "1", "--nodes", "5", "--groups", "50", "--idle", "--idle-seconds", "1",
+      "--crash-when-idle", "0", "--stats");
+  cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.out);
+  const char *st = strstr(r.out, "\nstats: groups=50 sim_seconds=1.0");
+  cr_assert_not_null(st, "%s", r.out);
+  cr_assert_not_null(strstr(st, " node_pair_msgs_per_sec="));
+  cr_assert_not_null(strstr(st, " heartbeat_entries_per_sec="));
+  cr_assert_not_null(strstr(st, " quiesced=50 wal_syncs="));
+  cr_assert_not_null(strstr(r.out, "\nwake: crashed=n0 led="), "%s", r.out);
+  cr_assert_not_null(strstr(r.out, " woke_not_led=0 "), "%s", r.out);
+  const char *last = strstr(r.out, "\nsim: seeds=1 ");
+  cr_assert_not_null(last);
+  cr_assert(last > st, "the stats line comes before the last line");
+  cr_assert_not_null(strstr(last, " violations=0 "));
+}
