@@ -553,9 +553,8 @@ int eng_wal_append(eng_wal *w, eng_wal_append_req *req, const eng_wal_write *wri
                      .type = e->type};
       /* Cannot index or pin what we are about to write: stop rather than
        * serve a read we cannot answer. */
-      if (wal_group_add(&w->ix, g, e->index, &loc) != RK_OK ||
-          wal_cache_put(&w->ix, g, e->index, wal_group_loc(g, e->index), p + WAL_REC_ENTRY_HDR) !=
-              RK_OK)
+      if (wal_group_add(g, e->index, &loc) != RK_OK ||
+          wal_cache_put(&w->ix, wal_group_loc(g, e->index), p + WAL_REC_ENTRY_HDR) != RK_OK)
         wal_fail(w, RK_ENOMEM);
       b->len += wal_rec_entry_size(e->len);
       b->nrec++;

@@ -11,10 +11,16 @@
  * (later indexes were written later, and a rewrite moves the whole live
  * suffix), so the group's oldest needed segment is that of its first entry.
  *
- * Cache: payload copies in a FIFO of references in insertion order. Eviction
- * pops from the front; a reference whose entry was meanwhile overwritten or
- * compacted (pointer no longer matches) is skipped. Eviction stops at the
- * first entry that is not yet durable.
+ * Cache: payload copies are appended back to back into 1 MiB chunks (an
+ * arena per chunk: no malloc or free per entry). Chunks form a FIFO in
+ * insertion order; eviction drops the oldest whole chunk, in O(1), and stops
+ * at the first chunk holding a payload that is not yet durable. An entry
+ * refers to its copy by (chunk sequence, offset), valid while that chunk is
+ * live, so neither eviction nor compaction nor overwrite touches the other
+ * entries; a compacted or overwritten payload's bytes stay in its chunk until
+ * the chunk goes (they count in cache_bytes until then). Evicted chunks are
+ * kept in a small pool and reused: steady-state appends never fault in fresh
+ * pages.
  */
 #include "engine/wal_int.h"
 
@@ -41,7 +47,6 @@ int wal_index_init(wal_index *ix, uint64_t cache_budget) {
 }
 
 static void group_free(wal_group *g) {
-  for (size_t k = 0; k < g->n; k++) free(g->locs[(g->head + k) % g->cap].cached);
   free(g->locs);
   free(g);
 }
@@ -50,7 +55,9 @@ void wal_index_free(wal_index *ix) {
   for (size_t i = 0; i < ix->nslots; i++)
     if (ix->slots[i]) group_free(ix->slots[i]);
   free(ix->slots);
-  free(ix->refs);
+  for (size_t k = 0; k < ix->cn; k++) free(ix->chunks[(ix->chead + k) % ix->ccap].mem);
+  free(ix->chunks);
+  for (size_t k = 0; k < ix->npool; k++) free(ix->pool[k]);
   memset(ix, 0, sizeof *ix);
 }
 
@@ -116,14 +123,10 @@ static wal_loc *loc_at(const wal_group *g, size_t k) {
   return &g->locs[(g->head + k) % g->cap];
 }
 
-static void loc_release(wal_index *ix, wal_group *g, wal_loc *l) {
+/* The payload copy (if any) stays in its chunk until the chunk is evicted. */
+static void loc_release(wal_group *g, wal_loc *l) {
   g->live_bytes -= l->len;
-  if (l->cached) {
-    ix->cache_bytes -= l->len;
-    ix->cached_n--;
-    free(l->cached);
-    l->cached = NULL;
-  }
+  l->cref = 0;
 }
 
 static int ensure_cap(wal_group *g, size_t need) {
@@ -144,13 +147,13 @@ static int ensure_cap(wal_group *g, size_t need) {
   return RK_OK;
 }
 
-int wal_group_add(wal_index *ix, wal_group *g, uint64_t index, const wal_loc *loc) {
+int wal_group_add(wal_group *g, uint64_t index, const wal_loc *loc) {
   RK_ASSERT(index >= 1);
   if (g->n == 0 || index < g->first || index > wal_group_last(g) + 1) {
     /* Empty log, or a start the overwrite rule allows only for empty/fresh
      * groups: restart the log at index. */
     if (ensure_cap(g, 1) != RK_OK) return RK_ENOMEM;
-    for (size_t k = 0; k < g->n; k++) loc_release(ix, g, &g->locs[(g->head + k) % g->cap]);
+    for (size_t k = 0; k < g->n; k++) loc_release(g, &g->locs[(g->head + k) % g->cap]);
     if (g->n == 0 && index == g->first) {
       /* prev_term stays as the compaction mark said */
     } else {
@@ -163,13 +166,13 @@ int wal_group_add(wal_index *ix, wal_group *g, uint64_t index, const wal_loc *lo
   } else if (index <= wal_group_last(g)) {
     /* suffix overwrite: drop [index, last] */
     uint64_t last = wal_group_last(g);
-    for (uint64_t i = index; i <= last; i++) loc_release(ix, g, loc_at(g, (size_t)(i - g->first)));
+    for (uint64_t i = index; i <= last; i++) loc_release(g, loc_at(g, (size_t)(i - g->first)));
     g->n = (size_t)(index - g->first);
   }
   if (ensure_cap(g, g->n + 1) != RK_OK) return RK_ENOMEM;
   wal_loc *l = &g->locs[(g->head + g->n) % g->cap];
   *l = *loc;
-  l->cached = NULL;
+  l->cref = 0;
   g->n++;
   g->live_bytes += loc->len;
   g->touched = 1;
@@ -177,8 +180,8 @@ int wal_group_add(wal_index *ix, wal_group *g, uint64_t index, const wal_loc *lo
   return RK_OK;
 }
 
-void wal_group_reset(wal_index *ix, wal_group *g, uint64_t index, uint64_t prev_term) {
-  for (size_t k = 0; k < g->n; k++) loc_release(ix, g, loc_at(g, k));
+void wal_group_reset(wal_group *g, uint64_t index, uint64_t prev_term) {
+  for (size_t k = 0; k < g->n; k++) loc_release(g, loc_at(g, k));
   g->n = 0;
   g->head = 0;
   g->first = index;
@@ -189,7 +192,7 @@ void wal_group_reset(wal_index *ix, wal_group *g, uint64_t index, uint64_t prev_
   RK_ASSERT(g->live_bytes == 0);
 }
 
-void wal_group_compact(wal_index *ix, wal_group *g, uint64_t index, uint64_t prev_term) {
+void wal_group_compact(wal_group *g, uint64_t index, uint64_t prev_term) {
   g->touched = 1;
   g->has_mark = 1;
   if (index <= g->first) {
@@ -210,7 +213,7 @@ void wal_group_compact(wal_index *ix, wal_group *g, uint64_t index, uint64_t pre
   }
   uint64_t drop_to = index <= last + 1 ? index : last + 1;
   for (uint64_t i = g->first; i < drop_to; i++) {
-    loc_release(ix, g, &g->locs[g->head]);
+    loc_release(g, &g->locs[g->head]);
     g->head = (g->head + 1) % (g->cap ? g->cap : 1);
     g->n--;
   }
@@ -223,65 +226,84 @@ void wal_group_compact(wal_index *ix, wal_group *g, uint64_t index, uint64_t pre
   g->prev_known = known;
 }
 
-static int refs_push(wal_index *ix, wal_cache_ref r) {
-  if (ix->rn == ix->rcap) {
-    size_t ncap = ix->rcap ? ix->rcap * 2 : 1024;
-    wal_cache_ref *nr = malloc(ncap * sizeof *nr);
-    if (nr == NULL) return RK_ENOMEM;
-    for (size_t k = 0; k < ix->rn; k++) nr[k] = ix->refs[(ix->rhead + k) % ix->rcap];
-    free(ix->refs);
-    ix->refs = nr;
-    ix->rcap = ncap;
-    ix->rhead = 0;
+static wal_cache_chunk *chunk_at(const wal_index *ix, size_t k) {
+  return &ix->chunks[(ix->chead + k) % ix->ccap];
+}
+
+/* Opens a new newest chunk of at least `need` bytes. */
+static int chunk_open(wal_index *ix, uint32_t need) {
+  if (ix->cn == ix->ccap) {
+    size_t ncap = ix->ccap ? ix->ccap * 2 : 16;
+    wal_cache_chunk *nc = malloc(ncap * sizeof *nc);
+    if (nc == NULL) return RK_ENOMEM;
+    for (size_t k = 0; k < ix->cn; k++) nc[k] = *chunk_at(ix, k);
+    free(ix->chunks);
+    ix->chunks = nc;
+    ix->ccap = ncap;
+    ix->chead = 0;
   }
-  ix->refs[(ix->rhead + ix->rn) % ix->rcap] = r;
-  ix->rn++;
+  uint32_t cap = need > WAL_CACHE_CHUNK ? need : WAL_CACHE_CHUNK;
+  uint8_t *mem;
+  if (cap == WAL_CACHE_CHUNK && ix->npool > 0) {
+    mem = ix->pool[--ix->npool];
+  } else {
+    mem = malloc(cap);
+    if (mem == NULL) return RK_ENOMEM;
+  }
+  if (ix->cn == 0 && ix->chunk_first == 0) ix->chunk_first = 1;
+  *chunk_at(ix, ix->cn) = (wal_cache_chunk){.mem = mem, .cap = cap, .used = 0, .max_bseq = 0};
+  ix->cn++;
+  ix->tail_open = 1;
   return RK_OK;
 }
 
-int wal_cache_put(wal_index *ix, wal_group *g, uint64_t index, wal_loc *loc, const uint8_t *data) {
+static void chunk_evict_oldest(wal_index *ix) {
+  RK_ASSERT(ix->cn > 0);
+  wal_cache_chunk *c = chunk_at(ix, 0);
+  ix->cache_bytes -= c->used;
+  if (c->cap == WAL_CACHE_CHUNK && ix->npool < WAL_CACHE_POOL)
+    ix->pool[ix->npool++] = c->mem;
+  else
+    free(c->mem);
+  ix->chead = (ix->chead + 1) % ix->ccap;
+  ix->cn--;
+  ix->chunk_first++;
+  if (ix->cn == 0) ix->tail_open = 0; /* the next payload opens a new chunk */
+}
+
+int wal_cache_put(wal_index *ix, wal_loc *loc, const uint8_t *data) {
   /* Always cached, even with a zero budget: an entry not yet durable can
    * only be read from here (trim evicts it once its batch is durable). */
+  loc->cref = 0;
   if (loc->len == 0) return RK_OK;
-  uint8_t *p = malloc(loc->len);
-  if (p == NULL) return RK_ENOMEM;
-  memcpy(p, data, loc->len);
-  if (refs_push(ix, (wal_cache_ref){g, index, p, loc->len}) != RK_OK) {
-    free(p);
-    return RK_ENOMEM;
+  wal_cache_chunk *c = ix->cn ? chunk_at(ix, ix->cn - 1) : NULL;
+  if (c == NULL || !ix->tail_open || c->cap - c->used < loc->len) {
+    if (chunk_open(ix, loc->len) != RK_OK) return RK_ENOMEM;
+    c = chunk_at(ix, ix->cn - 1);
   }
-  loc->cached = p;
+  RK_ASSERT(loc->bseq >= c->max_bseq); /* payloads arrive in batch order */
+  memcpy(c->mem + c->used, data, loc->len);
+  loc->cref = ((ix->chunk_first + ix->cn - 1) << 32) | c->used;
+  c->used += loc->len;
+  c->max_bseq = loc->bseq;
   ix->cache_bytes += loc->len;
-  ix->cached_n++;
   return RK_OK;
+}
+
+uint8_t *wal_cache_get(const wal_index *ix, const wal_loc *loc) {
+  uint64_t seq = loc->cref >> 32;
+  if (loc->cref == 0 || seq < ix->chunk_first) return NULL;
+  RK_ASSERT(seq - ix->chunk_first < ix->cn);
+  const wal_cache_chunk *c = chunk_at(ix, (size_t)(seq - ix->chunk_first));
+  uint32_t off = (uint32_t)loc->cref;
+  RK_ASSERT((uint64_t)off + loc->len <= c->used);
+  return c->mem + off;
 }
 
 void wal_cache_trim(wal_index *ix, uint64_t durable_bseq) {
-  while (ix->rn > 0 && ix->cache_bytes > ix->cache_budget) {
-    wal_cache_ref *r = &ix->refs[ix->rhead];
-    wal_loc *l = wal_group_loc(r->g, r->index);
-    if (l && l->cached == r->ptr) {
-      if (l->bseq > durable_bseq) break; /* pinned until durable */
-      free(l->cached);
-      l->cached = NULL;
-      ix->cache_bytes -= l->len;
-      ix->cached_n--;
-    }
-    ix->rhead = (ix->rhead + 1) % ix->rcap;
-    ix->rn--;
-  }
-  /* References to entries that were overwritten or compacted are dropped
-   * lazily above; when they outnumber the live ones 2:1, sweep them (O(rn),
-   * amortised: the FIFO must double again before the next sweep). */
-  if (ix->rn > 1024 && ix->rn > 2 * ix->cached_n) {
-    size_t keep = 0;
-    for (size_t k = 0; k < ix->rn; k++) {
-      wal_cache_ref r = ix->refs[(ix->rhead + k) % ix->rcap];
-      wal_loc *l = wal_group_loc(r.g, r.index);
-      if (l && l->cached == r.ptr) ix->refs[(ix->rhead + keep++) % ix->rcap] = r;
-    }
-    ix->rn = keep;
-  }
+  while (ix->cn > 0 && ix->cache_bytes > ix->cache_budget &&
+         chunk_at(ix, 0)->max_bseq <= durable_bseq)
+    chunk_evict_oldest(ix);
 }
 
 uint64_t wal_group_min_seg(const wal_group *g) {

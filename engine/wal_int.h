@@ -86,11 +86,11 @@ int wal_rec_decode(const uint8_t *p, size_t avail, wal_rec *r);
 /* Where one entry lives. 48 bytes per retained entry. */
 typedef struct wal_loc {
   uint64_t term;
-  uint64_t bseq;   /* batch holding it; durable once <= w->durable_bseq */
-  uint64_t seg;    /* segment sequence number */
-  uint32_t off;    /* offset of the entry record header in the segment */
-  uint32_t len;    /* payload bytes */
-  uint8_t *cached; /* payload copy in the entry cache, or NULL */
+  uint64_t bseq; /* batch holding it; durable once <= w->durable_bseq */
+  uint64_t seg;  /* segment sequence number */
+  uint32_t off;  /* offset of the entry record header in the segment */
+  uint32_t len;  /* payload bytes */
+  uint64_t cref; /* payload copy in the entry cache: wal_cache_get(); 0 = none */
   uint32_t type;
 } wal_loc;
 
@@ -110,21 +110,33 @@ typedef struct wal_group {
   uint64_t mark_seg;
 } wal_group;
 
-typedef struct wal_cache_ref {
-  wal_group *g;
-  uint64_t index;
-  const uint8_t *ptr;
-  uint32_t len;
-} wal_cache_ref;
+/* Entry cache: payload copies packed back to back into chunks; the chunks
+ * form a FIFO (chunk sequence numbers increase by one). A cached entry's
+ * wal_loc.cref is (chunk seq << 32 | offset); it is valid while that chunk is
+ * live (seq >= ix->chunk_first), so evicting a chunk is O(1) and touches no
+ * entry. Payloads are appended in batch order, so a chunk's newest batch
+ * (max_bseq) tells whether anything in it is still undurable (pinned). */
+#define WAL_CACHE_CHUNK (1u << 20)
+#define WAL_CACHE_POOL  8u /* free chunks kept for reuse (no malloc, no page faults) */
+
+typedef struct wal_cache_chunk {
+  uint8_t *mem;
+  uint32_t cap, used;
+  uint64_t max_bseq; /* newest batch with a payload in this chunk */
+} wal_cache_chunk;
 
 typedef struct wal_index {
   wal_group **slots; /* open addressing on group id */
   size_t nslots, ngroups;
-  /* entry cache: FIFO of refs in insertion order, global byte budget */
-  wal_cache_ref *refs;
-  size_t rhead, rn, rcap;
-  uint64_t cache_bytes, cache_budget;
-  size_t cached_n; /* entries holding a cached payload */
+  /* entry cache: ring of live chunks, oldest first */
+  wal_cache_chunk *chunks;
+  size_t chead, cn, ccap;
+  uint64_t chunk_first; /* sequence number of the oldest live chunk (>= 1) */
+  int tail_open;        /* the newest live chunk still takes payloads */
+  uint8_t *pool[WAL_CACHE_POOL];
+  size_t npool;
+  uint64_t cache_bytes; /* payload bytes held by live chunks (dead ones too) */
+  uint64_t cache_budget;
   uint64_t hits, misses;
 } wal_index;
 
@@ -139,16 +151,19 @@ wal_loc *wal_group_loc(const wal_group *g, uint64_t index); /* NULL if not retai
 int wal_group_check_append(const wal_group *g, uint64_t index);
 /* Adds entry `index` (overwriting >= index). Rule must have been checked.
  * RK_ENOMEM possible only before any change. */
-int wal_group_add(wal_index *ix, wal_group *g, uint64_t index, const wal_loc *loc);
+int wal_group_add(wal_group *g, uint64_t index, const wal_loc *loc);
 /* Empties the log: first = index, term(index - 1) = prev_term (0: unknown
  * unless index == 1). Replay of a RESTATE mark. */
-void wal_group_reset(wal_index *ix, wal_group *g, uint64_t index, uint64_t prev_term);
+void wal_group_reset(wal_group *g, uint64_t index, uint64_t prev_term);
 /* Drops entries < index; index > last + 1 empties the log at first = index. */
-void wal_group_compact(wal_index *ix, wal_group *g, uint64_t index, uint64_t prev_term);
-/* Copies payload into the cache for entry at loc (pinned until durable).
- * RK_ENOMEM: the entry would be unreadable until durable — callers stop. */
-int wal_cache_put(wal_index *ix, wal_group *g, uint64_t index, wal_loc *loc, const uint8_t *data);
-/* Evicts oldest durable entries until within budget. */
+void wal_group_compact(wal_group *g, uint64_t index, uint64_t prev_term);
+/* Copies payload into the cache for entry at loc, whose bseq must be the
+ * newest batch (pinned until durable). RK_ENOMEM: the entry would be
+ * unreadable until durable — callers stop. */
+int wal_cache_put(wal_index *ix, wal_loc *loc, const uint8_t *data);
+/* The cached payload of loc, or NULL. */
+uint8_t *wal_cache_get(const wal_index *ix, const wal_loc *loc);
+/* Evicts oldest chunks holding only durable payloads until within budget. */
 void wal_cache_trim(wal_index *ix, uint64_t durable_bseq);
 /* Oldest segment the group needs (UINT64_MAX when none). */
 uint64_t wal_group_min_seg(const wal_group *g);

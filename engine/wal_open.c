@@ -242,7 +242,7 @@ int wal_check_invariants(const eng_wal *w) {
   RK_ASSERT(expect == w->next_bseq);
   /* groups and the cache */
   uint64_t cached = 0;
-  size_t cached_n = 0, ngroups = 0;
+  size_t ngroups = 0;
   for (size_t i = 0; i < w->ix.nslots; i++) {
     const wal_group *g = w->ix.slots[i];
     if (g == NULL) continue;
@@ -258,23 +258,30 @@ int wal_check_invariants(const eng_wal *w) {
       prev_seg = l->seg;
       RK_ASSERT(l->bseq < w->next_bseq);
       RK_ASSERT(l->off >= WAL_SEG_HDR + WAL_BATCH_HDR && l->off + l->len <= w->opt.segment_bytes);
-      RK_ASSERTF(l->len == 0 || l->bseq <= w->durable_bseq || l->cached != NULL,
+      const uint8_t *c = wal_cache_get(&w->ix, l);
+      RK_ASSERTF(l->len == 0 || l->bseq <= w->durable_bseq || c != NULL,
                  "undurable entry %" PRIu64 " of group %" PRIu64 " not pinned", g->first + k,
                  g->id);
       live += l->len;
-      if (l->cached) {
-        cached += l->len;
-        cached_n++;
-      }
+      if (c) cached += l->len;
     }
     RK_ASSERT(live == g->live_bytes);
     if (g->has_hs) RK_ASSERT(wal_seg_get(w, g->hs_seg) != NULL);
     if (g->has_mark) RK_ASSERT(wal_seg_get(w, g->mark_seg) != NULL);
   }
   RK_ASSERT(ngroups == w->ix.ngroups);
-  RK_ASSERTF(cached == w->ix.cache_bytes, "cache bytes %" PRIu64 " != %" PRIu64, cached,
+  /* Live entries' copies, plus copies of compacted/overwritten entries not
+   * yet evicted with their chunk. */
+  RK_ASSERTF(cached <= w->ix.cache_bytes, "cache bytes %" PRIu64 " > %" PRIu64, cached,
              w->ix.cache_bytes);
-  RK_ASSERT(cached_n == w->ix.cached_n);
+  uint64_t held = 0;
+  for (size_t k = 0; k < w->ix.cn; k++) {
+    const wal_cache_chunk *c = &w->ix.chunks[(w->ix.chead + k) % w->ix.ccap];
+    RK_ASSERT(c->used <= c->cap && c->max_bseq < w->next_bseq);
+    if (k > 0) RK_ASSERT(c->max_bseq >= w->ix.chunks[(w->ix.chead + k - 1) % w->ix.ccap].max_bseq);
+    held += c->used;
+  }
+  RK_ASSERT(held == w->ix.cache_bytes);
   return RK_OK;
 }
 

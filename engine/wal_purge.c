@@ -42,7 +42,7 @@ int eng_wal_compact(eng_wal *w, uint64_t group, uint64_t index, uint64_t prev_te
   if (index < g->first || (index == g->first && (g->has_mark || !prev_term))) return RK_OK;
   wal_batch *b = wal_batch_reserve(w, WAL_REC_COMPACT_LEN, &rc);
   if (b == NULL) return rc;
-  wal_group_compact(&w->ix, g, index, prev_term);
+  wal_group_compact(g, index, prev_term);
   wal_rec_compact_encode(b->buf + b->len, g->id, g->first, g->prev_known ? g->prev_term : 0, 0);
   b->len += WAL_REC_COMPACT_LEN;
   b->nrec++;
@@ -59,7 +59,7 @@ int eng_wal_reset(eng_wal *w, uint64_t group, uint64_t first, uint64_t prev_term
   if (g == NULL) return RK_ENOMEM;
   wal_batch *b = wal_batch_reserve(w, WAL_REC_COMPACT_LEN, &rc);
   if (b == NULL) return rc;
-  wal_group_reset(&w->ix, g, first, prev_term);
+  wal_group_reset(g, first, prev_term);
   wal_rec_compact_encode(b->buf + b->len, g->id, first, prev_term, WAL_MARK_RESTATE);
   b->len += WAL_REC_COMPACT_LEN;
   b->nrec++;
@@ -124,9 +124,9 @@ static int rewrite_group(eng_wal *w, wal_group *g, uint64_t *nent) {
     l->bseq = b->seq;
     l->seg = b->seg;
     l->off = (uint32_t)(b->off + b->len);
-    /* Until this batch is durable the new location cannot be read: pin it. */
-    if (l->cached == NULL && wal_cache_put(&w->ix, g, e.index, l, p + WAL_REC_ENTRY_HDR) != RK_OK)
-      wal_fail(w, RK_ENOMEM);
+    /* Until this batch is durable the new location cannot be read: pin it
+     * (a fresh copy: the cache pins by chunk, in batch order). */
+    if (wal_cache_put(&w->ix, l, p + WAL_REC_ENTRY_HDR) != RK_OK) wal_fail(w, RK_ENOMEM);
     b->len += wal_rec_entry_size(l->len);
     b->nrec++;
     at += l->len;

@@ -61,8 +61,9 @@ int eng_wal_term(eng_wal *w, uint64_t group, uint64_t i, uint64_t *out) {
 int wal_read_payload(eng_wal *w, const wal_group *g, uint64_t index, const wal_loc *loc,
                      uint8_t *dst) {
   if (loc->len == 0) return RK_OK; /* nothing to read (never cached either) */
-  if (loc->cached) {
-    memcpy(dst, loc->cached, loc->len);
+  const uint8_t *cached = wal_cache_get(&w->ix, loc);
+  if (cached) {
+    memcpy(dst, cached, loc->len);
     w->ix.hits++;
     return RK_OK;
   }
@@ -119,8 +120,9 @@ int eng_wal_entries(eng_wal *w, uint64_t group, uint64_t lo, uint64_t hi, uint64
     if (i > lo && bytes + l->len > max_bytes) break;
     rk_entry e = {.index = i, .term = l->term, .type = l->type, .len = l->len, .data = NULL};
     if (l->len) {
-      if (l->cached) {
-        e.data = l->cached;
+      uint8_t *cached = wal_cache_get(&w->ix, l);
+      if (cached) {
+        e.data = cached;
         w->ix.hits++;
       } else {
         if (tmpcap < l->len) {

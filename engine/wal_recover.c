@@ -157,7 +157,7 @@ static int replay_batch(eng_wal *w, uint64_t seg, uint64_t off, const uint8_t *p
                      .off = (uint32_t)rec_off,
                      .len = r.e.len,
                      .type = r.e.type};
-      if (wal_group_add(&w->ix, g, r.e.index, &loc) != RK_OK) return RK_ENOMEM;
+      if (wal_group_add(g, r.e.index, &loc) != RK_OK) return RK_ENOMEM;
       rec->entries++;
       break;
     }
@@ -170,9 +170,9 @@ static int replay_batch(eng_wal *w, uint64_t seg, uint64_t off, const uint8_t *p
       break;
     case WAL_REC_COMPACT:
       if (r.flags & WAL_MARK_RESTATE)
-        wal_group_reset(&w->ix, g, r.index, r.prev_term);
+        wal_group_reset(g, r.index, r.prev_term);
       else
-        wal_group_compact(&w->ix, g, r.index, r.prev_term);
+        wal_group_compact(g, r.index, r.prev_term);
       g->has_mark = 1;
       g->mark_seg = seg;
       break;
