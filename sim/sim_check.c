@@ -85,7 +85,7 @@ static uint64_t lm_slot(uint64_t index, uint64_t term, size_t cap) {
 
 static sim_lm_slot *lm_find(sim_group *g, uint64_t index, uint64_t term, int insert) {
   if (insert && (g->lm_len + 1) * 2 > g->lm_cap) {
-    size_t nc = g->lm_cap ? g->lm_cap * 2 : 1024;
+    size_t nc = g->lm_cap ? g->lm_cap * 2 : 16; /* small: 10^4 groups per run */
     sim_lm_slot *nv = calloc(nc, sizeof *nv);
     RK_ASSERT(nv != NULL);
     for (size_t i = 0; i < g->lm_cap; i++) {

@@ -130,13 +130,28 @@ void sim_disk_free(sim_disk *d) {
   }
   for (size_t i = 0; i < d->qlen; i++) write_free(&d->q[i]);
   free(d->logs);
+  free(d->ix);
   free(d->q);
   memset(d, 0, sizeof *d);
 }
 
+/* group id -> slot: open addressing over slot + 1 (0 = empty), load <= 1/2,
+ * so lookups stay O(1) with 10^4 groups per node. */
+static size_t ix_home(const sim_disk *d, uint64_t group) {
+  uint64_t x = group * 0x9e3779b97f4a7c15ull;
+  return (size_t)(x ^ (x >> 29)) & (d->ixcap - 1);
+}
+
+static void ix_put(sim_disk *d, uint64_t group, uint32_t slot) {
+  size_t i = ix_home(d, group);
+  while (d->ix[i] != 0) i = (i + 1) & (d->ixcap - 1);
+  d->ix[i] = slot + 1;
+}
+
 int sim_disk_find(const sim_disk *d, uint64_t group) {
-  for (size_t i = 0; i < d->nlogs; i++)
-    if (d->logs[i].group == group) return (int)i;
+  if (d->ixcap == 0) return -1;
+  for (size_t i = ix_home(d, group); d->ix[i] != 0; i = (i + 1) & (d->ixcap - 1))
+    if (d->logs[d->ix[i] - 1].group == group) return (int)(d->ix[i] - 1);
   return -1;
 }
 
@@ -147,9 +162,17 @@ uint32_t sim_disk_group(sim_disk *d, uint64_t group) {
     d->caplogs = d->caplogs ? 2 * d->caplogs : 8;
     d->logs = xrealloc(d->logs, d->caplogs * sizeof *d->logs);
   }
+  if ((d->nlogs + 1) * 2 > d->ixcap) {
+    free(d->ix);
+    d->ixcap = d->ixcap ? 2 * d->ixcap : 16;
+    d->ix = calloc(d->ixcap, sizeof *d->ix);
+    RK_ASSERT(d->ix != NULL);
+    for (size_t i = 0; i < d->nlogs; i++) ix_put(d, d->logs[i].group, (uint32_t)i);
+  }
   sim_glog *g = &d->logs[d->nlogs];
   memset(g, 0, sizeof *g);
   g->group = group;
+  ix_put(d, group, (uint32_t)d->nlogs);
   return (uint32_t)d->nlogs++;
 }
 

@@ -81,6 +81,8 @@ typedef struct sim_disk_stats {
 typedef struct sim_disk {
   sim_glog *logs;
   size_t nlogs, caplogs;
+  uint32_t *ix; /* group id -> slot + 1, open addressing (0 = empty) */
+  size_t ixcap;
   sim_write *q; /* unsynced writes, oldest first */
   size_t qlen, qcap;
   uint64_t next_seq; /* seq of the next write */
