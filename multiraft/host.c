@@ -99,12 +99,21 @@ typedef struct host_pending {
   mr_ready rd;
 } host_pending;
 
+/* A hard state whose only change is the commit index: written with the
+ * batch, but its Ready did not wait for it (see host_collect). */
+typedef struct host_commit_only {
+  uint64_t group;
+  rk_hard_state hs;
+} host_commit_only;
+
 typedef struct host_batch {
   uint64_t id;
   int done;
   int rc;
-  HOST_VEC(host_pending) items;
-  HOST_VEC(mr_host_write) writes;
+  HOST_VEC(host_pending) items; /* Readys waiting for this batch */
+  HOST_VEC(host_commit_only) commit_only;
+  HOST_VEC(mr_host_write) writes; /* items' writes, then commit_only's */
+  rk_entry_vec no_entries;        /* what commit-only writes point at */
 } host_batch;
 
 struct mr_host {
@@ -473,6 +482,7 @@ int mr_host_new(mr_host **out, const mr_host_config *cfg, const mr_host_io *io, 
 static void batch_free(host_batch *b) {
   for (size_t i = 0; i < b->items.len; i++) mr_ready_free(&b->items.v[i].rd);
   free(b->items.v);
+  free(b->commit_only.v);
   free(b->writes.v);
   free(b);
 }
@@ -796,12 +806,14 @@ static void queue_msgs(mr_host *h, host_group *g, const mr_ready *rd, int want) 
   }
 }
 
-static int ready_needs_persist(const mr_ready *rd) {
-  return rd->snapshot.index != 0 || rd->entries.len > 0 || rd->hs_changed;
-}
-
 /* Takes a Ready from every dirty group; returns the batch to persist (may be
- * empty). Readys with nothing to persist complete at once. */
+ * empty). A Ready that must be durable first (entries, a snapshot, a new
+ * term or vote: rd->must_sync) waits for the batch. One whose only change
+ * is the commit index has its hard state written with the batch but
+ * completes at once, as one with nothing to write does: nothing depends on
+ * a commit index surviving a crash (it is learned again from the leader,
+ * and what was applied is recorded by the state machine), so waiting for
+ * an fsync would only add one to every write's latency (etcd's MustSync). */
 static host_batch *host_collect(mr_host *h) {
   host_batch *b = calloc(1, sizeof *b);
   RK_ASSERTF(b != NULL, "out of memory");
@@ -820,27 +832,35 @@ static host_batch *host_collect(mr_host *h) {
     g->last_role = rd->role;
     if (rd->entries.len > 0 || rd->committed.len > 0) g->idle_ticks = 0;
     queue_msgs(h, g, rd, 0);
-    if (ready_needs_persist(rd)) {
+    if (rd->must_sync) {
       g->flags |= HG_IN_FLIGHT;
-      mr_host_write w = {.group = g->id,
-                         .snap = rd->snapshot.index ? &rd->snapshot : NULL,
-                         .entries = &rd->entries,
-                         .hs = rd->hs_changed ? &rd->hs : NULL};
       h->st.entries_persisted += rd->entries.len;
       VEC_PUSH(b->items, pend);
-      VEC_PUSH(b->writes, w);
-    } else {
-      VEC_PUSH(h->done, pend);
+      continue;
     }
+    if (rd->hs_changed) {
+      host_commit_only co = {.group = g->id, .hs = rd->hs};
+      VEC_PUSH(b->commit_only, co);
+    }
+    VEC_PUSH(h->done, pend);
   }
   h->dirty.len = 0;
-  /* writes[i].entries etc. point into items[i].rd: fix them up now that the
-   * items array stopped moving. */
+  /* The writes point into items[i].rd and commit_only[i]: built now that
+   * those arrays stopped moving. */
   for (size_t i = 0; i < b->items.len; i++) {
     mr_ready *rd = &b->items.v[i].rd;
-    b->writes.v[i].entries = &rd->entries;
-    b->writes.v[i].snap = rd->snapshot.index ? &rd->snapshot : NULL;
-    b->writes.v[i].hs = rd->hs_changed ? &rd->hs : NULL;
+    mr_host_write w = {.group = b->items.v[i].g->id,
+                       .snap = rd->snapshot.index ? &rd->snapshot : NULL,
+                       .entries = &rd->entries,
+                       .hs = rd->hs_changed ? &rd->hs : NULL};
+    VEC_PUSH(b->writes, w);
+  }
+  for (size_t i = 0; i < b->commit_only.len; i++) {
+    mr_host_write w = {.group = b->commit_only.v[i].group,
+                       .snap = NULL,
+                       .entries = &b->no_entries,
+                       .hs = &b->commit_only.v[i].hs};
+    VEC_PUSH(b->writes, w);
   }
   return b;
 }
@@ -881,11 +901,11 @@ int mr_host_turn(mr_host *h) {
   if (h->stopped) return RK_ESTOPPED;
   h->st.turns++;
   host_batch *b = host_collect(h);
-  if (b->items.len > 0) {
+  if (b->writes.len > 0) {
     h->next_batch++;
     VEC_PUSH(h->batches, b);
     h->st.persist_batches++;
-    h->io.persist(h->io.ctx, b->id, b->writes.v, b->writes.len);
+    h->io.persist(h->io.ctx, b->id, b->writes.v, b->writes.len, b->items.len > 0);
   } else {
     batch_free(b);
   }

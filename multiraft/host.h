@@ -106,8 +106,13 @@ typedef struct mr_host_io {
   int (*storage)(void *ctx, uint64_t group, mr_storage *out);
   /* Make every write durable, as one batch; call mr_host_persisted(h, batch,
    * rc) when done (from inside this call or later). rc != RK_OK is fatal for
-   * the host: nothing of the batch is assumed durable. */
-  void (*persist)(void *ctx, uint64_t batch, const mr_host_write *w, size_t n);
+   * the host: nothing of the batch is assumed durable. sync == 0: the batch
+   * holds only commit-index updates (hard states whose term and vote did
+   * not change) and nothing waits for them: the io may write them lazily,
+   * with the next synced batch (or lose them in a crash: a commit index is
+   * learned again), and report the batch at once. Their order relative to
+   * later batches of the same group must be kept. */
+  void (*persist)(void *ctx, uint64_t batch, const mr_host_write *w, size_t n, int sync);
   /* One frame to one node. */
   void (*send)(void *ctx, const mr_host_frame *f);
   /* Committed entries of every group whose persist completed, in one call. */

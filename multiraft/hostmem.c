@@ -64,8 +64,15 @@ static void do_persist(mr_hm_node *nd, const mr_host_write *w, size_t n) {
   }
 }
 
-static void io_persist(void *ctx, uint64_t batch, const mr_host_write *w, size_t n) {
+static void io_persist(void *ctx, uint64_t batch, const mr_host_write *w, size_t n, int sync) {
   mr_hm_node *nd = ctx;
+  if (!sync) {
+    /* Commit-index updates only: nothing waits, so never deferred. */
+    nd->lazy_batches++;
+    do_persist(nd, w, n);
+    mr_host_persisted(nd->h, batch, RK_OK);
+    return;
+  }
   if (nd->persist_fail) {
     mr_host_persisted(nd->h, batch, RK_EIO);
     return;

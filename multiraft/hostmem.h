@@ -33,7 +33,8 @@ typedef struct mr_hm_node {
   int defer_persist; /* persist batches wait for mr_hm_complete_deferred */
   uint64_t turn;
   uint64_t sent_turn[MR_HM_MAX_NODES + 1];
-  uint64_t read_ready; /* ReadIndex results delivered */
+  uint64_t read_ready;   /* ReadIndex results delivered */
+  uint64_t lazy_batches; /* persist calls with sync == 0 (commit index only) */
   /* deferred persist batches */
   uint64_t deferred[16];
   const mr_host_write *deferred_w[16];

@@ -200,8 +200,13 @@ typedef enum mr_role {
 } mr_role;
 
 typedef struct mr_ready {
-  rk_hard_state hs;     /* the whole hard state, valid always */
-  int hs_changed;       /* persist hs only if set */
+  rk_hard_state hs; /* the whole hard state, valid always */
+  int hs_changed;   /* persist hs only if set */
+  /* Entries, a snapshot, or a new term or vote: make them durable before
+   * sending the must_persist messages and before advance. Zero when the
+   * only change is the commit index: write hs, but there is no need to wait
+   * for it (etcd's MustSync) — a lost commit index is learned again. */
+  int must_sync;
   mr_snapshot snapshot; /* index == 0: none; install before entries */
   rk_entry_vec entries; /* to append durably (copies) */
   mr_msg *msgs;         /* to send, see must_persist */

@@ -138,6 +138,8 @@ int mr_raft_ready(mr_raft *r, mr_ready *rd) {
   r->n_out = r->cap_out = 0;
   rd->role = r->role;
   rd->lead = r->lead;
+  rd->must_sync = rd->snapshot.index != 0 || rd->entries.len > 0 ||
+                  rd->hs.term != r->prev_hs.term || rd->hs.vote != r->prev_hs.vote;
   r->prev_hs = rd->hs;
   r->ready_outstanding = 1;
   return RK_OK;

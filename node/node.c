@@ -176,8 +176,66 @@ static void wal_done(eng_wal_append_req *req, int status) {
   free(p);
 }
 
-static void io_persist(void *ctx, uint64_t batch, const mr_host_write *w, size_t nw) {
+/* Commit-index updates nothing waits for (persist with sync == 0) are kept
+ * per range and written just ahead of the next synced batch: an fsync of
+ * their own would only delay that batch, since the WAL keeps one fsync in
+ * flight. A crash may lose them; a commit index is learned again, and boot
+ * raises it to the state store's applied index. */
+typedef struct node_lazy_req {
+  eng_wal_append_req req;
+} node_lazy_req;
+
+static void lazy_keep(node *n, const mr_host_write *w, size_t nw) {
+  for (size_t i = 0; i < nw; i++) {
+    RK_ASSERT(w[i].hs != NULL && w[i].entries->len == 0 && w[i].snap == NULL);
+    node_range *r = &n->ranges[w[i].group - 1];
+    if (!r->lazy_hs_set) {
+      if (n->nlazy == n->caplazy) {
+        n->caplazy = n->caplazy ? 2 * n->caplazy : 64;
+        n->lazy = realloc(n->lazy, n->caplazy * sizeof *n->lazy);
+        RK_ASSERTF(n->lazy != NULL, "out of memory");
+      }
+      n->lazy[n->nlazy++] = w[i].group;
+      r->lazy_hs_set = 1;
+    }
+    r->lazy_hs = *w[i].hs;
+  }
+}
+
+static void lazy_done(eng_wal_append_req *req, int status) {
+  (void)status; /* a failure stops the WAL; the next synced batch reports it */
+  free(req->data);
+}
+
+static void lazy_flush(node *n) {
+  if (n->nlazy == 0) return;
+  node_lazy_req *lr = calloc(1, sizeof *lr);
+  eng_wal_write *ww = calloc(n->nlazy, sizeof *ww);
+  RK_ASSERTF(lr && ww, "out of memory");
+  lr->req.data = lr;
+  for (size_t i = 0; i < n->nlazy; i++) {
+    node_range *r = &n->ranges[n->lazy[i] - 1];
+    ww[i].group = n->lazy[i];
+    ww[i].hard_state = &r->lazy_hs;
+    r->lazy_hs_set = 0;
+  }
+  int rc = eng_wal_append(n->wal, &lr->req, ww, n->nlazy, lazy_done); /* copies ww */
+  if (rc != RK_OK) {
+    RK_WARN("node", "WAL append of %zu commit updates refused: %s", n->nlazy, rk_strerror(rc));
+    free(lr);
+  }
+  free(ww);
+  n->nlazy = 0;
+}
+
+static void io_persist(void *ctx, uint64_t batch, const mr_host_write *w, size_t nw, int sync) {
   node *n = ctx;
+  if (!sync) {
+    lazy_keep(n, w, nw);
+    mr_host_persisted(n->host, batch, RK_OK);
+    return;
+  }
+  lazy_flush(n);
   node_persist *p = calloc(1, sizeof *p);
   eng_wal_write *ww = calloc(nw ? nw : 1, sizeof *ww);
   RK_ASSERTF(p && ww, "out of memory");
@@ -425,6 +483,11 @@ static int create_groups(node *n) {
       boot.applied = 0;
     else if (rc != RK_OK)
       return rc;
+    /* The host applies a Ready whose only change is the commit index
+     * without waiting for that hard state to be durable (raft.h,
+     * must_sync), so a crash can leave the state store ahead of the WAL's
+     * commit. What was applied was committed: raise the commit to it. */
+    if (found && boot.applied > boot.hs.commit) boot.hs.commit = boot.applied;
     boot.conf.n = r->desc.n_replicas;
     for (uint8_t k = 0; k < r->desc.n_replicas; k++)
       boot.conf.r[k] = (mr_conf_replica){mr_host_replica_id(r->desc.replicas[k], 1), MR_VOTER_IN};
@@ -575,6 +638,7 @@ static void shutdown_node(node *n) {
   if (n->ranges)
     for (size_t i = 0; i < n->table.n; i++) node_range_drop_pending(&n->ranges[i]);
   free(n->ranges);
+  free(n->lazy);
   if (n->net) tp_net_free(n->net);
   if (n->batch) eng_state_batch_free(n->batch);
   if (n->wal) eng_wal_close(n->wal);

@@ -57,6 +57,9 @@ typedef struct node_range {
   size_t nprops, capprops;
   node_read *reads;
   size_t nreads, capreads;
+  /* A commit-index update not yet written (io_persist, sync == 0). */
+  int lazy_hs_set;
+  rk_hard_state lazy_hs;
 } node_range;
 
 /* One eng_wal_append of a host persist batch. */
@@ -96,6 +99,8 @@ typedef struct node {
    * range with anything pending, so idle ticks do not walk every range. */
   int maybe_pending;
   eng_state_batch *batch;
+  uint64_t *lazy; /* ids of the ranges with lazy_hs_set, in order of first update */
+  size_t nlazy, caplazy;
 } node;
 
 uint64_t node_now_ms(void);

@@ -85,6 +85,29 @@ Test(host, pipelined_persist_keeps_one_ready_per_group) {
   mr_hm_free(C);
 }
 
+/* Once the leader's entry is durable, the Ready that only moves its commit
+ * index applies at once: its hard state goes to the io as a batch with
+ * sync == 0 (never deferred here), not as one the apply must wait for. */
+Test(host, a_commit_only_ready_applies_without_waiting_for_a_sync) {
+  cluster_new(3, 3, 0);
+  elect_all();
+  uint64_t g = first_group_led_by(1);
+  mr_hm_node *n1 = &C->node[1];
+  n1->defer_persist = 1; /* every synced batch of the leader waits */
+  propose(g, "v");
+  settle(); /* the followers persist and acknowledge */
+  uint64_t idx = last_index(g);
+  cr_assert_eq(n1->n_deferred, 1, "the entry's own batch is held");
+  cr_assert_lt(n1->applied[g], idx);
+  uint64_t lazy_before = n1->lazy_batches;
+  mr_hm_complete_deferred(n1); /* the entry is durable on the leader */
+  settle();
+  cr_assert_eq(n1->n_deferred, 0, "nothing else waited for a sync");
+  cr_assert_gt(n1->lazy_batches, lazy_before, "the commit index went out unsynced");
+  cr_assert_eq(n1->applied[g], idx, "applied without a second sync");
+  mr_hm_free(C);
+}
+
 Test(host, heartbeats_are_coalesced_one_frame_per_node_per_turn) {
   cluster_new(3, 50, 0);
   elect_all();
