@@ -684,6 +684,23 @@ static int fetch_table(rkc_client *c, uint64_t deadline) {
   return rc == RK_OK ? rc : RK_ENOQUORUM;
 }
 
+int rkc_wait_leaders(rkc_client *c, uint32_t timeout_ms, size_t *led, size_t *total) {
+  uint64_t until = now_ns() + (uint64_t)timeout_ms * 1000000u;
+  *led = *total = 0;
+  for (;;) {
+    rkc_ranges t;
+    if (rkc_ranges_get(c, &t) == RK_OK) {
+      *led = 0;
+      *total = t.n;
+      for (size_t i = 0; i < t.n; i++) *led += t.v[i].leader != 0;
+      rkc_ranges_free(&t);
+      if (*total > 0 && *led == *total) return RK_OK;
+    }
+    if (now_ns() >= until) return RK_ETIMEOUT;
+    rkc_ops_->sleep_ms(50);
+  }
+}
+
 int rkc_ranges_get(rkc_client *c, rkc_ranges *out) {
   begin(c);
   memset(out, 0, sizeof *out);

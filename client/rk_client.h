@@ -155,6 +155,11 @@ void rkc_ranges_free(rkc_ranges *t);
 /* A fresh copy of the range table as one node reports it (leaders as that
  * node knows them). Also refreshes the client's cache. */
 int rkc_ranges_get(rkc_client *c, rkc_ranges *out);
+/* Polls the range table every 50 ms until every range reports a leader, for
+ * at most timeout_ms (a fresh cluster elects for about one election
+ * timeout: workloads started before measure the elections). *led / *total:
+ * the last poll's counts. RK_OK, or RK_ETIMEOUT. */
+int rkc_wait_leaders(rkc_client *c, uint32_t timeout_ms, size_t *led, size_t *total);
 /* The range holding key, or NULL when the table does not cover it. */
 const rkc_range *rkc_ranges_lookup(const rkc_ranges *t, const void *key, size_t klen);
 /* RK_OK if the ranges are sorted, start at "" and tile the key space up to

@@ -259,16 +259,8 @@ static void wait_leaders(const char *eps) {
   if (rkc_open(&c, &o) != RK_OK) return;
   uint64_t t0 = rk_clock_mono_ns(), until = t0 + 30000000000ull;
   size_t led = 0, total = 0;
-  while (!g_stop && rk_clock_mono_ns() < until) {
-    rkc_ranges t;
-    if (rkc_ranges_get(c, &t) == RK_OK) {
-      led = 0;
-      total = t.n;
-      for (size_t i = 0; i < t.n; i++) led += t.v[i].leader != 0;
-      rkc_ranges_free(&t);
-      if (led == total) break;
-    }
-    sleep_ms(50);
+  /* In half-second slices, to stay responsive to Ctrl-C. */
+  while (!g_stop && rk_clock_mono_ns() < until && rkc_wait_leaders(c, 500, &led, &total) != RK_OK) {
   }
   rkc_close(c);
   printf("rangekv demo: %zu of %zu ranges have a leader (%.1f s)\n", led, total,

@@ -255,6 +255,26 @@ Test(client, ranges_copy_matches_the_table) {
   rkc_ranges_free(&t);
 }
 
+Test(client, wait_leaders_returns_once_every_range_is_led_and_times_out_otherwise) {
+  fk.advertise_leader = 1;
+  size_t led = 0, total = 0;
+  /* One range without a leader: polls (sleeping between) until the bound. */
+  for (int i = 0; i < FAKE_RANGES; i++) fk.leader[i] = 1;
+  fk.leader[1] = 0;
+  uint64_t t0 = fk.now_ns;
+  cr_assert_eq(rkc_wait_leaders(cl, 300, &led, &total), RK_ETIMEOUT);
+  cr_assert_eq(total, FAKE_RANGES);
+  cr_assert_eq(led, FAKE_RANGES - 1);
+  cr_assert_geq(fk.now_ns - t0, 300ull * 1000000u);
+  cr_assert_gt(fk.slept_ms, 0);
+  /* Every range led: at once. */
+  fk.leader[1] = 3;
+  t0 = fk.now_ns;
+  cr_assert_eq(rkc_wait_leaders(cl, 300, &led, &total), RK_OK);
+  cr_assert_eq(led, FAKE_RANGES);
+  cr_assert_lt(fk.now_ns - t0, 300ull * 1000000u);
+}
+
 Test(client, wrong_cluster_is_refused) {
   rkc_close(cl);
   static const char *eps[] = {"127.0.0.1:7001"};
