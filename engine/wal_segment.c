@@ -15,6 +15,7 @@
 #include "engine/wal_int.h"
 
 #include "common/rk_assert.h"
+#include "common/rk_clock.h"
 #include "common/rk_err.h"
 #include "common/rk_log.h"
 
@@ -26,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int wal_seg_path(const eng_wal *w, uint64_t seq, char *buf, size_t cap) {
@@ -142,14 +145,41 @@ void wal_seg_close_all(eng_wal *w) {
   w->nsegs = w->segs_cap = 0;
 }
 
+/* Freeing an unlinked segment's blocks, a slice at a time. */
+#define WAL_FREE_SLICE (256u * 1024u)
+
 static void *closer(void *arg) {
-  close((int)(intptr_t)arg);
+  int fd = (int)(intptr_t)arg;
+  struct stat st;
+  if (fstat(fd, &st) == 0) {
+    /* With -o discard every block freed is discarded synchronously: one
+     * 64 MiB discard (the final close) holds the device ~25 ms, and every
+     * fdatasync of the live segment queues behind it (measured: 22-45 ms
+     * batches once per deleted segment). Shrinking the file a slice at a
+     * time makes each discard short (~0.3 ms); resting as long as each
+     * slice took leaves the disk to the WAL at least half the time. */
+    off_t size = st.st_size;
+    while (size > 0) {
+      off_t next = size > (off_t)WAL_FREE_SLICE ? size - (off_t)WAL_FREE_SLICE : 0;
+      uint64_t t0 = rk_clock_mono_ns();
+      if (ftruncate(fd, next) != 0) break;
+      uint64_t took = rk_clock_mono_ns() - t0;
+      size = next;
+      if (size > 0) {
+        if (took > 10000000u) took = 10000000u;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)took};
+        nanosleep(&ts, NULL);
+      }
+    }
+  }
+  close(fd);
   return NULL;
 }
 
 /* The last close of an unlinked 64 MiB file frees (and, with -o discard,
  * discards) its blocks: tens of milliseconds that must not stall the event
- * loop. A detached thread does it; on failure to start one, close inline. */
+ * loop, nor the disk under it. A detached thread does it, gradually (see
+ * closer); on failure to start one, close inline. */
 static void close_in_background(int fd) {
   pthread_t t;
   pthread_attr_t a;
