@@ -624,8 +624,11 @@ static void recv_heartbeat(mr_host *h, host_group *g, const mr_host_hb *hb) {
   host_mark_dirty(h, g);
   if (!hb->quiesce || (g->flags & HG_QUIESCED)) return;
   /* Quiesce only in step with the leader: same term, same leader, and our
-   * log ends exactly at its commit. Otherwise stay awake; our response
-   * (without the quiesce flag) wakes the leader to catch us up. */
+   * log ends exactly at its commit. Otherwise stay awake. In the same term
+   * this cannot happen (the leader quiesced only with our whole log matched,
+   * see resp_wakes); in another term our response carries it and wakes the
+   * leader, and an awake follower that hears nothing more campaigns, which
+   * wakes the leader too. */
   const mr_raft *r = g->r;
   if (mr_raft_role(r) == MR_FOLLOWER && mr_raft_term(r) == hb->term &&
       mr_raft_lead(r) == hb->from && mr_raft_last_index(r) == hb->commit &&

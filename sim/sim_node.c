@@ -505,8 +505,11 @@ static void write_group(sim_world *w, uint32_t node, sim_replica *r, const mr_ho
 static void io_persist(void *ctx, uint64_t batch, const mr_host_write *wr, size_t n, int sync) {
   sim_world *w = NULL;
   uint32_t node = 0;
-  for (size_t i = 0; i < n; i++)
-    write_group(w, node, ctx_replica(ctx, wr[i].group, &w, &node), &wr[i]);
+  for (size_t i = 0; i < n; i++) {
+    /* ctx_replica sets w and node: call it before they are read. */
+    sim_replica *r = ctx_replica(ctx, wr[i].group, &w, &node);
+    write_group(w, node, r, &wr[i]);
+  }
   sim_host_ctx *c = ctx;
   sim_node *nd = &c->w->nodes[c->node];
   if (sync)
