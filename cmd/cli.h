@@ -56,6 +56,7 @@ extern const int cli_ncmds;
 int cmd_version(const cli_cmd *cmd, int argc, char **argv);
 int cmd_demo(const cli_cmd *cmd, int argc, char **argv);
 int cmd_start(const cli_cmd *cmd, int argc, char **argv);
+int cmd_config(const cli_cmd *cmd, int argc, char **argv);
 int cmd_bench(const cli_cmd *cmd, int argc, char **argv);
 int cmd_sim(const cli_cmd *cmd, int argc, char **argv);
 /* cmd_client.c: the CLI over client/rk_client.h. */

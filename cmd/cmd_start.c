@@ -1,14 +1,19 @@
-/* `rangekv start` — run a node. Flags may also come from --config FILE:
- * one "name = value" per line, the flag names without dashes ('#' starts a
+/* `rangekv start` — run a node — and `rangekv config check FILE`, which
+ * loads a node's settings exactly as start would and reports them without
+ * starting anything. Flags may also come from --config FILE: one
+ * "name = value" per line, the flag names without dashes ('#' starts a
  * comment); flags on the command line win over the file. */
 #include "cmd/cli.h"
 
 #include "common/rk_err.h"
 #include "node/node.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 enum {
   OPT_ID = 1000,
@@ -157,12 +162,14 @@ static int apply_config_file(const cli_cmd *cmd, const char *path, start_args *a
   return rc;
 }
 
-int cmd_start(const cli_cmd *cmd, int argc, char **argv) {
-  start_args a;
-  memset(&a, 0, sizeof a);
-  node_config_default(&a.cfg);
+/* Parses the command line and --config file into *a and checks that the
+ * settings make a node: CLI_CONTINUE, or an exit code after a one-line
+ * error and the usage of `cmd`. Nothing is started or created. */
+static int load_start_args(const cli_cmd *cmd, int argc, char **argv, start_args *a) {
+  memset(a, 0, sizeof *a);
+  node_config_default(&a->cfg);
   int first = 1;
-  int rc = cli_parse(cmd, argc, argv, "h", start_opts, on_start_opt, &a, &first);
+  int rc = cli_parse(cmd, argc, argv, "h", start_opts, on_start_opt, a, &first);
   if (rc != CLI_CONTINUE) return rc;
   if (first < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[first]);
   /* --config is applied after the command line so the command line wins. */
@@ -172,26 +179,76 @@ int cmd_start(const cli_cmd *cmd, int argc, char **argv) {
       path = argv[i + 1];
     else if (strncmp(argv[i], "--config=", 9) == 0)
       path = argv[i] + 9;
-    if (path && (rc = apply_config_file(cmd, path, &a)) != CLI_CONTINUE) return rc;
+    if (path && (rc = apply_config_file(cmd, path, a)) != CLI_CONTINUE) return rc;
   }
-  if (a.cfg.node_id == 0) return cli_usage_error(cmd, "--id is required");
-  if (a.cfg.listen[0] == '\0') return cli_usage_error(cmd, "--listen is required");
-  if (a.cfg.client_listen[0] == '\0') return cli_usage_error(cmd, "--client-listen is required");
-  if (a.cluster[0] == '\0') return cli_usage_error(cmd, "--initial-cluster is required");
-  if (a.data_dir[0] == '\0') return cli_usage_error(cmd, "--data-dir is required");
+  if (a->cfg.node_id == 0) return cli_usage_error(cmd, "--id is required");
+  if (a->cfg.listen[0] == '\0') return cli_usage_error(cmd, "--listen is required");
+  if (a->cfg.client_listen[0] == '\0') return cli_usage_error(cmd, "--client-listen is required");
+  if (a->cluster[0] == '\0') return cli_usage_error(cmd, "--initial-cluster is required");
+  if (a->data_dir[0] == '\0') return cli_usage_error(cmd, "--data-dir is required");
   char err[256];
-  if (node_parse_cluster(&a.cfg, a.cluster, err, sizeof err) != RK_OK)
+  if (node_parse_cluster(&a->cfg, a->cluster, err, sizeof err) != RK_OK)
     return cli_usage_error(cmd, "%s", err);
-  a.cfg.data_dir = a.data_dir;
-  a.cfg.zone = a.zone[0] ? a.zone : NULL;
-  for (uint32_t i = 0; i < a.cfg.n_cluster && a.cfg.zone == NULL; i++)
-    if (a.cfg.cluster[i].id == a.cfg.node_id && a.cfg.cluster[i].zone[0])
-      a.cfg.zone = a.cfg.cluster[i].zone; /* --zone defaults to our @zone */
-  a.cfg.client_advertise = a.client_advertise[0] ? a.client_advertise : NULL;
+  int member = 0;
+  for (uint32_t i = 0; i < a->cfg.n_cluster; i++) member |= a->cfg.cluster[i].id == a->cfg.node_id;
+  if (!member) return cli_usage_error(cmd, "node %u is not in --initial-cluster", a->cfg.node_id);
+  a->cfg.data_dir = a->data_dir;
+  a->cfg.zone = a->zone[0] ? a->zone : NULL;
+  for (uint32_t i = 0; i < a->cfg.n_cluster && a->cfg.zone == NULL; i++)
+    if (a->cfg.cluster[i].id == a->cfg.node_id && a->cfg.cluster[i].zone[0])
+      a->cfg.zone = a->cfg.cluster[i].zone; /* --zone defaults to our @zone */
+  a->cfg.client_advertise = a->client_advertise[0] ? a->client_advertise : NULL;
+  return CLI_CONTINUE;
+}
+
+int cmd_start(const cli_cmd *cmd, int argc, char **argv) {
+  start_args a;
+  int rc = load_start_args(cmd, argc, argv, &a);
+  if (rc != CLI_CONTINUE) return rc;
   rc = node_run(&a.cfg);
   if (rc != RK_OK) {
     fprintf(stderr, "rangekv start: node %u stopped: %s\n", a.cfg.node_id, rk_strerror(rc));
     return CLI_EXIT_FAIL;
   }
+  return CLI_EXIT_OK;
+}
+
+/* The data dir as start would find it: absent (created on start), a
+ * directory, or something start cannot use. */
+static const char *data_dir_state(const char *path) {
+  struct stat st;
+  if (stat(path, &st) != 0) return errno == ENOENT ? "absent (start creates it)" : strerror(errno);
+  if (!S_ISDIR(st.st_mode)) return "not a directory (start will refuse it)";
+  if (access(path, W_OK | X_OK) != 0) return "not writable (start will refuse it)";
+  return "exists";
+}
+
+/* `rangekv config check FILE`: 0 and the effective settings if FILE makes a
+ * valid node configuration; 1 and the first error otherwise. */
+int cmd_config(const cli_cmd *cmd, int argc, char **argv) {
+  if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    cli_print_usage(cmd, 0);
+    return CLI_EXIT_OK;
+  }
+  if (argc != 3 || strcmp(argv[1], "check") != 0)
+    return cli_usage_error(cmd, "expected 'check FILE'");
+  char *args[] = {argv[0], "--config", argv[2], NULL};
+  start_args a;
+  int rc = load_start_args(cmd, 3, args, &a);
+  if (rc != CLI_CONTINUE) return CLI_EXIT_FAIL;
+  const node_config *c = &a.cfg;
+  printf("node %u, zone %s\n", c->node_id, c->zone ? c->zone : "(none)");
+  printf("  listen %s, clients %s (advertised as %s)\n", c->listen, c->client_listen,
+         c->client_advertise ? c->client_advertise : c->client_listen);
+  printf("  data dir %s: %s\n", c->data_dir, data_dir_state(c->data_dir));
+  printf("  cluster id %016llx, %u member(s):\n",
+         (unsigned long long)(c->cluster_id ? c->cluster_id : node_cluster_id_of(c)), c->n_cluster);
+  for (uint32_t i = 0; i < c->n_cluster; i++)
+    printf("    %u = %s%s%s\n", c->cluster[i].id, c->cluster[i].addr,
+           c->cluster[i].zone[0] ? " @" : "", c->cluster[i].zone);
+  printf(
+      "  ranges %u (bootstrap), tick %u ms, election %u ticks, quiesce %s, request timeout %u ms\n",
+      c->ranges, c->tick_ms, c->election_ticks, c->quiesce ? "on" : "off", c->request_timeout_ms);
+  printf("config: ok\n");
   return CLI_EXIT_OK;
 }

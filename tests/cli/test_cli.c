@@ -4,7 +4,9 @@
 
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define RUN(r, ...)                                                                                \
   do {                                                                                             \
@@ -153,4 +155,55 @@ Test(cli, sim_idle_stats_and_wake_lines) {
   cr_assert_not_null(last);
   cr_assert(last > st, "the stats line comes before the last line");
   cr_assert_not_null(strstr(last, " violations=0 "));
+}
+
+/* `config check FILE` loads a node's settings as `start --config` would:
+ * the effective settings and "config: ok" (exit 0), or the first error
+ * (exit 1). It starts nothing and creates nothing. */
+Test(cli, config_check_reports_settings_or_the_first_error) {
+  char dir[] = "/tmp/rk-cfgXXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char path[256], data[256];
+  snprintf(path, sizeof path, "%s/node.conf", dir);
+  snprintf(data, sizeof data, "%s/data", dir);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fprintf(f,
+          "# node 2\nid = 2\nlisten = 127.0.0.1:7002\nclient-listen = 127.0.0.1:8002\n"
+          "initial-cluster = 1=127.0.0.1:7001@a,2=127.0.0.1:7002@b,3=127.0.0.1:7003@c\n"
+          "data-dir = %s\nquiesce = off\n",
+          data);
+  fclose(f);
+  RUN(&r, "config", "check", path);
+  cr_assert_eq(r.status, 0, "exit %d: %s%s", r.status, r.out, r.err);
+  cr_assert_not_null(strstr(r.out, "node 2, zone b"), "%s", r.out);
+  cr_assert_not_null(strstr(r.out, "absent (start creates it)"), "%s", r.out);
+  cr_assert_not_null(strstr(r.out, "3 member(s)"), "%s", r.out);
+  cr_assert_not_null(strstr(r.out, "quiesce off"), "%s", r.out);
+  cr_assert_not_null(strstr(r.out, "\nconfig: ok\n"), "%s", r.out);
+  cr_assert_neq(access(data, F_OK), 0, "config check created the data dir");
+  /* An unknown setting names its line. */
+  f = fopen(path, "a");
+  cr_assert_not_null(f);
+  fprintf(f, "tick = 5\n");
+  fclose(f);
+  RUN(&r, "config", "check", path);
+  cr_assert_eq(r.status, 1);
+  cr_assert_not_null(strstr(r.err, "node.conf:8: unknown setting 'tick'"), "%s", r.err);
+  /* A node missing from its own cluster. */
+  f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fprintf(f, "id = 4\nlisten = a:1\nclient-listen = a:2\ninitial-cluster = 1=a:1\ndata-dir = %s\n",
+          data);
+  fclose(f);
+  RUN(&r, "config", "check", path);
+  cr_assert_eq(r.status, 1);
+  cr_assert_not_null(strstr(r.err, "node 4 is not in --initial-cluster"), "%s", r.err);
+  RUN(&r, "config", "check", "/nonexistent/rk.conf");
+  cr_assert_eq(r.status, 1);
+  cr_assert_not_null(strstr(r.err, "cannot read"), "%s", r.err);
+  RUN(&r, "config", "frobnicate");
+  assert_usage_error("expected 'check FILE'");
+  unlink(path);
+  rmdir(dir);
 }
