@@ -13,7 +13,14 @@
  * leader whose group is idle and fully replicated QUIESCES it: it sends one
  * last heartbeat with the quiesce flag and stops ticking; each follower that
  * is caught up quiesces too. A quiesced group wakes on a proposal, a read, a
- * conf change, or any message for it. Node-level liveness replaces per-group
+ * conf change, or any message for it — except a heartbeat response that
+ * asks for nothing (the follower's "quiesced too", or a same-term answer
+ * without a read round arriving after the leader quiesced: see resp_wakes
+ * in host.c). Replicas on nodes declared down are left out of the quiesce
+ * condition; when such a node is heard from again, leaders whose replicas
+ * there lag wake and catch them up. A quiesced follower's leader lease is
+ * node liveness (its core is not ticked): it grants (pre-)votes once the
+ * leader's node has been silent for over half the liveness timeout. Node-level liveness replaces per-group
  * timers while quiesced: every host tick sends one frame (empty if there is
  * nothing else) to every peer node, and a node not heard from for
  * liveness_ticks is declared down, which wakes ONLY the quiesced groups whose
