@@ -10,7 +10,7 @@
  * omission). Used for "p99 at half of peak". The loop issues what is due
  * (at most 64 appends between two looks at the ring), then waits for a
  * completion only until the next entry is due — and not at all when that is
- * under 50 us away (at 650,000/s: always; it then polls the ring), so the
+ * under 20 us away (at 650,000/s: always; it then polls the ring), so the
  * generator keeps its schedule instead of issuing in bursts after a fixed
  * 20 us sleep. The latency array is allocated and touched before the clock
  * starts: no realloc or page fault inside the measured loop.
@@ -173,7 +173,8 @@ int bench_wal(const bench_wal_opts *o) {
       break;
     }
     if (o->rate) {
-      uint64_t due = (uint64_t)((double)(now - t0) * (double)o->rate / 1e9);
+      /* Entry k is scheduled at t0 + k / rate: entries 0 .. due - 1 are due. */
+      uint64_t due = (uint64_t)((double)(now - t0) * (double)o->rate / 1e9) + 1;
       /* At most 64 appends between two looks at the ring: completions
        * (and the next batch's submission) are not held behind a burst. */
       for (int k = 0; k < 64 && issued < due && !b.stop; k++) {
@@ -193,12 +194,12 @@ int bench_wal(const bench_wal_opts *o) {
         issued++;
       }
       /* Wait for completions only until the next entry is due; when that
-       * is less than 50 us away, do not sleep at all (a sleep that short
+       * is less than 20 us away, do not sleep at all (a sleep that short
        * costs a timer and a wake-up, and on a VM an idle vCPU may be
        * resumed late). */
       uint64_t next_due = t0 + (uint64_t)((double)issued * 1e9 / (double)o->rate);
       uint64_t t = rk_clock_mono_ns();
-      if (next_due > t + 50000)
+      if (next_due > t + 20000)
         eng_wal_poll(b.w, (next_due - t) / 1000);
       else
         eng_wal_process(b.w);
