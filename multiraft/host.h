@@ -20,12 +20,14 @@
  * condition; when such a node is heard from again, leaders whose replicas
  * there lag wake and catch them up. A quiesced follower's leader lease is
  * node liveness (its core is not ticked): it grants (pre-)votes once the
- * leader's node has been silent for over half the liveness timeout. Node-level liveness replaces per-group
- * timers while quiesced: every host tick sends one frame (empty if there is
- * nothing else) to every peer node, and a node not heard from for
- * liveness_ticks is declared down, which wakes ONLY the quiesced groups whose
- * leader is on that node (CockroachDB learned that waking every range on a
- * node failure "can bring a cluster to its knees").
+ * leader's node has been silent for over half the liveness timeout.
+ *
+ * Node-level liveness replaces per-group timers while quiesced: every host
+ * tick sends one frame (empty if there is nothing else) to every peer node,
+ * and a node not heard from for liveness_ticks is declared down, which wakes
+ * ONLY the quiesced groups whose leader is on that node (CockroachDB learned
+ * that waking every range on a node failure "can bring a cluster to its
+ * knees").
  *
  * Replica ids encode their node: node = replica_id >> 32, so routing needs
  * no per-group table (mr_host_replica_id builds one; the low 32 bits tell
