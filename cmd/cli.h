@@ -13,15 +13,13 @@
 
 #define CLI_EXIT_OK    0
 #define CLI_EXIT_FAIL  1 /* the command ran and failed */
-#define CLI_EXIT_USAGE 2 /* bad invocation, or not implemented yet */
+#define CLI_EXIT_USAGE 2 /* bad invocation */
 
 typedef struct cli_cmd {
   const char *name;
   const char *summary;
   const char *usage; /* full usage text, printed by --help and on errors */
   int (*run)(const struct cli_cmd *cmd, int argc, char **argv);
-  /* Non-NULL while the subcommand does not exist yet: what will land, where. */
-  const char *pending;
 } cli_cmd;
 
 /* Called once per parsed option with getopt_long's code and optarg.
@@ -66,8 +64,5 @@ int cmd_del(const cli_cmd *cmd, int argc, char **argv);
 int cmd_scan(const cli_cmd *cmd, int argc, char **argv);
 int cmd_status(const cli_cmd *cmd, int argc, char **argv);
 int cmd_ranges(const cli_cmd *cmd, int argc, char **argv);
-/* Handles every subcommand whose `pending` is set: --help works, running it
- * says what is missing and exits 2. */
-int cmd_pending(const cli_cmd *cmd, int argc, char **argv);
 
 #endif

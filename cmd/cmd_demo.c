@@ -12,8 +12,7 @@
  * The data dir is removed when the demo made it and everything went well;
  * otherwise it is kept (and named) for the logs.
  *
- * While `rangekv start` is still pending (cmd/main.c), or with --dry-run, it
- * only explains what it would do and exits 0.
+ * With --dry-run it only explains what it would do and exits 0.
  */
 #include "cmd/cli.h"
 #include "transport/net.h"
@@ -275,10 +274,6 @@ int cmd_demo(const cli_cmd *cmd, int argc, char **argv) {
   if (rc != CLI_CONTINUE) return rc;
   if (first < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[first]);
   if (o.dry_run) return explain(&o, "--dry-run: nothing is started.");
-  for (int i = 0; i < cli_ncmds; i++)
-    if (strcmp(cli_cmds[i].name, "start") == 0 && cli_cmds[i].pending != NULL)
-      return explain(&o, "the node (`rangekv start`) is not built yet, so the local cluster "
-                         "cannot run.");
 
   /* Signals first, so nothing we start can outlive a Ctrl-C. */
   struct sigaction sa;

@@ -31,7 +31,7 @@ const cli_cmd cli_cmds[] = {
    "  --request-timeout-ms  unanswered client requests fail after this (default 5000)\n"
    "  --config            a file of 'name = value' lines (flag names); flags win\n"
    "  Prints 'rangekv node N ready: ...' when serving; SIGTERM/SIGINT stop it cleanly.\n",
-   cmd_start, NULL},
+   cmd_start},
   {"demo", "start a local 3-node cluster and run a workload",
    "usage: rangekv demo [--duration SECONDS] [--ranges N] [--dir DIR] [--clients C]\n"
    "                    [--dry-run]\n"
@@ -40,7 +40,7 @@ const cli_cmd cli_cmds[] = {
    "  workload with a live progress line, prints a per-range table, and stops\n"
    "  all its processes on Ctrl-C or after --duration seconds. --clients: workload\n"
    "  threads (default 8). --dry-run: explain, start nothing.\n",
-   cmd_demo, NULL},
+   cmd_demo},
   {"sim", "run the deterministic simulator",
    "usage: rangekv sim --seed S [--nodes N] [--groups G] [--steps K]\n"
    "                   [--faults LIST|all|none] [--trace FILE] [--history FILE]\n"
@@ -58,7 +58,7 @@ const cli_cmd cli_cmds[] = {
    "  T simulated seconds (default 10); --crash-when-idle crashes NODE then and\n"
    "  prints a 'wake:' line. The last line is always\n"
    "  'sim: seeds=N events=E violations=V trace_hash=H'.\n",
-   cmd_sim, NULL},
+   cmd_sim},
   {"bench", "run a benchmark (fsync, wal, recover, host, kv)",
    "usage: rangekv bench fsync [--bytes B] [--seconds S] [--dir DIR]\n"
    "       rangekv bench wal --groups G --entry-bytes B --seconds S\n"
@@ -78,38 +78,38 @@ const cli_cmd cli_cmds[] = {
    "  cluster (defaults: 16 clients, 128 B, 10 s, 0.9 reads, 100000 keys);\n"
    "  per-range and total ops/s and latency; last line 'bench: ops=N\n"
    "  ops_per_sec=X p50_us=A p99_us=B p999_us=C errors=E'.\n",
-   cmd_bench, NULL},
+   cmd_bench},
   {"put", "write a key",
    "usage: rangekv put KEY VALUE [--endpoints LIST] [--timeout MS]\n"
    "  LIST: HOST:PORT,... client addresses (default: $RANGEKV_ENDPOINTS).\n"
    "  --timeout: the call's deadline, retries included (default 5000).\n",
-   cmd_put, NULL},
+   cmd_put},
   {"get", "read a key (linearizable)",
    "usage: rangekv get KEY [--endpoints LIST] [--timeout MS]\n"
    "  Prints the value; an absent key prints 'not found' and exits 1.\n",
-   cmd_get, NULL},
+   cmd_get},
   {"del", "delete a key", "usage: rangekv del KEY [--endpoints LIST] [--timeout MS]\n",
-   cmd_del, NULL},
+   cmd_del},
   {"scan", "read a key range",
    "usage: rangekv scan START END [--limit N] [--endpoints LIST] [--timeout MS]\n"
    "  Keys in [START, END) in key order, one 'KEY<TAB>VALUE' line each, at most N\n"
    "  (default 100). END \"\" means to the end of the key space.\n",
-   cmd_scan, NULL},
+   cmd_scan},
   {"status", "show per-node status",
    "usage: rangekv status [--endpoints LIST] [--timeout MS]\n"
    "  Per node: replicas, leaders held, quiesced, max term, commit/applied,\n"
    "  WAL bytes, uptime. Exits 1 if a node is unreachable.\n",
-   cmd_status, NULL},
+   cmd_status},
   {"ranges", "list ranges and their leaders",
    "usage: rangekv ranges [--endpoints LIST] [--timeout MS]\n",
-   cmd_ranges, NULL},
+   cmd_ranges},
   {"config", "check a configuration file",
    "usage: rangekv config check FILE\n"
    "  Loads FILE ('name = value' lines, the flag names of `rangekv start`) as\n"
    "  `rangekv start --config FILE` would, prints the effective settings and\n"
    "  'config: ok' (exit 0), or the first error (exit 1). Starts nothing.\n",
-   cmd_config, NULL},
-  {"version", "print the version", "usage: rangekv version\n", cmd_version, NULL},
+   cmd_config},
+  {"version", "print the version", "usage: rangekv version\n", cmd_version},
 };
 /* clang-format on */
 const int cli_ncmds = (int)(sizeof cli_cmds / sizeof cli_cmds[0]);
@@ -118,8 +118,7 @@ static void print_main_usage(FILE *out) {
   fprintf(out, "usage: rangekv [--log-level LEVEL] COMMAND [FLAGS] [ARGS]\n\n"
                "rangekv is a multi-Raft sharded key-value store.\n\ncommands:\n");
   for (int i = 0; i < cli_ncmds; i++) {
-    fprintf(out, "  %-8s %s%s\n", cli_cmds[i].name, cli_cmds[i].summary,
-            cli_cmds[i].pending ? " (not implemented yet)" : "");
+    fprintf(out, "  %-8s %s\n", cli_cmds[i].name, cli_cmds[i].summary);
   }
   fprintf(out, "\nglobal flags:\n"
                "  --log-level LEVEL  error, warn, info, debug or trace "

@@ -102,28 +102,7 @@ Test(cli, log_level_flag_accepted) {
   cr_assert_eq(r.status, 0);
 }
 
-/* Whatever `--help` marks as not implemented must refuse to run (exit 2) and
- * say so: a missing feature never pretends to work. */
-Test(cli, pending_commands_refuse_plainly) {
-  RUN(&r, "--help");
-  char help[sizeof r.out];
-  memcpy(help, r.out, sizeof help);
-  int checked = 0;
-  for (char *line = strtok(help, "\n"); line; line = strtok(NULL, "\n")) {
-    char name[32];
-    if (strstr(line, "(not implemented yet)") && sscanf(line, " %31s", name) == 1) {
-      proc_result pr;
-      char *argv_[] = {RK_BINARY, name, NULL};
-      cr_assert_eq(proc_run(argv_, 10000, &pr), 0);
-      cr_assert_eq(pr.status, 2, "%s exit %d", name, pr.status);
-      cr_assert_not_null(strstr(pr.err, "not implemented yet"), "%s: %s", name, pr.err);
-      checked++;
-    }
-  }
-  cr_log_info("%d pending commands checked", checked);
-}
-
-Test(cli, demo_until_node_lands_explains_and_exits_zero) {
+Test(cli, demo_dry_run_explains_and_exits_zero) {
   RUN(&r, "demo", "--dry-run", "--duration", "5", "--ranges", "8");
   cr_assert_eq(r.status, 0, "stderr: %s", r.err);
   cr_assert_not_null(strstr(r.out, "bootstrap 8 ranges"), "%s", r.out);
