@@ -48,6 +48,7 @@ typedef struct host_group {
   uint32_t idle_ticks;    /* ticks since the last proposal, read or commit */
   uint16_t pending_reads; /* leader: ReadIndex barriers not yet answered */
   uint32_t listed_node;   /* follower: the peer whose quiesced_led lists us (0 = none) */
+  uint64_t compact_hint;  /* follower: the largest mr_host_hb.compact heard */
   uint8_t flags;
   uint8_t last_role;
 } host_group;
@@ -323,6 +324,23 @@ static void host_quiesce(mr_host *h, host_group *g) {
   }
 }
 
+/* A leader's least match over every replica of its configuration (itself
+ * included): all of them hold the log up to there. 0 if not leader. */
+static uint64_t leader_min_match(const mr_raft *r) {
+  if (mr_raft_role(r) != MR_LEADER) return 0;
+  mr_conf c;
+  mr_raft_conf(r, &c);
+  uint64_t least = UINT64_MAX;
+  for (uint8_t i = 0; i < c.n; i++) {
+    uint64_t match = 0, next = 0;
+    int state = 0;
+    uint32_t inflight = 0;
+    if (mr_raft_progress(r, c.r[i].id, &match, &next, &state, &inflight) != RK_OK) return 0;
+    if (match < least) least = match;
+  }
+  return least == UINT64_MAX ? 0 : least;
+}
+
 /* Whether the node of a replica is live (this node always is). */
 static int replica_live(const mr_host *h, uint64_t replica) {
   uint32_t node = mr_host_replica_node(replica);
@@ -370,6 +388,7 @@ static void maybe_quiesce_leader(mr_host *h, host_group *g) {
                      .term = mr_raft_term(g->r),
                      .commit = mr_raft_commit(g->r),
                      .ctx = 0,
+                     .compact = leader_min_match(g->r),
                      .quiesce = 1};
     VEC_PUSH(peer_for_replica(h, hb.to)->hbs, hb);
   }
@@ -579,6 +598,13 @@ mr_raft *mr_host_group_raft(mr_host *h, uint64_t group) {
   return g ? g->r : NULL;
 }
 
+uint64_t mr_host_compact_hint(mr_host *h, uint64_t group) {
+  host_group *g = index_get(h, group);
+  if (g == NULL) return 0;
+  uint64_t lead = leader_min_match(g->r);
+  return lead > g->compact_hint ? lead : g->compact_hint;
+}
+
 int mr_host_group_quiesced(mr_host *h, uint64_t group) {
   host_group *g = index_get(h, group);
   return g != NULL && (g->flags & HG_QUIESCED) != 0;
@@ -622,6 +648,11 @@ static void recv_heartbeat(mr_host *h, host_group *g, const mr_host_hb *hb) {
   if (!hb->quiesce) host_wake(h, g, 0);
   (void)mr_raft_step(g->r, &m);
   host_mark_dirty(h, g);
+  /* Only from the leader we now follow in its term (a stale or deposed
+   * leader's hint was true when sent, but there is no need to trust it). */
+  if (hb->compact > g->compact_hint && mr_raft_term(g->r) == hb->term &&
+      mr_raft_lead(g->r) == hb->from)
+    g->compact_hint = hb->compact;
   if (!hb->quiesce || (g->flags & HG_QUIESCED)) return;
   /* Quiesce only in step with the leader: same term, same leader, and our
    * log ends exactly at its commit. Otherwise stay awake. In the same term
@@ -794,6 +825,7 @@ static void queue_msgs(mr_host *h, host_group *g, const mr_ready *rd, int want) 
                        .term = m->term,
                        .commit = m->commit,
                        .ctx = m->ctx,
+                       .compact = m->type == MR_MSG_HEARTBEAT ? leader_min_match(g->r) : 0,
                        .quiesce = (uint8_t)((g->flags & HG_QUIESCED) != 0)};
       if (m->type == MR_MSG_HEARTBEAT) {
         VEC_PUSH(p->hbs, hb);

@@ -70,6 +70,11 @@ typedef struct mr_host_hb {
   uint64_t term;
   uint64_t commit; /* heartbeats only */
   uint64_t ctx;    /* ReadIndex round, 0 if none */
+  /* Heartbeats only: every replica of the group holds the log up to this
+   * index (the leader's least match), so no replica will ever need entries
+   * at or below it from anyone: the log may be compacted up to it (see
+   * mr_host_compact_hint). 0 = unknown. */
+  uint64_t compact;
   uint8_t quiesce;
 } mr_host_hb;
 
@@ -158,6 +163,14 @@ int mr_host_destroy_group(mr_host *h, uint64_t group);
 /* NULL if unknown. O(1). */
 mr_raft *mr_host_group_raft(mr_host *h, uint64_t group);
 int mr_host_group_quiesced(mr_host *h, uint64_t group);
+/* The highest index every replica of the group is known to hold: on the
+ * leader its least match (itself included), on a follower the largest such
+ * index a leader has told it. Entries up to it are never needed again by
+ * any replica, so a node may drop them from its log once they are applied
+ * and durable in its state machine — no snapshot is ever needed for them.
+ * Monotonic (an index below every replica's match is committed, and
+ * committed entries are never truncated). 0 if unknown or no such group. */
+uint64_t mr_host_compact_hint(mr_host *h, uint64_t group);
 /* The active (ticked) set: ids of groups 0 <= i < mr_host_active_count(h).
  * The order changes as groups quiesce and wake. */
 size_t mr_host_active_count(const mr_host *h);

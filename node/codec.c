@@ -16,6 +16,7 @@ static void hb_to_pb(const mr_host_hb *hb, Rangekv__Heartbeat *pb) {
   pb->term = hb->term;
   pb->commit = hb->commit;
   pb->ctx = hb->ctx;
+  pb->compact = hb->compact;
   pb->quiesce = hb->quiesce != 0;
 }
 
@@ -26,6 +27,7 @@ static void hb_from_pb(const Rangekv__Heartbeat *pb, mr_host_hb *hb) {
   hb->term = pb->term;
   hb->commit = pb->commit;
   hb->ctx = pb->ctx;
+  hb->compact = pb->compact;
   hb->quiesce = pb->quiesce ? 1 : 0;
 }
 

@@ -486,3 +486,39 @@ Test(host, a_quiesced_follower_keeps_its_lease_while_the_leader_was_heard_recent
 Test(host, a_quiesced_follower_grants_a_vote_once_the_leaders_node_falls_silent) {
   cr_assert_neq(vote_after_silence(6), 0, "the orphaned group did not elect");
 }
+
+/* The compact hint is the leader's least match over every replica, told to
+ * the followers in heartbeats: a log may be compacted up to it without any
+ * replica ever needing a snapshot. A down replica holds it back until it
+ * has caught up again. */
+Test(host, compact_hint_is_the_least_match_and_reaches_the_followers) {
+  cluster_new(3, 3, 0);
+  elect_all();
+  const uint64_t g = 1;
+  uint32_t ln = leader_node(g), down = 0;
+  for (int k = 0; k < 3 && down == 0; k++)
+    if (replica_node(g, k) != ln) down = replica_node(g, k);
+  propose(g, "a");
+  propose(g, "b");
+  settle();
+  tick_all(3); /* heartbeats carry the hint */
+  uint64_t last = last_index(g);
+  for (int k = 0; k < 3; k++)
+    cr_assert_eq(mr_host_compact_hint(host(replica_node(g, k)), g), last, "replica %d", k);
+  C->node[down].crashed = 1;
+  propose(g, "c");
+  settle();
+  tick_all(3);
+  cr_assert_gt(last_index(g), last);
+  for (int k = 0; k < 3; k++) {
+    uint32_t n = replica_node(g, k);
+    if (n != down)
+      cr_assert_eq(mr_host_compact_hint(host(n), g), last, "held back by the down replica");
+  }
+  C->node[down].crashed = 0;
+  tick_all(6);
+  for (int k = 0; k < 3; k++)
+    cr_assert_eq(mr_host_compact_hint(host(replica_node(g, k)), g), last_index(g));
+  cr_assert_eq(mr_host_compact_hint(host(ln), 999), 0, "unknown group");
+  mr_hm_free(C);
+}

@@ -39,8 +39,9 @@ Test(codec, frame_round_trip) {
                          .to = 2ull << 32 | 1,
                          .index = 6,
                          .ctx = 99};
-  mr_host_hb hbs[2] = {{.group = 1, .from = 5, .to = 6, .term = 2, .commit = 40, .ctx = 3},
-                       {.group = 2, .from = 5, .to = 6, .term = 2, .commit = 41, .quiesce = 1}};
+  mr_host_hb hbs[2] = {
+      {.group = 1, .from = 5, .to = 6, .term = 2, .commit = 40, .ctx = 3, .compact = 37},
+      {.group = 2, .from = 5, .to = 6, .term = 2, .commit = 41, .quiesce = 1}};
   mr_host_hb resp = {.group = 9, .from = 6, .to = 5, .term = 4, .quiesce = 1};
   mr_host_frame f = {.from_node = 1,
                      .to_node = 2,
@@ -76,6 +77,7 @@ Test(codec, frame_round_trip) {
   cr_assert_eq(d.f.n_hbs, 2);
   cr_assert_eq(d.f.hbs[0].commit, 40);
   cr_assert_eq(d.f.hbs[0].ctx, 3);
+  cr_assert_eq(d.f.hbs[0].compact, 37);
   cr_assert(d.f.hbs[1].quiesce);
   cr_assert_eq(d.f.n_hb_resps, 1);
   cr_assert_eq(d.f.hb_resps[0].group, 9);
