@@ -174,6 +174,8 @@ typedef struct rkc_node_status {
   int err; /* RK_OK, or why this node did not answer */
   uint64_t replicas, leaders, quiesced;
   uint64_t wal_bytes, wal_fsyncs, applied_entries, max_term, uptime_ms;
+  uint64_t log_entries;  /* entries held in its replicas' logs (compaction bounds it) */
+  uint64_t wal_segments; /* WAL segment files live */
   char zone[32];
   /* Sums of the commit / applied indexes of the replicas this node holds
    * (its own OP_RANGES answer); their difference is the apply backlog. */

@@ -29,7 +29,8 @@ enum {
   OPT_QUIESCE,
   OPT_CONFIG,
   OPT_TIMEOUT,
-  OPT_CLIENT_ADVERTISE,
+  OPT_COMPACT_ENTRIES,
+  OPT_CLIENT_ADVERTISE, /* last of the settings (start_args.have) */
 };
 
 static const struct option start_opts[] = {
@@ -46,6 +47,7 @@ static const struct option start_opts[] = {
     {"quiesce", required_argument, 0, OPT_QUIESCE},
     {"request-timeout-ms", required_argument, 0, OPT_TIMEOUT},
     {"client-advertise", required_argument, 0, OPT_CLIENT_ADVERTISE},
+    {"compact-entries", required_argument, 0, OPT_COMPACT_ENTRIES},
     {"config", required_argument, 0, OPT_CONFIG},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0}};
@@ -108,6 +110,10 @@ static int on_start_opt(const cli_cmd *cmd, int opt, const char *arg, void *ctx)
   case OPT_TIMEOUT:
     rc = cli_parse_u64(cmd, "--request-timeout-ms", arg, 10, 3600000, &v);
     c->request_timeout_ms = (uint32_t)v;
+    return rc;
+  case OPT_COMPACT_ENTRIES:
+    rc = cli_parse_u64(cmd, "--compact-entries", arg, 0, 100000000, &v);
+    c->compact_entries = (uint32_t)v;
     return rc;
   case OPT_QUIESCE:
     if (strcmp(arg, "on") == 0)
@@ -249,6 +255,10 @@ int cmd_config(const cli_cmd *cmd, int argc, char **argv) {
   printf(
       "  ranges %u (bootstrap), tick %u ms, election %u ticks, quiesce %s, request timeout %u ms\n",
       c->ranges, c->tick_ms, c->election_ticks, c->quiesce ? "on" : "off", c->request_timeout_ms);
+  if (c->compact_entries)
+    printf("  log compaction in steps of %u entries\n", c->compact_entries);
+  else
+    printf("  log compaction off\n");
   printf("config: ok\n");
   return CLI_EXIT_OK;
 }

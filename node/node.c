@@ -40,6 +40,7 @@ void node_config_default(node_config *cfg) {
   cfg->election_ticks = 10;
   cfg->quiesce = 1;
   cfg->request_timeout_ms = 5000;
+  cfg->compact_entries = 10000;
 }
 
 int node_parse_cluster(node_config *cfg, const char *list, char *err, size_t errcap) {
@@ -354,6 +355,54 @@ static void on_peer_up(void *ctx, uint32_t node_id, const char *client_addr) {
   RK_INFO("node", "peer %u up (clients at %s)", node_id, client_addr);
 }
 
+/* Log compaction, every NODE_COMPACT_EVERY_TICKS ticks. A range's entries
+ * up to min(applied, compact hint) are dropped once there are at least
+ * cfg.compact_entries of them:
+ *   - applied: the state store is synced first, so everything applied is
+ *     durable there and a restart never needs to replay below it (the WAL
+ *     is never purged past what the state store made durable);
+ *   - the compact hint (mr_host_compact_hint): every replica holds the log
+ *     up to it, so no replica will ever ask for those entries and no
+ *     snapshot is needed. A replica that is down pins its ranges' logs until
+ *     it returns (the WAL's laggard rewrite keeps old segments deletable).
+ * Then segments nothing needs are deleted. */
+static void node_compact(node *n) {
+  if (n->cfg.compact_entries == 0) return;
+  int synced = 0;
+  uint64_t compacted = 0;
+  for (size_t i = 0; i < n->table.n; i++) {
+    node_range *r = &n->ranges[i];
+    if (!r->local) continue;
+    mr_raft *core = mr_host_group_raft(n->host, r->desc.id);
+    uint64_t first = 0;
+    if (core == NULL || eng_wal_first_index(n->wal, r->desc.id, &first) != RK_OK) continue;
+    uint64_t upto = mr_host_compact_hint(n->host, r->desc.id);
+    if (mr_raft_applied(core) < upto) upto = mr_raft_applied(core);
+    if (upto < first || upto - first + 1 < n->cfg.compact_entries) continue;
+    if (!synced) {
+      int rc = eng_state_sync(n->state);
+      if (rc != RK_OK) {
+        RK_ERROR("node", "state store sync failed: %s; not compacting", rk_strerror(rc));
+        return;
+      }
+      synced = 1;
+    }
+    int rc = eng_wal_compact(n->wal, r->desc.id, upto + 1, 0);
+    if (rc != RK_OK) {
+      RK_WARN("node", "range %llu: compaction to %llu refused: %s", (unsigned long long)r->desc.id,
+              (unsigned long long)upto, rk_strerror(rc));
+      continue;
+    }
+    compacted++;
+  }
+  if (compacted == 0) return;
+  eng_wal_purge_stats ps;
+  memset(&ps, 0, sizeof ps);
+  int rc = eng_wal_purge(n->wal, &ps);
+  RK_INFO("node", "compacted %llu range log(s); purge: %s, %llu segment(s) deleted",
+          (unsigned long long)compacted, rk_strerror(rc), (unsigned long long)ps.segments_deleted);
+}
+
 static void on_timer(void *ctx) {
   node *n = ctx;
   uint64_t expirations = 0;
@@ -363,6 +412,10 @@ static void on_timer(void *ctx) {
   if (expirations > 3) expirations = 3;
   for (uint64_t i = 0; i < expirations; i++) mr_host_tick(n->host);
   node_client_tick(n);
+  if (++n->ticks_since_compact >= NODE_COMPACT_EVERY_TICKS) {
+    n->ticks_since_compact = 0;
+    node_compact(n);
+  }
 }
 
 static void on_wal(void *ctx) {

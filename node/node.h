@@ -50,6 +50,10 @@ typedef struct node_config {
   uint32_t election_ticks;      /* default 10 */
   int quiesce;                  /* default 1 */
   uint32_t request_timeout_ms;  /* a client request not answered by then: RK_ETIMEOUT */
+  /* Log compaction: a range's WAL entries are dropped once at least this
+   * many are applied, durable in the state store and held by every replica
+   * (mr_host_compact_hint); 0 = never. Default 10,000. */
+  uint32_t compact_entries;
 } node_config;
 
 void node_config_default(node_config *cfg);

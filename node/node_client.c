@@ -305,9 +305,14 @@ static void handle_status(node *n, uint64_t conn, const Rangekv__ClientRequest *
     if (!raft) continue;
     if (mr_raft_role(raft) == MR_LEADER) st.leaders++;
     if (mr_raft_term(raft) > st.max_term) st.max_term = mr_raft_term(raft);
+    uint64_t first = 0, last = 0;
+    if (eng_wal_first_index(n->wal, r->desc.id, &first) == RK_OK &&
+        eng_wal_last_index(n->wal, r->desc.id, &last) == RK_OK && last + 1 > first)
+      st.log_entries += last + 1 - first;
   }
   st.wal_bytes = ws.bytes_written;
   st.wal_fsyncs = ws.fsyncs;
+  st.wal_segments = ws.segments_live;
   st.applied_entries = n->applied_entries;
   st.zone = node_pb_str(n->cfg.zone ? n->cfg.zone : "");
   st.uptime_ms = node_now_ms() - n->start_ms;

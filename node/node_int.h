@@ -16,6 +16,8 @@
  * applied at its leader (so one range's share of a turn fits a WAL batch). */
 #define NODE_WAL_BATCH_BYTES (16u << 20)
 #define NODE_MAX_UNCOMMITTED (4u << 20)
+/* Ticks between log compaction rounds (node.c, node_compact). */
+#define NODE_COMPACT_EVERY_TICKS 50u
 /* Rows one SCAN request may return (clients page with the last key). */
 #define NODE_SCAN_MAX_ROWS 10000u
 
@@ -101,6 +103,7 @@ typedef struct node {
   eng_state_batch *batch;
   uint64_t *lazy; /* ids of the ranges with lazy_hs_set, in order of first update */
   size_t nlazy, caplazy;
+  uint32_t ticks_since_compact;
 } node;
 
 uint64_t node_now_ms(void);

@@ -7,6 +7,7 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,7 @@ static pid_t spawn(const itc_cluster *c, const itc_node *n) {
     argv[a++] = "--election-ticks";
     argv[a++] = el;
   }
+  for (int i = 0; i < c->n_extra && i < 8; i++) argv[a++] = (char *)(uintptr_t)c->extra[i];
   argv[a] = NULL;
   pid_t parent = getpid();
   pid_t pid = fork();
@@ -174,7 +176,13 @@ static int log_has(const char *path, const char *needle) {
 /* One attempt. -2: a node could not bind its port (taken since we picked it). */
 static int start_once(itc_cluster *c, int n, uint32_t ranges, uint32_t tick_ms,
                       uint32_t election_ticks, char *err, size_t errcap) {
+  /* Everything is reset but the extra flags the caller set. */
+  const char *extra[8];
+  int n_extra = c->n_extra;
+  memcpy(extra, c->extra, sizeof extra);
   memset(c, 0, sizeof *c);
+  memcpy(c->extra, extra, sizeof extra);
+  c->n_extra = n_extra;
   if (n < 1 || n > ITC_MAX_NODES) {
     snprintf(err, errcap, "bad node count %d", n);
     return -1;

@@ -37,6 +37,8 @@ typedef struct itc_cluster {
   char dir[256];
   char initial[512];
   uint32_t ranges, tick_ms, election_ticks;
+  const char *extra[8]; /* more `rangekv start` flags (set before itc_start) */
+  int n_extra;
   int keep; /* keep the dir at the end (failure evidence) */
   int live; /* registered */
 } itc_cluster;
