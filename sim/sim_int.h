@@ -231,6 +231,7 @@ struct sim_world {
   int clients_on;
   int quiet_state;     /* print role/term changes only, not commit/applied */
   uint64_t snap_every; /* take a snapshot and compact every this many applied entries */
+  int compact_by_hint; /* ... and only where every replica holds the log (mr_host_compact_hint) */
   uint64_t max_msg_bytes;
   uint32_t max_inflight;
   uint64_t snap_installs;   /* snapshots installed from the leader */

@@ -409,6 +409,9 @@ static void maybe_snapshot(sim_world *w, uint32_t node, sim_replica *r) {
   sim_node *nd = &w->nodes[node];
   const sim_log_view *v = sim_disk_view(&nd->disk, r->slot, 0);
   if (r->applied < v->snap.index + w->snap_every) return;
+  /* The state machine image is at `applied`: compact there only when every
+   * replica is known to hold the log that far. */
+  if (w->compact_by_hint && mr_host_compact_hint(nd->host, r->group) < r->applied) return;
   uint64_t term = 0;
   if (mr_raft_term_at(r->raft, r->applied, &term) != RK_OK || term == 0) return;
   sim_snap s;
@@ -480,6 +483,12 @@ static void write_group(sim_world *w, uint32_t node, sim_replica *r, const mr_ho
     sim_disk_install_snapshot(&nd->disk, r->slot, &s);
     sim_snap_free(&s);
     w->snap_installs++;
+    if (w->compact_by_hint)
+      sim_violation(w, "compact-hint",
+                    "group %llu: n%u needed a snapshot (%llu/%llu) though logs are only cut "
+                    "where every replica holds them",
+                    (unsigned long long)r->group, node, (unsigned long long)sn->index,
+                    (unsigned long long)sn->term);
     w->last_snap_voters = 0;
     for (uint8_t i = 0; i < sn->conf.n; i++)
       w->last_snap_voters += (sn->conf.r[i].flags & MR_VOTER_IN) != 0;

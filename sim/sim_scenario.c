@@ -115,6 +115,7 @@ static void sc_open(sc *s, const char *name, FILE *out, uint32_t nodes, sc_tweak
   sim_world_init(s->w, &o, &s->res);
   s->w->scripted = 1;
   s->w->snap_every = 1000000;
+  s->w->compact_by_hint = 0; /* scenarios place their snapshots by hand */
   s->w->trace.echo = out;
   s->w->trace.echo_filter = transcript_filter;
   fprintf(out,
