@@ -811,6 +811,9 @@ void mr_host_persisted(mr_host *h, uint64_t batch, int rc) {
 
 /* Queues rd's messages with must_persist == want for sending this turn. */
 static void queue_msgs(mr_host *h, host_group *g, const mr_ready *rd, int want) {
+  /* The compact hint is the same for every heartbeat of this Ready: work it
+   * out once, on the first (it walks the configuration's progress). */
+  uint64_t compact = UINT64_MAX;
   for (size_t i = 0; i < rd->n_msgs; i++) {
     const mr_msg *m = &rd->msgs[i];
     if ((int)m->must_persist != want) continue;
@@ -825,9 +828,11 @@ static void queue_msgs(mr_host *h, host_group *g, const mr_ready *rd, int want) 
                        .term = m->term,
                        .commit = m->commit,
                        .ctx = m->ctx,
-                       .compact = m->type == MR_MSG_HEARTBEAT ? leader_min_match(g->r) : 0,
+                       .compact = 0,
                        .quiesce = (uint8_t)((g->flags & HG_QUIESCED) != 0)};
       if (m->type == MR_MSG_HEARTBEAT) {
+        if (compact == UINT64_MAX) compact = leader_min_match(g->r);
+        hb.compact = compact;
         VEC_PUSH(p->hbs, hb);
       } else {
         VEC_PUSH(p->hb_resps, hb);
