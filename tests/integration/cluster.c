@@ -26,7 +26,7 @@ uint64_t itc_now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void sleep_ms(unsigned ms) {
+void itc_sleep_ms(unsigned ms) {
   struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
 }
@@ -37,7 +37,7 @@ int itc_wait_exit(pid_t pid, unsigned timeout_ms, int *status) {
     pid_t r = waitpid(pid, status, WNOHANG);
     if (r == pid) return 1;
     if (r < 0 || itc_now_ns() >= until) return 0;
-    sleep_ms(10);
+    itc_sleep_ms(10);
   }
 }
 
@@ -156,7 +156,7 @@ static int wait_ready(itc_cluster *c, int i, int want, char *err, size_t errcap)
       itc_dump_log(c, i, 15);
       return -1;
     }
-    sleep_ms(10);
+    itc_sleep_ms(10);
   }
   snprintf(err, errcap, "node %u: no ready line within 30 s; log %s", n->id, n->log_path);
   itc_dump_log(c, i, 15);
@@ -342,7 +342,7 @@ void itc_stop_all(itc_cluster *c) {
       }
     }
     if (running == 0 || itc_now_ns() >= until) break;
-    sleep_ms(10);
+    itc_sleep_ms(10);
   }
   for (int i = 0; i < c->n; i++) {
     itc_node *n = &c->nodes[i];

@@ -65,6 +65,9 @@ void itc_dump_log(const itc_cluster *c, int i, int lines);
 
 /* CLOCK_MONOTONIC in ns. */
 uint64_t itc_now_ns(void);
+/* The pause between two looks of a bounded polling loop (never used to
+ * wait for something to have happened). */
+void itc_sleep_ms(unsigned ms);
 /* Waits (polling every 10 ms) until pid exits or timeout_ms passes. Returns
  * 1 and the wait status in *status if it exited, 0 on timeout (the process
  * is left running; the caller decides). */

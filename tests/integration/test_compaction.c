@@ -8,7 +8,6 @@
 #include "itest.h"
 
 #include <stdlib.h>
-#include <time.h>
 
 #define CP_WRITES 1500
 #define CP_VALUE  2048
@@ -46,11 +45,6 @@ static void read_sample(rkc_client *c, const char *tag) {
   }
 }
 
-static void pause_50ms(void) {
-  struct timespec ts = {0, 50 * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 /* Polls the status (every 50 ms, bounded) until every answering node holds
  * at most `max` log entries; returns the largest count seen last. */
 static uint64_t wait_log_entries_at_most(rkc_client *c, uint64_t max, unsigned timeout_ms) {
@@ -65,7 +59,7 @@ static uint64_t wait_log_entries_at_most(rkc_client *c, uint64_t max, unsigned t
     }
     free(st);
     if (worst <= max) return worst;
-    pause_50ms();
+    itc_sleep_ms(50);
   }
   return worst;
 }
@@ -119,7 +113,7 @@ Test(compaction, a_down_node_holds_its_logs_back_and_catches_up_from_them) {
     if (rkc_status(c, &st, &n) == RK_OK && n == 3 && st[0].have_indexes && st[2].have_indexes)
       caught_up = st[2].sum_applied > 0 && st[2].sum_applied == st[0].sum_applied;
     free(st);
-    if (!caught_up) pause_50ms();
+    if (!caught_up) itc_sleep_ms(50);
   }
   cr_assert(caught_up, "node 3 did not catch up");
   /* And then the logs are compacted everywhere. */

@@ -101,10 +101,7 @@ Test(demo, ctrl_c_stops_it_and_every_node) {
     while (f && fgets(line, sizeof line, f))
       if (strstr(line, "ops/s")) running = 1;
     if (f) fclose(f);
-    if (!running) {
-      struct timespec ts = {0, 20000000};
-      nanosleep(&ts, NULL);
-    }
+    if (!running) itc_sleep_ms(20);
   }
   kill(pid, SIGINT);
   int st = 0;

@@ -132,8 +132,7 @@ static void wait_ops(hclient *cs, unsigned more, uint64_t max_ns) {
     for (int i = 0; i < H_CLIENTS; i++)
       if (__atomic_load_n(&cs[i].ops, __ATOMIC_RELAXED) < base[i] + more) done = 0;
     if (done) return;
-    struct timespec ts = {0, 20000000};
-    nanosleep(&ts, NULL);
+    itc_sleep_ms(20);
   }
 }
 
