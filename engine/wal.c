@@ -81,7 +81,9 @@ static void batch_seal(eng_wal *w) {
   wal_batch *b = w->open;
   RK_ASSERT(b != NULL && b->len >= WAL_BATCH_HDR);
   RK_ASSERT(b->off + b->len <= w->opt.segment_bytes);
-  wal_batch_seal(b->buf, (uint32_t)(b->len - WAL_BATCH_HDR), b->seq, b->nrec);
+  const wal_seg *s = wal_seg_get(w, b->seg);
+  RK_ASSERT(s != NULL);
+  wal_batch_seal(b->buf, (uint32_t)(b->len - WAL_BATCH_HDR), b->seq, b->nrec, s->mix);
   w->cur_seg = b->seg;
   w->cur_off = b->off + b->len;
   b->next = NULL;

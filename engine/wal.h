@@ -3,7 +3,8 @@
  * One log for every Raft group of a node: entries of any group and hard-state
  * updates are packed into batches; a batch is one io_uring write plus one
  * fdatasync (group commit). While one batch syncs, the next accumulates
- * (pipelined: at most one batch in flight). The exact on-disk format is in
+ * (pipelined: at most one batch in flight). Purged segment files are
+ * recycled (eng_wal_options.recycle_segments). The exact on-disk format is in
  * wal_format.c and docs/wal.md.
  *
  * THREADING. An eng_wal is owned by ONE thread (the node's event loop). No
@@ -64,6 +65,17 @@ typedef struct eng_wal_options {
    * with RK_ECORRUPT and writes nothing; 1 -> the log is cut at the corrupt
    * batch (it and everything after it are discarded) and opening proceeds. */
   int truncate_on_corruption;
+  /* Segment recycling (docs/wal.md, "Recycling"): up to recycle_segments
+   * purged segment files are kept as spares and reused for new segments
+   * instead of fresh preallocated files (default 4; 0 = always delete).
+   * Their blocks are already written, so an fdatasync into them commits no
+   * extent conversion in the filesystem journal, and nothing is discarded.
+   * prefill_segments (default 0, at most recycle_segments): at open, create
+   * zero-filled spares until this many exist, so even the first segments
+   * are written into allocated blocks (costs segment_bytes of writes each,
+   * once). */
+  uint32_t recycle_segments;
+  uint32_t prefill_segments;
 } eng_wal_options;
 
 void eng_wal_options_default(eng_wal_options *o);
@@ -215,7 +227,9 @@ typedef struct eng_wal_stats {
   uint64_t cache_bytes, cache_hits, cache_misses;
   uint64_t groups;
   uint64_t entries_rewritten;
-  uint64_t short_writes; /* writes the kernel completed partially (continued) */
+  uint64_t short_writes;      /* writes the kernel completed partially (continued) */
+  uint64_t segments_recycled; /* new segments made from spare files */
+  uint64_t spares;            /* spare files held now */
 } eng_wal_stats;
 
 void eng_wal_get_stats(const eng_wal *w, eng_wal_stats *s);
@@ -241,6 +255,7 @@ typedef struct eng_wal_hooks {
   int crash;               /* ENG_WAL_CRASH_* */
   uint64_t crash_batch;
   uint32_t crash_torn_bytes;
+  int legacy_v1_segments; /* new segments are fresh, format version 1 (compat tests) */
 } eng_wal_hooks;
 
 void eng_wal_hooks_default(eng_wal_hooks *h);

@@ -4,23 +4,30 @@
  * All integers are little-endian. XXH3 is XXH3-64 (xxhash >= 0.8).
  *
  * A WAL directory holds segment files named %016llx.wal (hex sequence
- * number, contiguous, starting at 1). Each is preallocated to segment_bytes
- * (fallocate); unused space reads as zeros.
+ * number, contiguous, starting at 1), and spare files %016llx.spare (purged
+ * segments kept for reuse, and prefilled ones; their content is garbage).
+ * A new segment is either a fresh file preallocated to segment_bytes
+ * (fallocate: unused space reads as zeros) or a spare given a new header
+ * and name ("recycled": unused space holds stale batches of its old life).
  *
  * SEGMENT HEADER (64 bytes, offset 0)
  *   off  size  field
  *    0     8   magic "RKWALSEG"
- *    8     4   format version (1)
+ *    8     4   format version (2; version 1 is still read)
  *   12     4   header length (64)
  *   16     8   segment sequence number (== the file name)
  *   24     8   cluster id
  *   32     8   node id
  *   40     8   segment_bytes at creation
- *   48     8   reserved, 0
+ *   48     8   v2: bits 0-62 the lowest batch sequence number this segment
+ *              can hold (the next batch's number when it was prepared); bit
+ *              63 set if the file is recycled. v1: 0.
  *   56     8   XXH3 of bytes [0, 56)
  *
  * BATCHES follow back to back from offset 64. A batch never spans segments.
- * After the last batch of a segment the bytes are zero.
+ * After the last batch of a fresh segment the bytes are zero; in a recycled
+ * one they are stale: batches with lower sequence numbers whose checksums
+ * were seeded with another segment number, and pieces of them.
  * BATCH HEADER (32 bytes)
  *   off  size  field
  *    0     4   magic 0x42574B52 (bytes "RKWB")
@@ -28,7 +35,9 @@
  *    8     8   batch sequence number (global, +1 per batch, across segments)
  *   16     4   record count
  *   20     4   flags, 0
- *   24     8   checksum: XXH3_64bits_withSeed(payload, P, XXH3(header[0, 24)))
+ *   24     8   checksum: XXH3_64bits_withSeed(payload, P,
+ *                              XXH3_64bits_withSeed(header[0, 24), 24, S))
+ *              with S the segment sequence number (v2) or 0 (v1)
  *   32     P   records
  *
  * RECORDS (packed, no padding; first byte is the kind)
@@ -92,34 +101,44 @@ uint64_t wal_get_u64(const uint8_t *p) {
 void wal_seg_hdr_encode(uint8_t out[WAL_SEG_HDR], const wal_seg_hdr *h) {
   memset(out, 0, WAL_SEG_HDR);
   memcpy(out, WAL_SEG_MAGIC, 8);
-  wal_put_u32(out + 8, WAL_SEG_VERSION);
+  RK_ASSERT(h->version >= 1 && h->version <= WAL_SEG_VERSION);
+  RK_ASSERT(h->version >= 2 || (h->min_bseq == 0 && !h->recycled));
+  wal_put_u32(out + 8, h->version);
   wal_put_u32(out + 12, WAL_SEG_HDR);
   wal_put_u64(out + 16, h->seq);
   wal_put_u64(out + 24, h->cluster_id);
   wal_put_u64(out + 32, h->node_id);
   wal_put_u64(out + 40, h->segment_bytes);
+  RK_ASSERT(h->min_bseq < WAL_SEG_RECYCLED_BIT);
+  wal_put_u64(out + 48, h->min_bseq | (h->recycled ? WAL_SEG_RECYCLED_BIT : 0));
   wal_put_u64(out + 56, XXH3_64bits(out, 56));
 }
 
 int wal_seg_hdr_decode(const uint8_t in[WAL_SEG_HDR], wal_seg_hdr *h) {
   if (memcmp(in, WAL_SEG_MAGIC, 8) != 0) return RK_ECORRUPT;
   if (wal_get_u64(in + 56) != XXH3_64bits(in, 56)) return RK_ECORRUPT;
-  if (wal_get_u32(in + 8) != WAL_SEG_VERSION || wal_get_u32(in + 12) != WAL_SEG_HDR)
+  uint32_t version = wal_get_u32(in + 8);
+  if (version < 1 || version > WAL_SEG_VERSION || wal_get_u32(in + 12) != WAL_SEG_HDR)
     return RK_EUNSUPPORTED;
+  h->version = version;
   h->seq = wal_get_u64(in + 16);
   h->cluster_id = wal_get_u64(in + 24);
   h->node_id = wal_get_u64(in + 32);
   h->segment_bytes = wal_get_u64(in + 40);
+  uint64_t b = wal_get_u64(in + 48);
+  if (version == 1 && b != 0) return RK_ECORRUPT;
+  h->min_bseq = b & ~WAL_SEG_RECYCLED_BIT;
+  h->recycled = (b & WAL_SEG_RECYCLED_BIT) != 0;
   return RK_OK;
 }
 
-void wal_batch_seal(uint8_t *buf, uint32_t payload_len, uint64_t seq, uint32_t nrec) {
+void wal_batch_seal(uint8_t *buf, uint32_t payload_len, uint64_t seq, uint32_t nrec, uint64_t mix) {
   wal_put_u32(buf, WAL_BATCH_MAGIC);
   wal_put_u32(buf + 4, payload_len);
   wal_put_u64(buf + 8, seq);
   wal_put_u32(buf + 16, nrec);
   wal_put_u32(buf + 20, 0);
-  uint64_t seed = XXH3_64bits(buf, 24);
+  uint64_t seed = XXH3_64bits_withSeed(buf, 24, mix);
   wal_put_u64(buf + 24, XXH3_64bits_withSeed(buf + WAL_BATCH_HDR, payload_len, seed));
 }
 
@@ -133,8 +152,8 @@ int wal_batch_hdr_decode(const uint8_t *p, wal_batch_hdr *h) {
   return RK_OK;
 }
 
-int wal_batch_verify(const uint8_t *p, const wal_batch_hdr *h) {
-  uint64_t seed = XXH3_64bits(p, 24);
+int wal_batch_verify(const uint8_t *p, const wal_batch_hdr *h, uint64_t mix) {
+  uint64_t seed = XXH3_64bits_withSeed(p, 24, mix);
   return XXH3_64bits_withSeed(p + WAL_BATCH_HDR, h->payload_len, seed) == h->checksum;
 }
 

@@ -18,7 +18,7 @@
 
 /* ---- on-disk format (wal_format.c) -------------------------------------- */
 #define WAL_SEG_MAGIC       "RKWALSEG"
-#define WAL_SEG_VERSION     1u
+#define WAL_SEG_VERSION     2u /* written; 1 is still read */
 #define WAL_SEG_HDR         64u
 #define WAL_BATCH_MAGIC     0x42574B52u /* bytes "RKWB" */
 #define WAL_BATCH_HDR       32u
@@ -33,7 +33,11 @@
 
 typedef struct wal_seg_hdr {
   uint64_t seq, cluster_id, node_id, segment_bytes;
+  uint32_t version;
+  uint64_t min_bseq; /* v2: no batch of this segment's life has a lower seq */
+  int recycled;      /* v2: bytes after the last batch are stale, not zero */
 } wal_seg_hdr;
+#define WAL_SEG_RECYCLED_BIT (UINT64_C(1) << 63)
 
 typedef struct wal_batch_hdr {
   uint32_t payload_len;
@@ -63,13 +67,19 @@ void wal_seg_hdr_encode(uint8_t out[WAL_SEG_HDR], const wal_seg_hdr *h);
 /* RK_OK, RK_ECORRUPT (bad magic/checksum), RK_EUNSUPPORTED (version). */
 int wal_seg_hdr_decode(const uint8_t in[WAL_SEG_HDR], wal_seg_hdr *h);
 
+/* The seed that ties a batch's checksum to its segment: the segment's
+ * sequence number (v2), so a batch left over from a recycled file's previous
+ * life never verifies; 0 for v1 segments. */
+static inline uint64_t wal_seg_mix(const wal_seg_hdr *h) { return h->version >= 2 ? h->seq : 0; }
+
 /* Fills header fields (magic, len, seq, nrec, checksum) of a batch whose
- * payload is buf[WAL_BATCH_HDR, WAL_BATCH_HDR + payload_len). */
-void wal_batch_seal(uint8_t *buf, uint32_t payload_len, uint64_t seq, uint32_t nrec);
+ * payload is buf[WAL_BATCH_HDR, WAL_BATCH_HDR + payload_len), for a segment
+ * whose checksum seed is `mix` (wal_seg_mix). */
+void wal_batch_seal(uint8_t *buf, uint32_t payload_len, uint64_t seq, uint32_t nrec, uint64_t mix);
 /* Parses a header (no checksum check). RK_ECORRUPT on bad magic / flags. */
 int wal_batch_hdr_decode(const uint8_t *p, wal_batch_hdr *h);
 /* 1 if the checksum of the batch at p (header + payload in memory) matches. */
-int wal_batch_verify(const uint8_t *p, const wal_batch_hdr *h);
+int wal_batch_verify(const uint8_t *p, const wal_batch_hdr *h, uint64_t mix);
 
 size_t wal_rec_entry_size(uint32_t len);
 void wal_rec_entry_encode(uint8_t *p, uint64_t group, const rk_entry *e);
@@ -184,17 +194,22 @@ enum {
   WAL_OP_PREP_HDR,
   WAL_OP_PREP_FSYNC,
   WAL_OP_PREP_DIRSYNC,
-  WAL_OP_BACKGROUND, /* directory fsync after purge: result only logged */
+  WAL_OP_PREP_RENAME, /* a recycled spare takes the segment's name */
+  WAL_OP_BACKGROUND,  /* directory fsync after purge: result only logged */
 };
+
+#define WAL_SEG_PREP_OPS 5
 
 typedef struct wal_seg {
   uint64_t seq;
   int fd;
   int state;
+  uint64_t mix;     /* checksum seed of its batches (wal_seg_mix) */
   int prep_pending; /* prep CQEs outstanding */
   int prep_err;     /* first errno of the prep chain */
   uint8_t hdr[WAL_SEG_HDR];
-  wal_op ops[4];
+  char spare_name[32], name[32]; /* recycling: renamed from, to (in dir) */
+  wal_op ops[WAL_SEG_PREP_OPS];
 } wal_seg;
 
 /* ---- batches --------------------------------------------------------------- */
@@ -231,6 +246,12 @@ struct eng_wal {
   size_t nsegs, segs_cap;
   uint64_t seg_first;
 
+  /* spare files (wal_segment.c, "Recycling"), oldest first */
+  uint64_t *spares;
+  size_t nspares, spares_cap;
+  uint64_t next_spare;
+  int can_rename; /* the ring has IORING_OP_RENAMEAT: recycling possible */
+
   /* write cursor: where the next opened batch goes */
   uint64_t cur_seg, cur_off;
   uint64_t next_bseq;       /* sequence of the next batch opened */
@@ -258,17 +279,28 @@ struct eng_wal {
 };
 
 /* wal_segment.c */
+static inline int wal_cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+/* 1 if name is 16 lowercase hex digits (a non-zero number) then suffix. */
+int wal_parse_name(const char *name, const char *suffix, uint64_t *num);
 int wal_seg_path(const eng_wal *w, uint64_t seq, char *buf, size_t cap);
 wal_seg *wal_seg_get(const eng_wal *w, uint64_t seq); /* NULL if not live */
-/* Creates segment seq (must be seg_first + nsegs) and queues its preparation
- * (fallocate, header, fsync, dir fsync) on the ring. */
+/* Creates segment seq (must be seg_first + nsegs) from a spare or a fresh
+ * file and queues its preparation on the ring. */
 int wal_seg_prepare(eng_wal *w, uint64_t seq);
 /* Registers an existing, already valid segment file (recovery). */
-int wal_seg_adopt(eng_wal *w, uint64_t seq, int fd);
+int wal_seg_adopt(eng_wal *w, uint64_t seq, int fd, uint64_t mix);
+/* Finds the spare files left in the directory (keeping at most
+ * recycle_segments of the right size), then creates zero-filled ones up to
+ * prefill_segments. Synchronous; for open. */
+int wal_spares_open(eng_wal *w);
 void wal_seg_prep_complete(eng_wal *w, wal_seg *s, wal_op *op, int res);
 void wal_seg_close_all(eng_wal *w);
-/* Deletes the oldest live segment: unlink now, close in a detached thread
- * (the final close of a big file frees its blocks: milliseconds). */
+/* Retires the oldest live segment: renamed to a spare while there is room
+ * for one, else unlinked now and closed in a detached thread (the final
+ * close of a big file frees its blocks: milliseconds). */
 int wal_seg_delete_first(eng_wal *w);
 /* Queues an fsync of the WAL directory on the ring (not waited for). */
 void wal_dir_sync_async(eng_wal *w);

@@ -30,6 +30,8 @@ void eng_wal_options_default(eng_wal_options *o) {
   o->cache_bytes = 64u << 20;
   o->rewrite_after_segments = 8;
   o->rewrite_max_group_bytes = 1u << 20;
+  o->recycle_segments = 4;
+  o->prefill_segments = 0;
 }
 
 __attribute__((format(printf, 2, 3))) static void set_msg(eng_wal_recovery *rec, const char *fmt,
@@ -74,6 +76,11 @@ static int probe_uring(eng_wal *w, eng_wal_recovery *rec) {
       return RK_EUNSUPPORTED;
     }
   }
+  /* Recycling renames a spare on the ring (Linux >= 5.11); without it,
+   * purged segments are deleted as before. */
+  w->can_rename = io_uring_opcode_supported(p, IORING_OP_RENAMEAT);
+  if (!w->can_rename && w->opt.recycle_segments)
+    RK_WARN("wal", "io_uring lacks IORING_OP_RENAMEAT (Linux < 5.11): segments are not recycled");
   io_uring_free_probe(p);
   return RK_OK;
 }
@@ -92,6 +99,8 @@ static int check_options(const eng_wal_options *o, eng_wal_recovery *rec) {
     bad = "max_entry_bytes must fit in one batch";
   else if (o->rewrite_max_group_bytes * 2 + 4096 > o->max_batch_bytes)
     bad = "rewrite_max_group_bytes must fit in half a batch";
+  else if (o->prefill_segments > o->recycle_segments)
+    bad = "prefill_segments must not exceed recycle_segments";
   if (bad) {
     set_msg(rec, "invalid WAL options: %s%s", bad, "");
     return RK_EINVAL;
@@ -143,6 +152,11 @@ int eng_wal_open(const eng_wal_options *opt, eng_wal **out, eng_wal_recovery *re
   rc = wal_recover(w, rec);
   if (rc != RK_OK) goto fail_free;
   w->durable_bseq = w->next_bseq - 1;
+  rc = wal_spares_open(w);
+  if (rc != RK_OK) {
+    set_msg(rec, "cannot set up spare WAL segments in %s: %s", w->dir, rk_strerror(rc));
+    goto fail_free;
+  }
   if (w->nsegs == 0) {
     rc = wal_seg_prepare(w, 1);
     if (rc != RK_OK) goto fail_free;
@@ -203,6 +217,7 @@ void eng_wal_close(eng_wal *w) {
     }
   }
   wal_seg_close_all(w);
+  free(w->spares);
   wal_index_free(&w->ix);
   if (w->ring_ok) io_uring_queue_exit(&w->ring);
   if (w->dirfd >= 0) close(w->dirfd);
@@ -219,6 +234,7 @@ void eng_wal_get_stats(const eng_wal *w, eng_wal_stats *s) {
   s->cache_hits = w->ix.hits;
   s->cache_misses = w->ix.misses;
   s->groups = w->ix.ngroups;
+  s->spares = w->nspares;
 }
 
 /* Every structural invariant of the WAL; O(retained entries). Called after

@@ -5,23 +5,35 @@
  * 2. Read every header. A header naming another cluster or node fails with
  *    RK_EWRONGCLUSTER / RK_EWRONGNODE before anything is modified. An invalid
  *    header is tolerated only on the LAST file, when it has no batch: a
- *    crash during that segment's preparation; the file is deleted.
+ *    crash during a fresh segment's preparation; the file is deleted. (A
+ *    recycled segment gets its header before its name, so it never has an
+ *    invalid one.)
  * 3. Scan batches in order. A batch is good when its magic, length, sequence
- *    number (previous + 1) and XXH3 checksum are right; its records are
- *    replayed with the same rules as live appends (suffix overwrite,
+ *    number (previous + 1; the first one at least the segment's lowest) and
+ *    XXH3 checksum (seeded with the segment's number) are right; its records
+ *    are replayed with the same rules as live appends (suffix overwrite,
  *    compaction marks, last hard state wins).
- * 4. The first bad batch, at (segment, offset), is either
- *      - a TORN TAIL: no good batch (sequence >= expected) exists anywhere
- *        after it, in this segment or in later ones. Batches are written one
- *        at a time and each is acknowledged only after its fdatasync, so only
- *        the last batch can be torn and it was never acknowledged. It is cut:
- *        its bytes are zeroed (and fdatasync'ed) and appends resume there.
- *      - CORRUPTION otherwise (a flipped bit, a lost sector before the tail):
- *        eng_wal_open fails with RK_ECORRUPT naming segment and offset, and
- *        writes nothing — unless truncate_on_corruption is set, in which case
- *        the log is cut there and every later segment is deleted.
- *    A zero batch header ends a segment; non-zero bytes after it are a bad
- *    batch at that offset (a torn write can persist later pages first).
+ * 4. Where a segment's good batches end, the bytes at that offset are either
+ *      - NOT OURS: zeros to the end of a fresh segment, or, in a recycled
+ *        one, anything but a batch header of this segment's life (a stale
+ *        batch of the file's earlier life: lower sequence number, checksum
+ *        seeded with another segment number; or pieces of one). The segment
+ *        simply ends there — unless a good batch of this life follows later
+ *        in the segment, which is corruption.
+ *      - OURS: a fresh segment's non-zero bytes, or a recycled segment's
+ *        batch header with a current sequence number, that did not verify.
+ *        It is a TORN TAIL when no good batch (sequence >= expected) follows
+ *        in this segment and no later segment holds a batch of its life:
+ *        batches are written one at a time and each is acknowledged only
+ *        after its fdatasync, so only the last batch can be torn and it was
+ *        never acknowledged. It is cut: its bytes are zeroed (and
+ *        fdatasync'ed) and appends resume there. Otherwise it is CORRUPTION
+ *        (a flipped bit, a lost sector before the tail).
+ *    A good batch whose sequence number skips ahead of the expected one is
+ *    corruption too (a torn write cannot make a gap).
+ *    Corruption makes eng_wal_open fail with RK_ECORRUPT naming segment and
+ *    offset, writing nothing — unless truncate_on_corruption is set, in
+ *    which case the log is cut there and every later segment is deleted.
  */
 #include "engine/wal_int.h"
 
@@ -70,11 +82,6 @@ static size_t last_nonzero_end(const uint8_t *buf, size_t from, size_t to) {
   return end;
 }
 
-static int cmp_u64(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
-}
-
 static int list_segments(const char *dir, uint64_t **out, size_t *n) {
   DIR *d = opendir(dir);
   if (d == NULL) return rk_err_from_errno(errno);
@@ -82,17 +89,8 @@ static int list_segments(const char *dir, uint64_t **out, size_t *n) {
   size_t len = 0, cap = 0;
   struct dirent *de;
   while ((de = readdir(d)) != NULL) {
-    const char *s = de->d_name;
-    if (strlen(s) != 20 || strcmp(s + 16, ".wal") != 0) continue;
-    uint64_t seq = 0;
-    int ok = 1;
-    for (int i = 0; i < 16; i++) {
-      char c = s[i];
-      int dv = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
-      if (dv < 0) ok = 0;
-      seq = (seq << 4) | (uint64_t)(dv < 0 ? 0 : dv);
-    }
-    if (!ok || seq == 0) continue;
+    uint64_t seq;
+    if (!wal_parse_name(de->d_name, ".wal", &seq)) continue;
     if (len == cap) {
       cap = cap ? cap * 2 : 16;
       uint64_t *nv = realloc(v, cap * sizeof *nv);
@@ -106,7 +104,7 @@ static int list_segments(const char *dir, uint64_t **out, size_t *n) {
     v[len++] = seq;
   }
   closedir(d);
-  if (len) qsort(v, len, sizeof *v, cmp_u64);
+  if (len) qsort(v, len, sizeof *v, wal_cmp_u64);
   *out = v;
   *n = len;
   return RK_OK;
@@ -117,6 +115,9 @@ typedef struct scan_seg {
   int fd;
   uint64_t size;
   int hdr_ok;
+  uint64_t mix;      /* checksum seed of its batches */
+  uint64_t min_bseq; /* lowest batch sequence of its life (>= 1) */
+  int recycled;
 } scan_seg;
 
 static int read_all(int fd, uint8_t *buf, uint64_t size) {
@@ -185,31 +186,45 @@ static int replay_batch(eng_wal *w, uint64_t seg, uint64_t off, const uint8_t *p
   return RK_OK;
 }
 
-/* A good batch with sequence >= min_seq starts at p? */
-static int good_batch_at(const uint8_t *buf, size_t at, size_t size, uint64_t min_seq) {
-  if (at + WAL_BATCH_HDR > size) return 0;
+/* A good batch of segment sg with sequence >= min_seq starts at `at`? */
+static int good_batch_at(const scan_seg *sg, const uint8_t *buf, size_t at, uint64_t min_seq) {
+  if (at + WAL_BATCH_HDR > sg->size) return 0;
   wal_batch_hdr h;
   if (wal_batch_hdr_decode(buf + at, &h) != RK_OK) return 0;
-  if (h.payload_len > size - at - WAL_BATCH_HDR) return 0;
+  if (h.payload_len > sg->size - at - WAL_BATCH_HDR) return 0;
   if (h.seq < min_seq) return 0;
-  return wal_batch_verify(buf + at, &h);
+  return wal_batch_verify(buf + at, &h, sg->mix);
 }
 
-/* 1 if no good batch follows position `at` of segment si (torn tail). */
-static int is_tail(const scan_seg *ss, size_t nss, size_t si, const uint8_t *buf, size_t at,
-                   uint64_t expect) {
-  uint64_t size = ss[si].size;
+/* 1 if a good batch with sequence >= lo starts after position `at`. */
+static int good_batch_after(const scan_seg *sg, const uint8_t *buf, size_t at, uint64_t lo) {
   const uint8_t magic[4] = {'R', 'K', 'W', 'B'};
-  for (size_t i = at + 1; i + WAL_BATCH_HDR <= size; i++) {
+  for (size_t i = at + 1; i + WAL_BATCH_HDR <= sg->size; i++) {
     if (buf[i] != magic[0]) continue;
-    if (memcmp(buf + i, magic, 4) == 0 && good_batch_at(buf, i, size, expect)) return 0;
+    if (memcmp(buf + i, magic, 4) == 0 && good_batch_at(sg, buf, i, lo)) return 1;
   }
+  return 0;
+}
+
+/* 1 if a segment after si holds a batch (good or not) of its own life:
+ * then what came before it was acknowledged. */
+static int later_segment_written(const scan_seg *ss, size_t nss, size_t si, uint64_t lo) {
   for (size_t j = si + 1; j < nss; j++) {
     uint8_t h[WAL_BATCH_HDR];
     ssize_t r = pread(ss[j].fd, h, sizeof h, WAL_SEG_HDR);
-    if (r > 0 && first_nonzero(h, 0, (size_t)r) < (size_t)r) return 0;
+    if (r < (ssize_t)sizeof h) {
+      if (r > 0 && first_nonzero(h, 0, (size_t)r) < (size_t)r) return 1;
+      continue;
+    }
+    if (!ss[j].recycled) {
+      if (first_nonzero(h, 0, sizeof h) < sizeof h) return 1;
+      continue;
+    }
+    wal_batch_hdr bh;
+    uint64_t min = lo > ss[j].min_bseq ? lo : ss[j].min_bseq;
+    if (wal_batch_hdr_decode(h, &bh) == RK_OK && bh.seq >= min) return 1;
   }
-  return 1;
+  return 0;
 }
 
 static int zero_range(int fd, uint64_t from, uint64_t to) {
@@ -288,6 +303,9 @@ int wal_recover(eng_wal *w, eng_wal_recovery *rec) {
     if (hrc == RK_OK && h.seq != seqs[i]) hrc = RK_ECORRUPT;
     if (hrc == RK_OK) {
       ss[i].hdr_ok = 1;
+      ss[i].mix = wal_seg_mix(&h);
+      ss[i].min_bseq = h.min_bseq ? h.min_bseq : 1;
+      ss[i].recycled = h.recycled;
       if (h.cluster_id != w->opt.cluster_id) {
         rec_msg(rec,
                 "WAL segment %s belongs to cluster %" PRIu64 ", not %" PRIu64
@@ -332,7 +350,7 @@ int wal_recover(eng_wal *w, eng_wal_recovery *rec) {
   uint64_t bufcap = 0;
   uint64_t cur_seg = ss[0].seq, cur_off = WAL_SEG_HDR;
   size_t cut_si = SIZE_MAX;
-  uint64_t cut_off = 0;
+  uint64_t cut_off = 0, torn_end = 0;
   int cut_is_corrupt = 0;
   for (size_t i = 0; i < nscan && cut_si == SIZE_MAX; i++) {
     uint64_t size = ss[i].size;
@@ -350,43 +368,48 @@ int wal_recover(eng_wal *w, eng_wal_recovery *rec) {
     rc = read_all(ss[i].fd, buf, size);
     if (rc != RK_OK) goto out;
     rec->segments++;
+    const scan_seg *sg = &ss[i];
     uint64_t off = WAL_SEG_HDR;
     for (;;) {
-      int bad = 0;
-      if (off + WAL_BATCH_HDR > size) {
-        bad = off < size && first_nonzero(buf, off, size) < size;
-        if (!bad) break;
-      } else if (first_nonzero(buf, off, off + WAL_BATCH_HDR) == off + WAL_BATCH_HDR) {
-        bad = first_nonzero(buf, off, size) < size;
-        if (!bad) break;
-      } else {
-        wal_batch_hdr h;
-        bad = wal_batch_hdr_decode(buf + off, &h) != RK_OK ||
-              h.payload_len > size - off - WAL_BATCH_HDR || (expect && h.seq != expect) ||
-              h.seq == 0 || !wal_batch_verify(buf + off, &h);
-        if (!bad) {
-          rc = replay_batch(w, ss[i].seq, off, buf + off, &h, rec);
-          if (rc == RK_ENOMEM) goto out;
-          if (rc != RK_OK) {
-            rc = RK_OK;
-            cut_si = i;
-            cut_off = off;
-            cut_is_corrupt = 1;
-            break;
-          }
-          rec->batches++;
-          rec->bytes += WAL_BATCH_HDR + h.payload_len;
-          expect = h.seq + 1;
-          off += WAL_BATCH_HDR + h.payload_len;
-          cur_seg = ss[i].seq;
-          cur_off = off;
-          continue;
+      /* The lowest sequence number a batch of this life may carry here. */
+      uint64_t lo = expect ? expect : sg->min_bseq;
+      wal_batch_hdr h;
+      int hdr = off + WAL_BATCH_HDR <= size && wal_batch_hdr_decode(buf + off, &h) == RK_OK;
+      int fits = hdr && h.payload_len <= size - off - WAL_BATCH_HDR;
+      int verified = fits && h.seq >= lo && wal_batch_verify(buf + off, &h, sg->mix);
+      if (verified && (expect == 0 || h.seq == expect)) {
+        rc = replay_batch(w, ss[i].seq, off, buf + off, &h, rec);
+        if (rc == RK_ENOMEM) goto out;
+        if (rc != RK_OK) {
+          rc = RK_OK;
+          cut_si = i;
+          cut_off = off;
+          cut_is_corrupt = 1;
+          break;
         }
+        rec->batches++;
+        rec->bytes += WAL_BATCH_HDR + h.payload_len;
+        expect = h.seq + 1;
+        off += WAL_BATCH_HDR + h.payload_len;
+        cur_seg = ss[i].seq;
+        cur_off = off;
+        continue;
       }
-      /* bad batch at off */
+      /* This segment's good batches end at off. */
+      int ours =
+          sg->recycled ? hdr && h.seq >= lo : off < size && first_nonzero(buf, off, size) < size;
+      if (!ours && !verified && !(sg->recycled && good_batch_after(sg, buf, off, lo)))
+        break; /* a clean end: on to the next segment */
       cut_si = i;
       cut_off = off;
-      cut_is_corrupt = !is_tail(ss, nscan, i, buf, off, expect);
+      cut_is_corrupt = verified /* a gap in the sequence */ || !ours ||
+                       good_batch_after(sg, buf, off, lo) ||
+                       later_segment_written(ss, nscan, i, lo);
+      /* What a torn batch may have written: all of a fresh segment's
+       * non-zero tail; in a recycled one, the extent its header claims. */
+      torn_end = !sg->recycled ? last_nonzero_end(buf, off, size)
+                 : fits        ? off + WAL_BATCH_HDR + h.payload_len
+                               : off + WAL_BATCH_HDR;
       break;
     }
   }
@@ -434,8 +457,10 @@ int wal_recover(eng_wal *w, eng_wal_recovery *rec) {
               seq, cut_off);
       RK_WARN("wal", "%s", rec->message);
     }
-    /* buf still holds segment cut_si (the scan stopped in it). */
-    uint64_t end = last_nonzero_end(buf, cut_off, ss[cut_si].size);
+    /* buf still holds segment cut_si (the scan stopped in it). A cut for
+     * corruption clears everything after it (later good batches must never
+     * be read as a continuation); a torn tail, what the torn batch wrote. */
+    uint64_t end = cut_is_corrupt ? last_nonzero_end(buf, cut_off, ss[cut_si].size) : torn_end;
     if (end > cut_off) {
       rc = zero_range(ss[cut_si].fd, cut_off, end);
       if (rc != RK_OK) goto out;
@@ -459,7 +484,7 @@ int wal_recover(eng_wal *w, eng_wal_recovery *rec) {
     goto out;
   }
   for (size_t i = 0; i < n; i++) {
-    rc = wal_seg_adopt(w, ss[i].seq, ss[i].fd);
+    rc = wal_seg_adopt(w, ss[i].seq, ss[i].fd, ss[i].mix);
     if (rc != RK_OK) goto out;
     ss[i].fd = -1;
     adopted++;

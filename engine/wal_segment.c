@@ -1,16 +1,23 @@
-/* engine/wal_segment.c — segment files.
+/* engine/wal_segment.c — segment files and their recycling.
  *
  * Lifecycle of a segment:
  *
- *   (absent) --wal_seg_prepare--> PREPARING --4 CQEs ok--> READY --purge--> (deleted)
- *                                     |
- *                                     +--any CQE fails--> WAL stopped
+ *   (spare or absent) --wal_seg_prepare--> PREPARING --chain ok--> READY
+ *        ^                                     |                     |
+ *        |                                     +--any CQE fails--> WAL stopped
+ *        +--------- purge: renamed to a spare (or deleted) ----------+
  *
  * Preparation runs on the ring as one linked chain so the event loop never
- * blocks on it: fallocate(segment_bytes) -> write header -> fsync(file) ->
- * fsync(dir) (the new name must be durable before any batch in it is
- * acknowledged). The segment after the active one is prepared as soon as a
- * batch is placed in a new segment, so a rotation normally finds it READY.
+ * blocks on it (the chains are in wal_seg_prepare). The segment after the
+ * active one is prepared as soon as a batch is placed in a new segment, so
+ * a rotation normally finds it READY.
+ *
+ * Recycling (docs/wal.md, "Recycling"): an fdatasync into blocks fallocate
+ * only reserved also commits their conversion to written extents (a journal
+ * commit: a second device flush per batch), and deleting a big file on a
+ * discard-mounted filesystem holds the device for tens of milliseconds. So
+ * up to recycle_segments retired segments are kept as %016llx.spare files
+ * and reused; prefill_segments zero-filled ones can be made at open.
  */
 #include "engine/wal_int.h"
 
@@ -19,6 +26,7 @@
 #include "common/rk_err.h"
 #include "common/rk_log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -30,6 +38,20 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+int wal_parse_name(const char *name, const char *suffix, uint64_t *num) {
+  size_t sl = strlen(suffix);
+  if (strlen(name) != 16 + sl || strcmp(name + 16, suffix) != 0) return 0;
+  uint64_t v = 0;
+  for (int i = 0; i < 16; i++) {
+    char c = name[i];
+    int dv = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+    if (dv < 0) return 0;
+    v = (v << 4) | (uint64_t)dv;
+  }
+  *num = v;
+  return v != 0;
+}
 
 int wal_seg_path(const eng_wal *w, uint64_t seq, char *buf, size_t cap) {
   int n = snprintf(buf, cap, "%s/%016" PRIx64 ".wal", w->dir, seq);
@@ -55,15 +77,36 @@ static int segs_push(eng_wal *w, wal_seg *s) {
   return RK_OK;
 }
 
-int wal_seg_adopt(eng_wal *w, uint64_t seq, int fd) {
+int wal_seg_adopt(eng_wal *w, uint64_t seq, int fd, uint64_t mix) {
   wal_seg *s = calloc(1, sizeof *s);
   if (s == NULL) return RK_ENOMEM;
   s->seq = seq;
   s->fd = fd;
+  s->mix = mix;
   s->state = WAL_SEG_READY;
   int rc = segs_push(w, s);
   if (rc != RK_OK) free(s);
   return rc;
+}
+
+static void spare_name(uint64_t id, char *buf, size_t cap) {
+  snprintf(buf, cap, "%016" PRIx64 ".spare", id);
+}
+
+/* Opens the oldest spare for reuse as segment s; -1 if there is none (or
+ * it cannot be opened: it is then dropped). */
+static int take_spare(eng_wal *w, wal_seg *s) {
+  while (w->nspares > 0) {
+    uint64_t id = w->spares[0];
+    memmove(w->spares, w->spares + 1, (w->nspares - 1) * sizeof *w->spares);
+    w->nspares--;
+    spare_name(id, s->spare_name, sizeof s->spare_name);
+    int fd = openat(w->dirfd, s->spare_name, O_RDWR | O_CLOEXEC);
+    if (fd >= 0) return fd;
+    RK_WARN("wal", "cannot open spare %s: %s; dropping it", s->spare_name, strerror(errno));
+    unlinkat(w->dirfd, s->spare_name, 0);
+  }
+  return -1;
 }
 
 int wal_seg_prepare(eng_wal *w, uint64_t seq) {
@@ -73,47 +116,91 @@ int wal_seg_prepare(eng_wal *w, uint64_t seq) {
   wal_seg *s = calloc(1, sizeof *s);
   if (s == NULL) return RK_ENOMEM;
   s->seq = seq;
-  s->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (s->fd < 0) {
-    rc = rk_err_from_errno(errno);
-    RK_ERROR("wal", "cannot create segment %s: %s", path, strerror(errno));
-    free(s);
-    return rc;
-  }
   wal_seg_hdr h = {.seq = seq,
                    .cluster_id = w->opt.cluster_id,
                    .node_id = w->opt.node_id,
-                   .segment_bytes = w->opt.segment_bytes};
+                   .segment_bytes = w->opt.segment_bytes,
+                   .version = WAL_SEG_VERSION,
+                   .min_bseq = w->next_bseq};
+#ifdef RK_TEST_HOOKS
+  int legacy = w->hooks.legacy_v1_segments;
+#else
+  int legacy = 0;
+#endif
+  s->fd = legacy || !w->can_rename ? -1 : take_spare(w, s);
+  h.recycled = s->fd >= 0;
+  if (legacy) {
+    h.version = 1;
+    h.min_bseq = 0;
+  }
+  if (s->fd < 0) {
+    s->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (s->fd < 0) {
+      rc = rk_err_from_errno(errno);
+      RK_ERROR("wal", "cannot create segment %s: %s", path, strerror(errno));
+      free(s);
+      return rc;
+    }
+  } else {
+    snprintf(s->name, sizeof s->name, "%016" PRIx64 ".wal", seq);
+    w->st.segments_recycled++;
+  }
   wal_seg_hdr_encode(s->hdr, &h);
+  s->mix = wal_seg_mix(&h);
   s->state = WAL_SEG_PREPARING;
   rc = segs_push(w, s);
   if (rc != RK_OK) {
     close(s->fd);
-    unlink(path);
+    if (h.recycled)
+      unlinkat(w->dirfd, s->spare_name, 0);
+    else
+      unlink(path);
     free(s);
     return rc;
   }
-  if (io_uring_sq_space_left(&w->ring) < 4) io_uring_submit(&w->ring);
-  struct io_uring_sqe *sq[4];
-  for (int i = 0; i < 4; i++) {
-    sq[i] = io_uring_get_sqe(&w->ring);
-    RK_ASSERT(sq[i] != NULL);
-    s->ops[i].owner = s;
+  /* One linked chain, so the event loop never blocks on it.
+   * Fresh:    fallocate -> header -> fsync -> fsync(dir): the new name must
+   *           be durable before any batch in it is acknowledged.
+   * Recycled: fsync(dir) -> header -> fsync -> rename -> fsync(dir). The
+   *           first directory sync makes the purge's rename of this file to
+   *           a spare durable before its header changes (else a crash could
+   *           bring back the old name over a new header); the header is
+   *           durable before the file takes the segment's name, so a
+   *           segment file always has a valid header. */
+  int kinds[WAL_SEG_PREP_OPS], nops = 0;
+  if (h.recycled) {
+    kinds[nops++] = WAL_OP_PREP_DIRSYNC;
+    kinds[nops++] = WAL_OP_PREP_HDR;
+    kinds[nops++] = WAL_OP_PREP_FSYNC;
+    kinds[nops++] = WAL_OP_PREP_RENAME;
+  } else {
+    kinds[nops++] = WAL_OP_PREP_FALLOC;
+    kinds[nops++] = WAL_OP_PREP_HDR;
+    kinds[nops++] = WAL_OP_PREP_FSYNC;
   }
-  s->ops[0].kind = WAL_OP_PREP_FALLOC;
-  io_uring_prep_fallocate(sq[0], s->fd, 0, 0, (off_t)w->opt.segment_bytes);
-  s->ops[1].kind = WAL_OP_PREP_HDR;
-  io_uring_prep_write(sq[1], s->fd, s->hdr, WAL_SEG_HDR, 0);
-  s->ops[2].kind = WAL_OP_PREP_FSYNC;
-  io_uring_prep_fsync(sq[2], s->fd, 0);
-  s->ops[3].kind = WAL_OP_PREP_DIRSYNC;
-  io_uring_prep_fsync(sq[3], w->dirfd, 0);
-  for (int i = 0; i < 4; i++) {
-    io_uring_sqe_set_data(sq[i], &s->ops[i]);
-    if (i < 3) sq[i]->flags |= IOSQE_IO_LINK;
+  kinds[nops++] = WAL_OP_PREP_DIRSYNC;
+  if (io_uring_sq_space_left(&w->ring) < (unsigned)nops) io_uring_submit(&w->ring);
+  for (int i = 0; i < nops; i++) {
+    struct io_uring_sqe *sq = io_uring_get_sqe(&w->ring);
+    RK_ASSERT(sq != NULL);
+    s->ops[i] = (wal_op){kinds[i], s};
+    switch (kinds[i]) {
+    case WAL_OP_PREP_FALLOC:
+      io_uring_prep_fallocate(sq, s->fd, 0, 0, (off_t)w->opt.segment_bytes);
+      break;
+    case WAL_OP_PREP_HDR: io_uring_prep_write(sq, s->fd, s->hdr, WAL_SEG_HDR, 0); break;
+    case WAL_OP_PREP_FSYNC: io_uring_prep_fsync(sq, s->fd, 0); break;
+    case WAL_OP_PREP_RENAME:
+      io_uring_prep_renameat(sq, w->dirfd, s->spare_name, w->dirfd, s->name, RENAME_NOREPLACE);
+      break;
+    case WAL_OP_PREP_DIRSYNC: io_uring_prep_fsync(sq, w->dirfd, 0); break;
+    default: RK_UNREACHABLE();
+    }
+    io_uring_sqe_set_data(sq, &s->ops[i]);
+    if (i < nops - 1) sq->flags |= IOSQE_IO_LINK;
   }
-  s->prep_pending = 4;
-  w->ops_out += 4;
+  s->prep_pending = nops;
+  w->ops_out += nops;
   int sr = io_uring_submit(&w->ring);
   if (sr < 0) {
     RK_ERROR("wal", "io_uring_submit: %s", strerror(-sr));
@@ -192,25 +279,126 @@ static void close_in_background(int fd) {
   close(fd);
 }
 
+static int spares_reserve(eng_wal *w) {
+  if (w->nspares < w->spares_cap) return RK_OK;
+  size_t ncap = w->spares_cap ? w->spares_cap * 2 : 8;
+  uint64_t *n = realloc(w->spares, ncap * sizeof *n);
+  if (n == NULL) return RK_ENOMEM;
+  w->spares = n;
+  w->spares_cap = ncap;
+  return RK_OK;
+}
+
+static int spares_push(eng_wal *w, uint64_t id) {
+  int rc = spares_reserve(w);
+  if (rc == RK_OK) w->spares[w->nspares++] = id;
+  return rc;
+}
+
+/* Renames the retired segment s to a new spare; 0 if it is not kept. */
+static int recycle(eng_wal *w, const wal_seg *s) {
+  struct stat st;
+  if (!w->can_rename || w->nspares >= w->opt.recycle_segments) return 0;
+  if (fstat(s->fd, &st) != 0 || (uint64_t)st.st_size != w->opt.segment_bytes) return 0;
+  if (spares_reserve(w) != RK_OK) return 0; /* so the push below cannot fail */
+  char from[32], to[32];
+  snprintf(from, sizeof from, "%016" PRIx64 ".wal", s->seq);
+  spare_name(w->next_spare, to, sizeof to);
+  if (renameat(w->dirfd, from, w->dirfd, to) != 0) {
+    RK_WARN("wal", "cannot keep segment %s as spare %s: %s; deleting it", from, to,
+            strerror(errno));
+    return 0;
+  }
+  spares_push(w, w->next_spare++);
+  return 1;
+}
+
 int wal_seg_delete_first(eng_wal *w) {
   RK_ASSERT(w->nsegs > 1);
   wal_seg *s = w->segs[0];
   RK_ASSERT(s->seq < w->cur_seg);
-  char path[4096];
-  int rc = wal_seg_path(w, s->seq, path, sizeof path);
-  if (rc != RK_OK) return rc;
-  if (unlink(path) != 0) {
-    rc = rk_err_from_errno(errno);
-    RK_ERROR("wal", "cannot delete segment %s: %s", path, strerror(errno));
-    return rc;
+  if (recycle(w, s)) {
+    close(s->fd); /* nothing to free: the blocks stay allocated */
+  } else {
+    char path[4096];
+    int rc = wal_seg_path(w, s->seq, path, sizeof path);
+    if (rc != RK_OK) return rc;
+    if (unlink(path) != 0) {
+      rc = rk_err_from_errno(errno);
+      RK_ERROR("wal", "cannot delete segment %s: %s", path, strerror(errno));
+      return rc;
+    }
+    close_in_background(s->fd);
   }
-  close_in_background(s->fd);
   free(s);
   memmove(w->segs, w->segs + 1, (w->nsegs - 1) * sizeof *w->segs);
   w->nsegs--;
   w->seg_first++;
   w->st.segments_deleted++;
   return RK_OK;
+}
+
+/* Writes a zero-filled spare of segment_bytes (no fallocate: the point is
+ * that its blocks are written, not merely reserved). */
+static int prefill_one(eng_wal *w) {
+  char name[32];
+  spare_name(w->next_spare, name, sizeof name);
+  int fd = openat(w->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return rk_err_from_errno(errno);
+  static const uint8_t zeros[1u << 16];
+  int rc = RK_OK;
+  for (uint64_t off = 0; off < w->opt.segment_bytes && rc == RK_OK;) {
+    uint64_t n =
+        w->opt.segment_bytes - off < sizeof zeros ? w->opt.segment_bytes - off : sizeof zeros;
+    ssize_t r = pwrite(fd, zeros, (size_t)n, (off_t)off);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0)
+      rc = r < 0 ? rk_err_from_errno(errno) : RK_EIO;
+    else
+      off += (uint64_t)r;
+  }
+  if (rc == RK_OK && fdatasync(fd) != 0) rc = rk_err_from_errno(errno);
+  close(fd);
+  if (rc != RK_OK) {
+    unlinkat(w->dirfd, name, 0);
+    return rc;
+  }
+  return spares_push(w, w->next_spare++);
+}
+
+int wal_spares_open(eng_wal *w) {
+  DIR *d = opendir(w->dir);
+  if (d == NULL) return rk_err_from_errno(errno);
+  struct dirent *de;
+  int rc = RK_OK;
+  while (rc == RK_OK && (de = readdir(d)) != NULL) {
+    uint64_t id;
+    if (!wal_parse_name(de->d_name, ".spare", &id)) continue;
+    rc = spares_push(w, id);
+  }
+  closedir(d);
+  if (rc != RK_OK) return rc;
+  if (w->nspares) qsort(w->spares, w->nspares, sizeof *w->spares, wal_cmp_u64);
+  size_t keep = 0;
+  for (size_t i = 0; i < w->nspares; i++) {
+    char name[32];
+    struct stat st;
+    spare_name(w->spares[i], name, sizeof name);
+    if (w->spares[i] >= w->next_spare) w->next_spare = w->spares[i] + 1;
+    int ok = w->can_rename && keep < w->opt.recycle_segments &&
+             fstatat(w->dirfd, name, &st, 0) == 0 && (uint64_t)st.st_size == w->opt.segment_bytes;
+    if (ok)
+      w->spares[keep++] = w->spares[i];
+    else if (unlinkat(w->dirfd, name, 0) != 0)
+      RK_WARN("wal", "cannot remove surplus spare %s: %s", name, strerror(errno));
+  }
+  w->nspares = keep;
+  if (w->next_spare == 0) w->next_spare = 1;
+  uint32_t want = w->opt.prefill_segments < w->opt.recycle_segments ? w->opt.prefill_segments
+                                                                    : w->opt.recycle_segments;
+  while (rc == RK_OK && w->can_rename && w->nspares < want) rc = prefill_one(w);
+  if (fsync(w->dirfd) != 0 && rc == RK_OK) rc = rk_err_from_errno(errno);
+  return rc;
 }
 
 void wal_dir_sync_async(eng_wal *w) {
