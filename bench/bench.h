@@ -14,6 +14,12 @@ typedef struct bench_fsync_opts {
 } bench_fsync_opts;
 
 /* Raw single-threaded pwrite + fdatasync loop on one pre-written file.
+ * Before the last line: "fsync: ops=N p999_us=C max_us=M over_1ms_left_pct=P1
+ * over_2ms_left_pct=P2" — the share of the run during which the sync in
+ * progress still had more than 1 (2) ms to go. An append arriving then
+ * cannot be durable within that time whatever a WAL does (the device runs
+ * one cache flush at a time), so P2 bounds from below the share of appends
+ * slower than 2 ms on this disk at that time.
  * Last line: "fsync: ops_per_sec=X p50_us=A p99_us=B". Returns 0 or an RK_ code. */
 int bench_fsync(const bench_fsync_opts *o);
 
@@ -24,6 +30,10 @@ typedef struct bench_wal_opts {
   uint64_t window_us; /* WAL batch window */
   uint64_t writers;   /* closed loop: appends outstanding at any time (default 256) */
   uint64_t rate;      /* > 0: open loop at this many entries/s instead of writers */
+  /* zero-filled spare segments made at open (default 4, the WAL's default
+   * recycle_segments): a node has that many recycled spares once it has
+   * written and purged its first segments; 0 measures a fresh directory */
+  uint64_t prefill_segments;
   const char *dir;
 } bench_wal_opts;
 

@@ -135,16 +135,20 @@ int bench_wal(const bench_wal_opts *o) {
   wo.cluster_id = 1;
   wo.node_id = 1;
   wo.batch_window_us = o->window_us;
+  wo.prefill_segments = (uint32_t)o->prefill_segments;
+  if (wo.recycle_segments < wo.prefill_segments) wo.recycle_segments = wo.prefill_segments;
   eng_wal_recovery rec;
   rc = eng_wal_open(&wo, &b.w, &rec);
   if (rc != RK_OK) {
     fprintf(stderr, "bench wal: cannot open the WAL: %s: %s\n", rk_strerror(rc), rec.message);
     goto out;
   }
-  printf("wal: dir=%s groups=%llu entry_bytes=%llu seconds=%.1f batch_window_us=%llu %s=%llu\n",
+  printf("wal: dir=%s groups=%llu entry_bytes=%llu seconds=%.1f batch_window_us=%llu %s=%llu "
+         "prefill_segments=%llu\n",
          dir, (unsigned long long)o->groups, (unsigned long long)o->entry_bytes, o->seconds,
          (unsigned long long)o->window_us, o->rate ? "rate" : "writers",
-         (unsigned long long)(o->rate ? o->rate : o->writers));
+         (unsigned long long)(o->rate ? o->rate : o->writers),
+         (unsigned long long)o->prefill_segments);
   fflush(stdout);
   eng_wal_stats s0, s1;
   eng_wal_get_stats(b.w, &s0);
@@ -222,12 +226,12 @@ int bench_wal(const bench_wal_opts *o) {
   double p999 = (double)bench_percentile(b.lat, b.nlat, 0.999, &sorted) / 1e3;
   eng_wal_stats fin;
   eng_wal_get_stats(b.w, &fin);
-  printf("wal: entries=%llu fsyncs=%llu bytes_written=%llu segments_deleted=%llu failed=%llu "
-         "max_us=%.1f\n",
+  printf("wal: entries=%llu fsyncs=%llu bytes_written=%llu segments_retired=%llu "
+         "segments_recycled=%llu failed=%llu max_us=%.1f\n",
          (unsigned long long)b.completed, (unsigned long long)fsyncs,
          (unsigned long long)(s1.bytes_written - s0.bytes_written),
-         (unsigned long long)fin.segments_deleted, (unsigned long long)b.failed,
-         b.nlat ? (double)b.lat[b.nlat - 1] / 1e3 : 0.0);
+         (unsigned long long)fin.segments_deleted, (unsigned long long)fin.segments_recycled,
+         (unsigned long long)b.failed, b.nlat ? (double)b.lat[b.nlat - 1] / 1e3 : 0.0);
   printf("wal: entries_per_sec=%.0f mb_per_sec=%.2f fsyncs_per_sec=%.0f entries_per_fsync=%.1f "
          "p50_us=%.1f p99_us=%.1f p999_us=%.1f\n",
          (double)b.completed / secs, (double)b.completed * (double)o->entry_bytes / secs / 1e6,

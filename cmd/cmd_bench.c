@@ -26,6 +26,7 @@ enum {
   OPT_WINDOW,
   OPT_WRITERS,
   OPT_RATE,
+  OPT_PREFILL,
   OPT_MIB,
   OPT_SIM_SECONDS,
   OPT_TICK_MS,
@@ -64,6 +65,8 @@ static int on_wal_opt(const cli_cmd *cmd, int opt, const char *arg, void *ctx) {
   case OPT_WINDOW: return cli_parse_u64(cmd, "--batch-window-us", arg, 0, 1000000, &a->w.window_us);
   case OPT_WRITERS: return cli_parse_u64(cmd, "--writers", arg, 1, 1000000, &a->w.writers);
   case OPT_RATE: return cli_parse_u64(cmd, "--rate", arg, 1, 100000000, &a->w.rate);
+  case OPT_PREFILL:
+    return cli_parse_u64(cmd, "--prefill-segments", arg, 0, 64, &a->w.prefill_segments);
   case OPT_DIR: a->w.dir = arg; return CLI_CONTINUE;
   default: return cli_usage_error(cmd, "unexpected flag");
   }
@@ -123,6 +126,7 @@ int cmd_bench(const cli_cmd *cmd, int argc, char **argv) {
   a.f.bytes = 4096;
   a.f.seconds = 5;
   a.w.writers = 256;
+  a.w.prefill_segments = 4;
   a.r.mib = 1024;
   a.r.entry_bytes = 128;
   a.r.groups = 1000;
@@ -148,6 +152,7 @@ int cmd_bench(const cli_cmd *cmd, int argc, char **argv) {
                                          {"batch-window-us", required_argument, 0, OPT_WINDOW},
                                          {"writers", required_argument, 0, OPT_WRITERS},
                                          {"rate", required_argument, 0, OPT_RATE},
+                                         {"prefill-segments", required_argument, 0, OPT_PREFILL},
                                          {"dir", required_argument, 0, OPT_DIR},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
