@@ -123,6 +123,8 @@ wal_batch *wal_batch_reserve(eng_wal *w, size_t bytes, int *err) {
       return NULL;
     }
     b->seq = w->next_bseq++;
+    RK_ASSERTF(b->seq >= wal_seg_get(w, seg)->min_bseq, "batch %" PRIu64 " below segment's lowest",
+               b->seq);
     b->seg = seg;
     b->off = off;
     b->open_ns = rk_clock_mono_ns();

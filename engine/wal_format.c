@@ -18,7 +18,8 @@
  *   16     8   segment sequence number (== the file name)
  *   24     8   cluster id
  *   32     8   node id
- *   40     8   segment_bytes at creation
+ *   40     8   v2: salt, random, new for every life of the file (the checksum
+ *              seed of its batches). v1: segment_bytes at creation
  *   48     8   v2: bits 0-62 the lowest batch sequence number this segment
  *              can hold (the next batch's number when it was prepared); bit
  *              63 set if the file is recycled. v1: 0.
@@ -27,7 +28,7 @@
  * BATCHES follow back to back from offset 64. A batch never spans segments.
  * After the last batch of a fresh segment the bytes are zero; in a recycled
  * one they are stale: batches with lower sequence numbers whose checksums
- * were seeded with another segment number, and pieces of them.
+ * were seeded with another salt, and pieces of them.
  * BATCH HEADER (32 bytes)
  *   off  size  field
  *    0     4   magic 0x42574B52 (bytes "RKWB")
@@ -37,7 +38,7 @@
  *   20     4   flags, 0
  *   24     8   checksum: XXH3_64bits_withSeed(payload, P,
  *                              XXH3_64bits_withSeed(header[0, 24), 24, S))
- *              with S the segment sequence number (v2) or 0 (v1)
+ *              with S the segment header's salt (v2) or 0 (v1)
  *   32     P   records
  *
  * RECORDS (packed, no padding; first byte is the kind)
@@ -76,10 +77,20 @@
 #include "engine/wal_int.h"
 
 #include "common/rk_assert.h"
+#include "common/rk_clock.h"
 #include "common/rk_err.h"
 
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 #include <xxhash.h>
+
+uint64_t wal_new_salt(void) {
+  uint64_t v = 0;
+  if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
+    v = XXH3_64bits_withSeed(&v, sizeof v, rk_clock_mono_ns() ^ ((uint64_t)getpid() << 32));
+  return v ? v : 1;
+}
 
 void wal_put_u32(uint8_t *p, uint32_t v) {
   for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
@@ -108,7 +119,7 @@ void wal_seg_hdr_encode(uint8_t out[WAL_SEG_HDR], const wal_seg_hdr *h) {
   wal_put_u64(out + 16, h->seq);
   wal_put_u64(out + 24, h->cluster_id);
   wal_put_u64(out + 32, h->node_id);
-  wal_put_u64(out + 40, h->segment_bytes);
+  wal_put_u64(out + 40, h->version >= 2 ? h->salt : h->segment_bytes);
   RK_ASSERT(h->min_bseq < WAL_SEG_RECYCLED_BIT);
   wal_put_u64(out + 48, h->min_bseq | (h->recycled ? WAL_SEG_RECYCLED_BIT : 0));
   wal_put_u64(out + 56, XXH3_64bits(out, 56));
@@ -124,7 +135,8 @@ int wal_seg_hdr_decode(const uint8_t in[WAL_SEG_HDR], wal_seg_hdr *h) {
   h->seq = wal_get_u64(in + 16);
   h->cluster_id = wal_get_u64(in + 24);
   h->node_id = wal_get_u64(in + 32);
-  h->segment_bytes = wal_get_u64(in + 40);
+  h->segment_bytes = version == 1 ? wal_get_u64(in + 40) : 0;
+  h->salt = version >= 2 ? wal_get_u64(in + 40) : 0;
   uint64_t b = wal_get_u64(in + 48);
   if (version == 1 && b != 0) return RK_ECORRUPT;
   h->min_bseq = b & ~WAL_SEG_RECYCLED_BIT;

@@ -32,7 +32,9 @@
 #define WAL_MAX_SEGMENT     (UINT64_C(1) << 32) /* offsets are u32 */
 
 typedef struct wal_seg_hdr {
-  uint64_t seq, cluster_id, node_id, segment_bytes;
+  uint64_t seq, cluster_id, node_id;
+  uint64_t segment_bytes; /* v1 only (informational) */
+  uint64_t salt;          /* v2: random, new for every life of the file */
   uint32_t version;
   uint64_t min_bseq; /* v2: no batch of this segment's life has a lower seq */
   int recycled;      /* v2: bytes after the last batch are stale, not zero */
@@ -67,10 +69,13 @@ void wal_seg_hdr_encode(uint8_t out[WAL_SEG_HDR], const wal_seg_hdr *h);
 /* RK_OK, RK_ECORRUPT (bad magic/checksum), RK_EUNSUPPORTED (version). */
 int wal_seg_hdr_decode(const uint8_t in[WAL_SEG_HDR], wal_seg_hdr *h);
 
-/* The seed that ties a batch's checksum to its segment: the segment's
- * sequence number (v2), so a batch left over from a recycled file's previous
- * life never verifies; 0 for v1 segments. */
-static inline uint64_t wal_seg_mix(const wal_seg_hdr *h) { return h->version >= 2 ? h->seq : 0; }
+/* The seed that ties a batch's checksum to one life of one segment file:
+ * its random salt (v2), so neither a batch left over from a recycled file's
+ * earlier life nor bytes a client wrote that imitate a batch ever verify;
+ * 0 for v1 segments. */
+static inline uint64_t wal_seg_mix(const wal_seg_hdr *h) { return h->version >= 2 ? h->salt : 0; }
+/* A fresh non-zero salt (getrandom; a clock-and-pid mix if that fails). */
+uint64_t wal_new_salt(void);
 
 /* Fills header fields (magic, len, seq, nrec, checksum) of a batch whose
  * payload is buf[WAL_BATCH_HDR, WAL_BATCH_HDR + payload_len), for a segment
@@ -204,9 +209,10 @@ typedef struct wal_seg {
   uint64_t seq;
   int fd;
   int state;
-  uint64_t mix;     /* checksum seed of its batches (wal_seg_mix) */
-  int prep_pending; /* prep CQEs outstanding */
-  int prep_err;     /* first errno of the prep chain */
+  uint64_t mix;      /* checksum seed of its batches (wal_seg_mix) */
+  uint64_t min_bseq; /* no batch of this life has a lower sequence (v1: 1) */
+  int prep_pending;  /* prep CQEs outstanding */
+  int prep_err;      /* first errno of the prep chain */
   uint8_t hdr[WAL_SEG_HDR];
   char spare_name[32], name[32]; /* recycling: renamed from, to (in dir) */
   wal_op ops[WAL_SEG_PREP_OPS];
@@ -291,7 +297,7 @@ wal_seg *wal_seg_get(const eng_wal *w, uint64_t seq); /* NULL if not live */
  * file and queues its preparation on the ring. */
 int wal_seg_prepare(eng_wal *w, uint64_t seq);
 /* Registers an existing, already valid segment file (recovery). */
-int wal_seg_adopt(eng_wal *w, uint64_t seq, int fd, uint64_t mix);
+int wal_seg_adopt(eng_wal *w, uint64_t seq, int fd, uint64_t mix, uint64_t min_bseq);
 /* Finds the spare files left in the directory (keeping at most
  * recycle_segments of the right size), then creates zero-filled ones up to
  * prefill_segments. Synchronous; for open. */

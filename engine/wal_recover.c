@@ -15,13 +15,15 @@
  *    compaction marks, last hard state wins).
  * 4. Where a segment's good batches end, the bytes at that offset are either
  *      - NOT OURS: zeros to the end of a fresh segment, or, in a recycled
- *        one, anything but a batch header of this segment's life (a stale
- *        batch of the file's earlier life: lower sequence number, checksum
- *        seeded with another segment number; or pieces of one). The segment
- *        simply ends there — unless a good batch of this life follows later
- *        in the segment, which is corruption.
+ *        one, anything but a header with exactly the next sequence number
+ *        (a stale batch of the file's earlier life — lower sequence number,
+ *        checksum seeded with another salt — a piece of one, or client
+ *        bytes imitating a header), and anything at all when the next
+ *        segment opens with a good batch of exactly the next number. The
+ *        segment simply ends there — unless a good batch of this life
+ *        follows later in the segment, which is corruption.
  *      - OURS: a fresh segment's non-zero bytes, or a recycled segment's
- *        batch header with a current sequence number, that did not verify.
+ *        header with exactly the next sequence number, that did not verify.
  *        It is a TORN TAIL when no good batch (sequence >= expected) follows
  *        in this segment and no later segment holds a batch of its life:
  *        batches are written one at a time and each is acknowledged only
@@ -204,6 +206,23 @@ static int good_batch_after(const scan_seg *sg, const uint8_t *buf, size_t at, u
     if (memcmp(buf + i, magic, 4) == 0 && good_batch_at(sg, buf, i, lo)) return 1;
   }
   return 0;
+}
+
+/* 1 if segment si + 1 exists and opens with a good batch numbered seq. */
+static int next_segment_starts_at(const scan_seg *ss, size_t nss, size_t si, uint64_t seq) {
+  if (si + 1 >= nss) return 0;
+  const scan_seg *sg = &ss[si + 1];
+  uint8_t h[WAL_BATCH_HDR];
+  wal_batch_hdr bh;
+  if (pread(sg->fd, h, sizeof h, WAL_SEG_HDR) != (ssize_t)sizeof h) return 0;
+  if (wal_batch_hdr_decode(h, &bh) != RK_OK || bh.seq != seq) return 0;
+  if (bh.payload_len > sg->size - WAL_SEG_HDR - WAL_BATCH_HDR) return 0;
+  size_t len = WAL_BATCH_HDR + (size_t)bh.payload_len;
+  uint8_t *b = malloc(len);
+  if (b == NULL) return 0;
+  int ok = pread(sg->fd, b, len, WAL_SEG_HDR) == (ssize_t)len && wal_batch_verify(b, &bh, sg->mix);
+  free(b);
+  return ok;
 }
 
 /* 1 if a segment after si holds a batch (good or not) of its own life:
@@ -396,8 +415,16 @@ int wal_recover(eng_wal *w, eng_wal_recovery *rec) {
         continue;
       }
       /* This segment's good batches end at off. */
-      int ours =
-          sg->recycled ? hdr && h.seq >= lo : off < size && first_nonzero(buf, off, size) < size;
+      /* In a recycled segment only a header carrying exactly the next
+       * sequence number may be a batch of ours (a client's bytes in a stale
+       * payload could imitate a header; they cannot imitate a checksum).
+       * And if the next segment goes on with exactly that sequence number,
+       * nothing of ours was lost here, whatever these bytes are. */
+      int ours = !sg->recycled ? off < size && first_nonzero(buf, off, size) < size
+                 : expect      ? hdr && h.seq == expect
+                               : hdr && h.seq >= lo;
+      if (sg->recycled && !verified && expect && next_segment_starts_at(ss, nscan, i, expect))
+        ours = 0;
       if (!ours && !verified && !(sg->recycled && good_batch_after(sg, buf, off, lo)))
         break; /* a clean end: on to the next segment */
       cut_si = i;
@@ -484,14 +511,19 @@ int wal_recover(eng_wal *w, eng_wal_recovery *rec) {
     goto out;
   }
   for (size_t i = 0; i < n; i++) {
-    rc = wal_seg_adopt(w, ss[i].seq, ss[i].fd, ss[i].mix);
+    rc = wal_seg_adopt(w, ss[i].seq, ss[i].fd, ss[i].mix, ss[i].min_bseq);
     if (rc != RK_OK) goto out;
     ss[i].fd = -1;
     adopted++;
   }
   w->cur_seg = cur_seg;
   w->cur_off = cur_off;
+  /* Never below the lowest number the segment we resume in was prepared
+   * for (a cut at its first batch leaves expect unknown): batches under it
+   * would read as stale. */
   w->next_bseq = expect ? expect : 1;
+  for (size_t i = 0; i < n; i++)
+    if (ss[i].seq == cur_seg && ss[i].min_bseq > w->next_bseq) w->next_bseq = ss[i].min_bseq;
   rc = RK_OK;
 out:
   for (size_t i = 0; i < n; i++)

@@ -77,12 +77,13 @@ static int segs_push(eng_wal *w, wal_seg *s) {
   return RK_OK;
 }
 
-int wal_seg_adopt(eng_wal *w, uint64_t seq, int fd, uint64_t mix) {
+int wal_seg_adopt(eng_wal *w, uint64_t seq, int fd, uint64_t mix, uint64_t min_bseq) {
   wal_seg *s = calloc(1, sizeof *s);
   if (s == NULL) return RK_ENOMEM;
   s->seq = seq;
   s->fd = fd;
   s->mix = mix;
+  s->min_bseq = min_bseq;
   s->state = WAL_SEG_READY;
   int rc = segs_push(w, s);
   if (rc != RK_OK) free(s);
@@ -119,9 +120,11 @@ int wal_seg_prepare(eng_wal *w, uint64_t seq) {
   wal_seg_hdr h = {.seq = seq,
                    .cluster_id = w->opt.cluster_id,
                    .node_id = w->opt.node_id,
-                   .segment_bytes = w->opt.segment_bytes,
+                   .salt = wal_new_salt(),
                    .version = WAL_SEG_VERSION,
                    .min_bseq = w->next_bseq};
+  /* Sequence numbers only grow along the segments (recovery relies on it). */
+  if (w->nsegs > 0) RK_ASSERT(h.min_bseq >= w->segs[w->nsegs - 1]->min_bseq);
 #ifdef RK_TEST_HOOKS
   int legacy = w->hooks.legacy_v1_segments;
 #else
@@ -132,6 +135,8 @@ int wal_seg_prepare(eng_wal *w, uint64_t seq) {
   if (legacy) {
     h.version = 1;
     h.min_bseq = 0;
+    h.salt = 0;
+    h.segment_bytes = w->opt.segment_bytes;
   }
   if (s->fd < 0) {
     s->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -143,10 +148,15 @@ int wal_seg_prepare(eng_wal *w, uint64_t seq) {
     }
   } else {
     snprintf(s->name, sizeof s->name, "%016" PRIx64 ".wal", seq);
+    /* We hold the directory's lock, so nothing else can create the name
+     * before the ring's rename (a plain rename: RENAME_NOREPLACE is not
+     * supported by every filesystem). */
+    RK_ASSERTF(faccessat(w->dirfd, s->name, F_OK, 0) != 0, "segment %s already exists", s->name);
     w->st.segments_recycled++;
   }
   wal_seg_hdr_encode(s->hdr, &h);
   s->mix = wal_seg_mix(&h);
+  s->min_bseq = h.min_bseq ? h.min_bseq : 1;
   s->state = WAL_SEG_PREPARING;
   rc = segs_push(w, s);
   if (rc != RK_OK) {
@@ -191,7 +201,7 @@ int wal_seg_prepare(eng_wal *w, uint64_t seq) {
     case WAL_OP_PREP_HDR: io_uring_prep_write(sq, s->fd, s->hdr, WAL_SEG_HDR, 0); break;
     case WAL_OP_PREP_FSYNC: io_uring_prep_fsync(sq, s->fd, 0); break;
     case WAL_OP_PREP_RENAME:
-      io_uring_prep_renameat(sq, w->dirfd, s->spare_name, w->dirfd, s->name, RENAME_NOREPLACE);
+      io_uring_prep_renameat(sq, w->dirfd, s->spare_name, w->dirfd, s->name, 0);
       break;
     case WAL_OP_PREP_DIRSYNC: io_uring_prep_fsync(sq, w->dirfd, 0); break;
     default: RK_UNREACHABLE();
@@ -396,8 +406,15 @@ int wal_spares_open(eng_wal *w) {
   if (w->next_spare == 0) w->next_spare = 1;
   uint32_t want = w->opt.prefill_segments < w->opt.recycle_segments ? w->opt.prefill_segments
                                                                     : w->opt.recycle_segments;
-  while (rc == RK_OK && w->can_rename && w->nspares < want) rc = prefill_one(w);
-  if (fsync(w->dirfd) != 0 && rc == RK_OK) rc = rk_err_from_errno(errno);
+  while (w->can_rename && w->nspares < want) {
+    int prc = prefill_one(w);
+    if (prc != RK_OK) { /* an optimisation: never a reason not to start */
+      RK_WARN("wal", "cannot prefill a spare segment in %s: %s; continuing with %zu", w->dir,
+              rk_strerror(prc), w->nspares);
+      break;
+    }
+  }
+  if (fsync(w->dirfd) != 0) rc = rk_err_from_errno(errno);
   return rc;
 }
 

@@ -565,3 +565,192 @@ Test(wal_recovery, crash_during_purge_keeps_everything_needed) {
   free(dir);
 }
 #endif
+
+/* A cut at the very first batch of the oldest segment (expect unknown) must
+ * not restart the batch numbers below what that segment was prepared for:
+ * the batches written after the cut would read as stale and be lost. */
+Test(wal_recovery, truncation_at_the_oldest_batch_then_appends_survive, .timeout = 120) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  uint8_t *under;
+  build_log_recycled(&o, &under);
+  free(under);
+  batch_pos bp[256];
+  size_t nb = list_batches(dir, bp, 256);
+  cr_assert_geq(nb, 2);
+  char *path = seg_path(dir, bp[0].seg);
+  size_t flen;
+  uint8_t *orig = read_file(path, &flen);
+  uint8_t v = orig[bp[0].off + WAL_BATCH_HDR + 3] ^ 0x10;
+  write_at(path, bp[0].off + WAL_BATCH_HDR + 3, &v, 1);
+  free(orig);
+  free(path);
+  o.truncate_on_corruption = 1;
+  eng_wal *w = NULL;
+  eng_wal_recovery rec;
+  cr_assert_eq(eng_wal_open(&o, &w, &rec), RK_OK, "%s", rec.message);
+  cr_assert_eq(rec.corrupt, 1);
+  cr_assert_eq(rec.batches, 0);
+  cr_assert_eq(eng_append_sync(w, 50, 1, 201, 1, MAXLEN, NULL), RK_OK);
+  eng_wal_close(w);
+  o.truncate_on_corruption = 0;
+  cr_assert_eq(eng_wal_open(&o, &w, &rec), RK_OK, "%s", rec.message);
+  cr_assert_eq(rec.torn_tail + rec.corrupt, 0, "%s", rec.message);
+  uint64_t l;
+  eng_wal_last_index(w, 50, &l);
+  cr_assert_eq(l, 200, "acknowledged appends after the cut were lost");
+  eng_check_range(w, 50, 1, 201, 1, MAXLEN);
+  eng_wal_close(w);
+  eng_rmtree(dir);
+  free(dir);
+}
+
+/* Plants a batch (one entry of group 1 at index 20, term 9) at the clean end
+ * of the recycled segment: with sequence number seq and checksum seed mix. */
+static void plant_batch(const char *dir, const batch_pos *end, uint64_t seq, uint64_t mix) {
+  uint8_t buf[WAL_BATCH_HDR + WAL_REC_ENTRY_HDR + 8];
+  uint8_t data[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  rk_entry e = {.index = 20, .term = 9, .len = 8, .data = data};
+  wal_rec_entry_encode(buf + WAL_BATCH_HDR, 1, &e);
+  wal_batch_seal(buf, WAL_REC_ENTRY_HDR + 8, seq, 1, mix);
+  char *path = seg_path(dir, end->seg);
+  write_at(path, end->off + end->len, buf, sizeof buf);
+  free(path);
+}
+
+/* Each defence against stale bytes on its own: a batch with the segment's
+ * own seed but an old sequence number, and one with the next sequence
+ * number but another life's seed, are both never replayed. */
+Test(wal_recovery, stale_batches_are_never_replayed, .timeout = 120) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  uint8_t *under;
+  build_log_recycled(&o, &under);
+  free(under);
+  batch_pos bp[256];
+  size_t nb = list_batches(dir, bp, 256);
+  batch_pos fin = bp[nb - 1];
+  char *path = seg_path(dir, fin.seg);
+  size_t flen;
+  uint8_t *orig = read_file(path, &flen);
+  wal_seg_hdr sh;
+  cr_assert_eq(wal_seg_hdr_decode(orig, &sh), RK_OK);
+  cr_assert(sh.recycled);
+  wal_batch_hdr fh;
+  cr_assert_eq(wal_batch_hdr_decode(orig + fin.off, &fh), RK_OK);
+  for (int k = 0; k < 2; k++) {
+    if (k == 0)
+      plant_batch(dir, &fin, sh.min_bseq - 1, wal_seg_mix(&sh)); /* old number */
+    else
+      plant_batch(dir, &fin, fh.seq + 1, wal_seg_mix(&sh) ^ 1); /* other life */
+    eng_wal *w = NULL;
+    eng_wal_recovery rec;
+    cr_assert_eq(eng_wal_open(&o, &w, &rec), RK_OK, "case %d: %s", k, rec.message);
+    cr_assert_eq(rec.corrupt, 0, "case %d: %s", k, rec.message);
+    check_acked(w);
+    cr_assert(final_batch_present(w), "case %d", k);
+    uint64_t t;
+    cr_assert_eq(eng_wal_term(w, 1, 19, &t), RK_OK);
+    cr_assert_eq(t, 2, "case %d: a stale batch was replayed", k);
+    uint64_t l;
+    eng_wal_last_index(w, 1, &l);
+    cr_assert_eq(l, 19, "case %d: a stale batch was replayed", k);
+    eng_wal_close(w);
+    write_at(path, 0, orig, flen);
+  }
+  free(orig);
+  free(path);
+  eng_rmtree(dir);
+  free(dir);
+}
+
+/* A flipped bit in the LAST batch of a recycled segment, with the log going
+ * on in the next segment, is corruption (the next segment shows the gap). */
+Test(wal_recovery, flipped_bit_at_a_recycled_segment_end_is_reported, .timeout = 120) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  uint8_t *under;
+  build_log_recycled(&o, &under);
+  free(under);
+  /* go on into the next segment(s) */
+  eng_wal *w = eng_open_or_skip(&o);
+  cr_assert_eq(eng_append_sync(w, 60, 1, 3001, 1, MAXLEN, NULL), RK_OK);
+  eng_wal_close(w);
+  batch_pos bp[512];
+  size_t nb = list_batches(dir, bp, 512);
+  size_t vi = SIZE_MAX;
+  for (size_t i = 0; i + 1 < nb; i++) {
+    char *p = seg_path(dir, bp[i].seg);
+    size_t len;
+    uint8_t *b = read_file(p, &len);
+    wal_seg_hdr h;
+    cr_assert_eq(wal_seg_hdr_decode(b, &h), RK_OK);
+    free(b);
+    free(p);
+    if (h.recycled && bp[i + 1].seg != bp[i].seg) {
+      vi = i;
+      break;
+    }
+  }
+  cr_assert_neq(vi, SIZE_MAX, "no recycled segment ends before another");
+  batch_pos victim = bp[vi];
+  char *path = seg_path(dir, victim.seg);
+  size_t flen;
+  uint8_t *orig = read_file(path, &flen);
+  for (uint64_t byte = 0; byte < victim.len; byte += (byte < 40 ? 1 : 5)) {
+    uint8_t v = orig[victim.off + byte] ^ 0x04;
+    write_at(path, victim.off + byte, &v, 1);
+    eng_wal_recovery rec;
+    int rc = eng_wal_open(&o, &w, &rec);
+    cr_assert_eq(rc, RK_ECORRUPT, "byte %lu: %s (%s)", (unsigned long)byte, rk_errname(rc),
+                 rec.message);
+    cr_assert(rec.corrupt_segment == victim.seg || rec.corrupt_segment == victim.seg + 1,
+              "byte %lu: corruption reported in segment %lu", (unsigned long)byte,
+              (unsigned long)rec.corrupt_segment);
+    write_at(path, victim.off + byte, orig + victim.off + byte, 1);
+  }
+  free(orig);
+  free(path);
+  eng_rmtree(dir);
+  free(dir);
+}
+
+/* Spares left behind after every segment file was removed (an operator
+ * wiping the log but not the spares) never bring the old log back. */
+Test(wal_recovery, leftover_spares_do_not_resurrect_a_removed_log, .timeout = 120) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  uint8_t *under;
+  build_log_recycled(&o, &under);
+  free(under);
+  cr_assert_gt(eng_count_files(dir, ".spare"), 0);
+  for (uint64_t s = 1; s < 4096; s++) {
+    char *p = seg_path(dir, s);
+    unlink(p);
+    free(p);
+  }
+  eng_wal *w = NULL;
+  eng_wal_recovery rec;
+  cr_assert_eq(eng_wal_open(&o, &w, &rec), RK_OK, "%s", rec.message);
+  cr_assert_eq(rec.batches + rec.corrupt + rec.torn_tail, 0, "%s", rec.message);
+  for (uint64_t g = 1; g <= 10; g++) {
+    uint64_t l;
+    eng_wal_last_index(w, g, &l);
+    cr_assert_eq(l, 0, "group %lu came back", (unsigned long)g);
+  }
+  cr_assert_eq(eng_append_sync(w, 1, 1, 3, 4, MAXLEN, NULL), RK_OK);
+  eng_wal_close(w);
+  cr_assert_eq(eng_wal_open(&o, &w, &rec), RK_OK, "%s", rec.message);
+  cr_assert_eq(rec.torn_tail + rec.corrupt, 0, "%s", rec.message);
+  uint64_t l;
+  eng_wal_last_index(w, 1, &l);
+  cr_assert_eq(l, 2);
+  eng_check_range(w, 1, 1, 3, 4, MAXLEN);
+  eng_wal_close(w);
+  eng_rmtree(dir);
+  free(dir);
+}
