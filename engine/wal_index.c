@@ -156,8 +156,17 @@ int wal_group_add(wal_group *g, uint64_t index, const wal_loc *loc) {
     for (size_t k = 0; k < g->n; k++) loc_release(g, &g->locs[(g->head + k) % g->cap]);
     if (g->n == 0 && index == g->first) {
       /* prev_term stays as the compaction mark said */
+    } else if (g->has_mark && index == g->mark_first && g->mark_prev_known) {
+      /* A rewrite from the latest mark's boundary (replay: after stale
+       * entries of the run it replaces; see remember_mark). */
+      g->prev_term = g->mark_prev_term;
+      g->prev_known = 1;
     } else {
-      g->prev_known = 0;
+      /* Before index 1 there is nothing: its term, 0, is always known. (A
+       * replay meets this when a fresh group's log was overwritten from 1
+       * and the purge dropped the segment with its first run: the stale
+       * tail of that run comes first, then the rewrite from 1.) */
+      g->prev_known = index == 1;
       g->prev_term = 0;
     }
     g->n = 0;
@@ -180,6 +189,16 @@ int wal_group_add(wal_group *g, uint64_t index, const wal_loc *loc) {
   return RK_OK;
 }
 
+/* The latest mark's boundary: the log starts at `index` and term(index - 1)
+ * is prev_term when known. Replay can meet stale entries of a run that a
+ * later record rewrites from exactly this index; wal_group_add then takes
+ * term(index - 1) from here. */
+static void remember_mark(wal_group *g, uint64_t index, uint64_t prev_term, int known) {
+  g->mark_first = index;
+  g->mark_prev_term = known ? prev_term : 0;
+  g->mark_prev_known = known || index == 1;
+}
+
 void wal_group_reset(wal_group *g, uint64_t index, uint64_t prev_term) {
   for (size_t k = 0; k < g->n; k++) loc_release(g, loc_at(g, k));
   g->n = 0;
@@ -187,6 +206,7 @@ void wal_group_reset(wal_group *g, uint64_t index, uint64_t prev_term) {
   g->first = index;
   g->prev_term = prev_term;
   g->prev_known = prev_term != 0 || index == 1;
+  remember_mark(g, index, prev_term, g->prev_known);
   g->touched = 1;
   g->has_mark = 1;
   RK_ASSERT(g->live_bytes == 0);
@@ -202,6 +222,10 @@ void wal_group_compact(wal_group *g, uint64_t index, uint64_t prev_term) {
       g->prev_term = prev_term;
       g->prev_known = 1;
     }
+    if (index == g->first && g->prev_known)
+      remember_mark(g, index, g->prev_term, 1);
+    else
+      remember_mark(g, index, prev_term, prev_term != 0);
     return;
   }
   uint64_t last = g->n ? wal_group_last(g) : g->first - 1;
@@ -224,6 +248,7 @@ void wal_group_compact(wal_group *g, uint64_t index, uint64_t prev_term) {
   g->first = index;
   g->prev_term = pt;
   g->prev_known = known;
+  remember_mark(g, index, pt, known);
 }
 
 static wal_cache_chunk *chunk_at(const wal_index *ix, size_t k) {

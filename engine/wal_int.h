@@ -123,6 +123,8 @@ typedef struct wal_group {
   uint64_t hs_seg;
   int has_mark;
   uint64_t mark_seg;
+  uint64_t mark_first, mark_prev_term; /* the latest mark's boundary (remember_mark) */
+  int mark_prev_known;
 } wal_group;
 
 /* Entry cache: payload copies packed back to back into chunks; the chunks

@@ -580,3 +580,40 @@ Test(wal, reset_discards_the_whole_log_for_a_snapshot) {
   eng_rmtree(dir);
   free(dir);
 }
+
+/* A fresh group's log overwritten from index 1, after the purge dropped the
+ * segment holding the start of its first run: replay meets the stale tail
+ * of that run, then the rewrite from 1. term(0) must still be 0, not
+ * "compacted" (found by the model test's soak, seed 9). */
+Test(wal, overwrite_from_index_1_after_purge_keeps_term_0) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  o.rewrite_after_segments = 1000; /* plain purge */
+  eng_wal *w = eng_open_or_skip(&o);
+  cr_assert_eq(eng_append_sync(w, 1, 1, 801, 1, MAXLEN, NULL), RK_OK);
+  eng_wal_stats st;
+  eng_wal_get_stats(w, &st);
+  cr_assert_geq(st.active_segment, 3, "the first run must span segments");
+  cr_assert_eq(eng_append_sync(w, 1, 1, 2, 2, MAXLEN, NULL), RK_OK); /* new leader from 1 */
+  eng_wal_purge_stats ps;
+  cr_assert_eq(eng_wal_purge(w, &ps), RK_OK);
+  cr_assert_gt(ps.segments_deleted, 0);
+  uint64_t t = 99;
+  cr_assert_eq(eng_wal_term(w, 1, 0, &t), RK_OK);
+  cr_assert_eq(t, 0);
+  eng_wal_close(w);
+  w = eng_open_or_skip(&o);
+  uint64_t f, l;
+  eng_wal_first_index(w, 1, &f);
+  eng_wal_last_index(w, 1, &l);
+  cr_assert_eq(f, 1);
+  cr_assert_eq(l, 1);
+  t = 99;
+  cr_assert_eq(eng_wal_term(w, 1, 0, &t), RK_OK, "term(0) after replay");
+  cr_assert_eq(t, 0);
+  eng_check_range(w, 1, 1, 2, 2, MAXLEN);
+  eng_wal_close(w);
+  eng_rmtree(dir);
+  free(dir);
+}
