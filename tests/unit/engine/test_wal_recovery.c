@@ -216,6 +216,17 @@ Test(wal_recovery, torn_tail_at_every_byte_of_the_final_batch, .timeout = 120) {
   free(dir);
 }
 
+static int seg_is_recycled(const char *dir, uint64_t seq) {
+  char *p = seg_path(dir, seq);
+  size_t len;
+  uint8_t *b = read_file(p, &len);
+  wal_seg_hdr h;
+  cr_assert_eq(wal_seg_hdr_decode(b, &h), RK_OK, "segment %lu", (unsigned long)seq);
+  free(b);
+  free(p);
+  return h.recycled;
+}
+
 /* Like build_log, but the K batches and the final one go into a recycled
  * segment: group 10 writes and compacts away whole segments until the
  * active one is a reused spare. *under gets that segment's bytes as they
@@ -233,14 +244,7 @@ static void build_log_recycled(const eng_wal_options *o, uint8_t **under) {
     cr_assert_eq(eng_wal_purge(w, NULL), RK_OK);
     eng_wal_get_stats(w, &st);
     if (st.segments_recycled < 3) continue;
-    char *p = seg_path(o->dir, st.active_segment);
-    size_t len;
-    uint8_t *b = read_file(p, &len);
-    wal_seg_hdr h;
-    cr_assert_eq(wal_seg_hdr_decode(b, &h), RK_OK);
-    free(b);
-    free(p);
-    if (h.recycled) break;
+    if (seg_is_recycled(o->dir, st.active_segment)) break;
   }
   for (uint64_t b = 0; b < K; b++) {
     uint64_t g = b % 3 + 1, lo = (b / 3) * PER + 1;
@@ -259,12 +263,24 @@ static void build_log_recycled(const eng_wal_options *o, uint8_t **under) {
   eng_wal_close(w);
 }
 
-Test(wal_recovery, torn_tail_in_a_recycled_segment_at_every_byte, .timeout = 120) {
+/* A fresh directory with build_log_recycled's log; *under as there, or
+ * freed when under is NULL. */
+static char *recycled_log(eng_wal_options *o, uint8_t **under) {
   char *dir = eng_tmpdir();
+  eng_small_opts(o, dir);
+  uint8_t *u;
+  build_log_recycled(o, &u);
+  if (under)
+    *under = u;
+  else
+    free(u);
+  return dir;
+}
+
+Test(wal_recovery, torn_tail_in_a_recycled_segment_at_every_byte, .timeout = 120) {
   eng_wal_options o;
-  eng_small_opts(&o, dir);
   uint8_t *under;
-  build_log_recycled(&o, &under);
+  char *dir = recycled_log(&o, &under);
   eng_wal *w = NULL;
   eng_wal_recovery rec;
   cr_assert_eq(eng_wal_open(&o, &w, &rec), RK_OK, "%s", rec.message);
@@ -282,12 +298,8 @@ Test(wal_recovery, torn_tail_in_a_recycled_segment_at_every_byte, .timeout = 120
 /* A flipped bit in an acknowledged batch of a recycled segment is reported,
  * never mistaken for the stale end of the segment. */
 Test(wal_recovery, flipped_bit_in_a_recycled_segment_is_reported, .timeout = 120) {
-  char *dir = eng_tmpdir();
   eng_wal_options o;
-  eng_small_opts(&o, dir);
-  uint8_t *under;
-  build_log_recycled(&o, &under);
-  free(under);
+  char *dir = recycled_log(&o, NULL);
   batch_pos bp[256];
   size_t nb = list_batches(dir, bp, 256);
   cr_assert_geq(nb, 3);
@@ -570,12 +582,8 @@ Test(wal_recovery, crash_during_purge_keeps_everything_needed) {
  * not restart the batch numbers below what that segment was prepared for:
  * the batches written after the cut would read as stale and be lost. */
 Test(wal_recovery, truncation_at_the_oldest_batch_then_appends_survive, .timeout = 120) {
-  char *dir = eng_tmpdir();
   eng_wal_options o;
-  eng_small_opts(&o, dir);
-  uint8_t *under;
-  build_log_recycled(&o, &under);
-  free(under);
+  char *dir = recycled_log(&o, NULL);
   batch_pos bp[256];
   size_t nb = list_batches(dir, bp, 256);
   cr_assert_geq(nb, 2);
@@ -623,12 +631,8 @@ static void plant_batch(const char *dir, const batch_pos *end, uint64_t seq, uin
  * own seed but an old sequence number, and one with the next sequence
  * number but another life's seed, are both never replayed. */
 Test(wal_recovery, stale_batches_are_never_replayed, .timeout = 120) {
-  char *dir = eng_tmpdir();
   eng_wal_options o;
-  eng_small_opts(&o, dir);
-  uint8_t *under;
-  build_log_recycled(&o, &under);
-  free(under);
+  char *dir = recycled_log(&o, NULL);
   batch_pos bp[256];
   size_t nb = list_batches(dir, bp, 256);
   batch_pos fin = bp[nb - 1];
@@ -669,12 +673,8 @@ Test(wal_recovery, stale_batches_are_never_replayed, .timeout = 120) {
 /* A flipped bit in the LAST batch of a recycled segment, with the log going
  * on in the next segment, is corruption (the next segment shows the gap). */
 Test(wal_recovery, flipped_bit_at_a_recycled_segment_end_is_reported, .timeout = 120) {
-  char *dir = eng_tmpdir();
   eng_wal_options o;
-  eng_small_opts(&o, dir);
-  uint8_t *under;
-  build_log_recycled(&o, &under);
-  free(under);
+  char *dir = recycled_log(&o, NULL);
   /* go on into the next segment(s) */
   eng_wal *w = eng_open_or_skip(&o);
   cr_assert_eq(eng_append_sync(w, 60, 1, 3001, 1, MAXLEN, NULL), RK_OK);
@@ -683,14 +683,7 @@ Test(wal_recovery, flipped_bit_at_a_recycled_segment_end_is_reported, .timeout =
   size_t nb = list_batches(dir, bp, 512);
   size_t vi = SIZE_MAX;
   for (size_t i = 0; i + 1 < nb; i++) {
-    char *p = seg_path(dir, bp[i].seg);
-    size_t len;
-    uint8_t *b = read_file(p, &len);
-    wal_seg_hdr h;
-    cr_assert_eq(wal_seg_hdr_decode(b, &h), RK_OK);
-    free(b);
-    free(p);
-    if (h.recycled && bp[i + 1].seg != bp[i].seg) {
+    if (bp[i + 1].seg != bp[i].seg && seg_is_recycled(dir, bp[i].seg)) {
       vi = i;
       break;
     }
@@ -721,12 +714,8 @@ Test(wal_recovery, flipped_bit_at_a_recycled_segment_end_is_reported, .timeout =
 /* Spares left behind after every segment file was removed (an operator
  * wiping the log but not the spares) never bring the old log back. */
 Test(wal_recovery, leftover_spares_do_not_resurrect_a_removed_log, .timeout = 120) {
-  char *dir = eng_tmpdir();
   eng_wal_options o;
-  eng_small_opts(&o, dir);
-  uint8_t *under;
-  build_log_recycled(&o, &under);
-  free(under);
+  char *dir = recycled_log(&o, NULL);
   cr_assert_gt(eng_count_files(dir, ".spare"), 0);
   for (uint64_t s = 1; s < 4096; s++) {
     char *p = seg_path(dir, s);
