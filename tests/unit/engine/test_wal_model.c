@@ -206,9 +206,16 @@ static void run_seed(uint64_t seed, model_cover *cov) {
   free(dir);
 }
 
-/* RK_WAL_MODEL_SEEDS=N runs N seeds in each model test instead of the few
- * CI runs (a soak run; docs/wal.md); RK_WAL_MODEL_SEED=S replays seed S of
- * random_operations_match_the_model alone. */
+/* Soak runs (docs/wal.md): RK_WAL_MODEL_SEEDS=N runs N seeds in each model
+ * test instead of the few CI runs, starting at seed offset
+ * RK_WAL_MODEL_FIRST (default 0; a 120 s test timeout bounds one process,
+ * so a long soak is a loop over offsets); RK_WAL_MODEL_SEED=S replays seed
+ * S of random_operations_match_the_model alone. */
+static uint64_t model_first(void) {
+  const char *e = getenv("RK_WAL_MODEL_FIRST");
+  return e ? strtoull(e, NULL, 10) : 0;
+}
+
 static uint64_t model_seeds(uint64_t dflt) {
   const char *e = getenv("RK_WAL_MODEL_SEEDS");
   uint64_t n = e ? strtoull(e, NULL, 10) : 0;
@@ -222,14 +229,15 @@ Test(wal_model, random_operations_match_the_model, .timeout = 120) {
     run_seed(strtoull(one, NULL, 10), &cov);
     return;
   }
-  for (uint64_t seed = 1; seed <= model_seeds(4); seed++) run_seed(seed, &cov);
+  for (uint64_t seed = 1 + model_first(); seed <= model_first() + model_seeds(4); seed++)
+    run_seed(seed, &cov);
   /* Seeds a soak run once failed on (replay lost term(first - 1)): 9, a
    * fresh group rewritten from index 1; 33, a group rewritten from its
    * compaction mark's boundary after the purge dropped the start of the
    * run it replaced. */
   static const uint64_t regressions[] = {9, 33};
   for (size_t k = 0; k < sizeof regressions / sizeof regressions[0]; k++)
-    if (regressions[k] > model_seeds(4)) run_seed(regressions[k], &cov);
+    if (regressions[k] > model_first() + model_seeds(4)) run_seed(regressions[k], &cov);
   cr_assert_gt(cov.deleted, 0, "the runs never purged a segment");
   cr_assert_gt(cov.recycled, 0, "the runs never recycled a segment");
   cr_assert_gt(cov.rewritten, 0, "the runs never rewrote a laggard");
@@ -272,7 +280,7 @@ static int matches(eng_wal *w, const mgroup *m) {
  * the log must equal the model either before or after the torn operation:
  * nothing acknowledged is lost, nothing half-applied is visible. */
 Test(wal_model, random_crash_points_lose_only_the_torn_batch, .timeout = 120) {
-  for (uint64_t seed = 100; seed < 100 + model_seeds(8); seed++) {
+  for (uint64_t seed = 100 + model_first(); seed < 100 + model_first() + model_seeds(8); seed++) {
     char *dir = eng_tmpdir();
     eng_wal_options o;
     eng_small_opts(&o, dir);
