@@ -1,6 +1,6 @@
 /* engine/wal_index.c — per-group in-memory index and the global entry cache.
  *
- * Memory budget: one wal_group (~120 bytes) per group ever written, plus one
+ * Memory budget: one wal_group (~150 bytes) per group ever written, plus one
  * wal_loc (48 bytes) per retained entry, plus the cache (payload copies,
  * bounded by cache_bytes except for entries not yet durable, which are
  * pinned: their bytes are only in the batch buffer and the cache until the
@@ -158,7 +158,7 @@ int wal_group_add(wal_group *g, uint64_t index, const wal_loc *loc) {
       /* prev_term stays as the compaction mark said */
     } else if (g->has_mark && index == g->mark_first && g->mark_prev_known) {
       /* A rewrite from the latest mark's boundary (replay: after stale
-       * entries of the run it replaces; see remember_mark). */
+       * entries of the run it replaces; see wal_group_remember_mark). */
       g->prev_term = g->mark_prev_term;
       g->prev_known = 1;
     } else {
@@ -193,7 +193,7 @@ int wal_group_add(wal_group *g, uint64_t index, const wal_loc *loc) {
  * is prev_term when known. Replay can meet stale entries of a run that a
  * later record rewrites from exactly this index; wal_group_add then takes
  * term(index - 1) from here. */
-static void remember_mark(wal_group *g, uint64_t index, uint64_t prev_term, int known) {
+void wal_group_remember_mark(wal_group *g, uint64_t index, uint64_t prev_term, int known) {
   g->mark_first = index;
   g->mark_prev_term = known ? prev_term : 0;
   g->mark_prev_known = known || index == 1;
@@ -206,7 +206,7 @@ void wal_group_reset(wal_group *g, uint64_t index, uint64_t prev_term) {
   g->first = index;
   g->prev_term = prev_term;
   g->prev_known = prev_term != 0 || index == 1;
-  remember_mark(g, index, prev_term, g->prev_known);
+  wal_group_remember_mark(g, index, prev_term, g->prev_known);
   g->touched = 1;
   g->has_mark = 1;
   RK_ASSERT(g->live_bytes == 0);
@@ -223,9 +223,9 @@ void wal_group_compact(wal_group *g, uint64_t index, uint64_t prev_term) {
       g->prev_known = 1;
     }
     if (index == g->first && g->prev_known)
-      remember_mark(g, index, g->prev_term, 1);
+      wal_group_remember_mark(g, index, g->prev_term, 1);
     else
-      remember_mark(g, index, prev_term, prev_term != 0);
+      wal_group_remember_mark(g, index, prev_term, prev_term != 0);
     return;
   }
   uint64_t last = g->n ? wal_group_last(g) : g->first - 1;
@@ -248,7 +248,7 @@ void wal_group_compact(wal_group *g, uint64_t index, uint64_t prev_term) {
   g->first = index;
   g->prev_term = pt;
   g->prev_known = known;
-  remember_mark(g, index, pt, known);
+  wal_group_remember_mark(g, index, pt, known);
 }
 
 static wal_cache_chunk *chunk_at(const wal_index *ix, size_t k) {

@@ -123,7 +123,7 @@ typedef struct wal_group {
   uint64_t hs_seg;
   int has_mark;
   uint64_t mark_seg;
-  uint64_t mark_first, mark_prev_term; /* the latest mark's boundary (remember_mark) */
+  uint64_t mark_first, mark_prev_term; /* the latest mark's boundary */
   int mark_prev_known;
 } wal_group;
 
@@ -174,6 +174,11 @@ int wal_group_add(wal_group *g, uint64_t index, const wal_loc *loc);
 void wal_group_reset(wal_group *g, uint64_t index, uint64_t prev_term);
 /* Drops entries < index; index > last + 1 empties the log at first = index. */
 void wal_group_compact(wal_group *g, uint64_t index, uint64_t prev_term);
+/* Records the latest mark's boundary: the log starts at index and
+ * term(index - 1) is prev_term when known. Replay uses it when stale entries
+ * are followed by a rewrite from exactly that index (wal_group_add). The
+ * compaction and reset above call it; so does the laggard rewrite. */
+void wal_group_remember_mark(wal_group *g, uint64_t index, uint64_t prev_term, int known);
 /* Copies payload into the cache for entry at loc, whose bseq must be the
  * newest batch (pinned until durable). RK_ENOMEM: the entry would be
  * unreadable until durable — callers stop. */

@@ -105,6 +105,9 @@ static int rewrite_group(eng_wal *w, wal_group *g, uint64_t *nent) {
   g->has_mark = 1;
   g->touched = 1;
   g->mark_seg = b->seg;
+  /* what replay of this RESTATE mark will remember (wal_group_reset) */
+  uint64_t mark_pt = g->prev_known ? g->prev_term : 0;
+  wal_group_remember_mark(g, g->first, mark_pt, mark_pt != 0 || g->first == 1);
   if (g->has_hs) {
     wal_rec_hs_encode(b->buf + b->len, g->id, &g->hs);
     b->len += WAL_REC_HS_LEN;
