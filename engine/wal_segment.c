@@ -414,7 +414,10 @@ int wal_spares_open(eng_wal *w) {
       break;
     }
   }
-  if (fsync(w->dirfd) != 0) rc = rk_err_from_errno(errno);
+  /* No directory fsync here: a spare's name (made or removed) needs no
+   * durability of its own, and the chain that reuses one starts with a
+   * directory fsync (wal_seg_prepare). Recovery already synced the
+   * directory once. */
   return rc;
 }
 
