@@ -1,8 +1,10 @@
 #include "eng_test.h"
 
 #include "common/rk_log.h"
+#include "engine/wal_int.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,4 +194,16 @@ size_t eng_count_files(const char *dir, const char *suffix) {
   }
   closedir(d);
   return n;
+}
+
+int eng_read_seg_hdr(const char *dir, uint64_t seq, struct wal_seg_hdr *h) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/%016lx.wal", dir, (unsigned long)seq);
+  uint8_t b[WAL_SEG_HDR];
+  int fd = open(p, O_RDONLY);
+  if (fd < 0) return RK_ENOTFOUND;
+  ssize_t r = pread(fd, b, sizeof b, 0);
+  close(fd);
+  if (r != (ssize_t)sizeof b) return RK_ECORRUPT;
+  return wal_seg_hdr_decode(b, h);
 }

@@ -42,4 +42,9 @@ int eng_append_async(eng_wal *w, eng_wal_append_req *req, eng_cb_state *st, uint
                      const rk_hard_state *hs);
 size_t eng_count_files(const char *dir, const char *suffix);
 
+/* Reads and decodes the header of segment seq in dir (engine/wal_int.h):
+ * RK_OK, RK_ENOTFOUND, or the decoder's error. */
+struct wal_seg_hdr;
+int eng_read_seg_hdr(const char *dir, uint64_t seq, struct wal_seg_hdr *h);
+
 #endif

@@ -15,18 +15,6 @@
 
 #define MAXLEN 200u
 
-static int read_seg_hdr(const char *dir, uint64_t seq, wal_seg_hdr *h) {
-  char p[4200];
-  snprintf(p, sizeof p, "%s/%016lx.wal", dir, (unsigned long)seq);
-  uint8_t b[WAL_SEG_HDR];
-  int fd = open(p, O_RDONLY);
-  if (fd < 0) return RK_ENOTFOUND;
-  ssize_t r = pread(fd, b, sizeof b, 0);
-  close(fd);
-  if (r != (ssize_t)sizeof b) return RK_ECORRUPT;
-  return wal_seg_hdr_decode(b, h);
-}
-
 /* Group 1 appends `rounds` x 120 entries, compacting all but its last 10
  * and purging after each round; the spare count never exceeds the limit. */
 static uint64_t churn(eng_wal *w, const eng_wal_options *o, uint64_t next, int rounds) {
@@ -62,7 +50,7 @@ Test(wal_recycle, purged_segments_become_spares_and_new_segments_reuse_them) {
   cr_assert_gt(st.segments_deleted, 6, "the test must retire segments");
   cr_assert_gt(st.segments_recycled, 3, "spares were not reused");
   wal_seg_hdr h;
-  cr_assert_eq(read_seg_hdr(dir, st.active_segment, &h), RK_OK);
+  cr_assert_eq(eng_read_seg_hdr(dir, st.active_segment, &h), RK_OK);
   cr_assert(h.recycled, "the active segment is a reused spare");
   cr_assert_eq(h.version, WAL_SEG_VERSION);
   cr_assert_geq(h.min_bseq, 2);
@@ -101,7 +89,7 @@ Test(wal_recycle, recycling_off_deletes_segments) {
   cr_assert_eq(st.segments_recycled, 0);
   cr_assert_eq(eng_count_files(dir, ".spare"), 0);
   wal_seg_hdr h;
-  cr_assert_eq(read_seg_hdr(dir, st.active_segment, &h), RK_OK);
+  cr_assert_eq(eng_read_seg_hdr(dir, st.active_segment, &h), RK_OK);
   cr_assert(!h.recycled);
   eng_wal_close(w);
   /* Reopening with a smaller limit drops the surplus spares. */
@@ -138,7 +126,7 @@ Test(wal_recycle, prefill_makes_zeroed_spares_that_the_first_segments_use) {
   cr_assert_eq(st.spares, 1);
   cr_assert_eq(eng_count_files(dir, ".spare"), 1);
   wal_seg_hdr h;
-  cr_assert_eq(read_seg_hdr(dir, 1, &h), RK_OK);
+  cr_assert_eq(eng_read_seg_hdr(dir, 1, &h), RK_OK);
   cr_assert(h.recycled);
   cr_assert_eq(h.min_bseq, 1);
   struct stat sb;
@@ -229,10 +217,10 @@ Test(wal_recycle, version_1_segments_are_still_read) {
   uint64_t v1_last = st.active_segment;
   eng_wal_close(w);
   wal_seg_hdr h;
-  cr_assert_eq(read_seg_hdr(dir, 1, &h), RK_OK);
+  cr_assert_eq(eng_read_seg_hdr(dir, 1, &h), RK_OK);
   cr_assert_eq(h.version, 2, "segments 1 and 2 were prepared at open");
   cr_assert_geq(v1_last, 4, "the test must write v1 segments");
-  cr_assert_eq(read_seg_hdr(dir, 3, &h), RK_OK);
+  cr_assert_eq(eng_read_seg_hdr(dir, 3, &h), RK_OK);
   cr_assert_eq(h.version, 1);
   cr_assert_eq(h.min_bseq, 0);
   eng_wal_recovery rec;
@@ -243,7 +231,7 @@ Test(wal_recycle, version_1_segments_are_still_read) {
   cr_assert_eq(eng_append_sync(w, 1, 4001, 5001, 1, MAXLEN, NULL), RK_OK);
   eng_wal_get_stats(w, &st);
   eng_wal_close(w);
-  cr_assert_eq(read_seg_hdr(dir, st.active_segment, &h), RK_OK);
+  cr_assert_eq(eng_read_seg_hdr(dir, st.active_segment, &h), RK_OK);
   cr_assert_eq(h.version, 2);
   cr_assert_eq(eng_wal_open(&o, &w, &rec), RK_OK, "%s", rec.message);
   cr_assert_eq(rec.torn_tail + rec.corrupt, 0, "%s", rec.message);
