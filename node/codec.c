@@ -31,6 +31,62 @@ static void hb_from_pb(const Rangekv__Heartbeat *pb, mr_host_hb *hb) {
   hb->quiesce = pb->quiesce ? 1 : 0;
 }
 
+/* A message's snapshot, borrowed by the packed batch (data is not copied). */
+typedef struct snap_pb {
+  Rangekv__Snapshot snap;
+  Rangekv__Conf conf;
+  Rangekv__ConfReplica reps[MR_MAX_REPLICAS];
+  Rangekv__ConfReplica *rp[MR_MAX_REPLICAS];
+} snap_pb;
+
+static void snap_to_pb(const mr_snapshot *s, snap_pb *pb) {
+  rangekv__snapshot__init(&pb->snap);
+  rangekv__conf__init(&pb->conf);
+  pb->snap.index = s->index;
+  pb->snap.term = s->term;
+  pb->snap.data.len = s->len;
+  pb->snap.data.data = s->data;
+  pb->snap.conf = &pb->conf;
+  pb->conf.auto_leave = s->conf.auto_leave != 0;
+  pb->conf.n_replicas = s->conf.n;
+  pb->conf.replicas = pb->rp;
+  for (uint8_t k = 0; k < s->conf.n; k++) {
+    rangekv__conf_replica__init(&pb->reps[k]);
+    pb->reps[k].id = s->conf.r[k].id;
+    pb->reps[k].flags = s->conf.r[k].flags;
+    pb->rp[k] = &pb->reps[k];
+  }
+}
+
+/* Copies a snapshot off the wire (the core validates the configuration's
+ * meaning; here only what would not fit our structs is refused). */
+static int snap_from_pb(const Rangekv__Snapshot *pb, mr_snapshot **out) {
+  const Rangekv__Conf *c = pb->conf;
+  if (c == NULL || c->n_replicas > MR_MAX_REPLICAS || pb->data.len > UINT32_MAX)
+    return RK_EMALFORMED;
+  for (size_t k = 0; k < c->n_replicas; k++)
+    if (c->replicas[k]->flags > UINT8_MAX) return RK_EMALFORMED;
+  mr_snapshot *s = calloc(1, sizeof *s);
+  if (s == NULL) return RK_ENOMEM;
+  s->index = pb->index;
+  s->term = pb->term;
+  s->conf.n = (uint8_t)c->n_replicas;
+  s->conf.auto_leave = c->auto_leave ? 1 : 0;
+  for (size_t k = 0; k < c->n_replicas; k++)
+    s->conf.r[k] = (mr_conf_replica){c->replicas[k]->id, (uint8_t)c->replicas[k]->flags};
+  s->len = (uint32_t)pb->data.len;
+  if (s->len > 0) {
+    s->data = malloc(s->len);
+    if (s->data == NULL) {
+      free(s);
+      return RK_ENOMEM;
+    }
+    memcpy(s->data, pb->data.data, s->len);
+  }
+  *out = s;
+  return RK_OK;
+}
+
 int node_codec_encode(const mr_host_frame *f, uint8_t **out, size_t *len) {
   int rc = RK_ENOMEM;
   Rangekv__RaftBatch b;
@@ -46,7 +102,11 @@ int node_codec_encode(const mr_host_frame *f, uint8_t **out, size_t *len) {
   size_t nh = f->n_hbs + f->n_hb_resps;
   Rangekv__Heartbeat *hbs = calloc(nh ? nh : 1, sizeof *hbs);
   Rangekv__Heartbeat **hp = calloc(nh ? nh : 1, sizeof *hp);
-  if (!msgs || !mp || !ents || !ep || !hbs || !hp) goto free_all;
+  size_t n_snaps = 0;
+  for (size_t i = 0; i < f->n_msgs; i++) n_snaps += f->msgs[i].msg.snap != NULL;
+  snap_pb *snaps = n_snaps ? calloc(n_snaps, sizeof *snaps) : NULL;
+  if (!msgs || !mp || !ents || !ep || !hbs || !hp || (n_snaps && !snaps)) goto free_all;
+  size_t sn = 0;
   size_t e = 0;
   for (size_t i = 0; i < f->n_msgs; i++) {
     const mr_msg *m = &f->msgs[i].msg;
@@ -64,7 +124,10 @@ int node_codec_encode(const mr_host_frame *f, uint8_t **out, size_t *len) {
     pm->commit = m->commit;
     pm->reject_hint = m->reject_hint;
     pm->ctx = m->ctx;
-    RK_ASSERTF(m->snap == NULL, "snapshots are not sent between nodes yet");
+    if (m->snap != NULL) {
+      snap_to_pb(m->snap, &snaps[sn]);
+      pm->snap = &snaps[sn++].snap;
+    }
     pm->n_entries = m->entries.len;
     pm->entries = ep + e;
     for (size_t k = 0; k < m->entries.len; k++, e++) {
@@ -106,6 +169,7 @@ free_all:
   free(ep);
   free(hbs);
   free(hp);
+  free(snaps);
   return rc;
 }
 
@@ -120,7 +184,8 @@ void node_codec_frame_free(node_codec_frame *fr) {
 
 static int msg_from_pb(const Rangekv__RaftMsg *pm, mr_host_gmsg *gm) {
   if (pm->type < MR_MSG_APP || pm->type >= MR_MSG_TYPE_MAX_) return RK_EMALFORMED;
-  if (pm->snap != NULL || pm->type == MR_MSG_SNAP) return RK_EMALFORMED;
+  /* A snapshot travels only in, and always in, an InstallSnapshot. */
+  if ((pm->snap != NULL) != (pm->type == MR_MSG_SNAP)) return RK_EMALFORMED;
   mr_msg *m = &gm->msg;
   gm->group = pm->group;
   m->type = (uint8_t)pm->type;
@@ -147,6 +212,7 @@ static int msg_from_pb(const Rangekv__RaftMsg *pm, mr_host_gmsg *gm) {
                    .data = pe->data.data};
     if (rk_entry_vec_push(&m->entries, &en) != RK_OK) return RK_ENOMEM;
   }
+  if (pm->snap != NULL) return snap_from_pb(pm->snap, &m->snap);
   return RK_OK;
 }
 

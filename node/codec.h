@@ -1,10 +1,11 @@
 /* node/codec.h — mr_host_frame <-> rangekv.RaftBatch (prefix node_codec_).
  *
  * Encoding is a straight field copy. Decoding treats the bytes as hostile:
- * unknown message types, snapshots (not transferred between nodes yet: no
- * node compacts its log, so no leader ever sends one), entries out of order,
- * and configurations over MR_MAX_REPLICAS are refused with RK_EMALFORMED
- * before anything reaches a Raft core.
+ * unknown message types, a snapshot outside an InstallSnapshot (or one
+ * without), entries out of order, and configurations over MR_MAX_REPLICAS
+ * are refused with RK_EMALFORMED before anything reaches a Raft core. A
+ * snapshot's data is opaque here: the node checks it against the range
+ * (node_snap_check) before the core sees it.
  */
 #ifndef NODE_CODEC_H
 #define NODE_CODEC_H

@@ -3,6 +3,8 @@
 #include "common/rk_rand.h"
 #include "node/codec.h"
 
+#include "rangekv.pb-c.h"
+
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,9 +125,98 @@ Test(codec, unknown_types_snapshots_and_gaps_are_refused) {
   free(buf);
   m.msg.type = MR_MSG_SNAP;
   cr_assert_eq(node_codec_encode(&f, &buf, &len), RK_OK);
-  cr_assert_eq(node_codec_decode(buf, len, &d), RK_EMALFORMED, "snapshots are not accepted yet");
+  cr_assert_eq(node_codec_decode(buf, len, &d), RK_EMALFORMED, "an InstallSnapshot without one");
+  free(buf);
+  uint8_t data[3] = {1, 2, 3};
+  mr_snapshot s = {.index = 9, .term = 2, .len = sizeof data, .data = data};
+  m.msg.type = MR_MSG_APP;
+  m.msg.snap = &s;
+  cr_assert_eq(node_codec_encode(&f, &buf, &len), RK_OK);
+  cr_assert_eq(node_codec_decode(buf, len, &d), RK_EMALFORMED, "a snapshot outside one");
   free(buf);
   rk_entry_vec_free(&m.msg.entries);
+}
+
+Test(codec, snapshot_round_trip) {
+  uint8_t data[300];
+  for (size_t i = 0; i < sizeof data; i++) data[i] = (uint8_t)(i * 7);
+  mr_snapshot s = {.index = 1234, .term = 7, .len = sizeof data, .data = data};
+  s.conf.n = 3;
+  s.conf.auto_leave = 1;
+  for (uint8_t k = 0; k < 3; k++)
+    s.conf.r[k] = (mr_conf_replica){(uint64_t)(k + 1) << 32 | 1, k == 2 ? MR_LEARNER : MR_VOTER_IN};
+  mr_host_gmsg m;
+  memset(&m, 0, sizeof m);
+  m.group = 5;
+  m.msg = (mr_msg){.type = MR_MSG_SNAP, .from = 1ull << 32 | 1, .to = 2ull << 32 | 1, .term = 8};
+  m.msg.snap = &s;
+  mr_host_frame f = {.from_node = 1, .to_node = 2, .msgs = &m, .n_msgs = 1};
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  cr_assert_eq(node_codec_encode(&f, &buf, &len), RK_OK);
+  node_codec_frame d;
+  cr_assert_eq(node_codec_decode(buf, len, &d), RK_OK);
+  cr_assert_eq(d.f.n_msgs, 1);
+  const mr_snapshot *g = d.f.msgs[0].msg.snap;
+  cr_assert_not_null(g);
+  cr_assert_eq(d.f.msgs[0].msg.type, MR_MSG_SNAP);
+  cr_assert_eq(g->index, 1234);
+  cr_assert_eq(g->term, 7);
+  cr_assert_eq(g->len, sizeof data);
+  cr_assert_neq(g->data, data, "the decoded snapshot owns a copy");
+  cr_assert_arr_eq(g->data, data, sizeof data);
+  cr_assert_eq(g->conf.n, 3);
+  cr_assert_eq(g->conf.auto_leave, 1);
+  for (uint8_t k = 0; k < 3; k++) {
+    cr_assert_eq(g->conf.r[k].id, s.conf.r[k].id);
+    cr_assert_eq(g->conf.r[k].flags, s.conf.r[k].flags);
+  }
+  node_codec_frame_free(&d);
+  free(buf);
+}
+
+/* A configuration that would not fit mr_conf, written straight in protobuf. */
+Test(codec, snapshot_with_too_many_replicas_is_refused) {
+  Rangekv__ConfReplica reps[MR_MAX_REPLICAS + 1], *rp[MR_MAX_REPLICAS + 1];
+  for (size_t k = 0; k <= MR_MAX_REPLICAS; k++) {
+    rangekv__conf_replica__init(&reps[k]);
+    reps[k].id = k + 1;
+    reps[k].flags = MR_VOTER_IN;
+    rp[k] = &reps[k];
+  }
+  Rangekv__Conf conf;
+  rangekv__conf__init(&conf);
+  conf.n_replicas = MR_MAX_REPLICAS + 1;
+  conf.replicas = rp;
+  Rangekv__Snapshot snap;
+  rangekv__snapshot__init(&snap);
+  snap.index = 3;
+  snap.term = 1;
+  snap.conf = &conf;
+  Rangekv__RaftMsg msg, *mp = &msg;
+  rangekv__raft_msg__init(&msg);
+  msg.group = 1;
+  msg.type = MR_MSG_SNAP;
+  msg.snap = &snap;
+  Rangekv__RaftBatch b;
+  rangekv__raft_batch__init(&b);
+  b.from_node = 1;
+  b.to_node = 2;
+  b.n_msgs = 1;
+  b.msgs = &mp;
+  uint8_t buf[1024];
+  size_t len = rangekv__raft_batch__pack(&b, buf);
+  node_codec_frame d;
+  cr_assert_eq(node_codec_decode(buf, len, &d), RK_EMALFORMED);
+  conf.n_replicas = MR_MAX_REPLICAS;
+  reps[0].flags = 300; /* over the flag byte */
+  len = rangekv__raft_batch__pack(&b, buf);
+  cr_assert_eq(node_codec_decode(buf, len, &d), RK_EMALFORMED);
+  reps[0].flags = MR_VOTER_IN;
+  conf.n_replicas = 3;
+  len = rangekv__raft_batch__pack(&b, buf);
+  cr_assert_eq(node_codec_decode(buf, len, &d), RK_OK, "the same message with 3 replicas");
+  node_codec_frame_free(&d);
 }
 
 Test(codec, garbage_never_crashes) {
