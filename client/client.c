@@ -733,6 +733,8 @@ static int status_of(rkc_client *c, rkc_peer *p, uint64_t deadline, rkc_node_sta
     s->wal_bytes = ns->wal_bytes;
     s->log_entries = ns->log_entries;
     s->wal_segments = ns->wal_segments;
+    s->snapshots_sent = ns->snapshots_sent;
+    s->snapshots_installed = ns->snapshots_installed;
     s->wal_fsyncs = ns->wal_fsyncs;
     s->applied_entries = ns->applied_entries;
     s->max_term = ns->max_term;

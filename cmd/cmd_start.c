@@ -30,6 +30,7 @@ enum {
   OPT_CONFIG,
   OPT_TIMEOUT,
   OPT_COMPACT_ENTRIES,
+  OPT_COMPACT_LAG,
   OPT_CLIENT_ADVERTISE, /* last of the settings (start_args.have) */
 };
 
@@ -48,6 +49,7 @@ static const struct option start_opts[] = {
     {"request-timeout-ms", required_argument, 0, OPT_TIMEOUT},
     {"client-advertise", required_argument, 0, OPT_CLIENT_ADVERTISE},
     {"compact-entries", required_argument, 0, OPT_COMPACT_ENTRIES},
+    {"compact-lag-entries", required_argument, 0, OPT_COMPACT_LAG},
     {"config", required_argument, 0, OPT_CONFIG},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0}};
@@ -114,6 +116,10 @@ static int on_start_opt(const cli_cmd *cmd, int opt, const char *arg, void *ctx)
   case OPT_COMPACT_ENTRIES:
     rc = cli_parse_u64(cmd, "--compact-entries", arg, 0, 100000000, &v);
     c->compact_entries = (uint32_t)v;
+    return rc;
+  case OPT_COMPACT_LAG:
+    rc = cli_parse_u64(cmd, "--compact-lag-entries", arg, 0, 1000000000, &v);
+    c->compact_lag_entries = (uint32_t)v;
     return rc;
   case OPT_QUIESCE:
     if (strcmp(arg, "on") == 0)
@@ -255,8 +261,13 @@ int cmd_config(const cli_cmd *cmd, int argc, char **argv) {
   printf(
       "  ranges %u (bootstrap), tick %u ms, election %u ticks, quiesce %s, request timeout %u ms\n",
       c->ranges, c->tick_ms, c->election_ticks, c->quiesce ? "on" : "off", c->request_timeout_ms);
-  if (c->compact_entries)
-    printf("  log compaction in steps of %u entries\n", c->compact_entries);
+  if (c->compact_entries && c->compact_lag_entries)
+    printf("  log compaction in steps of %u entries; a replica over %u entries behind "
+           "catches up from a snapshot\n",
+           c->compact_entries, c->compact_lag_entries);
+  else if (c->compact_entries)
+    printf("  log compaction in steps of %u entries; a lagging replica holds the log back\n",
+           c->compact_entries);
   else
     printf("  log compaction off\n");
   printf("config: ok\n");

@@ -14,7 +14,8 @@ const cli_cmd cli_cmds[] = {
    "                     [--zone Z] [--ranges R] [--cluster-id ID] [--tick-ms MS]\n"
    "                     [--election-ticks N] [--quiesce on|off]\n"
    "                     [--request-timeout-ms MS] [--client-advertise HOST:PORT]\n"
-   "                     [--compact-entries N] [--config FILE]\n"
+   "                     [--compact-entries N] [--compact-lag-entries N]\n"
+   "                     [--config FILE]\n"
    "  --id                this node's id (1..64), listed in --initial-cluster\n"
    "  --listen            address for other nodes (Raft traffic)\n"
    "  --client-listen     address for clients; --client-advertise: the address\n"
@@ -31,6 +32,9 @@ const cli_cmd cli_cmds[] = {
    "  --request-timeout-ms  unanswered client requests fail after this (default 5000)\n"
    "  --compact-entries   drop a range's applied log entries, once every replica\n"
    "                      holds them, in steps of at least N (default 10000; 0 off)\n"
+   "  --compact-lag-entries  a replica more than N entries behind no longer holds\n"
+   "                      the log back: it catches up from a snapshot of the range\n"
+   "                      (default 50000; 0: replicas always hold the log back)\n"
    "  --config            a file of 'name = value' lines (flag names); flags win\n"
    "  Prints 'rangekv node N ready: ...' when serving; SIGTERM/SIGINT stop it cleanly.\n",
    cmd_start},

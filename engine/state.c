@@ -312,7 +312,7 @@ void eng_state_batch_set_applied(eng_state_batch *b, uint64_t range, uint64_t ap
 
 void eng_state_batch_range_put(eng_state_batch *b, uint64_t range, eng_range_kind kind,
                                const void *val, size_t vlen) {
-  RK_ASSERT(kind == ENG_RANGE_DESC || kind == ENG_RANGE_LEASE);
+  RK_ASSERT(kind == ENG_RANGE_DESC || kind == ENG_RANGE_LEASE || kind == ENG_RANGE_SNAP);
   uint8_t k[9];
   range_key(k, range, kind);
   rocksdb_writebatch_put_cf(b->wb, b->s->cf[CF_RANGE], (const char *)k, sizeof k, val, vlen);

@@ -55,6 +55,8 @@ typedef enum eng_range_kind {
   ENG_RANGE_APPLIED = 1, /* value: applied index, 8 bytes little-endian */
   ENG_RANGE_DESC = 2,    /* value: the range descriptor (encoded by range/) */
   ENG_RANGE_LEASE = 3,   /* value: the lease (encoded by range/) */
+  ENG_RANGE_SNAP = 4,    /* value: the last snapshot installed: index, term
+                            (8 bytes little-endian each; node/node_snap.c) */
 } eng_range_kind;
 
 /* ---- apply batches ----------------------------------------------------------- */

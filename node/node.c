@@ -41,6 +41,7 @@ void node_config_default(node_config *cfg) {
   cfg->quiesce = 1;
   cfg->request_timeout_ms = 5000;
   cfg->compact_entries = 10000;
+  cfg->compact_lag_entries = 50000;
 }
 
 int node_parse_cluster(node_config *cfg, const char *list, char *err, size_t errcap) {
@@ -143,11 +144,9 @@ static int st_entries(void *ctx, uint64_t lo, uint64_t hi, uint64_t max_bytes, r
   return eng_wal_entries(r->n->wal, r->desc.id, lo, hi, max_bytes, out);
 }
 
-/* No node compacts its log yet, so no follower ever needs a snapshot. */
 static int st_snapshot(void *ctx, mr_snapshot *out) {
-  (void)ctx;
-  (void)out;
-  return RK_EUNAVAILABLE;
+  node_range *r = ctx;
+  return node_snap_build(r->n, r, out);
 }
 
 static const mr_storage_ops node_storage_ops = {.first_index = st_first,
@@ -237,6 +236,16 @@ static void io_persist(void *ctx, uint64_t batch, const mr_host_write *w, size_t
     return;
   }
   lazy_flush(n);
+  /* Snapshots first: each is durable in the state store, and its log reset
+   * queued in the WAL, before the entries that follow it are appended. */
+  for (size_t i = 0; i < nw; i++) {
+    if (w[i].snap == NULL) continue;
+    int rc = node_snap_install(n, &n->ranges[w[i].group - 1], w[i].snap);
+    if (rc != RK_OK) {
+      mr_host_persisted(n->host, batch, rc); /* fatal for the host: the node stops */
+      return;
+    }
+  }
   node_persist *p = calloc(1, sizeof *p);
   eng_wal_write *ww = calloc(nw ? nw : 1, sizeof *ww);
   RK_ASSERTF(p && ww, "out of memory");
@@ -252,7 +261,6 @@ static void io_persist(void *ctx, uint64_t batch, const mr_host_write *w, size_t
   size_t *starts = calloc(nw + 1, sizeof *starts);
   RK_ASSERTF(starts != NULL, "out of memory");
   for (size_t i = 0; i < nw; i++) {
-    RK_ASSERTF(w[i].snap == NULL, "snapshots are refused at decode and never produced");
     ww[i].group = w[i].group;
     ww[i].entries = w[i].entries->v;
     ww[i].n_entries = w[i].entries->len;
@@ -344,6 +352,21 @@ static void on_peer_frame(void *ctx, uint32_t node_id, uint16_t type, const uint
     node_codec_frame_free(&fr);
     return;
   }
+  /* A snapshot's data must be a clean image of a range this node holds
+   * before a core accepts it: refused after acceptance would be too late. */
+  for (size_t i = 0; i < fr.f.n_msgs; i++) {
+    const mr_host_gmsg *gm = &fr.f.msgs[i];
+    if (gm->msg.snap == NULL) continue;
+    const mr_snapshot *sn = gm->msg.snap;
+    if (gm->group < 1 || gm->group > n->table.n || !n->ranges[gm->group - 1].local ||
+        node_snap_check(&n->ranges[gm->group - 1].desc, sn->data, sn->len) != RK_OK) {
+      n->bad_frames++;
+      RK_WARN("node", "bad snapshot for range %llu from node %u: frame dropped",
+              (unsigned long long)gm->group, node_id);
+      node_codec_frame_free(&fr);
+      return;
+    }
+  }
   mr_host_receive(n->host, &fr.f);
   node_codec_frame_free(&fr);
 }
@@ -362,10 +385,13 @@ static void on_peer_up(void *ctx, uint32_t node_id, const char *client_addr) {
  *     durable there and a restart never needs to replay below it (the WAL
  *     is never purged past what the state store made durable);
  *   - the compact hint (mr_host_compact_hint): every replica holds the log
- *     up to it, so no replica will ever ask for those entries and no
- *     snapshot is needed. A replica that is down pins its ranges' logs until
- *     it returns (the WAL's laggard rewrite keeps old segments deletable).
- * Then segments nothing needs are deleted. */
+ *     up to it, so no replica will ever ask for those entries.
+ * A replica more than cfg.compact_lag_entries behind applied (down, or far
+ * behind) no longer holds the log back: entries up to applied - lag go, and
+ * it catches up from a snapshot (node_snap.c) — unless the range is too big
+ * for one, when it keeps holding the log back as before (the WAL's laggard
+ * rewrite keeps old segments deletable). Then segments nothing needs are
+ * retired. */
 static void node_compact(node *n) {
   if (n->cfg.compact_entries == 0) return;
   int synced = 0;
@@ -376,8 +402,10 @@ static void node_compact(node *n) {
     mr_raft *core = mr_host_group_raft(n->host, r->desc.id);
     uint64_t first = 0;
     if (core == NULL || eng_wal_first_index(n->wal, r->desc.id, &first) != RK_OK) continue;
+    uint64_t applied = mr_raft_applied(core), lag = n->cfg.compact_lag_entries;
     uint64_t upto = mr_host_compact_hint(n->host, r->desc.id);
-    if (mr_raft_applied(core) < upto) upto = mr_raft_applied(core);
+    if (applied < upto) upto = applied;
+    if (lag != 0 && applied - upto > lag && node_snap_fits(n, r)) upto = applied - lag;
     if (upto < first || upto - first + 1 < n->cfg.compact_entries) continue;
     if (!synced) {
       int rc = eng_state_sync(n->state);
@@ -529,7 +557,10 @@ static int create_groups(node *n) {
     mr_boot boot;
     memset(&boot, 0, sizeof boot);
     int found = 0;
-    int rc = eng_wal_hard_state(n->wal, r->desc.id, &boot.hs, &found);
+    uint64_t snap_term = 0;
+    int rc = node_snap_reconcile(n, r, &snap_term);
+    if (rc != RK_OK) return rc;
+    rc = eng_wal_hard_state(n->wal, r->desc.id, &boot.hs, &found);
     if (rc != RK_OK) return rc;
     rc = eng_state_applied(n->state, r->desc.id, &boot.applied);
     if (rc == RK_ENOTFOUND)
@@ -540,10 +571,17 @@ static int create_groups(node *n) {
      * without waiting for that hard state to be durable (raft.h,
      * must_sync), so a crash can leave the state store ahead of the WAL's
      * commit. What was applied was committed: raise the commit to it. */
+    /* A snapshot is installed with the term of the message that brought
+     * it, and that hard state rides the WAL batch after the install: a
+     * crash in between leaves an older term (and no vote in the new one
+     * was ever sent: votes wait for durability), so take the new one. */
+    if (snap_term > boot.hs.term) {
+      boot.hs.term = snap_term;
+      boot.hs.vote = 0;
+      found = 1;
+    }
     if (found && boot.applied > boot.hs.commit) boot.hs.commit = boot.applied;
-    boot.conf.n = r->desc.n_replicas;
-    for (uint8_t k = 0; k < r->desc.n_replicas; k++)
-      boot.conf.r[k] = (mr_conf_replica){mr_host_replica_id(r->desc.replicas[k], 1), MR_VOTER_IN};
+    node_range_conf(r, &boot.conf);
     rc = mr_host_create_group(n->host, r->desc.id, mr_host_replica_id(n->cfg.node_id, 1), &boot);
     if (rc != RK_OK) {
       RK_ERROR("node",
@@ -708,6 +746,8 @@ int node_run(const node_config *cfg) {
   n->cluster_id = node_cluster_id_of(cfg);
   n->start_ms = node_now_ms();
   n->timer_fd = n->signal_fd = -1;
+  const char *crash = getenv("RK_TEST_CRASH_POINT");
+  n->crash_after_snapshot_state = crash != NULL && strcmp(crash, "snapshot-state") == 0;
   rk_log_set_node(cfg->node_id);
   /* Block the shutdown signals BEFORE RocksDB and the WAL start threads:
    * threads inherit the mask, so the signals reach only our signalfd. */

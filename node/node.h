@@ -54,6 +54,10 @@ typedef struct node_config {
    * many are applied, durable in the state store and held by every replica
    * (mr_host_compact_hint); 0 = never. Default 10,000. */
   uint32_t compact_entries;
+  /* A replica more than this many entries behind a range's applied index
+   * no longer holds its log back: it catches up from a snapshot. 0 = a
+   * replica always holds the log back. Default 50,000. */
+  uint32_t compact_lag_entries;
 } node_config;
 
 void node_config_default(node_config *cfg);

@@ -119,6 +119,27 @@ static void settle_props(node *n, node_range *r, uint64_t index, uint64_t term, 
   }
 }
 
+/* The state machine jumped to a snapshot (installed at persist,
+ * node_snap.c): writes this replica proposed at or below its index may or
+ * may not be in it. */
+static void settle_by_snapshot(node *n, node_range *r, uint64_t index) {
+  uint64_t applied = 0;
+  int rc = eng_state_applied(n->state, r->desc.id, &applied);
+  RK_ASSERTF(rc == RK_OK && applied >= index, "range %llu: snapshot %llu applied before apply",
+             (unsigned long long)r->desc.id, (unsigned long long)index);
+  size_t k = 0;
+  while (k < r->nprops && r->props[k].index <= index) {
+    if (r->props[k].conn)
+      node_respond_error(n, r->props[k].conn, r->props[k].req_id, RK_ETIMEOUT,
+                         "outcome unknown: the replica was caught up by a snapshot", r);
+    k++;
+  }
+  if (k > 0) {
+    memmove(r->props, r->props + k, (r->nprops - k) * sizeof *r->props);
+    r->nprops -= k;
+  }
+}
+
 void node_apply(void *ctx, const mr_host_apply *a, size_t na) {
   node *n = ctx;
   size_t total = 0;
@@ -134,7 +155,7 @@ void node_apply(void *ctx, const mr_host_apply *a, size_t na) {
     RK_ASSERT(a[i].group >= 1 && a[i].group <= n->table.n);
     node_range *r = &n->ranges[a[i].group - 1];
     RK_ASSERT(r->local);
-    RK_ASSERTF(a[i].snap == NULL, "no snapshot is ever installed on a node yet");
+    if (a[i].snap != NULL) settle_by_snapshot(n, r, a[i].snap->index);
     const rk_entry_vec *ev = a[i].committed;
     for (size_t k = 0; k < ev->len; k++) {
       const rk_entry *e = &ev->v[k];

@@ -313,6 +313,8 @@ static void handle_status(node *n, uint64_t conn, const Rangekv__ClientRequest *
   st.wal_bytes = ws.bytes_written;
   st.wal_fsyncs = ws.fsyncs;
   st.wal_segments = ws.segments_live;
+  st.snapshots_sent = n->snapshots_sent;
+  st.snapshots_installed = n->snapshots_installed;
   st.applied_entries = n->applied_entries;
   st.zone = node_pb_str(n->cfg.zone ? n->cfg.zone : "");
   st.uptime_ms = node_now_ms() - n->start_ms;

@@ -18,6 +18,9 @@
 #define NODE_MAX_UNCOMMITTED (4u << 20)
 /* Ticks between log compaction rounds (node.c, node_compact). */
 #define NODE_COMPACT_EVERY_TICKS 50u
+/* The most key-value bytes a range snapshot may carry: it travels in one
+ * frame, with room left for the message around it (node_snap.c). */
+#define NODE_SNAP_MAX_BYTES (TP_FRAME_DEFAULT_MAX_PAYLOAD - (1u << 20))
 /* Rows one SCAN request may return (clients page with the last key). */
 #define NODE_SCAN_MAX_ROWS 10000u
 
@@ -62,6 +65,10 @@ typedef struct node_range {
   /* A commit-index update not yet written (io_persist, sync == 0). */
   int lazy_hs_set;
   rk_hard_state lazy_hs;
+  /* Whether the range's image fits a snapshot, as of applied index fits_at
+   * (node_snap_fits / node_snap_build; scanned again once applied moves). */
+  uint8_t fits_known, fits;
+  uint64_t fits_at;
 } node_range;
 
 /* One eng_wal_append of a host persist batch. */
@@ -104,7 +111,14 @@ typedef struct node {
   uint64_t *lazy; /* ids of the ranges with lazy_hs_set, in order of first update */
   size_t nlazy, caplazy;
   uint32_t ticks_since_compact;
+  uint64_t snapshots_sent, snapshots_installed, snapshots_too_big;
+  /* Test hook: RK_TEST_CRASH_POINT=snapshot-state makes the node exit with
+   * NODE_TEST_CRASH_EXIT once a snapshot is durable in the state store and
+   * before its WAL reset is (the crash node_snap_reconcile repairs). */
+  int crash_after_snapshot_state;
 } node;
+
+#define NODE_TEST_CRASH_EXIT 86
 
 uint64_t node_now_ms(void);
 /* node_apply.c: the host's apply and read_ready callbacks. */
@@ -124,5 +138,23 @@ void node_respond_error(node *n, uint64_t conn, uint64_t req_id, int code, const
 /* The node leading range r as this node sees it, 0 if unknown or not local. */
 uint32_t node_range_leader(node *n, const node_range *r);
 void node_range_drop_pending(node_range *r);
+/* node_snap.c: range snapshots (see its header comment). */
+void node_range_conf(const node_range *r, mr_conf *out);
+/* The storage `snapshot` op: the range's image at its applied index.
+ * RK_EUNAVAILABLE when it cannot be made (over NODE_SNAP_MAX_BYTES). */
+int node_snap_build(node *n, node_range *r, mr_snapshot *out);
+/* 1 if the range's image fits a snapshot (cached per applied index). */
+int node_snap_fits(node *n, node_range *r);
+/* RK_OK if data is a RangeSnapshot of d: its id, keys inside d's span in
+ * strictly increasing order, key and value sizes within the KV limits;
+ * RK_EMALFORMED otherwise. Pure: for the receive path and tests. */
+int node_snap_check(const range_desc *d, const uint8_t *data, size_t len);
+/* Persist: replaces the range's data and log with the snapshot's (durable
+ * in the state store on return; the WAL reset rides the next batch). */
+int node_snap_install(node *n, node_range *r, const mr_snapshot *s);
+/* Start-up: resets the range's log to a snapshot the state store holds but
+ * the WAL does not (a crash between the two steps of an install). Sets
+ * *snap_term to the last installed snapshot's term (0: none). */
+int node_snap_reconcile(node *n, node_range *r, uint64_t *snap_term);
 
 #endif

@@ -314,6 +314,14 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
   return remove(path);
 }
 
+int itc_wipe(itc_cluster *c, int i) {
+  const itc_node *n = &c->nodes[i];
+  if (n->pid != 0) return -1;
+  struct stat st;
+  if (stat(n->data_dir, &st) != 0) return 0;
+  return nftw(n->data_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 void itc_stop_all(itc_cluster *c) {
   if (!c->live) return;
   for (int i = 0; i < c->n; i++) {

@@ -52,6 +52,9 @@ int itc_start(itc_cluster *c, int n, uint32_t ranges, uint32_t tick_ms, uint32_t
 int itc_restart(itc_cluster *c, int i, char *err, size_t errcap);
 void itc_kill9(itc_cluster *c, int i); /* SIGKILL and reap */
 void itc_sigstop(itc_cluster *c, int i);
+/* Removes node i's data dir (the node must not be running): a replacement
+ * machine with the same id and addresses. 0 on success. */
+int itc_wipe(itc_cluster *c, int i);
 void itc_sigcont(itc_cluster *c, int i);
 /* Index of the node with this id, or -1. */
 int itc_index_of(const itc_cluster *c, uint32_t id);

@@ -1,13 +1,15 @@
 /* Log compaction on real nodes: with a low --compact-entries, the entries
  * every node holds in its logs (status log_entries) stay bounded however
  * much is written; a node that was down meanwhile holds its ranges' logs
- * back (every replica must hold what is dropped) and catches up from them
- * on return; and after kill -9 of every node the data is all there (a
+ * back (with --compact-lag-entries 0) and catches up from them on return,
+ * or (with a lag limit) is compacted past and catches up from snapshots of
+ * its ranges; and after kill -9 of every node the data is all there (a
  * restart replays from the state store's applied index over the compacted
  * logs). */
 #include "itest.h"
 
 #include <stdlib.h>
+#include <sys/wait.h>
 
 #define CP_WRITES 1500
 #define CP_VALUE  2048
@@ -69,14 +71,36 @@ static uint64_t wait_log_entries_at_most(rkc_client *c, uint64_t max, unsigned t
  * writes. */
 #define CP_BOUND 600u
 
-static void compaction_flags(void) {
+static void compaction_flags(const char *lag) {
   itc.extra[0] = "--compact-entries";
   itc.extra[1] = "20";
-  itc.n_extra = 2;
+  itc.extra[2] = "--compact-lag-entries";
+  itc.extra[3] = lag;
+  itc.n_extra = 4;
+}
+
+/* Polls the status (every 50 ms, bounded) until node i has applied as much
+ * as node `ref` (both answering) and has installed at least min_snaps range
+ * snapshots. */
+static int wait_caught_up(rkc_client *c, int i, int ref, uint64_t min_snaps, unsigned timeout_ms) {
+  uint64_t until = itc_now_ns() + (uint64_t)timeout_ms * 1000000u;
+  while (itc_now_ns() < until) {
+    rkc_node_status *st = NULL;
+    size_t n = 0;
+    int ok = 0;
+    if (rkc_status(c, &st, &n) == RK_OK && n == 3 && st[i].err == RK_OK && st[ref].err == RK_OK &&
+        st[i].have_indexes && st[ref].have_indexes)
+      ok = st[i].sum_applied > 0 && st[i].sum_applied == st[ref].sum_applied &&
+           st[i].snapshots_installed >= min_snaps;
+    free(st);
+    if (ok) return 1;
+    itc_sleep_ms(50);
+  }
+  return 0;
 }
 
 Test(compaction, old_segments_go_and_every_node_restarts_with_all_data) {
-  compaction_flags();
+  compaction_flags("0");
   it_start(3);
   rkc_client *c = it_client(-1, 10000);
   write_all(c, "cp");
@@ -93,7 +117,7 @@ Test(compaction, old_segments_go_and_every_node_restarts_with_all_data) {
 }
 
 Test(compaction, a_down_node_holds_its_logs_back_and_catches_up_from_them) {
-  compaction_flags();
+  compaction_flags("0");
   it_start(3);
   itc_kill9(&itc, 2);
   rkc_client *c = it_client(-1, 10000);
@@ -105,21 +129,76 @@ Test(compaction, a_down_node_holds_its_logs_back_and_catches_up_from_them) {
    * has applied what node 1 has, node 1 and 2 may go and node 3 alone with
    * one of them still serves everything. */
   c = it_client(-1, 10000);
-  uint64_t until = itc_now_ns() + 20000000000ull;
-  int caught_up = 0;
-  while (!caught_up && itc_now_ns() < until) {
-    rkc_node_status *st = NULL;
-    size_t n = 0;
-    if (rkc_status(c, &st, &n) == RK_OK && n == 3 && st[0].have_indexes && st[2].have_indexes)
-      caught_up = st[2].sum_applied > 0 && st[2].sum_applied == st[0].sum_applied;
-    free(st);
-    if (!caught_up) itc_sleep_ms(50);
-  }
-  cr_assert(caught_up, "node 3 did not catch up");
+  cr_assert(wait_caught_up(c, 2, 0, 0, 20000), "node 3 did not catch up");
   /* And then the logs are compacted everywhere. */
   uint64_t worst = wait_log_entries_at_most(c, CP_BOUND, 20000);
   cr_assert_leq(worst, CP_BOUND, "a node still holds %llu log entries", (unsigned long long)worst);
   itc_kill9(&itc, 0);
   read_sample(c, "dn");
+  rkc_close(c);
+}
+
+/* With a lag limit, a down node no longer pins the logs: the live nodes
+ * compact past it while it is away, and it comes back through snapshots of
+ * its ranges, which also delete what was deleted meanwhile. Then the proof
+ * that its data is whole: nodes 1 and 2 die, node 1 returns with an EMPTY
+ * data dir (a replaced machine), so node 3 leads every range, serves every
+ * read, and rebuilds node 1 with snapshots of its own. */
+Test(compaction, a_node_compacted_past_catches_up_from_snapshots) {
+  compaction_flags("50");
+  it_start(3);
+  rkc_client *c = it_client(-1, 10000);
+  char k[64];
+  for (unsigned i = 0; i < 200; i++) {
+    it_key(k, sizeof k, "gone", i);
+    IT_PUT_OK(c, k, "soon deleted");
+  }
+  cr_assert(wait_caught_up(c, 2, 0, 0, 20000), "node 3 did not apply the first writes");
+  itc_kill9(&itc, 2);
+  for (unsigned i = 0; i < 200; i++) {
+    it_key(k, sizeof k, "gone", i);
+    int rc = rkc_del(c, k, strlen(k));
+    cr_assert_eq(rc, RK_OK, "del %s: %s", k, rk_strerror(rc));
+  }
+  write_all(c, "sn");
+  /* Node 3 is down, and the logs are bounded all the same. */
+  uint64_t worst = wait_log_entries_at_most(c, CP_BOUND, 20000);
+  cr_assert_leq(worst, CP_BOUND, "a live node still holds %llu log entries",
+                (unsigned long long)worst);
+  /* First return: the node dies between the two steps of its first
+   * install (data durable in the state store, WAL not yet reset). */
+  char err[512];
+  setenv("RK_TEST_CRASH_POINT", "snapshot-state", 1);
+  cr_assert_eq(itc_restart(&itc, 2, err, sizeof err), 0, "%s", err);
+  unsetenv("RK_TEST_CRASH_POINT");
+  int status = 0;
+  cr_assert(itc_wait_exit(itc.nodes[2].pid, 20000, &status),
+            "node 3 never reached the crash point");
+  itc.nodes[2].pid = 0;
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 86 /* NODE_TEST_CRASH_EXIT */,
+            "node 3 ended with status %#x", status);
+  /* Second return: the start-up resets that range's log to the snapshot. */
+  cr_assert_eq(itc_restart(&itc, 2, err, sizeof err), 0, "%s", err);
+  cr_assert(wait_caught_up(c, 2, 0, 1, 20000),
+            "node 3 did not catch up through at least one snapshot");
+  rkc_close(c);
+
+  itc_kill9(&itc, 0);
+  itc_kill9(&itc, 1);
+  cr_assert_eq(itc_wipe(&itc, 0), 0, "wiping node 1's data dir");
+  cr_assert_eq(itc_restart(&itc, 0, err, sizeof err), 0, "%s", err);
+  c = it_client(-1, 10000);
+  static char v[CP_VALUE + 1];
+  for (unsigned i = 0; i < CP_WRITES; i++) {
+    it_key(k, sizeof k, "sn", i);
+    value_of(v, i);
+    IT_GET_IS(c, k, v);
+  }
+  for (unsigned i = 0; i < 200; i++) {
+    it_key(k, sizeof k, "gone", i);
+    IT_GET_IS(c, k, NULL);
+  }
+  /* The rebuilt node 1 holds the data too. */
+  cr_assert(wait_caught_up(c, 0, 2, 1, 20000), "node 1 was not rebuilt from snapshots");
   rkc_close(c);
 }
