@@ -386,6 +386,23 @@ int eng_state_range_get(eng_state *s, uint64_t range, eng_range_kind kind, void 
   return get_cf(s, CF_RANGE, k, sizeof k, val, vlen);
 }
 
+int eng_state_approx_bytes(eng_state *s, const void *start, size_t slen, const void *end,
+                           size_t elen, uint64_t *out) {
+  /* No end: a bound above every key (user keys are at most 4 KiB). */
+  static char past_all[4097];
+  if (past_all[0] == 0) memset(past_all, 0xFF, sizeof past_all);
+  const char *lo = start, *hi = end ? end : past_all;
+  size_t lol = slen, hil = end ? elen : sizeof past_all;
+  char *err = NULL;
+  rocksdb_approximate_sizes_cf(s->db, s->cf[CF_USER], 1, &lo, &lol, &hi, &hil, out, &err);
+  if (err) {
+    int rc = rk_err_from_rocksdb(err);
+    rocksdb_free(err);
+    return rc;
+  }
+  return RK_OK;
+}
+
 int eng_state_applied(eng_state *s, uint64_t range, uint64_t *applied) {
   void *v = NULL;
   size_t len = 0;

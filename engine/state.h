@@ -90,6 +90,11 @@ int eng_state_sync(eng_state *s);
 
 /* *val is malloc'ed (caller frees). RK_ENOTFOUND when absent. */
 int eng_state_get(eng_state *s, const void *key, size_t klen, void **val, size_t *vlen);
+/* RocksDB's estimate of the on-disk (compressed) bytes of user keys in
+ * [start, end) (end NULL: to the end); memtables are not counted. O(1)-ish:
+ * from the SST index, no scan. */
+int eng_state_approx_bytes(eng_state *s, const void *start, size_t slen, const void *end,
+                           size_t elen, uint64_t *out);
 /* The applied index recorded for range (0 when none). */
 int eng_state_applied(eng_state *s, uint64_t range, uint64_t *applied);
 int eng_state_range_get(eng_state *s, uint64_t range, eng_range_kind kind, void **val,

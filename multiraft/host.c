@@ -767,6 +767,14 @@ int mr_host_propose(mr_host *h, uint64_t group, const void *data, uint32_t len, 
   return mr_raft_propose(g->r, data, len, index, lead_hint);
 }
 
+void mr_host_report_snapshot(mr_host *h, uint64_t group, uint64_t to, int failed) {
+  host_group *g = index_get(h, group);
+  if (g == NULL) return;
+  host_wake(h, g, 1);
+  host_mark_dirty(h, g);
+  mr_raft_report_snapshot(g->r, to, failed);
+}
+
 int mr_host_read(mr_host *h, uint64_t group, uint64_t read_ctx) {
   host_group *g = index_get(h, group);
   if (g == NULL) return RK_EUNKNOWNRANGE;

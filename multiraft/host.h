@@ -163,6 +163,11 @@ int mr_host_destroy_group(mr_host *h, uint64_t group);
 /* NULL if unknown. O(1). */
 mr_raft *mr_host_group_raft(mr_host *h, uint64_t group);
 int mr_host_group_quiesced(mr_host *h, uint64_t group);
+/* The io's word on an InstallSnapshot it carries itself (streamed, not in a
+ * frame): failed = 1 when it was abandoned, so the leader probes again now
+ * rather than after an election timeout; 0 when it was all sent. Ignored
+ * unless the group leads and waits on that replica's snapshot. */
+void mr_host_report_snapshot(mr_host *h, uint64_t group, uint64_t to, int failed);
 /* The highest index every replica of the group is known to hold: on the
  * leader its least match (itself included), on a follower the largest such
  * index a leader has told it. Entries up to it are never needed again by

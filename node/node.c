@@ -304,6 +304,26 @@ static void io_persist(void *ctx, uint64_t batch, const mr_host_write *w, size_t
 
 static void io_send(void *ctx, const mr_host_frame *f) {
   node *n = ctx;
+  size_t nsnap = 0;
+  for (size_t i = 0; i < f->n_msgs; i++) nsnap += f->msgs[i].msg.snap != NULL;
+  if (nsnap > 0) {
+    /* InstallSnapshots are streamed (node_snap.c), the rest framed. */
+    mr_host_gmsg *rest = calloc(f->n_msgs, sizeof *rest);
+    RK_ASSERTF(rest != NULL, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < f->n_msgs; i++) {
+      if (f->msgs[i].msg.snap != NULL)
+        node_snap_send(n, f->to_node, &f->msgs[i]);
+      else
+        rest[k++] = f->msgs[i]; /* shallow: borrowed for the call */
+    }
+    mr_host_frame g = *f;
+    g.msgs = rest;
+    g.n_msgs = k;
+    io_send(ctx, &g);
+    free(rest);
+    return;
+  }
   uint8_t *buf = NULL;
   size_t len = 0;
   if (node_codec_encode(f, &buf, &len) != RK_OK) {
@@ -336,6 +356,13 @@ static void io_send(void *ctx, const mr_host_frame *f) {
 static void on_peer_frame(void *ctx, uint32_t node_id, uint16_t type, const uint8_t *payload,
                           uint32_t len) {
   node *n = ctx;
+  if (type == TP_FRAME_SNAP_CHUNK) {
+    if (node_snap_on_chunk(n, node_id, payload, len) != RK_OK) {
+      n->bad_frames++;
+      RK_WARN("node", "malformed snapshot chunk from node %u dropped", node_id);
+    }
+    return;
+  }
   if (type != TP_FRAME_RAFT_BATCH) {
     n->bad_frames++;
     return;
@@ -352,17 +379,23 @@ static void on_peer_frame(void *ctx, uint32_t node_id, uint16_t type, const uint
     node_codec_frame_free(&fr);
     return;
   }
-  /* A snapshot's data must be a clean image of a range this node holds
-   * before a core accepts it: refused after acceptance would be too late. */
+  /* A snapshot gets its streamed image, which must be a clean image of a
+   * range this node holds before a core accepts it: refused after
+   * acceptance would be too late. */
   for (size_t i = 0; i < fr.f.n_msgs; i++) {
-    const mr_host_gmsg *gm = &fr.f.msgs[i];
+    mr_host_gmsg *gm = &fr.msgs[i];
     if (gm->msg.snap == NULL) continue;
-    const mr_snapshot *sn = gm->msg.snap;
-    if (gm->group < 1 || gm->group > n->table.n || !n->ranges[gm->group - 1].local ||
-        node_snap_check(&n->ranges[gm->group - 1].desc, sn->data, sn->len) != RK_OK) {
-      n->bad_frames++;
-      RK_WARN("node", "bad snapshot for range %llu from node %u: frame dropped",
-              (unsigned long long)gm->group, node_id);
+    int rc = RK_EMALFORMED;
+    if (gm->group >= 1 && gm->group <= n->table.n && n->ranges[gm->group - 1].local) {
+      rc = node_snap_assemble(n, node_id, gm);
+      if (rc == RK_OK) rc = node_snap_check(&n->ranges[gm->group - 1].desc, gm->msg.snap);
+    }
+    if (rc != RK_OK) {
+      if (rc == RK_EMALFORMED) {
+        n->bad_frames++;
+        RK_WARN("node", "bad snapshot for range %llu from node %u: frame dropped",
+                (unsigned long long)gm->group, node_id);
+      }
       node_codec_frame_free(&fr);
       return;
     }
@@ -725,6 +758,7 @@ static void shutdown_node(node *n) {
     if (rc != RK_OK) RK_WARN("node", "final WAL sync: %s", rk_strerror(rc));
   }
   if (n->state) (void)eng_state_sync(n->state);
+  node_snap_free(n); /* before the state store: streams hold its iterators */
   if (n->host) mr_host_free(n->host);
   if (n->ranges)
     for (size_t i = 0; i < n->table.n; i++) node_range_drop_pending(&n->ranges[i]);
@@ -746,8 +780,15 @@ int node_run(const node_config *cfg) {
   n->cluster_id = node_cluster_id_of(cfg);
   n->start_ms = node_now_ms();
   n->timer_fd = n->signal_fd = -1;
+  n->snap_chunk_bytes = NODE_SNAP_CHUNK_BYTES;
+#ifdef RK_TEST_HOOKS
+  /* Test hooks (tests/integration/test_compaction.c; docs/node.md). */
   const char *crash = getenv("RK_TEST_CRASH_POINT");
   n->crash_after_snapshot_state = crash != NULL && strcmp(crash, "snapshot-state") == 0;
+  const char *chunk = getenv("RK_TEST_SNAP_CHUNK_BYTES");
+  if (chunk != NULL && atoi(chunk) > 0 && (unsigned)atoi(chunk) < NODE_SNAP_CHUNK_BYTES)
+    n->snap_chunk_bytes = (uint32_t)atoi(chunk);
+#endif
   rk_log_set_node(cfg->node_id);
   /* Block the shutdown signals BEFORE RocksDB and the WAL start threads:
    * threads inherit the mask, so the signals reach only our signalfd. */
@@ -778,6 +819,9 @@ int node_run(const node_config *cfg) {
     int64_t wt = eng_wal_timeout_ns(n->wal);
     if (wt >= 0) timeout = (int)((wt + 999999) / 1000000);
     if (mr_host_has_work(n->host)) timeout = 0;
+    /* A snapshot stream refills its window as the peer drains it, which
+     * wakes nobody: look again every millisecond while one runs. */
+    if (n->ntx > 0 && (timeout < 0 || timeout > 1)) timeout = 1;
     (void)tp_net_poll(n->net, timeout);
     on_wal(n);
     for (int i = 0; i < 64 && mr_host_has_work(n->host) && !n->fatal; i++) {
@@ -788,6 +832,7 @@ int node_run(const node_config *cfg) {
       }
       on_wal(n);
     }
+    if (n->ntx > 0 && !n->fatal) (void)node_snap_pump(n);
   }
   rc = n->fatal ? n->fatal : RK_OK;
 out:

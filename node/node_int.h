@@ -18,9 +18,14 @@
 #define NODE_MAX_UNCOMMITTED (4u << 20)
 /* Ticks between log compaction rounds (node.c, node_compact). */
 #define NODE_COMPACT_EVERY_TICKS 50u
-/* The most key-value bytes a range snapshot may carry: it travels in one
- * frame, with room left for the message around it (node_snap.c). */
-#define NODE_SNAP_MAX_BYTES (TP_FRAME_DEFAULT_MAX_PAYLOAD - (1u << 20))
+/* Range snapshots (node_snap.c): the most bytes one may carry (the
+ * receiver holds it in memory, and mr_snapshot.len is 32 bits); the image
+ * bytes per SNAP_CHUNK frame; the bytes a stream keeps queued towards its
+ * peer (so Raft frames interleave); streams a node sends at once. */
+#define NODE_SNAP_MAX_BYTES   (1u << 30)
+#define NODE_SNAP_CHUNK_BYTES (1u << 20)
+#define NODE_SNAP_WINDOW      (4u << 20)
+#define NODE_SNAP_MAX_STREAMS 4u
 /* Rows one SCAN request may return (clients page with the last key). */
 #define NODE_SCAN_MAX_ROWS 10000u
 
@@ -65,11 +70,30 @@ typedef struct node_range {
   /* A commit-index update not yet written (io_persist, sync == 0). */
   int lazy_hs_set;
   rk_hard_state lazy_hs;
-  /* Whether the range's image fits a snapshot, as of applied index fits_at
-   * (node_snap_fits / node_snap_build; scanned again once applied moves). */
-  uint8_t fits_known, fits;
-  uint64_t fits_at;
 } node_range;
+
+/* An outgoing range snapshot: its image is read from a consistent state
+ * store iterator and sent in SNAP_CHUNK frames, then the InstallSnapshot. */
+typedef struct node_snap_tx {
+  uint64_t stream; /* random, != 0 */
+  uint64_t group;
+  uint64_t index, term;
+  mr_conf conf;
+  eng_state_iter *it;
+  uint32_t to_node; /* 0 until io_send hands over the core's message */
+  uint64_t from, to, msg_term;
+  uint32_t seq; /* chunks sent */
+  uint64_t bytes, keys;
+  uint64_t created_ms, t0_ns;
+} node_snap_tx;
+
+/* An incoming stream from one peer (one at a time per peer). */
+typedef struct node_snap_rx {
+  uint64_t stream, range;
+  uint32_t next_seq;
+  uint8_t *buf; /* the chunks' images back to back */
+  size_t len, cap;
+} node_snap_rx;
 
 /* One eng_wal_append of a host persist batch. */
 typedef struct node_wal_req {
@@ -111,7 +135,11 @@ typedef struct node {
   uint64_t *lazy; /* ids of the ranges with lazy_hs_set, in order of first update */
   size_t nlazy, caplazy;
   uint32_t ticks_since_compact;
-  uint64_t snapshots_sent, snapshots_installed, snapshots_too_big;
+  uint64_t snapshots_sent, snapshots_installed, snapshots_too_big, snapshots_dropped;
+  node_snap_tx tx[NODE_SNAP_MAX_STREAMS];
+  uint32_t ntx;
+  node_snap_rx rx[NODE_MAX_NODES + 1]; /* by peer node id */
+  uint32_t snap_chunk_bytes;           /* NODE_SNAP_CHUNK_BYTES; tests shrink it */
   /* Test hook: RK_TEST_CRASH_POINT=snapshot-state makes the node exit with
    * NODE_TEST_CRASH_EXIT once a snapshot is durable in the state store and
    * before its WAL reset is (the crash node_snap_reconcile repairs). */
@@ -140,15 +168,35 @@ uint32_t node_range_leader(node *n, const node_range *r);
 void node_range_drop_pending(node_range *r);
 /* node_snap.c: range snapshots (see its header comment). */
 void node_range_conf(const node_range *r, mr_conf *out);
-/* The storage `snapshot` op: the range's image at its applied index.
- * RK_EUNAVAILABLE when it cannot be made (over NODE_SNAP_MAX_BYTES). */
+void node_desc_conf(const range_desc *d, mr_conf *out);
+/* The storage `snapshot` op: opens a stream of the range's image at its
+ * applied index; the snapshot's data names the stream. RK_EUNAVAILABLE
+ * while the range already streams one, or NODE_SNAP_MAX_STREAMS do. */
 int node_snap_build(node *n, node_range *r, mr_snapshot *out);
-/* 1 if the range's image fits a snapshot (cached per applied index). */
+/* io_send hands over a core's InstallSnapshot instead of framing it. */
+void node_snap_send(node *n, uint32_t to_node, const mr_host_gmsg *gm);
+/* Sends what the window allows of every stream; once per loop iteration.
+ * Returns 1 while streams remain (the loop then polls with a short
+ * timeout, since a draining queue wakes nobody). */
+int node_snap_pump(node *n);
+/* 1 if the range is small enough to compact past a lagging replica: a
+ * snapshot of it will fit NODE_SNAP_MAX_BYTES with room to grow. */
 int node_snap_fits(node *n, node_range *r);
-/* RK_OK if data is a RangeSnapshot of d: its id, keys inside d's span in
- * strictly increasing order, key and value sizes within the KV limits;
- * RK_EMALFORMED otherwise. Pure: for the receive path and tests. */
-int node_snap_check(const range_desc *d, const uint8_t *data, size_t len);
+/* A SNAP_CHUNK frame from peer `from`. RK_EMALFORMED if it does not parse;
+ * a chunk out of sequence only drops that stream. */
+int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t len);
+/* Puts the chunks of peer `from`'s stream in place of the InstallSnapshot's
+ * data. RK_OK, or RK_EUNAVAILABLE if the stream is not complete here (lost
+ * chunks: the leader tries again), RK_EMALFORMED if the data is no stream
+ * descriptor of that range. */
+int node_snap_assemble(node *n, uint32_t from, mr_host_gmsg *gm);
+/* RK_OK if s is a snapshot of range d: an index below UINT64_MAX - 1, the
+ * range's configuration, and data that is a RangeSnapshot of d (its id,
+ * keys inside d's span in strictly increasing order, key and value sizes
+ * within the KV limits); RK_EMALFORMED otherwise. Pure (tests use it). */
+int node_snap_check(const range_desc *d, const mr_snapshot *s);
+/* Frees the streams and staging (shutdown). */
+void node_snap_free(node *n);
 /* Persist: replaces the range's data and log with the snapshot's (durable
  * in the state store on return; the WAL reset rides the next batch). */
 int node_snap_install(node *n, node_range *r, const mr_snapshot *s);

@@ -2,16 +2,30 @@
  *
  * A replica whose leader compacted entries it still needs (node.c,
  * node_compact: past a replica more than --compact-lag-entries behind) gets
- * the range's data instead. The leader's storage `snapshot` op packs every
- * user key of the range's span, as of its applied index, into a
- * RangeSnapshot (proto/rangekv.proto) that travels inside the
- * InstallSnapshot message. Apply is synchronous in the loop, so the state
- * store holds exactly the applied index's state when the op runs.
+ * the range's data instead.
  *
- * The receiver checks the data against its own descriptor of the range
- * before any Raft core sees it (node_snap_check; a bad one drops the
- * frame). The core then hands the snapshot to persist, where the node
- * installs it before the WAL batch that holds the rest of the Ready:
+ * SENDING. The leader's storage `snapshot` op (node_snap_build) opens a
+ * stream: a state-store iterator over the range's span, a consistent view
+ * as of the applied index (apply is synchronous in the loop), and returns a
+ * snapshot whose data only names the stream. When the core's
+ * InstallSnapshot reaches io_send, the node keeps it (node_snap_send); the
+ * pump (node_snap_pump, every loop iteration) reads the image in pieces of
+ * about 1 MiB, each a SNAP_CHUNK frame, keeping at most NODE_SNAP_WINDOW
+ * bytes queued towards the peer so Raft frames for other ranges interleave,
+ * and sends the InstallSnapshot last, naming the stream and its chunk
+ * count. At most NODE_SNAP_MAX_STREAMS streams run at once, one per range,
+ * one at a time per peer. A stream that loses its peer or its leadership is
+ * abandoned and reported to the core (mr_host_report_snapshot).
+ *
+ * RECEIVING. Chunks from a peer are staged in memory (node_snap_on_chunk);
+ * a chunk out of sequence drops the stream. The InstallSnapshot gets the
+ * staged bytes as its data (node_snap_assemble; RangeSnapshots concatenate)
+ * and is checked against the node's own descriptor of the range
+ * (node_snap_check) before any Raft core sees it; an incomplete stream or
+ * a bad image drops the frame, and the leader tries again.
+ *
+ * INSTALLING happens in persist, before the WAL batch that holds the rest
+ * of the Ready:
  *   1. one state-store batch: delete the range's keys, write the image, set
  *      applied = index and the snapshot mark (index, term); commit; sync;
  *   2. eng_wal_reset(range, index + 1, term): the range's log becomes empty
@@ -21,64 +35,137 @@
  * reset the same way before its Raft core is created, so a restart never
  * replays entries the snapshot replaced.
  *
- * Size: a snapshot travels in one frame, so a range over NODE_SNAP_MAX_BYTES
- * cannot send one (counted and logged), and node_compact never compacts past
- * a lagging replica of such a range (node_snap_fits). Streaming larger
- * snapshots in chunks is the next step.
+ * SIZE. The receiver holds the whole image (up to NODE_SNAP_MAX_BYTES) and
+ * installs it in one batch, in the loop. node_compact compacts past a
+ * lagging replica only while the range is well below that (node_snap_fits).
  */
 #include "node/node_int.h"
 
 #include "common/rk_assert.h"
+#include "common/rk_clock.h"
 #include "common/rk_err.h"
 #include "common/rk_log.h"
 #include "kv/kvcmd.h"
+#include "node/codec.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* Per key-value: protobuf tags and length varints, generously. */
-#define SNAP_KV_OVERHEAD 16u
+/* A stream not handed over by io_send within this is dropped. */
+#define SNAP_UNBOUND_MS 5000u
 
-void node_range_conf(const node_range *r, mr_conf *out) {
+void node_desc_conf(const range_desc *d, mr_conf *out) {
   memset(out, 0, sizeof *out);
-  out->n = r->desc.n_replicas;
-  for (uint8_t k = 0; k < r->desc.n_replicas; k++)
-    out->r[k] = (mr_conf_replica){mr_host_replica_id(r->desc.replicas[k], 1), MR_VOTER_IN};
+  out->n = d->n_replicas;
+  for (uint8_t k = 0; k < d->n_replicas; k++)
+    out->r[k] = (mr_conf_replica){mr_host_replica_id(d->replicas[k], 1), MR_VOTER_IN};
 }
+
+void node_range_conf(const node_range *r, mr_conf *out) { node_desc_conf(&r->desc, out); }
 
 static eng_state_iter *span_iter(node *n, const range_desc *d) {
   return eng_state_iter_new(n->state, d->start, d->start_len, d->end_len ? d->end : NULL,
                             d->end_len);
 }
 
-/* Bytes of the range's image, counted up to just past `limit`. */
-static uint64_t span_bytes(node *n, const range_desc *d, uint64_t limit) {
-  eng_state_iter *it = span_iter(n, d);
-  RK_ASSERTF(it != NULL, "out of memory");
-  uint64_t total = 0;
-  for (; eng_state_iter_valid(it) && total <= limit; eng_state_iter_next(it)) {
-    size_t kl = 0, vl = 0;
-    (void)eng_state_iter_key(it, &kl);
-    (void)eng_state_iter_value(it, &vl);
-    total += kl + vl + SNAP_KV_OVERHEAD;
-  }
-  eng_state_iter_free(it);
-  return total;
-}
-
 int node_snap_fits(node *n, node_range *r) {
-  uint64_t applied = 0;
-  if (eng_state_applied(n->state, r->desc.id, &applied) != RK_OK) return 0;
-  if (r->fits_known && r->fits_at == applied) return r->fits;
-  r->fits = span_bytes(n, &r->desc, NODE_SNAP_MAX_BYTES) <= NODE_SNAP_MAX_BYTES;
-  r->fits_at = applied;
-  r->fits_known = 1;
-  return r->fits;
+  const range_desc *d = &r->desc;
+  uint64_t bytes = 0;
+  if (eng_state_approx_bytes(n->state, d->start, d->start_len, d->end_len ? d->end : NULL,
+                             d->end_len, &bytes) != RK_OK)
+    return 0;
+  /* On-disk bytes are compressed and memtables are not counted: a quarter
+   * of the limit leaves room for both, and for growth while it lags. */
+  return bytes <= NODE_SNAP_MAX_BYTES / 4;
 }
 
-/* The image is gathered into one arena (key and value bytes back to back)
- * and packed once its size is known. */
+/* ---- sending ------------------------------------------------------------------------ */
+
+/* A packed RangeSnapshot: range_id, stream and chunks, no kvs. */
+static uint8_t *pack_descriptor(uint64_t range_id, uint64_t stream, uint32_t chunks,
+                                uint32_t *len) {
+  Rangekv__RangeSnapshot rs;
+  rangekv__range_snapshot__init(&rs);
+  rs.range_id = range_id;
+  rs.stream = stream;
+  rs.chunks = chunks;
+  size_t l = rangekv__range_snapshot__get_packed_size(&rs);
+  uint8_t *out = malloc(l ? l : 1);
+  RK_ASSERTF(out != NULL, "out of memory");
+  RK_ASSERT(rangekv__range_snapshot__pack(&rs, out) == l);
+  *len = (uint32_t)l;
+  return out;
+}
+
+static node_snap_tx *tx_of_group(node *n, uint64_t group) {
+  for (uint32_t i = 0; i < n->ntx; i++)
+    if (n->tx[i].group == group) return &n->tx[i];
+  return NULL;
+}
+
+int node_snap_build(node *n, node_range *r, mr_snapshot *out) {
+  const uint64_t id = r->desc.id;
+  if (tx_of_group(n, id) != NULL || n->ntx == NODE_SNAP_MAX_STREAMS) return RK_EUNAVAILABLE;
+  uint64_t applied = 0, term = 0;
+  if (eng_state_applied(n->state, id, &applied) != RK_OK || applied == 0) return RK_EUNAVAILABLE;
+  /* Compaction never passes applied, so the WAL knows its term. */
+  int rc = eng_wal_term(n->wal, id, applied, &term);
+  if (rc != RK_OK) {
+    RK_ERROR("node", "range %llu: no term for applied index %llu: %s", (unsigned long long)id,
+             (unsigned long long)applied, rk_strerror(rc));
+    return RK_EUNAVAILABLE;
+  }
+  eng_state_iter *it = span_iter(n, &r->desc);
+  if (it == NULL) return RK_EUNAVAILABLE;
+  node_snap_tx *t = &n->tx[n->ntx++];
+  memset(t, 0, sizeof *t);
+  do t->stream = rk_rand_u64(&n->rng);
+  while (t->stream == 0);
+  t->group = id;
+  t->index = applied;
+  t->term = term;
+  node_range_conf(r, &t->conf);
+  t->it = it;
+  t->created_ms = node_now_ms();
+  t->t0_ns = rk_clock_mono_ns();
+  memset(out, 0, sizeof *out);
+  out->index = applied;
+  out->term = term;
+  out->conf = t->conf;
+  out->data = pack_descriptor(id, t->stream, 0, &out->len);
+  return RK_OK;
+}
+
+void node_snap_send(node *n, uint32_t to_node, const mr_host_gmsg *gm) {
+  node_snap_tx *t = tx_of_group(n, gm->group);
+  const mr_snapshot *s = gm->msg.snap;
+  if (t == NULL || t->to_node != 0 || s->index != t->index) {
+    /* Not the stream the op opened (cannot happen while the core sends
+     * what its storage made): dropped; the core tries again later. */
+    RK_WARN("node", "range %llu: an InstallSnapshot with no stream of its own: dropped",
+            (unsigned long long)gm->group);
+    return;
+  }
+  t->to_node = to_node;
+  t->from = gm->msg.from;
+  t->to = gm->msg.to;
+  t->msg_term = gm->msg.term;
+}
+
+static void tx_end(node *n, node_snap_tx *t, int failed, const char *why) {
+  if (failed) {
+    n->snapshots_dropped++;
+    RK_WARN("node", "range %llu: snapshot stream to node %u abandoned after %u chunks: %s",
+            (unsigned long long)t->group, t->to_node, t->seq, why);
+    if (t->to_node) mr_host_report_snapshot(n->host, t->group, t->to, 1);
+  }
+  eng_state_iter_free(t->it);
+  *t = n->tx[--n->ntx];
+}
+
+/* One chunk's image, gathered into an arena (key and value bytes back to
+ * back: the iterator's pointers die when it moves) and packed at the end. */
 typedef struct snap_image {
   uint8_t *bytes;
   size_t len, cap;
@@ -106,13 +193,8 @@ static void image_add(snap_image *im, const void *k, size_t kl, const void *v, s
   im->n++;
 }
 
-static void image_free(snap_image *im) {
-  free(im->bytes);
-  free(im->kl);
-  free(im->vl);
-}
-
-static uint8_t *image_pack(const snap_image *im, uint64_t range_id, size_t *len) {
+/* Packs the image as a RangeSnapshot of range_id; frees the arena. */
+static uint8_t *image_pack(snap_image *im, uint64_t range_id, size_t *len) {
   Rangekv__KeyValue *kvs = calloc(im->n ? im->n : 1, sizeof *kvs);
   Rangekv__KeyValue **kvp = calloc(im->n ? im->n : 1, sizeof *kvp);
   RK_ASSERTF(kvs && kvp, "out of memory");
@@ -134,66 +216,221 @@ static uint8_t *image_pack(const snap_image *im, uint64_t range_id, size_t *len)
   *len = rangekv__range_snapshot__get_packed_size(&rs);
   uint8_t *out = malloc(*len ? *len : 1);
   RK_ASSERTF(out != NULL, "out of memory");
-  size_t packed = rangekv__range_snapshot__pack(&rs, out);
-  RK_ASSERT(packed == *len);
+  RK_ASSERT(rangekv__range_snapshot__pack(&rs, out) == *len);
   free(kvp);
   free(kvs);
+  free(im->bytes);
+  free(im->kl);
+  free(im->vl);
+  memset(im, 0, sizeof *im);
   return out;
 }
 
-int node_snap_build(node *n, node_range *r, mr_snapshot *out) {
-  const uint64_t id = r->desc.id;
-  uint64_t applied = 0, term = 0;
-  if (eng_state_applied(n->state, id, &applied) != RK_OK || applied == 0) return RK_EUNAVAILABLE;
-  /* The core asks again at every chance; a range known too big at this
-   * applied index is not scanned again until it changes. */
-  if (r->fits_known && r->fits_at == applied && !r->fits) return RK_EUNAVAILABLE;
-  /* Compaction never passes applied, so the WAL knows its term. */
-  int rc = eng_wal_term(n->wal, id, applied, &term);
-  RK_ASSERTF(rc == RK_OK, "range %llu: term of applied index %llu: %s", (unsigned long long)id,
-             (unsigned long long)applied, rk_strerror(rc));
+/* Reads the next piece of the image (at least one pair) and packs it as a
+ * SnapChunk frame payload. */
+static uint8_t *next_chunk(node *n, node_snap_tx *t, size_t *len) {
   snap_image im;
   memset(&im, 0, sizeof im);
-  uint64_t est = 0;
-  eng_state_iter *it = span_iter(n, &r->desc);
-  RK_ASSERTF(it != NULL, "out of memory");
-  for (; eng_state_iter_valid(it) && est <= NODE_SNAP_MAX_BYTES; eng_state_iter_next(it)) {
+  while (eng_state_iter_valid(t->it) && im.len < n->snap_chunk_bytes) {
     size_t kl = 0, vl = 0;
-    const void *k = eng_state_iter_key(it, &kl);
-    const void *v = eng_state_iter_value(it, &vl);
+    const void *k = eng_state_iter_key(t->it, &kl);
+    const void *v = eng_state_iter_value(t->it, &vl);
     image_add(&im, k, kl, v, vl);
-    est += kl + vl + SNAP_KV_OVERHEAD;
+    eng_state_iter_next(t->it);
   }
-  rc = eng_state_iter_status(it);
-  eng_state_iter_free(it);
-  r->fits_known = 1;
-  r->fits_at = applied;
-  r->fits = est <= NODE_SNAP_MAX_BYTES;
-  if (rc != RK_OK || !r->fits) {
-    if (rc != RK_OK)
-      RK_ERROR("node", "range %llu: reading its data for a snapshot: %s", (unsigned long long)id,
-               rk_strerror(rc));
-    else
-      RK_WARN("node",
-              "range %llu holds over %u MiB: too big for a snapshot (one frame); a replica "
-              "that needs one cannot catch up",
-              (unsigned long long)id, NODE_SNAP_MAX_BYTES >> 20);
-    n->snapshots_too_big += rc == RK_OK;
-    image_free(&im);
-    return RK_EUNAVAILABLE;
-  }
-  memset(out, 0, sizeof *out);
-  out->index = applied;
-  out->term = term;
-  node_range_conf(r, &out->conf);
+  t->keys += im.n;
+  size_t ilen = 0;
+  uint8_t *img = image_pack(&im, t->group, &ilen);
+  t->bytes += ilen;
+  Rangekv__SnapChunk c;
+  rangekv__snap_chunk__init(&c);
+  c.stream = t->stream;
+  c.range_id = t->group;
+  c.seq = t->seq;
+  c.image.data = img;
+  c.image.len = ilen;
+  *len = rangekv__snap_chunk__get_packed_size(&c);
+  uint8_t *out = malloc(*len);
+  RK_ASSERTF(out != NULL, "out of memory");
+  RK_ASSERT(rangekv__snap_chunk__pack(&c, out) == *len);
+  free(img);
+  return out;
+}
+
+/* The InstallSnapshot, last on the stream: its data names the stream and
+ * how many chunks it had. */
+static int send_final(node *n, node_snap_tx *t) {
+  mr_snapshot s = {.index = t->index, .term = t->term, .conf = t->conf};
+  s.data = pack_descriptor(t->group, t->stream, t->seq, &s.len);
+  mr_host_gmsg gm;
+  memset(&gm, 0, sizeof gm);
+  gm.group = t->group;
+  gm.msg.type = MR_MSG_SNAP;
+  gm.msg.from = t->from;
+  gm.msg.to = t->to;
+  gm.msg.term = t->msg_term;
+  gm.msg.snap = &s;
+  mr_host_frame f = {.from_node = n->cfg.node_id, .to_node = t->to_node, .msgs = &gm, .n_msgs = 1};
+  uint8_t *buf = NULL;
   size_t len = 0;
-  out->data = image_pack(&im, id, &len);
-  out->len = (uint32_t)len;
-  image_free(&im);
-  n->snapshots_sent++;
-  RK_INFO("node", "range %llu: snapshot at %llu (term %llu): %zu keys, %zu bytes",
-          (unsigned long long)id, (unsigned long long)applied, (unsigned long long)term, im.n, len);
+  int rc = node_codec_encode(&f, &buf, &len);
+  free(s.data);
+  if (rc != RK_OK) return rc;
+  rc = len <= TP_FRAME_DEFAULT_MAX_PAYLOAD
+           ? tp_net_send_peer(n->net, t->to_node, TP_FRAME_RAFT_BATCH, buf, (uint32_t)len)
+           : RK_ETOOLARGE;
+  free(buf);
+  return rc;
+}
+
+/* Sends what the window allows of stream t. 1 if it ended (t is gone). */
+static int tx_step(node *n, node_snap_tx *t) {
+  while (tp_net_peer_queued_bytes(n->net, t->to_node) < NODE_SNAP_WINDOW) {
+    if (!eng_state_iter_valid(t->it)) {
+      int rc = eng_state_iter_status(t->it);
+      if (rc == RK_OK) rc = send_final(n, t);
+      if (rc != RK_OK) {
+        tx_end(n, t, 1, rk_strerror(rc));
+        return 1;
+      }
+      n->snapshots_sent++;
+      RK_INFO("node",
+              "range %llu: snapshot at %llu (term %llu) sent to node %u: %llu keys, %llu bytes "
+              "in %u chunks, %.1f ms",
+              (unsigned long long)t->group, (unsigned long long)t->index,
+              (unsigned long long)t->term, t->to_node, (unsigned long long)t->keys,
+              (unsigned long long)t->bytes, t->seq, (double)(rk_clock_mono_ns() - t->t0_ns) / 1e6);
+      tx_end(n, t, 0, NULL);
+      return 1;
+    }
+    if (t->bytes > NODE_SNAP_MAX_BYTES) {
+      n->snapshots_too_big++;
+      tx_end(n, t, 1, "the range is over the snapshot limit (1 GiB)");
+      return 1;
+    }
+    size_t len = 0;
+    uint8_t *chunk = next_chunk(n, t, &len);
+    int rc = len <= TP_FRAME_DEFAULT_MAX_PAYLOAD
+                 ? tp_net_send_peer(n->net, t->to_node, TP_FRAME_SNAP_CHUNK, chunk, (uint32_t)len)
+                 : RK_ETOOLARGE;
+    free(chunk);
+    if (rc != RK_OK) {
+      tx_end(n, t, 1, rc == RK_EAGAIN ? "the peer's queue refused a chunk" : rk_strerror(rc));
+      return 1;
+    }
+    t->seq++;
+  }
+  return 0;
+}
+
+int node_snap_pump(node *n) {
+  for (uint32_t i = 0; i < n->ntx;) {
+    node_snap_tx *t = &n->tx[i];
+    if (t->to_node == 0) {
+      if (node_now_ms() - t->created_ms > SNAP_UNBOUND_MS)
+        tx_end(n, t, 1, "the core never sent it");
+      else
+        i++;
+      continue;
+    }
+    mr_raft *core = mr_host_group_raft(n->host, t->group);
+    if (core == NULL || mr_raft_role(core) != MR_LEADER || mr_raft_term(core) != t->msg_term) {
+      tx_end(n, t, 1, "no longer the leader of its term");
+      continue;
+    }
+    if (!tp_net_peer_connected(n->net, t->to_node)) {
+      tx_end(n, t, 1, "the peer is not connected");
+      continue;
+    }
+    /* One stream at a time per peer: a later one waits its turn. */
+    int waits = 0;
+    for (uint32_t j = 0; j < i; j++) waits |= n->tx[j].to_node == t->to_node;
+    if (waits || !tx_step(n, t)) i++;
+  }
+  return n->ntx > 0;
+}
+
+/* ---- receiving -------------------------------------------------------------------------- */
+
+static void rx_reset(node_snap_rx *x) {
+  free(x->buf);
+  memset(x, 0, sizeof *x);
+}
+
+int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t len) {
+  if (from == 0 || from > NODE_MAX_NODES) return RK_EMALFORMED;
+  Rangekv__SnapChunk *c = rangekv__snap_chunk__unpack(NULL, len, payload);
+  if (c == NULL) return RK_EMALFORMED;
+  node_snap_rx *x = &n->rx[from];
+  if (c->seq == 0) {
+    if (x->stream != 0) n->snapshots_dropped++; /* a new stream replaces an unfinished one */
+    rx_reset(x);
+    x->stream = c->stream;
+    x->range = c->range_id;
+  }
+  const char *why = NULL;
+  if (c->stream == 0 || c->stream != x->stream || c->range_id != x->range || c->seq != x->next_seq)
+    why = "a chunk out of sequence";
+  else if (x->len + c->image.len > NODE_SNAP_MAX_BYTES)
+    why = "over the snapshot limit (1 GiB)";
+  if (why != NULL) {
+    if (x->stream != 0) {
+      n->snapshots_dropped++;
+      RK_WARN("node", "snapshot stream from node %u for range %llu dropped: %s", from,
+              (unsigned long long)x->range, why);
+    }
+    rx_reset(x);
+  } else {
+    if (x->len + c->image.len > x->cap) {
+      size_t cap = x->cap ? x->cap : 1u << 20;
+      while (cap < x->len + c->image.len) cap *= 2;
+      uint8_t *nb = realloc(x->buf, cap);
+      RK_ASSERTF(nb != NULL, "out of memory");
+      x->buf = nb;
+      x->cap = cap;
+    }
+    if (c->image.len) memcpy(x->buf + x->len, c->image.data, c->image.len);
+    x->len += c->image.len;
+    x->next_seq++;
+  }
+  rangekv__snap_chunk__free_unpacked(c, NULL);
   return RK_OK;
+}
+
+int node_snap_assemble(node *n, uint32_t from, mr_host_gmsg *gm) {
+  if (from == 0 || from > NODE_MAX_NODES) return RK_EMALFORMED;
+  mr_snapshot *s = gm->msg.snap;
+  Rangekv__RangeSnapshot *d = rangekv__range_snapshot__unpack(NULL, s->len, s->data);
+  if (d == NULL) return RK_EMALFORMED;
+  int rc = RK_OK;
+  node_snap_rx *x = &n->rx[from];
+  if (d->n_kvs != 0 || d->range_id != gm->group || d->stream == 0) {
+    rc = RK_EMALFORMED;
+  } else if (d->chunks == 0) {
+    rc = RK_OK; /* an empty range: the descriptor is the whole image */
+  } else if (x->stream != d->stream || x->range != gm->group || x->next_seq != d->chunks) {
+    rc = RK_EUNAVAILABLE;
+  } else if (x->len > UINT32_MAX) {
+    rc = RK_EMALFORMED;
+  } else {
+    free(s->data);
+    s->data = x->buf;
+    s->len = (uint32_t)x->len;
+    x->buf = NULL;
+    rx_reset(x);
+  }
+  if (rc == RK_EUNAVAILABLE) {
+    n->snapshots_dropped++;
+    RK_WARN("node", "range %llu: InstallSnapshot from node %u without its %u chunks: dropped",
+            (unsigned long long)gm->group, from, d->chunks);
+  }
+  rangekv__range_snapshot__free_unpacked(d, NULL);
+  return rc;
+}
+
+void node_snap_free(node *n) {
+  while (n->ntx > 0) tx_end(n, &n->tx[n->ntx - 1], 0, NULL);
+  for (uint32_t i = 0; i <= NODE_MAX_NODES; i++) rx_reset(&n->rx[i]);
 }
 
 /* memcmp order, shorter first on a tie. */
@@ -204,8 +441,21 @@ static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
   return (alen > blen) - (alen < blen);
 }
 
-int node_snap_check(const range_desc *d, const uint8_t *data, size_t len) {
-  Rangekv__RangeSnapshot *rs = rangekv__range_snapshot__unpack(NULL, len, data);
+static int conf_equal(const mr_conf *a, const mr_conf *b) {
+  if (a->n != b->n || a->auto_leave != b->auto_leave) return 0;
+  for (uint8_t k = 0; k < a->n; k++)
+    if (a->r[k].id != b->r[k].id || a->r[k].flags != b->r[k].flags) return 0;
+  return 1;
+}
+
+int node_snap_check(const range_desc *d, const mr_snapshot *s) {
+  /* The install resets the log to index + 1, which must stay a valid index. */
+  if (s->index == 0 || s->index >= UINT64_MAX - 1) return RK_EMALFORMED;
+  /* Ranges are static: the configuration is the descriptor's replicas. */
+  mr_conf want;
+  node_desc_conf(d, &want);
+  if (!conf_equal(&s->conf, &want)) return RK_EMALFORMED;
+  Rangekv__RangeSnapshot *rs = rangekv__range_snapshot__unpack(NULL, s->len, s->data);
   if (rs == NULL) return RK_EMALFORMED;
   int rc = rs->range_id == d->id ? RK_OK : RK_EMALFORMED;
   for (size_t i = 0; i < rs->n_kvs && rc == RK_OK; i++) {
@@ -232,7 +482,7 @@ static uint64_t get_le64(const uint8_t *p) {
 }
 
 int node_snap_install(node *n, node_range *r, const mr_snapshot *s) {
-  const uint64_t id = r->desc.id;
+  const uint64_t id = r->desc.id, t0 = rk_clock_mono_ns();
   Rangekv__RangeSnapshot *rs = rangekv__range_snapshot__unpack(NULL, s->len, s->data);
   RK_ASSERTF(rs != NULL && rs->range_id == id, "range %llu: snapshot data was checked on receipt",
              (unsigned long long)id);
@@ -276,11 +526,12 @@ int node_snap_install(node *n, node_range *r, const mr_snapshot *s) {
   /* Only now, with the image durable, may the log forget what it replaces. */
   rc = eng_wal_reset(n->wal, id, s->index + 1, s->term);
   if (rc != RK_OK) return rc;
-  r->fits_known = 0;
   n->snapshots_installed++;
-  RK_INFO("node", "range %llu: installed the snapshot at %llu (term %llu): %zu keys in, %llu out",
+  RK_INFO("node",
+          "range %llu: installed the snapshot at %llu (term %llu): %zu keys in, %llu out, %u "
+          "bytes, in %.1f ms",
           (unsigned long long)id, (unsigned long long)s->index, (unsigned long long)s->term, nkeys,
-          (unsigned long long)dropped);
+          (unsigned long long)dropped, s->len, (double)(rk_clock_mono_ns() - t0) / 1e6);
   return RK_OK;
 }
 

@@ -92,6 +92,7 @@ const char *tp_frame_type_name(uint16_t type) {
   case TP_FRAME_HEARTBEAT_BATCH: return "heartbeat-batch";
   case TP_FRAME_CLIENT_REQUEST: return "client-request";
   case TP_FRAME_CLIENT_RESPONSE: return "client-response";
+  case TP_FRAME_SNAP_CHUNK: return "snap-chunk";
   default: return "unknown";
   }
 }

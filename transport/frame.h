@@ -41,7 +41,8 @@ typedef enum tp_frame_type {
   TP_FRAME_HEARTBEAT_BATCH = 3, /* coalesced heartbeats and responses */
   TP_FRAME_CLIENT_REQUEST = 4,
   TP_FRAME_CLIENT_RESPONSE = 5,
-  TP_FRAME_TYPE_MAX_ = 5,
+  TP_FRAME_SNAP_CHUNK = 6, /* a piece of a range snapshot, ahead of its InstallSnapshot */
+  TP_FRAME_TYPE_MAX_ = 6,
 } tp_frame_type;
 
 typedef struct tp_frame {

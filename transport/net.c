@@ -509,7 +509,7 @@ int tp_net_peer_connected(const tp_net *n, uint32_t node) {
   return p != NULL && p->conn != NULL && p->conn->state == CS_OPEN;
 }
 
-uint64_t tp_net_peer_queued_bytes_(const tp_net *n, uint32_t node) {
+uint64_t tp_net_peer_queued_bytes(const tp_net *n, uint32_t node) {
   const peer *p = tp_nc_find_peer(n, node);
   return (p && p->conn) ? p->conn->wq_bytes : 0;
 }

@@ -121,6 +121,9 @@ typedef struct tp_net_stats {
 } tp_net_stats;
 void tp_net_get_stats(const tp_net *n, tp_net_stats *s);
 int tp_net_peer_connected(const tp_net *n, uint32_t node);
+/* Bytes queued (header + payload) towards peer `node`, 0 if not connected
+ * or undeclared: for a sender that paces a long stream by the queue. */
+uint64_t tp_net_peer_queued_bytes(const tp_net *n, uint32_t node);
 
 /* ---- a blocking client connection, for the client library ----------------- */
 

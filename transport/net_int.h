@@ -35,8 +35,4 @@ int tp_addr_format(const struct sockaddr *sa, char *out, size_t cap);
 /* TCP_NODELAY; failure only costs latency, so it is not reported. */
 void tp_sock_nodelay(int fd);
 
-/* Test hook: bytes queued (header + payload) towards peer `node`, 0 if not
- * connected or undeclared. */
-uint64_t tp_net_peer_queued_bytes_(const tp_net *n, uint32_t node);
-
 #endif

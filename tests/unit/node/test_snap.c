@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Range 2 = ["b", "d"). */
+/* Range 2 = ["b", "d") on nodes 1, 2, 3. */
 static range_desc span_b_d(void) {
   range_desc d;
   memset(&d, 0, sizeof d);
@@ -17,7 +17,16 @@ static range_desc span_b_d(void) {
   d.start_len = 1;
   d.end[0] = 'd';
   d.end_len = 1;
+  d.n_replicas = 3;
+  for (uint8_t k = 0; k < 3; k++) d.replicas[k] = k + 1u;
   return d;
+}
+
+/* A snapshot of d at index 10 whose data is buf[0, len). */
+static mr_snapshot snap_of(const range_desc *d, uint8_t *buf, size_t len) {
+  mr_snapshot s = {.index = 10, .term = 2, .len = (uint32_t)len, .data = buf};
+  node_desc_conf(d, &s.conf);
+  return s;
 }
 
 #define MAX_KVS 4
@@ -57,7 +66,8 @@ static int check(uint64_t range_id, const char *const *keys, size_t n, size_t la
   range_desc d = span_b_d();
   uint8_t *buf = NULL;
   size_t len = pack(range_id, keys, n, last_vlen, &buf);
-  int rc = node_snap_check(&d, buf, len);
+  mr_snapshot s = snap_of(&d, buf, len);
+  int rc = node_snap_check(&d, &s);
   free(buf);
   return rc;
 }
@@ -100,19 +110,47 @@ Test(snap, garbage_and_truncation_are_refused_never_crash) {
   const char *keys[] = {"b", "bb", "c"};
   uint8_t *buf = NULL;
   size_t len = pack(2, keys, 3, 0, &buf);
-  cr_assert_eq(node_snap_check(&d, buf, 0), RK_EMALFORMED, "no data at all: range id 0");
+  mr_snapshot s = snap_of(&d, buf, 0);
+  cr_assert_eq(node_snap_check(&d, &s), RK_EMALFORMED, "no data at all: range id 0");
   /* A cut at a field boundary is a valid shorter message (the frame's
    * checksum is what catches truncation on the wire); a cut inside one is
    * refused. */
   size_t refused = 0;
   for (size_t cut = 1; cut < len; cut++) {
-    int rc = node_snap_check(&d, buf, cut);
+    s.len = (uint32_t)cut;
+    int rc = node_snap_check(&d, &s);
     cr_assert(rc == RK_OK || rc == RK_EMALFORMED, "cut at %zu: %d", cut, rc);
     refused += rc == RK_EMALFORMED;
   }
   cr_assert_geq(refused, len - 1 - 3, "only the 3 cuts between fields may pass");
   uint8_t junk[64];
   for (size_t i = 0; i < sizeof junk; i++) junk[i] = (uint8_t)(i * 37 + 11);
-  (void)node_snap_check(&d, junk, sizeof junk); /* only: no crash */
+  s = snap_of(&d, junk, sizeof junk);
+  (void)node_snap_check(&d, &s); /* only: no crash */
+  free(buf);
+}
+
+Test(snap, a_hostile_index_or_another_configuration_is_refused) {
+  range_desc d = span_b_d();
+  const char *keys[] = {"b"};
+  uint8_t *buf = NULL;
+  size_t len = pack(2, keys, 1, 0, &buf);
+  mr_snapshot s = snap_of(&d, buf, len);
+  cr_assert_eq(node_snap_check(&d, &s), RK_OK);
+  s.index = UINT64_MAX; /* the log could not restart after it */
+  cr_assert_eq(node_snap_check(&d, &s), RK_EMALFORMED);
+  s.index = UINT64_MAX - 1;
+  cr_assert_eq(node_snap_check(&d, &s), RK_EMALFORMED);
+  s.index = 0;
+  cr_assert_eq(node_snap_check(&d, &s), RK_EMALFORMED);
+  s = snap_of(&d, buf, len);
+  s.conf.r[2].id = mr_host_replica_id(9, 1); /* a node that holds no replica */
+  cr_assert_eq(node_snap_check(&d, &s), RK_EMALFORMED);
+  s = snap_of(&d, buf, len);
+  s.conf.n = 2;
+  cr_assert_eq(node_snap_check(&d, &s), RK_EMALFORMED);
+  s = snap_of(&d, buf, len);
+  s.conf.r[0].flags = MR_LEARNER;
+  cr_assert_eq(node_snap_check(&d, &s), RK_EMALFORMED);
   free(buf);
 }

@@ -416,7 +416,7 @@ Test(net, queue_bound_while_peer_down) {
   tp_net_stats s = stats(&a);
   cr_assert_eq(s.frames_dropped, 100);
   cr_assert_eq(s.peer_connects, 0);
-  cr_assert_eq(tp_net_peer_queued_bytes_(a.n, 2), 0);
+  cr_assert_eq(tp_net_peer_queued_bytes(a.n, 2), 0);
   free(buf);
   node_stop(&a);
 }
@@ -448,7 +448,7 @@ Test(net, queue_bound_when_peer_stops_reading) {
     cr_assert(rc == RK_OK || rc == RK_EAGAIN, "rc %d", rc);
     if (rc == RK_OK) accepted++;
     if (rc == RK_EAGAIN) dropped = 1;
-    cr_assert_leq(tp_net_peer_queued_bytes_(a.n, 2), qmax, "the send queue stays within its bound");
+    cr_assert_leq(tp_net_peer_queued_bytes(a.n, 2), qmax, "the send queue stays within its bound");
     cr_assert_eq(tp_net_poll(a.n, 0), RK_OK);
   }
   cr_assert(dropped, "a peer that does not read makes sends drop (accepted %u)", accepted);
@@ -459,7 +459,7 @@ Test(net, queue_bound_when_peer_stops_reading) {
   PUMP_UNTIL(b.frames == (int)accepted, 10000, &a, &b);
   cr_assert_eq(b.frames, (int)accepted);
   cr_assert_eq(b.out_of_order, 0);
-  cr_assert_eq(tp_net_peer_queued_bytes_(a.n, 2), 0);
+  cr_assert_eq(tp_net_peer_queued_bytes(a.n, 2), 0);
   cr_assert_eq(tp_net_send_peer(a.n, 2, TP_FRAME_RAFT_BATCH, buf, FRAME), RK_OK);
   free(buf);
   node_stop(&a);
