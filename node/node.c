@@ -408,6 +408,7 @@ static void on_peer_up(void *ctx, uint32_t node_id, const char *client_addr) {
   node *n = ctx;
   if (node_id == 0 || node_id > NODE_MAX_NODES || client_addr == NULL) return;
   snprintf(n->client_addr[node_id], TP_ADDR_MAX, "%s", client_addr);
+  node_snap_peer_up(n, node_id);
   RK_INFO("node", "peer %u up (clients at %s)", node_id, client_addr);
 }
 
@@ -604,10 +605,12 @@ static int create_groups(node *n) {
      * without waiting for that hard state to be durable (raft.h,
      * must_sync), so a crash can leave the state store ahead of the WAL's
      * commit. What was applied was committed: raise the commit to it. */
-    /* A snapshot is installed with the term of the message that brought
-     * it, and that hard state rides the WAL batch after the install: a
-     * crash in between leaves an older term (and no vote in the new one
-     * was ever sent: votes wait for durability), so take the new one. */
+    /* An installed snapshot's entry term can be newer than the hard state
+     * the WAL holds when a crash came after the state store's part and
+     * before the WAL batch with the new hard state (possible only if the
+     * InstallSnapshot was the first message of its term this replica
+     * saw). No vote in that term was ever sent (votes wait for
+     * durability), so the term can be taken, with no vote. */
     if (snap_term > boot.hs.term) {
       boot.hs.term = snap_term;
       boot.hs.vote = 0;

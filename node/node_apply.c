@@ -125,8 +125,12 @@ static void settle_props(node *n, node_range *r, uint64_t index, uint64_t term, 
 static void settle_by_snapshot(node *n, node_range *r, uint64_t index) {
   uint64_t applied = 0;
   int rc = eng_state_applied(n->state, r->desc.id, &applied);
-  RK_ASSERTF(rc == RK_OK && applied >= index, "range %llu: snapshot %llu applied before apply",
-             (unsigned long long)r->desc.id, (unsigned long long)index);
+  if (rc != RK_OK)
+    RK_ERROR("node", "range %llu: reading its applied index: %s", (unsigned long long)r->desc.id,
+             rk_strerror(rc));
+  else
+    RK_ASSERTF(applied >= index, "range %llu: snapshot %llu installed before apply",
+               (unsigned long long)r->desc.id, (unsigned long long)index);
   size_t k = 0;
   while (k < r->nprops && r->props[k].index <= index) {
     if (r->props[k].conn)

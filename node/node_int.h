@@ -195,6 +195,8 @@ int node_snap_assemble(node *n, uint32_t from, mr_host_gmsg *gm);
  * keys inside d's span in strictly increasing order, key and value sizes
  * within the KV limits); RK_EMALFORMED otherwise. Pure (tests use it). */
 int node_snap_check(const range_desc *d, const mr_snapshot *s);
+/* A new connection to a peer: any stream staged from it is broken. */
+void node_snap_peer_up(node *n, uint32_t peer);
 /* Frees the streams and staging (shutdown). */
 void node_snap_free(node *n);
 /* Persist: replaces the range's data and log with the snapshot's (durable

@@ -428,6 +428,12 @@ int node_snap_assemble(node *n, uint32_t from, mr_host_gmsg *gm) {
   return rc;
 }
 
+void node_snap_peer_up(node *n, uint32_t peer) {
+  if (peer == 0 || peer > NODE_MAX_NODES) return;
+  if (n->rx[peer].stream != 0) n->snapshots_dropped++;
+  rx_reset(&n->rx[peer]);
+}
+
 void node_snap_free(node *n) {
   while (n->ntx > 0) tx_end(n, &n->tx[n->ntx - 1], 0, NULL);
   for (uint32_t i = 0; i <= NODE_MAX_NODES; i++) rx_reset(&n->rx[i]);
