@@ -440,6 +440,8 @@ static void node_compact(node *n) {
     uint64_t upto = mr_host_compact_hint(n->host, r->desc.id);
     if (applied < upto) upto = applied;
     if (lag != 0 && applied - upto > lag && node_snap_fits(n, r)) upto = applied - lag;
+    uint64_t streaming = node_snap_streaming_at(n, r->desc.id);
+    if (upto > streaming) upto = streaming;
     if (upto < first || upto - first + 1 < n->cfg.compact_entries) continue;
     if (!synced) {
       int rc = eng_state_sync(n->state);
@@ -474,6 +476,7 @@ static void on_timer(void *ctx) {
   if (expirations > 3) expirations = 3;
   for (uint64_t i = 0; i < expirations; i++) mr_host_tick(n->host);
   node_client_tick(n);
+  node_snap_tick(n);
   if (++n->ticks_since_compact >= NODE_COMPACT_EVERY_TICKS) {
     n->ticks_since_compact = 0;
     node_compact(n);
@@ -784,6 +787,7 @@ int node_run(const node_config *cfg) {
   n->start_ms = node_now_ms();
   n->timer_fd = n->signal_fd = -1;
   n->snap_chunk_bytes = NODE_SNAP_CHUNK_BYTES;
+  n->snap_max_bytes = NODE_SNAP_MAX_BYTES;
 #ifdef RK_TEST_HOOKS
   /* Test hooks (tests/integration/test_compaction.c; docs/node.md). */
   const char *crash = getenv("RK_TEST_CRASH_POINT");

@@ -22,10 +22,16 @@
  * receiver holds it in memory, and mr_snapshot.len is 32 bits); the image
  * bytes per SNAP_CHUNK frame; the bytes a stream keeps queued towards its
  * peer (so Raft frames interleave); streams a node sends at once. */
-#define NODE_SNAP_MAX_BYTES   (1u << 30)
+#define NODE_SNAP_MAX_BYTES   (256u << 20)
 #define NODE_SNAP_CHUNK_BYTES (1u << 20)
 #define NODE_SNAP_WINDOW      (4u << 20)
 #define NODE_SNAP_MAX_STREAMS 4u
+/* A stream that queues nothing for this long is abandoned (sender), and
+ * staging that receives nothing for this long is dropped (receiver). */
+#define NODE_SNAP_IDLE_MS 10000u
+/* After a range proved too big for a snapshot, none is tried again for it
+ * for this long. */
+#define NODE_SNAP_TOO_BIG_BACKOFF_MS 60000u
 /* Rows one SCAN request may return (clients page with the last key). */
 #define NODE_SCAN_MAX_ROWS 10000u
 
@@ -70,6 +76,7 @@ typedef struct node_range {
   /* A commit-index update not yet written (io_persist, sync == 0). */
   int lazy_hs_set;
   rk_hard_state lazy_hs;
+  uint64_t snap_refused_until_ms; /* too big: no snapshot before then */
 } node_range;
 
 /* An outgoing range snapshot: its image is read from a consistent state
@@ -85,6 +92,7 @@ typedef struct node_snap_tx {
   uint32_t seq; /* chunks sent */
   uint64_t bytes, keys;
   uint64_t created_ms, t0_ns;
+  uint64_t progress_ms; /* last time a chunk was queued */
 } node_snap_tx;
 
 /* An incoming stream from one peer (one at a time per peer). */
@@ -93,6 +101,7 @@ typedef struct node_snap_rx {
   uint32_t next_seq;
   uint8_t *buf; /* the chunks' images back to back */
   size_t len, cap;
+  uint64_t last_ms; /* last chunk */
 } node_snap_rx;
 
 /* One eng_wal_append of a host persist batch. */
@@ -140,6 +149,8 @@ typedef struct node {
   uint32_t ntx;
   node_snap_rx rx[NODE_MAX_NODES + 1]; /* by peer node id */
   uint32_t snap_chunk_bytes;           /* NODE_SNAP_CHUNK_BYTES; tests shrink it */
+  uint64_t snap_max_bytes;             /* NODE_SNAP_MAX_BYTES; unit tests shrink it */
+  uint64_t rx_bytes;                   /* staged over every peer */
   /* Test hook: RK_TEST_CRASH_POINT=snapshot-state makes the node exit with
    * NODE_TEST_CRASH_EXIT once a snapshot is durable in the state store and
    * before its WAL reset is (the crash node_snap_reconcile repairs). */
@@ -182,6 +193,11 @@ int node_snap_pump(node *n);
 /* 1 if the range is small enough to compact past a lagging replica: a
  * snapshot of it will fit NODE_SNAP_MAX_BYTES with room to grow. */
 int node_snap_fits(node *n, node_range *r);
+/* The lowest snapshot index the range is streaming (UINT64_MAX if none):
+ * compaction must not pass it, or the follower needs another at once. */
+uint64_t node_snap_streaming_at(const node *n, uint64_t group);
+/* Once per tick: drops staging that went idle. */
+void node_snap_tick(node *n);
 /* A SNAP_CHUNK frame from peer `from`. RK_EMALFORMED if it does not parse;
  * a chunk out of sequence only drops that stream. */
 int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t len);
@@ -195,7 +211,7 @@ int node_snap_assemble(node *n, uint32_t from, mr_host_gmsg *gm);
  * keys inside d's span in strictly increasing order, key and value sizes
  * within the KV limits); RK_EMALFORMED otherwise. Pure (tests use it). */
 int node_snap_check(const range_desc *d, const mr_snapshot *s);
-/* A new connection to a peer: any stream staged from it is broken. */
+/* A new connection to a peer: any stream to or from it is broken. */
 void node_snap_peer_up(node *n, uint32_t peer);
 /* Frees the streams and staging (shutdown). */
 void node_snap_free(node *n);

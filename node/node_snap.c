@@ -35,9 +35,12 @@
  * reset the same way before its Raft core is created, so a restart never
  * replays entries the snapshot replaced.
  *
- * SIZE. The receiver holds the whole image (up to NODE_SNAP_MAX_BYTES) and
- * installs it in one batch, in the loop. node_compact compacts past a
- * lagging replica only while the range is well below that (node_snap_fits).
+ * SIZE. The receiver holds the whole image (up to NODE_SNAP_MAX_BYTES, and
+ * at most two images' worth over all peers) and installs it in one batch,
+ * in the loop. node_compact compacts past a lagging replica only while the
+ * range is well below that (node_snap_fits). A range found too big is not
+ * tried again for NODE_SNAP_TOO_BIG_BACKOFF_MS. Streams and staging that
+ * make no progress for NODE_SNAP_IDLE_MS are dropped.
  */
 #include "node/node_int.h"
 
@@ -75,9 +78,17 @@ int node_snap_fits(node *n, node_range *r) {
   if (eng_state_approx_bytes(n->state, d->start, d->start_len, d->end_len ? d->end : NULL,
                              d->end_len, &bytes) != RK_OK)
     return 0;
-  /* On-disk bytes are compressed and memtables are not counted: a quarter
-   * of the limit leaves room for both, and for growth while it lags. */
-  return bytes <= NODE_SNAP_MAX_BYTES / 4;
+  /* On-disk bytes are compressed (LZ4/ZSTD) and memtables are not
+   * counted: an eighth of the limit leaves room for both, and for growth
+   * while the replica lags. */
+  return bytes <= n->snap_max_bytes / 8;
+}
+
+uint64_t node_snap_streaming_at(const node *n, uint64_t group) {
+  uint64_t at = UINT64_MAX;
+  for (uint32_t i = 0; i < n->ntx; i++)
+    if (n->tx[i].group == group && n->tx[i].index < at) at = n->tx[i].index;
+  return at;
 }
 
 /* ---- sending ------------------------------------------------------------------------ */
@@ -107,6 +118,7 @@ static node_snap_tx *tx_of_group(node *n, uint64_t group) {
 int node_snap_build(node *n, node_range *r, mr_snapshot *out) {
   const uint64_t id = r->desc.id;
   if (tx_of_group(n, id) != NULL || n->ntx == NODE_SNAP_MAX_STREAMS) return RK_EUNAVAILABLE;
+  if (node_now_ms() < r->snap_refused_until_ms) return RK_EUNAVAILABLE;
   uint64_t applied = 0, term = 0;
   if (eng_state_applied(n->state, id, &applied) != RK_OK || applied == 0) return RK_EUNAVAILABLE;
   /* Compaction never passes applied, so the WAL knows its term. */
@@ -127,7 +139,7 @@ int node_snap_build(node *n, node_range *r, mr_snapshot *out) {
   t->term = term;
   node_range_conf(r, &t->conf);
   t->it = it;
-  t->created_ms = node_now_ms();
+  t->created_ms = t->progress_ms = node_now_ms();
   t->t0_ns = rk_clock_mono_ns();
   memset(out, 0, sizeof *out);
   out->index = applied;
@@ -161,7 +173,10 @@ static void tx_end(node *n, node_snap_tx *t, int failed, const char *why) {
     if (t->to_node) mr_host_report_snapshot(n->host, t->group, t->to, 1);
   }
   eng_state_iter_free(t->it);
-  *t = n->tx[--n->ntx];
+  /* Order kept: streams to one peer go first come, first served. */
+  size_t at = (size_t)(t - n->tx);
+  memmove(t, t + 1, (n->ntx - at - 1) * sizeof *t);
+  n->ntx--;
 }
 
 /* One chunk's image, gathered into an arena (key and value bytes back to
@@ -303,13 +318,21 @@ static int tx_step(node *n, node_snap_tx *t) {
       tx_end(n, t, 0, NULL);
       return 1;
     }
-    if (t->bytes > NODE_SNAP_MAX_BYTES) {
-      n->snapshots_too_big++;
-      tx_end(n, t, 1, "the range is over the snapshot limit (1 GiB)");
-      return 1;
-    }
     size_t len = 0;
     uint8_t *chunk = next_chunk(n, t, &len);
+    if (t->bytes > n->snap_max_bytes) {
+      free(chunk);
+      n->snapshots_too_big++;
+      node_range *r = &n->ranges[t->group - 1];
+      r->snap_refused_until_ms = node_now_ms() + NODE_SNAP_TOO_BIG_BACKOFF_MS;
+      RK_ERROR("node",
+               "range %llu is over the snapshot limit (%llu MiB): its lagging replica cannot catch "
+               "up; not trying again for %u s",
+               (unsigned long long)t->group, (unsigned long long)(n->snap_max_bytes >> 20),
+               NODE_SNAP_TOO_BIG_BACKOFF_MS / 1000);
+      tx_end(n, t, 1, "over the snapshot limit");
+      return 1;
+    }
     int rc = len <= TP_FRAME_DEFAULT_MAX_PAYLOAD
                  ? tp_net_send_peer(n->net, t->to_node, TP_FRAME_SNAP_CHUNK, chunk, (uint32_t)len)
                  : RK_ETOOLARGE;
@@ -319,6 +342,11 @@ static int tx_step(node *n, node_snap_tx *t) {
       return 1;
     }
     t->seq++;
+    t->progress_ms = node_now_ms();
+  }
+  if (node_now_ms() - t->progress_ms > NODE_SNAP_IDLE_MS) {
+    tx_end(n, t, 1, "the peer read nothing for 10 s");
+    return 1;
   }
   return 0;
 }
@@ -352,7 +380,9 @@ int node_snap_pump(node *n) {
 
 /* ---- receiving -------------------------------------------------------------------------- */
 
-static void rx_reset(node_snap_rx *x) {
+static void rx_reset(node *n, node_snap_rx *x) {
+  RK_ASSERT(n->rx_bytes >= x->len);
+  n->rx_bytes -= x->len;
   free(x->buf);
   memset(x, 0, sizeof *x);
 }
@@ -364,22 +394,26 @@ int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t le
   node_snap_rx *x = &n->rx[from];
   if (c->seq == 0) {
     if (x->stream != 0) n->snapshots_dropped++; /* a new stream replaces an unfinished one */
-    rx_reset(x);
+    rx_reset(n, x);
     x->stream = c->stream;
     x->range = c->range_id;
   }
   const char *why = NULL;
   if (c->stream == 0 || c->stream != x->stream || c->range_id != x->range || c->seq != x->next_seq)
     why = "a chunk out of sequence";
-  else if (x->len + c->image.len > NODE_SNAP_MAX_BYTES)
-    why = "over the snapshot limit (1 GiB)";
+  else if (c->range_id < 1 || c->range_id > n->table.n || !n->ranges[c->range_id - 1].local)
+    why = "a range this node does not hold";
+  else if (c->image.len > n->snap_max_bytes - x->len)
+    why = "over the snapshot limit";
+  else if (c->image.len > 2 * n->snap_max_bytes - n->rx_bytes)
+    why = "over the node's staging limit (two snapshots)";
   if (why != NULL) {
     if (x->stream != 0) {
       n->snapshots_dropped++;
       RK_WARN("node", "snapshot stream from node %u for range %llu dropped: %s", from,
               (unsigned long long)x->range, why);
     }
-    rx_reset(x);
+    rx_reset(n, x);
   } else {
     if (x->len + c->image.len > x->cap) {
       size_t cap = x->cap ? x->cap : 1u << 20;
@@ -391,7 +425,9 @@ int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t le
     }
     if (c->image.len) memcpy(x->buf + x->len, c->image.data, c->image.len);
     x->len += c->image.len;
+    n->rx_bytes += c->image.len;
     x->next_seq++;
+    x->last_ms = node_now_ms();
   }
   rangekv__snap_chunk__free_unpacked(c, NULL);
   return RK_OK;
@@ -410,14 +446,14 @@ int node_snap_assemble(node *n, uint32_t from, mr_host_gmsg *gm) {
     rc = RK_OK; /* an empty range: the descriptor is the whole image */
   } else if (x->stream != d->stream || x->range != gm->group || x->next_seq != d->chunks) {
     rc = RK_EUNAVAILABLE;
-  } else if (x->len > UINT32_MAX) {
-    rc = RK_EMALFORMED;
   } else {
+    RK_ASSERT(x->len <= n->snap_max_bytes && n->snap_max_bytes <= UINT32_MAX);
     free(s->data);
     s->data = x->buf;
     s->len = (uint32_t)x->len;
     x->buf = NULL;
-    rx_reset(x);
+    x->cap = 0;
+    rx_reset(n, x);
   }
   if (rc == RK_EUNAVAILABLE) {
     n->snapshots_dropped++;
@@ -431,12 +467,31 @@ int node_snap_assemble(node *n, uint32_t from, mr_host_gmsg *gm) {
 void node_snap_peer_up(node *n, uint32_t peer) {
   if (peer == 0 || peer > NODE_MAX_NODES) return;
   if (n->rx[peer].stream != 0) n->snapshots_dropped++;
-  rx_reset(&n->rx[peer]);
+  rx_reset(n, &n->rx[peer]);
+  /* The connection our streams to it were on is gone, with whatever of
+   * them it had not delivered. */
+  for (uint32_t i = 0; i < n->ntx;)
+    if (n->tx[i].to_node == peer)
+      tx_end(n, &n->tx[i], 1, "the connection to the peer was replaced");
+    else
+      i++;
+}
+
+void node_snap_tick(node *n) {
+  uint64_t now = node_now_ms();
+  for (uint32_t p = 1; p <= NODE_MAX_NODES; p++) {
+    node_snap_rx *x = &n->rx[p];
+    if (x->stream == 0 || now - x->last_ms <= NODE_SNAP_IDLE_MS) continue;
+    n->snapshots_dropped++;
+    RK_WARN("node", "snapshot stream from node %u for range %llu idle for 10 s: dropped", p,
+            (unsigned long long)x->range);
+    rx_reset(n, x);
+  }
 }
 
 void node_snap_free(node *n) {
   while (n->ntx > 0) tx_end(n, &n->tx[n->ntx - 1], 0, NULL);
-  for (uint32_t i = 0; i <= NODE_MAX_NODES; i++) rx_reset(&n->rx[i]);
+  for (uint32_t i = 0; i <= NODE_MAX_NODES; i++) rx_reset(n, &n->rx[i]);
 }
 
 /* memcmp order, shorter first on a tie. */

@@ -154,3 +154,166 @@ Test(snap, a_hostile_index_or_another_configuration_is_refused) {
   cr_assert_eq(node_snap_check(&d, &s), RK_EMALFORMED);
   free(buf);
 }
+
+/* ---- streams: node_snap_on_chunk / node_snap_assemble ---------------------------- */
+
+/* A node with range 1 (not held) and range 2 = ["b", "d") (held): enough
+ * for the receiving side of a stream. */
+static node *rx_node(void) {
+  node *n = calloc(1, sizeof *n);
+  cr_assert_not_null(n);
+  n->snap_max_bytes = 1u << 16;
+  n->table.n = 2;
+  n->ranges = calloc(2, sizeof *n->ranges);
+  cr_assert_not_null(n->ranges);
+  n->ranges[0].desc.id = 1;
+  n->ranges[1].desc = span_b_d();
+  n->ranges[1].local = 1;
+  return n;
+}
+
+static void rx_node_free(node *n) {
+  node_snap_free(n);
+  cr_assert_eq(n->rx_bytes, 0, "staging accounting returns to zero");
+  free(n->ranges);
+  free(n);
+}
+
+/* Feeds peer `from` one chunk holding keys (value "v" each). */
+static int feed(node *n, uint32_t from, uint64_t stream, uint64_t range, uint32_t seq,
+                const char *const *keys, size_t nkeys) {
+  uint8_t *img = NULL;
+  size_t ilen = pack(range, keys, nkeys, 0, &img);
+  Rangekv__SnapChunk c;
+  rangekv__snap_chunk__init(&c);
+  c.stream = stream;
+  c.range_id = range;
+  c.seq = seq;
+  c.image.data = img;
+  c.image.len = ilen;
+  size_t len = rangekv__snap_chunk__get_packed_size(&c);
+  uint8_t *buf = malloc(len);
+  cr_assert_not_null(buf);
+  rangekv__snap_chunk__pack(&c, buf);
+  int rc = node_snap_on_chunk(n, from, buf, len);
+  free(buf);
+  free(img);
+  return rc;
+}
+
+/* An InstallSnapshot for `group` whose data is the stream descriptor;
+ * assembles it as if from peer `from`; on RK_OK checks it against range 2
+ * into *check_rc and returns the number of keys in the image. */
+static int assemble(node *n, uint32_t from, uint64_t group, uint64_t range_in_data, uint64_t stream,
+                    uint32_t chunks, int *check_rc) {
+  Rangekv__RangeSnapshot d;
+  rangekv__range_snapshot__init(&d);
+  d.range_id = range_in_data;
+  d.stream = stream;
+  d.chunks = chunks;
+  mr_snapshot *s = calloc(1, sizeof *s);
+  cr_assert_not_null(s);
+  s->len = (uint32_t)rangekv__range_snapshot__get_packed_size(&d);
+  s->data = malloc(s->len ? s->len : 1);
+  rangekv__range_snapshot__pack(&d, s->data);
+  s->index = 10;
+  s->term = 2;
+  node_desc_conf(&n->ranges[1].desc, &s->conf);
+  mr_host_gmsg gm;
+  memset(&gm, 0, sizeof gm);
+  gm.group = group;
+  gm.msg.type = MR_MSG_SNAP;
+  gm.msg.snap = s;
+  int rc = node_snap_assemble(n, from, &gm);
+  if (rc == RK_OK && check_rc) *check_rc = node_snap_check(&n->ranges[1].desc, s);
+  mr_msg_free(&gm.msg);
+  return rc;
+}
+
+static const char *const K1[] = {"b1", "b2"}, *const K2[] = {"b3"}, *const K3[] = {"c", "c1"};
+
+Test(snap_stream, chunks_in_order_become_the_image) {
+  node *n = rx_node();
+  cr_assert_eq(feed(n, 3, 77, 2, 0, K1, 2), RK_OK);
+  cr_assert_eq(feed(n, 3, 77, 2, 1, K2, 1), RK_OK);
+  cr_assert_eq(feed(n, 3, 77, 2, 2, K3, 2), RK_OK);
+  cr_assert_gt(n->rx_bytes, 0);
+  int check = -1;
+  cr_assert_eq(assemble(n, 3, 2, 2, 77, 3, &check), RK_OK);
+  cr_assert_eq(check, RK_OK, "the concatenated chunks are one clean image");
+  cr_assert_eq(n->rx_bytes, 0, "the staging moved into the message");
+  cr_assert_eq(n->snapshots_dropped, 0);
+  /* The same stream cannot be used twice. */
+  cr_assert_eq(assemble(n, 3, 2, 2, 77, 3, NULL), RK_EUNAVAILABLE);
+  rx_node_free(n);
+}
+
+Test(snap_stream, a_gap_a_repeat_or_another_stream_drops_it) {
+  node *n = rx_node();
+  cr_assert_eq(feed(n, 3, 77, 2, 0, K1, 2), RK_OK);
+  cr_assert_eq(feed(n, 3, 77, 2, 2, K3, 2), RK_OK); /* seq 1 lost */
+  cr_assert_eq(assemble(n, 3, 2, 2, 77, 2, NULL), RK_EUNAVAILABLE);
+  cr_assert_eq(feed(n, 3, 78, 2, 0, K1, 2), RK_OK);
+  cr_assert_eq(feed(n, 3, 78, 2, 0, K1, 2), RK_OK); /* seq 0 again: a new stream */
+  cr_assert_eq(feed(n, 3, 78, 2, 1, K2, 1), RK_OK);
+  cr_assert_eq(feed(n, 3, 78, 2, 1, K2, 1), RK_OK); /* a repeat */
+  cr_assert_eq(assemble(n, 3, 2, 2, 78, 2, NULL), RK_EUNAVAILABLE);
+  cr_assert_eq(feed(n, 3, 79, 2, 0, K1, 2), RK_OK);
+  cr_assert_eq(feed(n, 3, 80, 2, 1, K2, 1), RK_OK); /* another stream's piece */
+  cr_assert_eq(assemble(n, 3, 2, 2, 79, 2, NULL), RK_EUNAVAILABLE);
+  cr_assert_eq(feed(n, 3, 81, 2, 0, K1, 2), RK_OK);
+  cr_assert_eq(feed(n, 3, 81, 2, 1, K2, 1), RK_OK);
+  cr_assert_eq(assemble(n, 3, 2, 2, 81, 3, NULL), RK_EUNAVAILABLE, "a chunk short");
+  cr_assert_eq(feed(n, 3, 82, 2, 0, K1, 2), RK_OK);
+  cr_assert_eq(assemble(n, 4, 2, 2, 82, 1, NULL), RK_EUNAVAILABLE, "staged from another peer");
+  cr_assert_gt(n->snapshots_dropped, 0);
+  rx_node_free(n);
+}
+
+Test(snap_stream, bad_descriptors_and_ranges_not_held_are_refused) {
+  node *n = rx_node();
+  cr_assert_eq(feed(n, 3, 77, 2, 0, K1, 2), RK_OK);
+  cr_assert_eq(assemble(n, 3, 2, 1, 77, 1, NULL), RK_EMALFORMED, "descriptor of another range");
+  cr_assert_eq(assemble(n, 3, 2, 2, 0, 1, NULL), RK_EMALFORMED, "no stream named");
+  cr_assert_eq(feed(n, 3, 90, 1, 0, K1, 2), RK_OK); /* range 1 is not held here */
+  cr_assert_eq(assemble(n, 3, 1, 1, 90, 1, NULL), RK_EUNAVAILABLE);
+  uint8_t junk[5] = {0xff, 0xff, 0xff, 0xff, 0xff};
+  cr_assert_eq(node_snap_on_chunk(n, 3, junk, sizeof junk), RK_EMALFORMED);
+  cr_assert_eq(node_snap_on_chunk(n, 0, junk, sizeof junk), RK_EMALFORMED, "no such peer");
+  cr_assert_eq(node_snap_on_chunk(n, NODE_MAX_NODES + 1, junk, 1), RK_EMALFORMED);
+  rx_node_free(n);
+}
+
+Test(snap_stream, an_empty_range_needs_no_chunk) {
+  node *n = rx_node();
+  int check = -1;
+  cr_assert_eq(assemble(n, 3, 2, 2, 55, 0, &check), RK_OK);
+  cr_assert_eq(check, RK_OK);
+  rx_node_free(n);
+}
+
+Test(snap_stream, keys_out_of_order_across_chunks_fail_the_check) {
+  node *n = rx_node();
+  cr_assert_eq(feed(n, 3, 77, 2, 0, K3, 2), RK_OK);
+  cr_assert_eq(feed(n, 3, 77, 2, 1, K1, 2), RK_OK);
+  int check = -1;
+  cr_assert_eq(assemble(n, 3, 2, 2, 77, 2, &check), RK_OK);
+  cr_assert_eq(check, RK_EMALFORMED);
+  rx_node_free(n);
+}
+
+Test(snap_stream, size_limits_and_reconnects_drop_staging) {
+  node *n = rx_node();
+  n->snap_max_bytes = 30; /* K1's chunk (20 bytes) fits, a second one does not */
+  cr_assert_eq(feed(n, 3, 77, 2, 0, K1, 2), RK_OK);
+  cr_assert_eq(feed(n, 3, 77, 2, 1, K3, 2), RK_OK);
+  cr_assert_eq(n->rx_bytes, 0, "over the limit: dropped");
+  cr_assert_eq(assemble(n, 3, 2, 2, 77, 2, NULL), RK_EUNAVAILABLE);
+  n->snap_max_bytes = 1u << 16;
+  cr_assert_eq(feed(n, 3, 78, 2, 0, K1, 2), RK_OK);
+  node_snap_peer_up(n, 3);
+  cr_assert_eq(n->rx_bytes, 0, "a new connection breaks the stream");
+  cr_assert_eq(feed(n, 3, 78, 2, 1, K2, 1), RK_OK);
+  cr_assert_eq(assemble(n, 3, 2, 2, 78, 2, NULL), RK_EUNAVAILABLE);
+  rx_node_free(n);
+}
