@@ -9,9 +9,12 @@
 # until its applied index equals node 1's. Prints the snapshot lines of the
 # node logs and a last line:
 #   snapshot: keys=K value_bytes=B snap_bytes=S chunks=C send_ms=X install_ms=Y catchup_ms=Z
+#             max_status_ms=M
 # (send_ms: from the leader opening the stream to queueing its last frame;
 # install_ms: the receiver's state-store batch and sync; catchup_ms: from
-# restarting node 3 until its applied index equals node 1's).
+# restarting node 3 until its applied index equals node 1's; max_status_ms:
+# the slowest `rangekv status` round over all nodes meanwhile, which a node
+# whose loop is busy answers late).
 # Every process it starts is stopped by PID on exit. Needs a built rangekv
 # (RANGEKV=path, default build/release-gcc/rangekv).
 set -euo pipefail
@@ -62,9 +65,13 @@ unset 'pid[3]'
 t0=$(date +%s%N)
 start 3
 deadline=$((SECONDS + 120))
+max_status=0
 while :; do
   a1=$(applied_of 1)
+  s0=$(date +%s%N)
   a3=$(applied_of 3)
+  st_ms=$((($(date +%s%N) - s0) / 1000000))
+  [ "$st_ms" -le "$max_status" ] || max_status=$st_ms
   if [ "$a1" -gt 0 ] && [ "$a3" = "$a1" ]; then break; fi
   [ $SECONDS -lt $deadline ] || { echo "snapshot-catchup: node 3 did not catch up" >&2; exit 1; }
   sleep 0.05
@@ -79,4 +86,5 @@ chunks=$(echo "$sent" | sed -n 's/.* in \([0-9]*\) chunks.*/\1/p')
 send_ms=$(echo "$sent" | sed -n 's/.* chunks, \([0-9.]*\) ms.*/\1/p')
 install_ms=$(echo "$inst" | sed -n 's/.* in \([0-9.]*\) ms.*/\1/p')
 echo "snapshot: keys=$keys value_bytes=$vbytes snap_bytes=${snap_bytes:-?} chunks=${chunks:-?}" \
-  "send_ms=${send_ms:-?} install_ms=${install_ms:-?} catchup_ms=$(((t1 - t0) / 1000000))"
+  "send_ms=${send_ms:-?} install_ms=${install_ms:-?} catchup_ms=$(((t1 - t0) / 1000000))" \
+  "max_status_ms=$max_status"

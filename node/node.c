@@ -236,16 +236,20 @@ static void io_persist(void *ctx, uint64_t batch, const mr_host_write *w, size_t
     return;
   }
   lazy_flush(n);
-  /* Snapshots first: each is durable in the state store, and its log reset
-   * queued in the WAL, before the entries that follow it are appended. */
+  /* Snapshots first: each is made durable in the state store, off the loop
+   * (a big one takes seconds), and its log reset queued in the WAL before
+   * the batch is appended. Later batches do not wait: none holds anything
+   * of these ranges (the host keeps one batch in flight per group). */
   for (size_t i = 0; i < nw; i++) {
     if (w[i].snap == NULL) continue;
-    int rc = node_snap_install(n, &n->ranges[w[i].group - 1], w[i].snap);
-    if (rc != RK_OK) {
-      mr_host_persisted(n->host, batch, rc); /* fatal for the host: the node stops */
-      return;
-    }
+    int rc = node_snap_persist(n, batch, w, nw);
+    if (rc != RK_OK) mr_host_persisted(n->host, batch, rc); /* fatal: the node stops */
+    return;
   }
+  node_persist_append(n, batch, w, nw);
+}
+
+void node_persist_append(node *n, uint64_t batch, const mr_host_write *w, size_t nw) {
   node_persist *p = calloc(1, sizeof *p);
   eng_wal_write *ww = calloc(nw ? nw : 1, sizeof *ww);
   RK_ASSERTF(p && ww, "out of memory");
@@ -786,6 +790,11 @@ int node_run(const node_config *cfg) {
   n->cluster_id = node_cluster_id_of(cfg);
   n->start_ms = node_now_ms();
   n->timer_fd = n->signal_fd = -1;
+  int rc = node_snap_installer_init(n);
+  if (rc != RK_OK) {
+    free(n);
+    return rc;
+  }
   n->snap_chunk_bytes = NODE_SNAP_CHUNK_BYTES;
   n->snap_max_bytes = NODE_SNAP_MAX_BYTES;
 #ifdef RK_TEST_HOOKS
@@ -802,7 +811,7 @@ int node_run(const node_config *cfg) {
   sigset_t mask;
   shutdown_signals(&mask);
   pthread_sigmask(SIG_BLOCK, &mask, NULL);
-  int rc = RK_EINVAL;
+  rc = RK_EINVAL;
   if (self_peer(cfg) == NULL) {
     fprintf(stderr, "rangekv start: node %u is not in --initial-cluster\n", cfg->node_id);
     goto out;

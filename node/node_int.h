@@ -12,6 +12,8 @@
 
 #include "rangekv.pb-c.h"
 
+#include <pthread.h>
+
 /* The WAL's batch limit, and the most one range may have proposed but not
  * applied at its leader (so one range's share of a turn fits a WAL batch). */
 #define NODE_WAL_BATCH_BYTES (16u << 20)
@@ -110,6 +112,35 @@ typedef struct node_wal_req {
   struct node_persist *p;
 } node_wal_req;
 
+/* One snapshot of a persist batch, installed off the loop (node_snap.c). */
+typedef struct node_snap_install_one {
+  node_range *r;
+  const mr_snapshot *snap;
+  uint64_t keys_in, keys_out, ns; /* for the log line */
+} node_snap_install_one;
+
+/* A persist batch that holds snapshots: the installer thread makes them
+ * durable in the state store, then the loop resets their logs and appends
+ * the batch to the WAL. w is the host's, valid until the batch completes. */
+typedef struct node_snap_job {
+  struct node_snap_job *next;
+  uint64_t batch;
+  const mr_host_write *w;
+  size_t nw;
+  int rc;
+  size_t n;
+  node_snap_install_one one[];
+} node_snap_job;
+
+typedef struct node_snap_installer {
+  int inited, started, stop;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  node_snap_job *todo, *done; /* FIFO each; under mu */
+  int efd;                    /* eventfd: the loop learns of done jobs */
+} node_snap_installer;
+
 typedef struct node_persist {
   struct node *n;
   uint64_t batch;
@@ -151,6 +182,7 @@ typedef struct node {
   uint32_t snap_chunk_bytes;           /* NODE_SNAP_CHUNK_BYTES; tests shrink it */
   uint64_t snap_max_bytes;             /* NODE_SNAP_MAX_BYTES; unit tests shrink it */
   uint64_t rx_bytes;                   /* staged over every peer */
+  node_snap_installer installer;
   /* Test hook: RK_TEST_CRASH_POINT=snapshot-state makes the node exit with
    * NODE_TEST_CRASH_EXIT once a snapshot is durable in the state store and
    * before its WAL reset is (the crash node_snap_reconcile repairs). */
@@ -215,9 +247,14 @@ int node_snap_check(const range_desc *d, const mr_snapshot *s);
 void node_snap_peer_up(node *n, uint32_t peer);
 /* Frees the streams and staging (shutdown). */
 void node_snap_free(node *n);
-/* Persist: replaces the range's data and log with the snapshot's (durable
- * in the state store on return; the WAL reset rides the next batch). */
-int node_snap_install(node *n, node_range *r, const mr_snapshot *s);
+/* Persist of a batch that holds snapshots: hands it to the installer
+ * thread (state store, synced), after which the loop resets those ranges'
+ * logs and appends the batch (node_persist_append). RK_OK, or an error
+ * with nothing started. */
+int node_snap_persist(node *n, uint64_t batch, const mr_host_write *w, size_t nw);
+int node_snap_installer_init(node *n);
+/* node.c: appends a persist batch to the WAL; completes it when durable. */
+void node_persist_append(node *n, uint64_t batch, const mr_host_write *w, size_t nw);
 /* Start-up: resets the range's log to a snapshot the state store holds but
  * the WAL does not (a crash between the two steps of an install). Sets
  * *snap_term to the last installed snapshot's term (0: none). */

@@ -51,9 +51,14 @@
 #include "kv/kvcmd.h"
 #include "node/codec.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
+
+static void installer_stop(node *n);
 
 /* A stream not handed over by io_send within this is dropped. */
 #define SNAP_UNBOUND_MS 5000u
@@ -490,6 +495,7 @@ void node_snap_tick(node *n) {
 }
 
 void node_snap_free(node *n) {
+  installer_stop(n);
   while (n->ntx > 0) tx_end(n, &n->tx[n->ntx - 1], 0, NULL);
   for (uint32_t i = 0; i <= NODE_MAX_NODES; i++) rx_reset(n, &n->rx[i]);
 }
@@ -542,19 +548,23 @@ static uint64_t get_le64(const uint8_t *p) {
   return v;
 }
 
-int node_snap_install(node *n, node_range *r, const mr_snapshot *s) {
-  const uint64_t id = r->desc.id, t0 = rk_clock_mono_ns();
+/* Installing, step 1 (the worker thread): the range's keys, image, applied
+ * index and snapshot mark in one synced state-store batch. Touches only the
+ * state store (thread-safe) and the job. */
+static int install_state(node *n, node_snap_install_one *one) {
+  const range_desc *d = &one->r->desc;
+  const mr_snapshot *s = one->snap;
+  uint64_t t0 = rk_clock_mono_ns();
   Rangekv__RangeSnapshot *rs = rangekv__range_snapshot__unpack(NULL, s->len, s->data);
-  RK_ASSERTF(rs != NULL && rs->range_id == id, "range %llu: snapshot data was checked on receipt",
-             (unsigned long long)id);
+  RK_ASSERTF(rs != NULL && rs->range_id == d->id,
+             "range %llu: snapshot data was checked on receipt", (unsigned long long)d->id);
   eng_state_batch *b = eng_state_batch_new(n->state);
   RK_ASSERTF(b != NULL, "out of memory");
   /* Key by key rather than a range tombstone: the last range's span has no
    * end key to give DeleteRange. */
-  eng_state_iter *it = span_iter(n, &r->desc);
+  eng_state_iter *it = span_iter(n, d);
   RK_ASSERTF(it != NULL, "out of memory");
-  uint64_t dropped = 0;
-  for (; eng_state_iter_valid(it); eng_state_iter_next(it), dropped++) {
+  for (; eng_state_iter_valid(it); eng_state_iter_next(it), one->keys_out++) {
     size_t kl = 0;
     const void *k = eng_state_iter_key(it, &kl);
     eng_state_batch_delete(b, k, kl);
@@ -567,33 +577,154 @@ int node_snap_install(node *n, node_range *r, const mr_snapshot *s) {
   uint8_t mark[16];
   put_le64(mark, s->index);
   put_le64(mark + 8, s->term);
-  eng_state_batch_set_applied(b, id, s->index);
-  eng_state_batch_range_put(b, id, ENG_RANGE_SNAP, mark, sizeof mark);
+  eng_state_batch_set_applied(b, d->id, s->index);
+  eng_state_batch_range_put(b, d->id, ENG_RANGE_SNAP, mark, sizeof mark);
   if (rc == RK_OK) rc = eng_state_commit(n->state, b);
   if (rc == RK_OK) rc = eng_state_sync(n->state);
   eng_state_batch_free(b);
-  size_t nkeys = rs->n_kvs;
+  one->keys_in = rs->n_kvs;
   rangekv__range_snapshot__free_unpacked(rs, NULL);
-  if (rc != RK_OK) {
-    RK_ERROR("node", "range %llu: installing the snapshot at %llu failed: %s",
-             (unsigned long long)id, (unsigned long long)s->index, rk_strerror(rc));
-    return rc;
-  }
+  one->ns = rk_clock_mono_ns() - t0;
+  return rc;
+}
+
+/* Installing, step 2 (the loop): only now, with the image durable, may the
+ * log forget what it replaces. */
+static int install_log(node *n, const node_snap_install_one *one) {
+  const uint64_t id = one->r->desc.id;
+  const mr_snapshot *s = one->snap;
   if (n->crash_after_snapshot_state) {
     RK_ERROR("node", "range %llu: test crash point snapshot-state reached: exiting",
              (unsigned long long)id);
     _exit(NODE_TEST_CRASH_EXIT);
   }
-  /* Only now, with the image durable, may the log forget what it replaces. */
-  rc = eng_wal_reset(n->wal, id, s->index + 1, s->term);
+  int rc = eng_wal_reset(n->wal, id, s->index + 1, s->term);
   if (rc != RK_OK) return rc;
   n->snapshots_installed++;
   RK_INFO("node",
-          "range %llu: installed the snapshot at %llu (term %llu): %zu keys in, %llu out, %u "
+          "range %llu: installed the snapshot at %llu (term %llu): %llu keys in, %llu out, %u "
           "bytes, in %.1f ms",
-          (unsigned long long)id, (unsigned long long)s->index, (unsigned long long)s->term, nkeys,
-          (unsigned long long)dropped, s->len, (double)(rk_clock_mono_ns() - t0) / 1e6);
+          (unsigned long long)id, (unsigned long long)s->index, (unsigned long long)s->term,
+          (unsigned long long)one->keys_in, (unsigned long long)one->keys_out, s->len,
+          (double)one->ns / 1e6);
   return RK_OK;
+}
+
+/* The installer thread: takes jobs in order, runs step 1 of each snapshot,
+ * and hands the job back to the loop (eventfd) for step 2 and the WAL. */
+static void *installer_main(void *arg) {
+  node *n = arg;
+  node_snap_installer *in = &n->installer;
+  pthread_mutex_lock(&in->mu);
+  for (;;) {
+    while (in->todo == NULL && !in->stop) pthread_cond_wait(&in->cv, &in->mu);
+    if (in->stop) break;
+    node_snap_job *j = in->todo;
+    pthread_mutex_unlock(&in->mu);
+    for (size_t i = 0; i < j->n && j->rc == RK_OK; i++) j->rc = install_state(n, &j->one[i]);
+    pthread_mutex_lock(&in->mu);
+    in->todo = j->next;
+    j->next = NULL;
+    node_snap_job **tail = &in->done;
+    while (*tail) tail = &(*tail)->next;
+    *tail = j;
+    uint64_t one = 1;
+    ssize_t wr = write(in->efd, &one, sizeof one);
+    (void)wr; /* the counter cannot overflow; a failed write only delays */
+  }
+  pthread_mutex_unlock(&in->mu);
+  return NULL;
+}
+
+static void on_installed(void *ctx) {
+  node *n = ctx;
+  node_snap_installer *in = &n->installer;
+  uint64_t cnt = 0;
+  ssize_t rd = read(in->efd, &cnt, sizeof cnt);
+  (void)rd;
+  pthread_mutex_lock(&in->mu);
+  node_snap_job *done = in->done;
+  in->done = NULL;
+  pthread_mutex_unlock(&in->mu);
+  while (done != NULL) {
+    node_snap_job *j = done;
+    done = j->next;
+    int rc = j->rc;
+    for (size_t i = 0; i < j->n && rc == RK_OK; i++) rc = install_log(n, &j->one[i]);
+    if (rc != RK_OK) {
+      RK_ERROR("node", "installing a snapshot failed: %s", rk_strerror(rc));
+      mr_host_persisted(n->host, j->batch, rc); /* fatal for the host: the node stops */
+    } else {
+      node_persist_append(n, j->batch, j->w, j->nw);
+    }
+    free(j);
+  }
+}
+
+int node_snap_persist(node *n, uint64_t batch, const mr_host_write *w, size_t nw) {
+  node_snap_installer *in = &n->installer;
+  if (!in->started) {
+    int rc = tp_net_watch_fd(n->net, in->efd, on_installed, n);
+    if (rc != RK_OK) return rc;
+    if (pthread_create(&in->thread, NULL, installer_main, n) != 0) return RK_ENOMEM;
+    in->started = 1;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < nw; i++) k += w[i].snap != NULL;
+  node_snap_job *j = calloc(1, sizeof *j + k * sizeof j->one[0]);
+  if (j == NULL) return RK_ENOMEM;
+  j->batch = batch;
+  j->w = w;
+  j->nw = nw;
+  for (size_t i = 0; i < nw; i++)
+    if (w[i].snap != NULL)
+      j->one[j->n++] = (node_snap_install_one){.r = &n->ranges[w[i].group - 1], .snap = w[i].snap};
+  pthread_mutex_lock(&in->mu);
+  node_snap_job **tail = &in->todo;
+  while (*tail) tail = &(*tail)->next;
+  *tail = j;
+  pthread_cond_signal(&in->cv);
+  pthread_mutex_unlock(&in->mu);
+  return RK_OK;
+}
+
+int node_snap_installer_init(node *n) {
+  node_snap_installer *in = &n->installer;
+  memset(in, 0, sizeof *in);
+  in->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (in->efd < 0) return rk_err_from_errno(errno);
+  pthread_mutex_init(&in->mu, NULL);
+  pthread_cond_init(&in->cv, NULL);
+  in->inited = 1;
+  return RK_OK;
+}
+
+static void free_jobs(node_snap_job *j) {
+  while (j != NULL) {
+    node_snap_job *next = j->next;
+    free(j);
+    j = next;
+  }
+}
+
+/* Stops the installer after the job it runs, if any, and frees every job:
+ * their batches never complete, the node is going away. */
+static void installer_stop(node *n) {
+  node_snap_installer *in = &n->installer;
+  if (!in->inited) return;
+  if (in->started) {
+    pthread_mutex_lock(&in->mu);
+    in->stop = 1;
+    pthread_cond_signal(&in->cv);
+    pthread_mutex_unlock(&in->mu);
+    pthread_join(in->thread, NULL);
+  }
+  free_jobs(in->todo);
+  free_jobs(in->done);
+  close(in->efd);
+  pthread_mutex_destroy(&in->mu);
+  pthread_cond_destroy(&in->cv);
+  in->inited = 0;
 }
 
 int node_snap_reconcile(node *n, node_range *r, uint64_t *snap_term) {
