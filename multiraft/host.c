@@ -937,7 +937,8 @@ static void flush_frames(mr_host *h) {
 int mr_host_has_work(const mr_host *h) {
   if (h->stopped) return 0;
   if (h->dirty.len > 0 || h->done.len > 0) return 1;
-  if (h->batches.len > 0 && h->batches.v[0]->done) return 1;
+  for (size_t i = 0; i < h->batches.len; i++)
+    if (h->batches.v[i]->done) return 1;
   for (size_t i = 0; i < h->peer_list.len; i++) {
     const host_peer *p = h->peers[h->peer_list.v[i]];
     if (p->must_send || p->msgs.len || p->hbs.len || p->hb_resps.len) return 1;
@@ -957,24 +958,35 @@ int mr_host_turn(mr_host *h) {
   } else {
     batch_free(b);
   }
-  /* Completed batches, oldest first, strictly in order: a later batch's
-   * durability says nothing about an earlier one's. */
-  size_t ndone_batches = 0;
-  while (ndone_batches < h->batches.len && h->batches.v[ndone_batches]->done) {
-    host_batch *db = h->batches.v[ndone_batches];
-    if (db->rc != RK_OK) {
+  /* Completed batches, in id order. One may complete before an older one
+   * that is still being written (a node installs a snapshot off its loop):
+   * a group with a Ready in a batch is in no other unfinished batch (it is
+   * HG_IN_FLIGHT until this one completes), so a batch's durability is all
+   * its own groups wait for, whatever an older batch is doing. */
+  for (size_t i = 0; i < h->batches.len; i++) {
+    const host_batch *db = h->batches.v[i];
+    if (db->done && db->rc != RK_OK) {
       /* fsyncgate: a failed persist is never retried as if it were safe. */
       RK_ERROR("host", "persist batch %llu failed: %s; stopping", (unsigned long long)db->id,
                rk_strerror(db->rc));
       h->stopped = 1;
       return RK_ESTOPPED;
     }
+  }
+  size_t keep = 0;
+  for (size_t k = 0; k < h->batches.len; k++) {
+    host_batch *db = h->batches.v[k];
+    if (!db->done) {
+      h->batches.v[keep++] = db;
+      continue;
+    }
     for (size_t i = 0; i < db->items.len; i++) {
       VEC_PUSH(h->done, db->items.v[i]);
       memset(&db->items.v[i].rd, 0, sizeof db->items.v[i].rd); /* moved */
     }
-    ndone_batches++;
+    batch_free(db);
   }
+  h->batches.len = keep;
   /* Messages that waited for durability, then one frame per node. */
   h->applies.len = 0;
   for (size_t i = 0; i < h->done.len; i++) {
@@ -1010,13 +1022,6 @@ int mr_host_turn(mr_host *h) {
     host_mark_dirty(h, g);
   }
   h->done.len = 0;
-  for (size_t i = 0; i < ndone_batches; i++) batch_free(h->batches.v[i]);
-  if (ndone_batches > 0) {
-    /* (memmove with a NULL array is undefined even for zero bytes) */
-    memmove(h->batches.v, h->batches.v + ndone_batches,
-            (h->batches.len - ndone_batches) * sizeof *h->batches.v);
-    h->batches.len -= ndone_batches;
-  }
   return RK_OK;
 }
 

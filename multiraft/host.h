@@ -125,7 +125,9 @@ typedef struct mr_host_io {
    * not change) and nothing waits for them: the io may write them lazily,
    * with the next synced batch (or lose them in a crash: a commit index is
    * learned again), and report the batch at once. Their order relative to
-   * later batches of the same group must be kept. */
+   * later batches of the same group must be kept. Batches may complete in
+   * any order (a node installing a snapshot finishes that batch late): a
+   * group has a Ready in at most one unfinished batch. */
   void (*persist)(void *ctx, uint64_t batch, const mr_host_write *w, size_t n, int sync);
   /* One frame to one node. */
   void (*send)(void *ctx, const mr_host_frame *f);

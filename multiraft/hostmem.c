@@ -88,6 +88,18 @@ static void io_persist(void *ctx, uint64_t batch, const mr_host_write *w, size_t
   mr_host_persisted(nd->h, batch, RK_OK);
 }
 
+void mr_hm_complete_deferred_at(mr_hm_node *nd, size_t k) {
+  RK_ASSERT(k < nd->n_deferred);
+  do_persist(nd, nd->deferred_w[k], nd->deferred_n[k]);
+  mr_host_persisted(nd->h, nd->deferred[k], RK_OK);
+  for (size_t i = k + 1; i < nd->n_deferred; i++) {
+    nd->deferred[i - 1] = nd->deferred[i];
+    nd->deferred_w[i - 1] = nd->deferred_w[i];
+    nd->deferred_n[i - 1] = nd->deferred_n[i];
+  }
+  nd->n_deferred--;
+}
+
 void mr_hm_complete_deferred(mr_hm_node *nd) {
   for (size_t i = 0; i < nd->n_deferred; i++) {
     do_persist(nd, nd->deferred_w[i], nd->deferred_n[i]);

@@ -85,6 +85,8 @@ int mr_hm_propose(mr_hm_cluster *c, uint64_t g, const char *val);
 /* 1 if every live replica of g applied index. */
 int mr_hm_applied_everywhere(const mr_hm_cluster *c, uint64_t g, uint64_t index);
 void mr_hm_complete_deferred(mr_hm_node *nd);
+/* Completes only the k-th deferred batch (0 = the oldest still waiting). */
+void mr_hm_complete_deferred_at(mr_hm_node *nd, size_t k);
 mr_host_stats mr_hm_stats(const mr_hm_cluster *c, int node);
 
 #endif

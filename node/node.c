@@ -165,15 +165,30 @@ static int io_storage(void *ctx, uint64_t group, mr_storage *out) {
 
 /* ---- persist: host batch -> WAL appends ----------------------------------------- */
 
-static void wal_done(eng_wal_append_req *req, int status) {
-  node_wal_req *wr = req->data;
-  node_persist *p = wr->p;
-  if (status != RK_OK && p->rc == RK_OK) p->rc = status;
+/* A persist batch completes when its last part is durable: each WAL
+ * chunk, an installer job, and the io_persist call itself hold one part. */
+node_persist *node_persist_new(node *n, uint64_t batch) {
+  node_persist *p = calloc(1, sizeof *p);
+  RK_ASSERTF(p != NULL, "out of memory");
+  p->n = n;
+  p->batch = batch;
+  p->remaining = 1;
+  return p;
+}
+
+void node_persist_release(node_persist *p, int rc) {
+  if (rc != RK_OK && p->rc == RK_OK) p->rc = rc;
   RK_ASSERT(p->remaining > 0);
   if (--p->remaining > 0) return;
   mr_host_persisted(p->n->host, p->batch, p->rc);
-  free(p->reqs);
   free(p);
+}
+
+static void wal_done(eng_wal_append_req *req, int status) {
+  node_wal_req *wr = req->data;
+  node_persist *p = wr->p;
+  free(wr);
+  node_persist_release(p, status);
 }
 
 /* Commit-index updates nothing waits for (persist with sync == 0) are kept
@@ -236,25 +251,41 @@ static void io_persist(void *ctx, uint64_t batch, const mr_host_write *w, size_t
     return;
   }
   lazy_flush(n);
-  /* Snapshots first: each is made durable in the state store, off the loop
-   * (a big one takes seconds), and its log reset queued in the WAL before
-   * the batch is appended. Later batches do not wait: none holds anything
-   * of these ranges (the host keeps one batch in flight per group). */
-  for (size_t i = 0; i < nw; i++) {
-    if (w[i].snap == NULL) continue;
-    int rc = node_snap_persist(n, batch, w, nw);
-    if (rc != RK_OK) mr_host_persisted(n->host, batch, rc); /* fatal: the node stops */
+  node_persist *p = node_persist_new(n, batch);
+  size_t nsnap = 0;
+  for (size_t i = 0; i < nw; i++) nsnap += w[i].snap != NULL;
+  if (nsnap == 0) {
+    node_persist_add(p, w, nw);
+    node_persist_release(p, RK_OK);
     return;
   }
-  node_persist_append(n, batch, w, nw);
+  /* A range installing a snapshot has its writes (the snapshot, entries
+   * after it, its hard state) wait for the install, made durable in the
+   * state store off the loop (a big one takes seconds) before its log is
+   * reset and they are appended. Every other write goes now, in order with
+   * the batches before and after this one: a hard state written late could
+   * overwrite a newer one (node_snap.c). */
+  mr_host_write *now = calloc(nw, sizeof *now), *later = calloc(nsnap, sizeof *later);
+  RK_ASSERTF(now && later, "out of memory");
+  size_t k = 0, m = 0;
+  for (size_t i = 0; i < nw; i++) {
+    if (w[i].snap != NULL)
+      later[m++] = w[i];
+    else
+      now[k++] = w[i];
+  }
+  if (k > 0) node_persist_add(p, now, k);
+  free(now);
+  p->remaining++;
+  int rc = node_snap_persist(n, p, later, m); /* takes `later` */
+  if (rc != RK_OK) node_persist_release(p, rc);
+  node_persist_release(p, RK_OK);
 }
 
-void node_persist_append(node *n, uint64_t batch, const mr_host_write *w, size_t nw) {
-  node_persist *p = calloc(1, sizeof *p);
+void node_persist_add(node_persist *p, const mr_host_write *w, size_t nw) {
+  node *n = p->n;
   eng_wal_write *ww = calloc(nw ? nw : 1, sizeof *ww);
-  RK_ASSERTF(p && ww, "out of memory");
-  p->n = n;
-  p->batch = batch;
+  RK_ASSERTF(ww != NULL, "out of memory");
   /* Chunks of at most half the WAL's batch limit (payload + record
    * overhead). One group's write always fits in a chunk: the leader refuses
    * proposals past NODE_MAX_UNCOMMITTED (RK_EUNCOMMITTEDFULL) and a follower
@@ -279,25 +310,18 @@ void node_persist_append(node *n, uint64_t batch, const mr_host_write *w, size_t
   }
   starts[nchunks++] = chunk_start;
   starts[nchunks] = nw;
-  p->reqs = calloc(nchunks, sizeof *p->reqs);
-  RK_ASSERTF(p->reqs != NULL, "out of memory");
-  p->nreqs = nchunks;
-  p->remaining = nchunks;
   for (size_t c = 0; c < nchunks; c++) {
-    node_wal_req *wr = &p->reqs[c];
+    node_wal_req *wr = calloc(1, sizeof *wr);
+    RK_ASSERTF(wr != NULL, "out of memory");
     wr->p = p;
     wr->req.data = wr;
+    p->remaining++;
     int rc = eng_wal_append(n->wal, &wr->req, ww + starts[c], starts[c + 1] - starts[c], wal_done);
     if (rc != RK_OK) {
       /* Nothing of this chunk was written and its callback never runs. */
       RK_ERROR("node", "WAL append refused: %s", rk_strerror(rc));
-      if (p->rc == RK_OK) p->rc = rc;
-      if (--p->remaining == 0) {
-        mr_host_persisted(n->host, batch, p->rc);
-        free(p->reqs);
-        free(p);
-        break;
-      }
+      free(wr);
+      node_persist_release(p, rc);
     }
   }
   free(starts);

@@ -119,13 +119,13 @@ typedef struct node_snap_install_one {
   uint64_t keys_in, keys_out, ns; /* for the log line */
 } node_snap_install_one;
 
-/* A persist batch that holds snapshots: the installer thread makes them
- * durable in the state store, then the loop resets their logs and appends
- * the batch to the WAL. w is the host's, valid until the batch completes. */
+/* The writes of the ranges installing a snapshot in one persist batch: the
+ * installer thread makes the snapshots durable in the state store, then the
+ * loop resets those ranges' logs and appends the writes to the WAL. */
 typedef struct node_snap_job {
   struct node_snap_job *next;
-  uint64_t batch;
-  const mr_host_write *w;
+  struct node_persist *p;
+  mr_host_write *w; /* the snapshot ranges' writes (owned; their pointers are the host's) */
   size_t nw;
   int rc;
   size_t n;
@@ -144,10 +144,8 @@ typedef struct node_snap_installer {
 typedef struct node_persist {
   struct node *n;
   uint64_t batch;
-  size_t remaining;
+  size_t remaining; /* parts not yet durable (node_persist_release) */
   int rc;
-  node_wal_req *reqs;
-  size_t nreqs;
 } node_persist;
 
 typedef struct node {
@@ -247,14 +245,19 @@ int node_snap_check(const range_desc *d, const mr_snapshot *s);
 void node_snap_peer_up(node *n, uint32_t peer);
 /* Frees the streams and staging (shutdown). */
 void node_snap_free(node *n);
-/* Persist of a batch that holds snapshots: hands it to the installer
- * thread (state store, synced), after which the loop resets those ranges'
- * logs and appends the batch (node_persist_append). RK_OK, or an error
- * with nothing started. */
-int node_snap_persist(node *n, uint64_t batch, const mr_host_write *w, size_t nw);
+/* The writes w[0, nw) of persist batch p that hold snapshots (w is taken:
+ * freed here): the installer thread makes the snapshots durable in the
+ * state store, then the loop resets those ranges' logs, appends the writes
+ * (node_persist_add) and releases the part of p the caller added for them.
+ * RK_OK, or an error with nothing started (w freed, the part not released). */
+int node_snap_persist(node *n, node_persist *p, mr_host_write *w, size_t nw);
 int node_snap_installer_init(node *n);
-/* node.c: appends a persist batch to the WAL; completes it when durable. */
-void node_persist_append(node *n, uint64_t batch, const mr_host_write *w, size_t nw);
+/* node.c: a persist batch in parts (see node_persist_new). */
+node_persist *node_persist_new(node *n, uint64_t batch);
+/* Appends writes to the WAL as parts of p (in chunks). */
+void node_persist_add(node_persist *p, const mr_host_write *w, size_t nw);
+/* One part of p is durable (rc RK_OK) or failed; the last completes it. */
+void node_persist_release(node_persist *p, int rc);
 /* Start-up: resets the range's log to a snapshot the state store holds but
  * the WAL does not (a crash between the two steps of an install). Sets
  * *snap_term to the last installed snapshot's term (0: none). */

@@ -651,34 +651,42 @@ static void on_installed(void *ctx) {
     done = j->next;
     int rc = j->rc;
     for (size_t i = 0; i < j->n && rc == RK_OK; i++) rc = install_log(n, &j->one[i]);
-    if (rc != RK_OK) {
+    if (rc != RK_OK)
       RK_ERROR("node", "installing a snapshot failed: %s", rk_strerror(rc));
-      mr_host_persisted(n->host, j->batch, rc); /* fatal for the host: the node stops */
-    } else {
-      node_persist_append(n, j->batch, j->w, j->nw);
-    }
+    else
+      node_persist_add(j->p, j->w, j->nw);
+    node_persist_release(j->p, rc); /* a failure is fatal for the host: the node stops */
+    free(j->w);
     free(j);
   }
 }
 
-int node_snap_persist(node *n, uint64_t batch, const mr_host_write *w, size_t nw) {
+int node_snap_persist(node *n, node_persist *p, mr_host_write *w, size_t nw) {
   node_snap_installer *in = &n->installer;
   if (!in->started) {
     int rc = tp_net_watch_fd(n->net, in->efd, on_installed, n);
-    if (rc != RK_OK) return rc;
-    if (pthread_create(&in->thread, NULL, installer_main, n) != 0) return RK_ENOMEM;
+    if (rc == RK_OK && pthread_create(&in->thread, NULL, installer_main, n) != 0) {
+      tp_net_unwatch_fd(n->net, in->efd);
+      rc = RK_ENOMEM;
+    }
+    if (rc != RK_OK) {
+      free(w);
+      return rc;
+    }
     in->started = 1;
   }
-  size_t k = 0;
-  for (size_t i = 0; i < nw; i++) k += w[i].snap != NULL;
-  node_snap_job *j = calloc(1, sizeof *j + k * sizeof j->one[0]);
-  if (j == NULL) return RK_ENOMEM;
-  j->batch = batch;
+  node_snap_job *j = calloc(1, sizeof *j + nw * sizeof j->one[0]);
+  if (j == NULL) {
+    free(w);
+    return RK_ENOMEM;
+  }
+  j->p = p;
   j->w = w;
   j->nw = nw;
-  for (size_t i = 0; i < nw; i++)
-    if (w[i].snap != NULL)
-      j->one[j->n++] = (node_snap_install_one){.r = &n->ranges[w[i].group - 1], .snap = w[i].snap};
+  for (size_t i = 0; i < nw; i++) {
+    RK_ASSERT(w[i].snap != NULL);
+    j->one[j->n++] = (node_snap_install_one){.r = &n->ranges[w[i].group - 1], .snap = w[i].snap};
+  }
   pthread_mutex_lock(&in->mu);
   node_snap_job **tail = &in->todo;
   while (*tail) tail = &(*tail)->next;
@@ -702,6 +710,7 @@ int node_snap_installer_init(node *n) {
 static void free_jobs(node_snap_job *j) {
   while (j != NULL) {
     node_snap_job *next = j->next;
+    free(j->w);
     free(j);
     j = next;
   }
@@ -718,6 +727,7 @@ static void installer_stop(node *n) {
     pthread_cond_signal(&in->cv);
     pthread_mutex_unlock(&in->mu);
     pthread_join(in->thread, NULL);
+    (void)tp_net_unwatch_fd(n->net, in->efd);
   }
   free_jobs(in->todo);
   free_jobs(in->done);
