@@ -389,8 +389,8 @@ int eng_state_range_get(eng_state *s, uint64_t range, eng_range_kind kind, void 
 int eng_state_approx_bytes(eng_state *s, const void *start, size_t slen, const void *end,
                            size_t elen, uint64_t *out) {
   /* No end: a bound above every key (user keys are at most 4 KiB). */
-  static char past_all[4097];
-  if (past_all[0] == 0) memset(past_all, 0xFF, sizeof past_all);
+  char past_all[4097];
+  memset(past_all, 0xFF, sizeof past_all);
   const char *lo = start, *hi = end ? end : past_all;
   size_t lol = slen, hil = end ? elen : sizeof past_all;
   char *err = NULL;

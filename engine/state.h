@@ -21,8 +21,11 @@
  * range up to an applied index that was committed BEFORE an eng_state_sync()
  * that returned RK_OK — see docs/state.md "Purge rule".
  *
- * THREADING: one thread uses an eng_state (RocksDB itself runs its own
- * background flush/compaction threads).
+ * THREADING: after open, every call but eng_state_close may run on several
+ * threads at once (the struct is read-only; RocksDB is thread-safe), as
+ * long as each batch and iterator stays on one thread. A node uses this
+ * for snapshot installs off its loop (node/node_snap.c). RocksDB also runs
+ * its own background flush/compaction threads.
  */
 #ifndef ENG_STATE_H
 #define ENG_STATE_H
