@@ -2,7 +2,9 @@
  * restarted mid-run. Every operation is recorded in the HISTORY.md format
  * (../shared/HISTORY.md; sim/history.h) and judged by the project's
  * linearizability checker (sim/lincheck.h). Every acknowledged write of a
- * write-once key is read back at the end. */
+ * write-once key is read back at the end. The second test compacts the
+ * logs past the dead node, so it comes back through range snapshots while
+ * the clients run. */
 #include "itest.h"
 
 #include "sim/history.h"
@@ -136,7 +138,48 @@ static void wait_ops(hclient *cs, unsigned more, uint64_t max_ns) {
   }
 }
 
-Test(history, concurrent_clients_with_a_node_killed_and_restarted_are_linearizable) {
+/* The status of every node; NULL (and *n 0) if it could not be had. */
+static rkc_node_status *status_all(size_t *n) {
+  rkc_client *c = it_client(-1, 5000);
+  rkc_node_status *st = NULL;
+  *n = 0;
+  if (rkc_status(c, &st, n) != RK_OK) {
+    free(st);
+    st = NULL;
+    *n = 0;
+  }
+  rkc_close(c);
+  return st;
+}
+
+/* Polls until a live node's logs hold fewer entries than it applied since
+ * the victim stopped applying (victim_applied), by a margin: some range was
+ * compacted past the victim, which will need a snapshot. */
+static int wait_compacted_past(int victim, uint64_t victim_applied, uint64_t max_ns) {
+  uint64_t until = itc_now_ns() + max_ns;
+  while (itc_now_ns() < until) {
+    size_t n = 0;
+    rkc_node_status *st = status_all(&n);
+    int past = 0;
+    for (size_t i = 0; i < n; i++)
+      if ((int)i != victim && st[i].err == RK_OK && st[i].have_indexes &&
+          st[i].sum_applied > victim_applied + st[i].log_entries + 50)
+        past = 1;
+    free(st);
+    if (past) return 1;
+    itc_sleep_ms(50);
+  }
+  return 0;
+}
+
+static void run_history(int snapshots) {
+  if (snapshots) {
+    itc.extra[0] = "--compact-entries";
+    itc.extra[1] = "5";
+    itc.extra[2] = "--compact-lag-entries";
+    itc.extra[3] = "10";
+    itc.n_extra = 4;
+  }
   it_start(3);
   static hclient cs[H_CLIENTS];
   _Atomic int stop = 0;
@@ -164,14 +207,36 @@ Test(history, concurrent_clients_with_a_node_killed_and_restarted_are_linearizab
     rkc_buf_free(&pb);
   }
   rkc_close(probe);
+  uint64_t victim_applied = 0;
+  if (snapshots) {
+    size_t n = 0;
+    rkc_node_status *st = status_all(&n);
+    cr_assert((size_t)victim < n && st[victim].have_indexes, "the victim's applied index");
+    victim_applied = st[victim].sum_applied;
+    free(st);
+  }
   itc_kill9(&itc, victim);                 /* the leader dies mid-run */
   wait_ops(cs, 60, 20ull * 1000000000ull); /* phase 2: two nodes */
+  int compacted = !snapshots || wait_compacted_past(victim, victim_applied, 20ull * 1000000000ull);
   char err[512];
   int rs = itc_restart(&itc, victim, err, sizeof err);
   wait_ops(cs, 100, 20ull * 1000000000ull); /* phase 3: node 1 back */
+  uint64_t installed = 0;
+  for (uint64_t until = itc_now_ns() + 20000000000ull;
+       snapshots && installed == 0 && itc_now_ns() < until;) {
+    size_t n = 0;
+    rkc_node_status *st = status_all(&n);
+    if ((size_t)victim < n && st[victim].err == RK_OK) installed = st[victim].snapshots_installed;
+    free(st);
+    if (installed == 0) itc_sleep_ms(50);
+  }
   atomic_store(&stop, 1);
   for (int i = 0; i < H_CLIENTS; i++) pthread_join(cs[i].th, NULL);
   cr_assert_eq(rs, 0, "restart: %s", err);
+  if (snapshots) {
+    cr_assert(compacted, "the live nodes never compacted past the dead one");
+    cr_assert_gt(installed, 0, "the restarted node installed no snapshot");
+  }
 
   /* Final reads (client 0) of every shared key join the history. */
   sim_hist all;
@@ -244,3 +309,9 @@ Test(history, concurrent_clients_with_a_node_killed_and_restarted_are_linearizab
   cr_assert_gt(checked, 0u);
   sim_hist_free(&all);
 }
+
+Test(history, concurrent_clients_with_a_node_killed_and_restarted_are_linearizable) {
+  run_history(0);
+}
+
+Test(history, a_node_back_through_snapshots_mid_run_stays_linearizable) { run_history(1); }
