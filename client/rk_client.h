@@ -176,7 +176,9 @@ typedef struct rkc_node_status {
   uint64_t wal_bytes, wal_fsyncs, applied_entries, max_term, uptime_ms;
   uint64_t log_entries;  /* entries held in its replicas' logs (compaction bounds it) */
   uint64_t wal_segments; /* WAL segment files live */
-  uint64_t snapshots_sent, snapshots_installed; /* range snapshots made / installed */
+  /* Range snapshots since the node started: streamed to others, installed,
+   * and streams abandoned or refused (sending or receiving). */
+  uint64_t snapshots_sent, snapshots_installed, snapshots_dropped;
   char zone[32];
   /* Sums of the commit / applied indexes of the replicas this node holds
    * (its own OP_RANGES answer); their difference is the apply backlog. */

@@ -225,7 +225,7 @@ int cmd_status(const cli_cmd *cmd, int argc, char **argv) {
   size_t n;
   rc = rkc_status(c, &st, &n);
   if (rc != RK_OK) return failed(cmd, c, rc);
-  printf("%-5s %-21s %-6s %8s %7s %8s %8s %10s %10s %12s %9s %8s %6s %8s\n", "node", "client",
+  printf("%-5s %-21s %-6s %8s %7s %8s %8s %10s %10s %12s %9s %8s %8s %8s\n", "node", "client",
          "zone", "replicas", "leaders", "quiesced", "max_term", "commit", "applied", "wal_bytes",
          "log_ents", "wal_segs", "snaps", "uptime_s");
   int down = 0;
@@ -242,17 +242,17 @@ int cmd_status(const cli_cmd *cmd, int argc, char **argv) {
       snprintf(ap, sizeof ap, "%llu", (unsigned long long)s->sum_applied);
     }
     char snaps[48];
-    snprintf(snaps, sizeof snaps, "%llu/%llu", (unsigned long long)s->snapshots_sent,
-             (unsigned long long)s->snapshots_installed);
-    printf("%-5u %-21s %-6s %8llu %7llu %8llu %8llu %10s %10s %12llu %9llu %8llu %6s %8.1f\n",
+    snprintf(snaps, sizeof snaps, "%llu/%llu/%llu", (unsigned long long)s->snapshots_sent,
+             (unsigned long long)s->snapshots_installed, (unsigned long long)s->snapshots_dropped);
+    printf("%-5u %-21s %-6s %8llu %7llu %8llu %8llu %10s %10s %12llu %9llu %8llu %8s %8.1f\n",
            s->node_id, s->client_addr, s->zone[0] ? s->zone : "-", (unsigned long long)s->replicas,
            (unsigned long long)s->leaders, (unsigned long long)s->quiesced,
            (unsigned long long)s->max_term, cm, ap, (unsigned long long)s->wal_bytes,
            (unsigned long long)s->log_entries, (unsigned long long)s->wal_segments, snaps,
            (double)s->uptime_ms / 1000.0);
   }
-  printf(
-      "(commit/applied: sums over the node's replicas; snaps: range snapshots sent/installed)\n");
+  printf("(commit/applied: sums over the node's replicas; snaps: range snapshots since start,\n"
+         " streamed to others/installed/streams dropped)\n");
   free(st);
   rkc_close(c);
   if (down) {
