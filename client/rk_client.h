@@ -176,6 +176,7 @@ typedef struct rkc_node_status {
   uint64_t wal_bytes, wal_fsyncs, applied_entries, max_term, uptime_ms;
   uint64_t log_entries;  /* entries held in its replicas' logs (compaction bounds it) */
   uint64_t wal_segments; /* WAL segment files live */
+  uint64_t wal_recycled; /* WAL segments made from spare files since start */
   /* Range snapshots since the node started: streamed to others, installed,
    * and streams abandoned or refused (sending or receiving). */
   uint64_t snapshots_sent, snapshots_installed, snapshots_dropped;

@@ -290,7 +290,7 @@ void node_persist_add(node_persist *p, const mr_host_write *w, size_t nw) {
    * overhead). One group's write always fits in a chunk: the leader refuses
    * proposals past NODE_MAX_UNCOMMITTED (RK_EUNCOMMITTEDFULL) and a follower
    * takes at most max_inflight_bytes per turn. */
-  const uint64_t limit = NODE_WAL_BATCH_BYTES / 2;
+  const uint64_t limit = n->wal_batch_bytes / 2;
   size_t chunk_start = 0, nchunks = 0;
   uint64_t bytes = 0;
   size_t *starts = calloc(nw + 1, sizeof *starts);
@@ -688,7 +688,14 @@ static int open_stores(node *n) {
   wo.dir = path;
   wo.cluster_id = n->cluster_id;
   wo.node_id = n->cfg.node_id;
-  wo.max_batch_bytes = NODE_WAL_BATCH_BYTES;
+  wo.max_batch_bytes = n->wal_batch_bytes;
+  if (n->wal_segment_bytes) { /* test hook: the limits scale down with the segment */
+    wo.segment_bytes = n->wal_segment_bytes;
+    if (wo.max_entry_bytes > n->wal_batch_bytes - 4096)
+      wo.max_entry_bytes = (uint32_t)(n->wal_batch_bytes - 4096);
+    if (wo.rewrite_max_group_bytes > (n->wal_batch_bytes - 4096) / 2)
+      wo.rewrite_max_group_bytes = (n->wal_batch_bytes - 4096) / 2;
+  }
   eng_wal_recovery rec;
   memset(&rec, 0, sizeof rec);
   rc = eng_wal_open(&wo, &n->wal, &rec);
@@ -742,8 +749,11 @@ static int start_host(node *n) {
   mr_host_config hc;
   mr_host_config_default(&hc, n->cfg.node_id);
   hc.raft.election_tick = n->cfg.election_ticks;
-  hc.raft.max_uncommitted_bytes = NODE_MAX_UNCOMMITTED;
-  hc.raft.max_inflight_bytes = NODE_MAX_UNCOMMITTED;
+  /* One range's share of a turn must fit a WAL chunk (node_persist_add). */
+  uint64_t most =
+      n->wal_batch_bytes / 2 < NODE_MAX_UNCOMMITTED ? n->wal_batch_bytes / 2 : NODE_MAX_UNCOMMITTED;
+  hc.raft.max_uncommitted_bytes = most;
+  hc.raft.max_inflight_bytes = most;
   hc.quiesce = (uint8_t)(n->cfg.quiesce != 0);
   mr_host_io io = {.ctx = n,
                    .storage = io_storage,
@@ -821,6 +831,8 @@ int node_run(const node_config *cfg) {
   }
   n->snap_chunk_bytes = NODE_SNAP_CHUNK_BYTES;
   n->snap_max_bytes = NODE_SNAP_MAX_BYTES;
+  n->wal_segment_bytes = 0; /* the WAL's default */
+  n->wal_batch_bytes = NODE_WAL_BATCH_BYTES;
 #ifdef RK_TEST_HOOKS
   /* Test hooks (tests/integration/test_compaction.c; docs/node.md). */
   const char *crash = getenv("RK_TEST_CRASH_POINT");
@@ -828,6 +840,13 @@ int node_run(const node_config *cfg) {
   const char *chunk = getenv("RK_TEST_SNAP_CHUNK_BYTES");
   if (chunk != NULL && atoi(chunk) > 0 && (unsigned)atoi(chunk) < NODE_SNAP_CHUNK_BYTES)
     n->snap_chunk_bytes = (uint32_t)atoi(chunk);
+  /* Small segments, so a test's few MB go through retirement and reuse. */
+  const char *seg = getenv("RK_TEST_WAL_SEGMENT_BYTES");
+  long long sb = seg != NULL ? atoll(seg) : 0;
+  if (sb >= (1 << 20) && sb < (64 << 20)) {
+    n->wal_segment_bytes = (uint64_t)sb;
+    n->wal_batch_bytes = (uint64_t)sb / 2;
+  }
 #endif
   rk_log_set_node(cfg->node_id);
   /* Block the shutdown signals BEFORE RocksDB and the WAL start threads:

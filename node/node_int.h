@@ -180,6 +180,8 @@ typedef struct node {
   uint32_t snap_chunk_bytes;           /* NODE_SNAP_CHUNK_BYTES; tests shrink it */
   uint64_t snap_max_bytes;             /* NODE_SNAP_MAX_BYTES; unit tests shrink it */
   uint64_t rx_bytes;                   /* staged over every peer */
+  uint64_t wal_segment_bytes;          /* 0: the WAL's default; tests shrink it */
+  uint64_t wal_batch_bytes;            /* NODE_WAL_BATCH_BYTES; half a test segment */
   node_snap_installer installer;
   /* Test hook: RK_TEST_CRASH_POINT=snapshot-state makes the node exit with
    * NODE_TEST_CRASH_EXIT once a snapshot is durable in the state store and
