@@ -632,22 +632,7 @@ static int create_groups(node *n) {
       boot.applied = 0;
     else if (rc != RK_OK)
       return rc;
-    /* The host applies a Ready whose only change is the commit index
-     * without waiting for that hard state to be durable (raft.h,
-     * must_sync), so a crash can leave the state store ahead of the WAL's
-     * commit. What was applied was committed: raise the commit to it. */
-    /* An installed snapshot's entry term can be newer than the hard state
-     * the WAL holds when a crash came after the state store's part and
-     * before the WAL batch with the new hard state (possible only if the
-     * InstallSnapshot was the first message of its term this replica
-     * saw). No vote in that term was ever sent (votes wait for
-     * durability), so the term can be taken, with no vote. */
-    if (snap_term > boot.hs.term) {
-      boot.hs.term = snap_term;
-      boot.hs.vote = 0;
-      found = 1;
-    }
-    if (found && boot.applied > boot.hs.commit) boot.hs.commit = boot.applied;
+    node_boot_hard_state(&boot.hs, found, boot.applied, snap_term);
     node_range_conf(r, &boot.conf);
     rc = mr_host_create_group(n->host, r->desc.id, mr_host_replica_id(n->cfg.node_id, 1), &boot);
     if (rc != RK_OK) {

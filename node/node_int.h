@@ -264,5 +264,9 @@ void node_persist_release(node_persist *p, int rc);
  * the WAL does not (a crash between the two steps of an install). Sets
  * *snap_term to the last installed snapshot's term (0: none). */
 int node_snap_reconcile(node *n, node_range *r, uint64_t *snap_term);
+/* Start-up: the hard state a range's core boots with, from the WAL's (hs;
+ * found = 0 if it has none), the state store's applied index, and the last
+ * installed snapshot's term (0: none). */
+void node_boot_hard_state(rk_hard_state *hs, int found, uint64_t applied, uint64_t snap_term);
 
 #endif

@@ -737,6 +737,26 @@ static void installer_stop(node *n) {
   in->inited = 0;
 }
 
+void node_boot_hard_state(rk_hard_state *hs, int found, uint64_t applied, uint64_t snap_term) {
+  /* An installed snapshot's entry term can be newer than the hard state
+   * the WAL holds when a crash came after the state store's part and
+   * before the WAL batch with the new hard state (possible only if the
+   * InstallSnapshot was the first message of its term this replica saw).
+   * No vote in that term was ever sent (votes wait for durability), so the
+   * term can be taken, with no vote. */
+  if (snap_term > hs->term) {
+    hs->term = snap_term;
+    hs->vote = 0;
+    found = 1;
+  }
+  /* The host applies a Ready whose only change is the commit index
+   * without waiting for that hard state to be durable (raft.h, must_sync),
+   * so a crash can leave the state store ahead of the WAL's commit. What
+   * was applied was committed: raise the commit to it. (With no hard state
+   * and no snapshot, the WAL lost the range: the core refuses to start.) */
+  if (found && applied > hs->commit) hs->commit = applied;
+}
+
 int node_snap_reconcile(node *n, node_range *r, uint64_t *snap_term) {
   const uint64_t id = r->desc.id;
   *snap_term = 0;
