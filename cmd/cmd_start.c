@@ -31,6 +31,7 @@ enum {
   OPT_TIMEOUT,
   OPT_COMPACT_ENTRIES,
   OPT_COMPACT_LAG,
+  OPT_METRICS,
   OPT_CLIENT_ADVERTISE, /* last of the settings (start_args.have) */
 };
 
@@ -50,6 +51,7 @@ static const struct option start_opts[] = {
     {"client-advertise", required_argument, 0, OPT_CLIENT_ADVERTISE},
     {"compact-entries", required_argument, 0, OPT_COMPACT_ENTRIES},
     {"compact-lag-entries", required_argument, 0, OPT_COMPACT_LAG},
+    {"metrics-listen", required_argument, 0, OPT_METRICS},
     {"config", required_argument, 0, OPT_CONFIG},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0}};
@@ -89,6 +91,8 @@ static int on_start_opt(const cli_cmd *cmd, int opt, const char *arg, void *ctx)
   case OPT_LISTEN: return copy_str(cmd, "--listen", arg, c->listen, sizeof c->listen);
   case OPT_CLIENT_LISTEN:
     return copy_str(cmd, "--client-listen", arg, c->client_listen, sizeof c->client_listen);
+  case OPT_METRICS:
+    return copy_str(cmd, "--metrics-listen", arg, c->metrics_listen, sizeof c->metrics_listen);
   case OPT_CLUSTER: return copy_str(cmd, "--initial-cluster", arg, a->cluster, sizeof a->cluster);
   case OPT_DATA_DIR: return copy_str(cmd, "--data-dir", arg, a->data_dir, sizeof a->data_dir);
   case OPT_ZONE: return copy_str(cmd, "--zone", arg, a->zone, sizeof a->zone);
@@ -252,6 +256,7 @@ int cmd_config(const cli_cmd *cmd, int argc, char **argv) {
   printf("node %u, zone %s\n", c->node_id, c->zone ? c->zone : "(none)");
   printf("  listen %s, clients %s (advertised as %s)\n", c->listen, c->client_listen,
          c->client_advertise ? c->client_advertise : c->client_listen);
+  printf("  metrics %s\n", c->metrics_listen[0] ? c->metrics_listen : "off");
   printf("  data dir %s: %s\n", c->data_dir, data_dir_state(c->data_dir));
   printf("  cluster id %016llx, %u member(s):\n",
          (unsigned long long)(c->cluster_id ? c->cluster_id : node_cluster_id_of(c)), c->n_cluster);

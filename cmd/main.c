@@ -15,7 +15,7 @@ const cli_cmd cli_cmds[] = {
    "                     [--election-ticks N] [--quiesce on|off]\n"
    "                     [--request-timeout-ms MS] [--client-advertise HOST:PORT]\n"
    "                     [--compact-entries N] [--compact-lag-entries N]\n"
-   "                     [--config FILE]\n"
+   "                     [--metrics-listen HOST:PORT] [--config FILE]\n"
    "  --id                this node's id (1..64), listed in --initial-cluster\n"
    "  --listen            address for other nodes (Raft traffic)\n"
    "  --client-listen     address for clients; --client-advertise: the address\n"
@@ -35,6 +35,8 @@ const cli_cmd cli_cmds[] = {
    "  --compact-lag-entries  a replica more than N entries behind no longer holds\n"
    "                      the log back: it catches up from a snapshot of the range\n"
    "                      (default 50000; 0: replicas always hold the log back)\n"
+   "  --metrics-listen    serve GET /metrics (Prometheus text format) here; off by\n"
+   "                      default; port 0 picks one (printed in the ready line)\n"
    "  --config            a file of 'name = value' lines (flag names); flags win\n"
    "  Prints 'rangekv node N ready: ...' when serving; SIGTERM/SIGINT stop it cleanly.\n",
    cmd_start},

@@ -505,6 +505,7 @@ static void on_timer(void *ctx) {
   for (uint64_t i = 0; i < expirations; i++) mr_host_tick(n->host);
   node_client_tick(n);
   node_snap_tick(n);
+  node_metrics_tick(n);
   if (++n->ticks_since_compact >= NODE_COMPACT_EVERY_TICKS) {
     n->ticks_since_compact = 0;
     node_compact(n);
@@ -788,6 +789,7 @@ static void shutdown_node(node *n) {
   }
   if (n->state) (void)eng_state_sync(n->state);
   node_snap_free(n); /* before the state store: streams hold its iterators */
+  node_metrics_stop(n);
   if (n->host) mr_host_free(n->host);
   if (n->ranges)
     for (size_t i = 0; i < n->table.n; i++) node_range_drop_pending(&n->ranges[i]);
@@ -809,6 +811,8 @@ int node_run(const node_config *cfg) {
   n->cluster_id = node_cluster_id_of(cfg);
   n->start_ms = node_now_ms();
   n->timer_fd = n->signal_fd = -1;
+  n->metrics_fd = -1;
+  for (size_t i = 0; i < NODE_METRICS_MAX_CONNS; i++) n->mconn[i].fd = -1;
   int rc = node_snap_installer_init(n);
   if (rc != RK_OK) {
     free(n);
@@ -850,13 +854,20 @@ int node_run(const node_config *cfg) {
   if ((rc = start_host(n)) != RK_OK) goto out;
   if ((rc = create_groups(n)) != RK_OK) goto out;
   if ((rc = start_fds(n)) != RK_OK) goto out;
+  char metrics[TP_ADDR_MAX + 16] = "";
+  if ((rc = node_metrics_start(n, metrics, sizeof metrics)) != RK_OK) {
+    fprintf(stderr, "rangekv start: cannot serve metrics on %s: %s\n", cfg->metrics_listen,
+            rk_strerror(rc));
+    goto out;
+  }
   n->batch = eng_state_batch_new(n->state);
   if (n->batch == NULL) {
     rc = RK_ENOMEM;
     goto out;
   }
-  printf("rangekv node %u ready: peer=%s client=%s ranges=%zu\n", cfg->node_id,
-         tp_net_peer_addr(n->net), tp_net_client_addr(n->net), n->table.n);
+  printf("rangekv node %u ready: peer=%s client=%s ranges=%zu%s%s\n", cfg->node_id,
+         tp_net_peer_addr(n->net), tp_net_client_addr(n->net), n->table.n,
+         metrics[0] ? " metrics=" : "", metrics);
   fflush(stdout);
   while (!n->stop && !n->fatal) {
     int timeout = -1;

@@ -39,6 +39,7 @@ typedef struct node_config {
   uint32_t node_id;
   char listen[TP_ADDR_MAX];          /* peer listen address */
   char client_listen[TP_ADDR_MAX];   /* client listen address */
+  char metrics_listen[TP_ADDR_MAX];  /* GET /metrics address; "" = off */
   node_peer cluster[NODE_MAX_NODES]; /* --initial-cluster, this node included */
   uint32_t n_cluster;
   const char *data_dir;

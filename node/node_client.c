@@ -23,6 +23,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+void node_collect_totals(node *n, node_totals *t) {
+  memset(t, 0, sizeof *t);
+  for (size_t i = 0; i < n->table.n; i++) {
+    node_range *r = &n->ranges[i];
+    mr_raft *raft = r->local ? mr_host_group_raft(n->host, r->desc.id) : NULL;
+    if (!raft) continue;
+    if (mr_raft_role(raft) == MR_LEADER) t->leaders++;
+    if (mr_raft_term(raft) > t->max_term) t->max_term = mr_raft_term(raft);
+    uint64_t first = 0, last = 0;
+    if (eng_wal_first_index(n->wal, r->desc.id, &first) == RK_OK &&
+        eng_wal_last_index(n->wal, r->desc.id, &last) == RK_OK && last + 1 > first)
+      t->log_entries += last + 1 - first;
+  }
+}
+
 void node_respond(node *n, uint64_t conn, Rangekv__ClientResponse *resp) {
   size_t len = rangekv__client_response__get_packed_size(resp);
   uint8_t *buf = malloc(len ? len : 1);
@@ -299,17 +314,11 @@ static void handle_status(node *n, uint64_t conn, const Rangekv__ClientRequest *
   st.node_id = n->cfg.node_id;
   st.replicas = hs.groups;
   st.quiesced = hs.quiesced;
-  for (size_t i = 0; i < n->table.n; i++) {
-    node_range *r = &n->ranges[i];
-    mr_raft *raft = r->local ? mr_host_group_raft(n->host, r->desc.id) : NULL;
-    if (!raft) continue;
-    if (mr_raft_role(raft) == MR_LEADER) st.leaders++;
-    if (mr_raft_term(raft) > st.max_term) st.max_term = mr_raft_term(raft);
-    uint64_t first = 0, last = 0;
-    if (eng_wal_first_index(n->wal, r->desc.id, &first) == RK_OK &&
-        eng_wal_last_index(n->wal, r->desc.id, &last) == RK_OK && last + 1 > first)
-      st.log_entries += last + 1 - first;
-  }
+  node_totals t;
+  node_collect_totals(n, &t);
+  st.leaders = t.leaders;
+  st.max_term = t.max_term;
+  st.log_entries = t.log_entries;
   st.wal_bytes = ws.bytes_written;
   st.wal_fsyncs = ws.fsyncs;
   st.wal_segments = ws.segments_live;

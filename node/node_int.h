@@ -47,6 +47,20 @@ static inline char *node_pb_str(const char *s) {
   return u.m;
 }
 
+/* GET /metrics (node_metrics.c): scrapers at once, request size, and how
+ * long a connection may take to send its request. */
+#define NODE_METRICS_MAX_CONNS 8u
+#define NODE_METRICS_REQ_MAX   4096u
+#define NODE_METRICS_IDLE_MS   5000u
+
+typedef struct node_metrics_conn {
+  int fd; /* -1: free */
+  struct node *n;
+  uint64_t opened_ms;
+  size_t len;
+  char buf[NODE_METRICS_REQ_MAX];
+} node_metrics_conn;
+
 /* A write waiting for its entry to apply. */
 typedef struct node_prop {
   uint64_t conn, req_id;
@@ -183,6 +197,9 @@ typedef struct node {
   uint64_t wal_segment_bytes;          /* 0: the WAL's default; tests shrink it */
   uint64_t wal_batch_bytes;            /* NODE_WAL_BATCH_BYTES; half a test segment */
   node_snap_installer installer;
+  int metrics_fd; /* -1: no --metrics-listen */
+  node_metrics_conn mconn[NODE_METRICS_MAX_CONNS];
+  uint64_t metrics_requests;
   /* Test hook: RK_TEST_CRASH_POINT=snapshot-state makes the node exit with
    * NODE_TEST_CRASH_EXIT once a snapshot is durable in the state store and
    * before its WAL reset is (the crash node_snap_reconcile repairs). */
@@ -209,6 +226,18 @@ void node_respond_error(node *n, uint64_t conn, uint64_t req_id, int code, const
 /* The node leading range r as this node sees it, 0 if unknown or not local. */
 uint32_t node_range_leader(node *n, const node_range *r);
 void node_range_drop_pending(node_range *r);
+/* Totals over the replicas this node holds (status and metrics). */
+typedef struct node_totals {
+  uint64_t leaders, max_term, log_entries;
+} node_totals;
+void node_collect_totals(node *n, node_totals *t);
+/* node_metrics.c: GET /metrics on cfg.metrics_listen (if set); the bound
+ * address goes to bound. */
+int node_metrics_start(node *n, char *bound, size_t cap);
+void node_metrics_tick(node *n); /* closes connections idle too long */
+void node_metrics_stop(node *n);
+/* 200, 400, 404, 405 for an HTTP request's first bytes (pure; tests). */
+int node_metrics_route(const char *req, size_t len);
 /* node_snap.c: range snapshots (see its header comment). */
 void node_range_conf(const node_range *r, mr_conf *out);
 void node_desc_conf(const range_desc *d, mr_conf *out);
