@@ -35,7 +35,8 @@
   X(CRASH, "crash", "crash nodes (losing unsynced writes), restart later")                         \
   X(TORN, "torn", "a crash may tear the last unsynced write")                                      \
   X(STALL, "stall", "fsync stalls on a node's disk")                                               \
-  X(CLOCK, "clock", "clock offset and drift changes, within the bound")
+  X(CLOCK, "clock", "clock offset and drift changes, within the bound")                            \
+  X(INSTALL, "install", "a snapshot's writes land late, after later persist batches")
 
 enum {
 #define SIM_F_BIT_(name, str, doc) SIM_FB_##name,

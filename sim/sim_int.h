@@ -47,6 +47,7 @@ typedef enum sim_ev_kind {
   SIM_EV_CLIENT_TIMEOUT, /* client: a = op number */
   SIM_EV_CLIENT_RETRY,   /* client: retry op a after a refusal */
   SIM_EV_ISOLATE,        /* world: cut every link of node (a new leader) */
+  SIM_EV_INSTALL,        /* node: a deferred snapshot install lands; a = incarnation, b = batch */
 } sim_ev_kind;
 
 const char *sim_ev_name(uint32_t kind);
@@ -134,6 +135,12 @@ typedef struct sim_host_ctx {
   sim_world *w;
   uint32_t node;
 } sim_host_ctx;
+typedef struct sim_install {
+  uint64_t batch;
+  mr_host_write *w; /* the snapshot groups' writes (the host's pointers) */
+  size_t n;
+} sim_install;
+
 typedef struct sim_node {
   uint32_t id;
   int up;
@@ -155,6 +162,11 @@ typedef struct sim_node {
   int syncing;
   uint64_t barrier;
   sim_u64v syncing_ids, open_ids; /* host persist batch ids */
+  /* Persist batches whose snapshot writes land late (fault class install,
+   * like a node's installer thread): the writes wait here, the batch joins
+   * the open list when they land, while later batches go ahead. */
+  struct sim_install *installs;
+  size_t ninstalls, capinstalls;
   /* Groups this node hosts and the configuration each starts from when it
    * has no snapshot (initial members: the initial config; joiners: empty). */
   uint64_t *hosted;
@@ -289,6 +301,8 @@ void sim_node_host(sim_world *w, uint32_t node, uint64_t group, const mr_conf *b
 void sim_node_tick(sim_world *w, uint32_t node);
 void sim_node_recv(sim_world *w, uint32_t node, const sim_frame *f);
 void sim_node_sync_done(sim_world *w, uint32_t node, uint64_t barrier);
+/* A deferred snapshot install of persist batch `batch` lands (install). */
+void sim_node_install_done(sim_world *w, uint32_t node, uint64_t batch);
 void sim_node_request(sim_world *w, uint32_t node, const sim_req *rq);
 /* After every event on a node: persist/send/apply whatever the groups have. */
 void sim_node_flush(sim_world *w, uint32_t node);

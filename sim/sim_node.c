@@ -511,20 +511,65 @@ static void write_group(sim_world *w, uint32_t node, sim_replica *r, const mr_ho
 /* The disk queues writes in order, so a batch nothing waits for (sync == 0:
  * commit-index updates only) needs no fsync of its own: the next one covers
  * it, and a crash before then may lose it. */
+/* With fault class install, half the synced batches that carry snapshots
+ * do what a node does while its installer thread works (node/node_snap.c):
+ * every other write lands now, the snapshot groups' writes 1-30 ms later,
+ * and only then does the batch join a sync, so later batches complete
+ * before it (the host must allow that). */
 static void io_persist(void *ctx, uint64_t batch, const mr_host_write *wr, size_t n, int sync) {
-  sim_world *w = NULL;
-  uint32_t node = 0;
+  sim_host_ctx *c = ctx;
+  sim_world *w = c->w;
+  uint32_t node = c->node;
+  sim_node *nd = &w->nodes[node];
+  size_t nsnap = 0;
+  for (size_t i = 0; i < n; i++) nsnap += wr[i].snap != NULL;
+  int defer =
+      sync && nsnap > 0 && (w->o.faults & SIM_F(INSTALL)) && rk_rand_below(&w->disk_rng, 2) == 0;
+  sim_install *in = NULL;
+  if (defer) {
+    if (nd->ninstalls == nd->capinstalls) {
+      nd->capinstalls = nd->capinstalls ? 2 * nd->capinstalls : 4;
+      nd->installs = realloc(nd->installs, nd->capinstalls * sizeof *nd->installs);
+      RK_ASSERT(nd->installs != NULL);
+    }
+    in = &nd->installs[nd->ninstalls++];
+    *in = (sim_install){.batch = batch, .w = calloc(nsnap, sizeof *in->w)};
+    RK_ASSERT(in->w != NULL);
+  }
   for (size_t i = 0; i < n; i++) {
-    /* ctx_replica sets w and node: call it before they are read. */
+    if (in && wr[i].snap != NULL) {
+      in->w[in->n++] = wr[i];
+      continue;
+    }
+    /* ctx_replica also checks that the group is hosted here. */
     sim_replica *r = ctx_replica(ctx, wr[i].group, &w, &node);
     write_group(w, node, r, &wr[i]);
   }
-  sim_host_ctx *c = ctx;
-  sim_node *nd = &c->w->nodes[c->node];
-  if (sync)
+  if (in) {
+    uint64_t at = w->now + rk_rand_range(&w->disk_rng, 1000, 30000);
+    sim_schedule(w, at, SIM_SRC_NODE(node), SIM_EV_INSTALL, node, nd->incarnation, batch, NULL);
+  } else if (sync) {
     sim_u64v_push(&nd->open_ids, batch);
-  else
+  } else {
     mr_host_persisted(nd->host, batch, RK_OK);
+  }
+}
+
+void sim_node_install_done(sim_world *w, uint32_t node, uint64_t batch) {
+  sim_node *nd = &w->nodes[node];
+  size_t k = 0;
+  while (k < nd->ninstalls && nd->installs[k].batch != batch) k++;
+  RK_ASSERTF(k < nd->ninstalls, "n%u: no deferred install for batch %llu", node,
+             (unsigned long long)batch);
+  sim_install in = nd->installs[k];
+  memmove(&nd->installs[k], &nd->installs[k + 1], (nd->ninstalls - k - 1) * sizeof in);
+  nd->ninstalls--;
+  for (size_t i = 0; i < in.n; i++) {
+    sim_replica *r = ctx_replica(&nd->hctx, in.w[i].group, &w, &node);
+    write_group(w, node, r, &in.w[i]);
+  }
+  free(in.w);
+  sim_u64v_push(&nd->open_ids, batch);
 }
 
 /* The term floor: a restarted node must come back with at least the term of
@@ -691,6 +736,9 @@ void sim_node_down(sim_world *w, uint32_t node) {
   nd->dirty.len = 0;
   nd->syncing = 0;
   nd->syncing_ids.len = nd->open_ids.len = 0;
+  /* Deferred installs never landed: their writes are lost with the host. */
+  for (size_t i = 0; i < nd->ninstalls; i++) free(nd->installs[i].w);
+  nd->ninstalls = 0;
   nd->up = 0;
   nd->incarnation++;
 }

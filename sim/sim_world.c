@@ -36,6 +36,7 @@ const char *sim_ev_name(uint32_t kind) {
   case SIM_EV_CLIENT_TIMEOUT: return "client-timeout";
   case SIM_EV_CLIENT_RETRY: return "client-retry";
   case SIM_EV_ISOLATE: return "isolate";
+  case SIM_EV_INSTALL: return "install-done";
   default: return "?";
   }
 }
@@ -235,6 +236,7 @@ void sim_world_free(sim_world *w) {
     free(nd->dirty.v);
     free(nd->syncing_ids.v);
     free(nd->open_ids.v);
+    free(nd->installs); /* sim_node_down freed what they held */
   }
   free(w->awake);
   free(w->campaigned);
@@ -706,6 +708,13 @@ int sim_world_step(sim_world *w) {
     sim_node *nd = &w->nodes[e.node];
     if (!nd->up || e.a != nd->incarnation) break;
     sim_node_sync_done(w, e.node, e.b);
+    settle(w, e.node);
+    break;
+  }
+  case SIM_EV_INSTALL: {
+    sim_node *nd = &w->nodes[e.node];
+    if (!nd->up || e.a != nd->incarnation) break;
+    sim_node_install_done(w, e.node, e.b);
     settle(w, e.node);
     break;
   }
