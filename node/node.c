@@ -416,7 +416,8 @@ static void on_peer_frame(void *ctx, uint32_t node_id, uint16_t type, const uint
     int rc = RK_EMALFORMED;
     if (gm->group >= 1 && gm->group <= n->table.n && n->ranges[gm->group - 1].local) {
       rc = node_snap_assemble(n, node_id, gm);
-      if (rc == RK_OK) rc = node_snap_check(&n->ranges[gm->group - 1].desc, gm->msg.snap);
+      /* The image was checked chunk by chunk as it came. */
+      if (rc == RK_OK) rc = node_snap_check(&n->ranges[gm->group - 1].desc, gm->msg.snap, 0);
     }
     if (rc != RK_OK) {
       if (rc == RK_EMALFORMED) {

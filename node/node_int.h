@@ -117,7 +117,9 @@ typedef struct node_snap_rx {
   uint32_t next_seq;
   uint8_t *buf; /* the chunks' images back to back */
   size_t len, cap;
-  uint64_t last_ms; /* last chunk */
+  uint64_t last_ms;  /* last chunk */
+  uint8_t *last_key; /* the highest key so far (chunks are checked as they come) */
+  size_t last_klen;
 } node_snap_rx;
 
 /* One eng_wal_append of a host persist batch. */
@@ -268,10 +270,12 @@ int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t le
  * descriptor of that range. */
 int node_snap_assemble(node *n, uint32_t from, mr_host_gmsg *gm);
 /* RK_OK if s is a snapshot of range d: an index below UINT64_MAX - 1, the
- * range's configuration, and data that is a RangeSnapshot of d (its id,
- * keys inside d's span in strictly increasing order, key and value sizes
- * within the KV limits); RK_EMALFORMED otherwise. Pure (tests use it). */
-int node_snap_check(const range_desc *d, const mr_snapshot *s);
+ * range's configuration, and (check_data) data that is a RangeSnapshot of
+ * d (its id, keys inside d's span in strictly increasing order, key and
+ * value sizes within the KV limits); RK_EMALFORMED otherwise. A streamed
+ * image was checked chunk by chunk (node_snap_on_chunk): check_data = 0.
+ * Pure (tests use it). */
+int node_snap_check(const range_desc *d, const mr_snapshot *s, int check_data);
 /* A new connection to a peer: any stream to or from it is broken. */
 void node_snap_peer_up(node *n, uint32_t peer);
 /* Frees the streams and staging (shutdown). */

@@ -383,12 +383,71 @@ int node_snap_pump(node *n) {
   return n->ntx > 0;
 }
 
+/* ---- checking ---------------------------------------------------------------------------- */
+
+/* memcmp order, shorter first on a tie. */
+static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen) {
+  size_t m = alen < blen ? alen : blen;
+  int c = m ? memcmp(a, b, m) : 0;
+  if (c != 0) return c;
+  return (alen > blen) - (alen < blen);
+}
+
+static int conf_equal(const mr_conf *a, const mr_conf *b) {
+  if (a->n != b->n || a->auto_leave != b->auto_leave) return 0;
+  for (uint8_t k = 0; k < a->n; k++)
+    if (a->r[k].id != b->r[k].id || a->r[k].flags != b->r[k].flags) return 0;
+  return 1;
+}
+
+/* Checks one RangeSnapshot piece of range d: its id, no stream fields,
+ * every key inside the span, sizes within the KV limits, keys strictly
+ * increasing, also past *last (the previous piece's highest key, *llen = 0
+ * for none), which it then updates (last holds KV_MAX_KEY bytes). */
+static int image_check(const range_desc *d, const uint8_t *data, size_t len, uint8_t *last,
+                       size_t *llen) {
+  Rangekv__RangeSnapshot *rs = rangekv__range_snapshot__unpack(NULL, len, data);
+  if (rs == NULL) return RK_EMALFORMED;
+  int rc = rs->range_id == d->id && rs->stream == 0 && rs->chunks == 0 ? RK_OK : RK_EMALFORMED;
+  for (size_t i = 0; i < rs->n_kvs && rc == RK_OK; i++) {
+    const ProtobufCBinaryData *k = &rs->kvs[i]->key, *v = &rs->kvs[i]->value;
+    if (k->len == 0 || k->len > KV_MAX_KEY || v->len > KV_MAX_VALUE ||
+        !range_desc_contains(d, k->data, k->len))
+      rc = RK_EMALFORMED;
+    else if (*llen > 0 && key_cmp(last, *llen, k->data, k->len) >= 0)
+      rc = RK_EMALFORMED; /* strictly increasing: no duplicates */
+    else {
+      memcpy(last, k->data, k->len);
+      *llen = k->len;
+    }
+  }
+  rangekv__range_snapshot__free_unpacked(rs, NULL);
+  return rc;
+}
+
+int node_snap_check(const range_desc *d, const mr_snapshot *s, int check_data) {
+  /* The install resets the log to index + 1, which must stay a valid index. */
+  if (s->index == 0 || s->index >= UINT64_MAX - 1) return RK_EMALFORMED;
+  /* Ranges are static: the configuration is the descriptor's replicas. */
+  mr_conf want;
+  node_desc_conf(d, &want);
+  if (!conf_equal(&s->conf, &want)) return RK_EMALFORMED;
+  if (!check_data) return RK_OK;
+  uint8_t *last = malloc(KV_MAX_KEY);
+  if (last == NULL) return RK_ENOMEM;
+  size_t llen = 0;
+  int rc = image_check(d, s->data, s->len, last, &llen);
+  free(last);
+  return rc;
+}
+
 /* ---- receiving -------------------------------------------------------------------------- */
 
 static void rx_reset(node *n, node_snap_rx *x) {
   RK_ASSERT(n->rx_bytes >= x->len);
   n->rx_bytes -= x->len;
   free(x->buf);
+  free(x->last_key);
   memset(x, 0, sizeof *x);
 }
 
@@ -412,6 +471,18 @@ int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t le
     why = "over the snapshot limit";
   else if (c->image.len > 2 * n->snap_max_bytes - n->rx_bytes)
     why = "over the node's staging limit (two snapshots)";
+  int malformed = 0;
+  if (why == NULL) {
+    /* Checked now, a piece at a time, so the loop never parses a whole
+     * image at once and a bad stream is dropped at its first bad chunk. */
+    if (x->last_key == NULL) x->last_key = malloc(KV_MAX_KEY);
+    RK_ASSERTF(x->last_key != NULL, "out of memory");
+    if (image_check(&n->ranges[c->range_id - 1].desc, c->image.data, c->image.len, x->last_key,
+                    &x->last_klen) != RK_OK) {
+      why = "a malformed image (keys outside the range, out of order, or too big)";
+      malformed = 1;
+    }
+  }
   if (why != NULL) {
     if (x->stream != 0) {
       n->snapshots_dropped++;
@@ -419,21 +490,22 @@ int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t le
               (unsigned long long)x->range, why);
     }
     rx_reset(n, x);
-  } else {
-    if (x->len + c->image.len > x->cap) {
-      size_t cap = x->cap ? x->cap : 1u << 20;
-      while (cap < x->len + c->image.len) cap *= 2;
-      uint8_t *nb = realloc(x->buf, cap);
-      RK_ASSERTF(nb != NULL, "out of memory");
-      x->buf = nb;
-      x->cap = cap;
-    }
-    if (c->image.len) memcpy(x->buf + x->len, c->image.data, c->image.len);
-    x->len += c->image.len;
-    n->rx_bytes += c->image.len;
-    x->next_seq++;
-    x->last_ms = node_now_ms();
+    rangekv__snap_chunk__free_unpacked(c, NULL);
+    return malformed ? RK_EMALFORMED : RK_OK;
   }
+  if (x->len + c->image.len > x->cap) {
+    size_t cap = x->cap ? x->cap : 1u << 20;
+    while (cap < x->len + c->image.len) cap *= 2;
+    uint8_t *nb = realloc(x->buf, cap);
+    RK_ASSERTF(nb != NULL, "out of memory");
+    x->buf = nb;
+    x->cap = cap;
+  }
+  if (c->image.len) memcpy(x->buf + x->len, c->image.data, c->image.len);
+  x->len += c->image.len;
+  n->rx_bytes += c->image.len;
+  x->next_seq++;
+  x->last_ms = node_now_ms();
   rangekv__snap_chunk__free_unpacked(c, NULL);
   return RK_OK;
 }
@@ -448,7 +520,9 @@ int node_snap_assemble(node *n, uint32_t from, mr_host_gmsg *gm) {
   if (d->n_kvs != 0 || d->range_id != gm->group || d->stream == 0) {
     rc = RK_EMALFORMED;
   } else if (d->chunks == 0) {
-    rc = RK_OK; /* an empty range: the descriptor is the whole image */
+    /* An empty range: the image is a RangeSnapshot with no pairs. */
+    free(s->data);
+    s->data = pack_descriptor(gm->group, 0, 0, &s->len);
   } else if (x->stream != d->stream || x->range != gm->group || x->next_seq != d->chunks) {
     rc = RK_EUNAVAILABLE;
   } else {
@@ -498,44 +572,6 @@ void node_snap_free(node *n) {
   installer_stop(n);
   while (n->ntx > 0) tx_end(n, &n->tx[n->ntx - 1], 0, NULL);
   for (uint32_t i = 0; i <= NODE_MAX_NODES; i++) rx_reset(n, &n->rx[i]);
-}
-
-/* memcmp order, shorter first on a tie. */
-static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen) {
-  size_t m = alen < blen ? alen : blen;
-  int c = m ? memcmp(a, b, m) : 0;
-  if (c != 0) return c;
-  return (alen > blen) - (alen < blen);
-}
-
-static int conf_equal(const mr_conf *a, const mr_conf *b) {
-  if (a->n != b->n || a->auto_leave != b->auto_leave) return 0;
-  for (uint8_t k = 0; k < a->n; k++)
-    if (a->r[k].id != b->r[k].id || a->r[k].flags != b->r[k].flags) return 0;
-  return 1;
-}
-
-int node_snap_check(const range_desc *d, const mr_snapshot *s) {
-  /* The install resets the log to index + 1, which must stay a valid index. */
-  if (s->index == 0 || s->index >= UINT64_MAX - 1) return RK_EMALFORMED;
-  /* Ranges are static: the configuration is the descriptor's replicas. */
-  mr_conf want;
-  node_desc_conf(d, &want);
-  if (!conf_equal(&s->conf, &want)) return RK_EMALFORMED;
-  Rangekv__RangeSnapshot *rs = rangekv__range_snapshot__unpack(NULL, s->len, s->data);
-  if (rs == NULL) return RK_EMALFORMED;
-  int rc = rs->range_id == d->id ? RK_OK : RK_EMALFORMED;
-  for (size_t i = 0; i < rs->n_kvs && rc == RK_OK; i++) {
-    const ProtobufCBinaryData *k = &rs->kvs[i]->key, *v = &rs->kvs[i]->value;
-    if (k->len == 0 || k->len > KV_MAX_KEY || v->len > KV_MAX_VALUE ||
-        !range_desc_contains(d, k->data, k->len))
-      rc = RK_EMALFORMED;
-    else if (i > 0 &&
-             key_cmp(rs->kvs[i - 1]->key.data, rs->kvs[i - 1]->key.len, k->data, k->len) >= 0)
-      rc = RK_EMALFORMED; /* strictly increasing: no duplicates */
-  }
-  rangekv__range_snapshot__free_unpacked(rs, NULL);
-  return rc;
 }
 
 static void put_le64(uint8_t *p, uint64_t v) {

@@ -67,7 +67,7 @@ static int check(uint64_t range_id, const char *const *keys, size_t n, size_t la
   uint8_t *buf = NULL;
   size_t len = pack(range_id, keys, n, last_vlen, &buf);
   mr_snapshot s = snap_of(&d, buf, len);
-  int rc = node_snap_check(&d, &s);
+  int rc = node_snap_check(&d, &s, 1);
   free(buf);
   return rc;
 }
@@ -111,14 +111,14 @@ Test(snap, garbage_and_truncation_are_refused_never_crash) {
   uint8_t *buf = NULL;
   size_t len = pack(2, keys, 3, 0, &buf);
   mr_snapshot s = snap_of(&d, buf, 0);
-  cr_assert_eq(node_snap_check(&d, &s), RK_EMALFORMED, "no data at all: range id 0");
+  cr_assert_eq(node_snap_check(&d, &s, 1), RK_EMALFORMED, "no data at all: range id 0");
   /* A cut at a field boundary is a valid shorter message (the frame's
    * checksum is what catches truncation on the wire); a cut inside one is
    * refused. */
   size_t refused = 0;
   for (size_t cut = 1; cut < len; cut++) {
     s.len = (uint32_t)cut;
-    int rc = node_snap_check(&d, &s);
+    int rc = node_snap_check(&d, &s, 1);
     cr_assert(rc == RK_OK || rc == RK_EMALFORMED, "cut at %zu: %d", cut, rc);
     refused += rc == RK_EMALFORMED;
   }
@@ -126,7 +126,7 @@ Test(snap, garbage_and_truncation_are_refused_never_crash) {
   uint8_t junk[64];
   for (size_t i = 0; i < sizeof junk; i++) junk[i] = (uint8_t)(i * 37 + 11);
   s = snap_of(&d, junk, sizeof junk);
-  (void)node_snap_check(&d, &s); /* only: no crash */
+  (void)node_snap_check(&d, &s, 1); /* only: no crash */
   free(buf);
 }
 
@@ -136,22 +136,22 @@ Test(snap, a_hostile_index_or_another_configuration_is_refused) {
   uint8_t *buf = NULL;
   size_t len = pack(2, keys, 1, 0, &buf);
   mr_snapshot s = snap_of(&d, buf, len);
-  cr_assert_eq(node_snap_check(&d, &s), RK_OK);
+  cr_assert_eq(node_snap_check(&d, &s, 1), RK_OK);
   s.index = UINT64_MAX; /* the log could not restart after it */
-  cr_assert_eq(node_snap_check(&d, &s), RK_EMALFORMED);
+  cr_assert_eq(node_snap_check(&d, &s, 1), RK_EMALFORMED);
   s.index = UINT64_MAX - 1;
-  cr_assert_eq(node_snap_check(&d, &s), RK_EMALFORMED);
+  cr_assert_eq(node_snap_check(&d, &s, 1), RK_EMALFORMED);
   s.index = 0;
-  cr_assert_eq(node_snap_check(&d, &s), RK_EMALFORMED);
+  cr_assert_eq(node_snap_check(&d, &s, 1), RK_EMALFORMED);
   s = snap_of(&d, buf, len);
   s.conf.r[2].id = mr_host_replica_id(9, 1); /* a node that holds no replica */
-  cr_assert_eq(node_snap_check(&d, &s), RK_EMALFORMED);
+  cr_assert_eq(node_snap_check(&d, &s, 1), RK_EMALFORMED);
   s = snap_of(&d, buf, len);
   s.conf.n = 2;
-  cr_assert_eq(node_snap_check(&d, &s), RK_EMALFORMED);
+  cr_assert_eq(node_snap_check(&d, &s, 1), RK_EMALFORMED);
   s = snap_of(&d, buf, len);
   s.conf.r[0].flags = MR_LEARNER;
-  cr_assert_eq(node_snap_check(&d, &s), RK_EMALFORMED);
+  cr_assert_eq(node_snap_check(&d, &s, 1), RK_EMALFORMED);
   free(buf);
 }
 
@@ -225,7 +225,7 @@ static int assemble(node *n, uint32_t from, uint64_t group, uint64_t range_in_da
   gm.msg.type = MR_MSG_SNAP;
   gm.msg.snap = s;
   int rc = node_snap_assemble(n, from, &gm);
-  if (rc == RK_OK && check_rc) *check_rc = node_snap_check(&n->ranges[1].desc, s);
+  if (rc == RK_OK && check_rc) *check_rc = node_snap_check(&n->ranges[1].desc, s, 1);
   mr_msg_free(&gm.msg);
   return rc;
 }
@@ -292,13 +292,22 @@ Test(snap_stream, an_empty_range_needs_no_chunk) {
   rx_node_free(n);
 }
 
-Test(snap_stream, keys_out_of_order_across_chunks_fail_the_check) {
+Test(snap_stream, a_bad_chunk_is_refused_as_it_comes) {
   node *n = rx_node();
   cr_assert_eq(feed(n, 3, 77, 2, 0, K3, 2), RK_OK);
-  cr_assert_eq(feed(n, 3, 77, 2, 1, K1, 2), RK_OK);
+  cr_assert_eq(feed(n, 3, 77, 2, 1, K1, 2), RK_EMALFORMED, "keys out of order across chunks");
+  cr_assert_eq(n->rx_bytes, 0, "the stream is dropped");
+  cr_assert_eq(assemble(n, 3, 2, 2, 77, 2, NULL), RK_EUNAVAILABLE);
+  static const char *const dup[] = {"c1"};
+  cr_assert_eq(feed(n, 3, 78, 2, 0, K3, 2), RK_OK);
+  cr_assert_eq(feed(n, 3, 78, 2, 1, dup, 1), RK_EMALFORMED, "a key repeated across chunks");
+  static const char *const outside[] = {"d"};
+  cr_assert_eq(feed(n, 3, 79, 2, 0, outside, 1), RK_EMALFORMED, "a key outside the range");
+  cr_assert_eq(feed(n, 3, 80, 2, 0, K1, 2), RK_OK);
+  cr_assert_eq(feed(n, 3, 80, 2, 1, K2, 1), RK_OK);
   int check = -1;
-  cr_assert_eq(assemble(n, 3, 2, 2, 77, 2, &check), RK_OK);
-  cr_assert_eq(check, RK_EMALFORMED);
+  cr_assert_eq(assemble(n, 3, 2, 2, 80, 2, &check), RK_OK, "a good stream after bad ones");
+  cr_assert_eq(check, RK_OK);
   rx_node_free(n);
 }
 
