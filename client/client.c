@@ -433,12 +433,15 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
     if (rc == RK_ENOMEM || rc == RK_ETOOLARGE) return finish(c, rc, "encoding the request");
     if (rc != RK_OK) {
       c->last.node_id = node;
+      /* Whatever it was, this node did not answer: the next request finds
+       * the leader again rather than wait on it once more (a stalled
+       * process keeps its connections open while the others elect). */
+      if (r->leader == node) r->leader = 0;
       if (is_write)
         return finish(c, rc, "node %u (%s): %s after sending; the write may or may not apply", node,
                       p->addr, rc == RK_ETIMEOUT ? "no answer" : "connection lost");
       saw_unknown = 1;
       snprintf(why, sizeof why, "node %u (%s): %s", node, p->addr, rk_strerror(rc));
-      if (r->leader == node) r->leader = 0;
       continue;
     }
     c->last.node_id = node;

@@ -135,6 +135,20 @@ Test(client, a_silent_leader_makes_a_write_unknown_after_one_send) {
   cr_assert_eq(fk.nodes[0].data_requests, 1);
 }
 
+/* The next write after an unknown outcome does not wait on the same
+ * stalled leader again: the client forgets it and finds the new one. */
+Test(client, a_silent_leader_is_forgotten_after_its_write_times_out) {
+  cr_assert_eq(put_s("1000", "v"), RK_OK); /* caches node 1 as the leader */
+  fk.nodes[0].mode = FAKE_SILENT;          /* it stalls ... */
+  fk.leader[fake_range_of("1000")] = 2;    /* ... and node 2 takes over */
+  cr_assert_eq(put_s("1000", "w"), RK_ETIMEOUT);
+  int before = fk.nodes[0].data_requests;
+  int rc = put_s("1001", "x");
+  cr_assert_eq(rc, RK_OK, "%s: %s", rk_errname(rc), rkc_last(cl)->detail);
+  cr_assert_eq(rkc_last(cl)->node_id, 2);
+  cr_assert_eq(fk.nodes[0].data_requests, before, "nothing more was sent to the stalled node");
+}
+
 Test(client, a_crash_after_sending_makes_a_write_unknown) {
   fk.nodes[0].mode = FAKE_CRASH;
   int rc = put_s("1000", "v");
