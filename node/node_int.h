@@ -28,6 +28,8 @@
 #define NODE_SNAP_CHUNK_BYTES (1u << 20)
 #define NODE_SNAP_WINDOW      (4u << 20)
 #define NODE_SNAP_MAX_STREAMS 4u
+/* Chunks one stream may read and queue per loop iteration. */
+#define NODE_SNAP_CHUNKS_PER_PUMP 2
 /* A stream that queues nothing for this long is abandoned (sender), and
  * staging that receives nothing for this long is dropped (receiver). */
 #define NODE_SNAP_IDLE_MS 10000u

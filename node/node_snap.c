@@ -305,7 +305,11 @@ static int send_final(node *n, node_snap_tx *t) {
 
 /* Sends what the window allows of stream t. 1 if it ended (t is gone). */
 static int tx_step(node *n, node_snap_tx *t) {
-  while (tp_net_peer_queued_bytes(n->net, t->to_node) < NODE_SNAP_WINDOW) {
+  /* A few chunks per loop iteration at most: reading and packing one costs
+   * milliseconds that every other range on this node waits through. */
+  for (int k = 0; k < NODE_SNAP_CHUNKS_PER_PUMP &&
+                  tp_net_peer_queued_bytes(n->net, t->to_node) < NODE_SNAP_WINDOW;
+       k++) {
     if (!eng_state_iter_valid(t->it)) {
       int rc = eng_state_iter_status(t->it);
       if (rc == RK_OK) rc = send_final(n, t);
