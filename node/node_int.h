@@ -201,7 +201,8 @@ typedef struct node {
   uint64_t wal_segment_bytes;          /* 0: the WAL's default; tests shrink it */
   uint64_t wal_batch_bytes;            /* NODE_WAL_BATCH_BYTES; half a test segment */
   node_snap_installer installer;
-  int metrics_fd; /* -1: no --metrics-listen */
+  int metrics_fd;     /* -1: no --metrics-listen */
+  int metrics_paused; /* listener unwatched after EMFILE, until the next tick */
   node_metrics_conn mconn[NODE_METRICS_MAX_CONNS];
   uint64_t metrics_requests;
   /* Test hook: RK_TEST_CRASH_POINT=snapshot-state makes the node exit with

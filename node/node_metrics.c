@@ -206,7 +206,16 @@ static void on_accept(void *ctx) {
   node *n = ctx;
   for (;;) {
     int fd = accept4(n->metrics_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return; /* EAGAIN, or an error the next readiness retries */
+    if (fd < 0) {
+      /* Out of descriptors: the pending connection keeps the listener
+       * readable, so stop watching it until the next tick rather than
+       * spin the loop. Anything else (EAGAIN) waits for readiness. */
+      if ((errno == EMFILE || errno == ENFILE) && n->metrics_paused == 0) {
+        (void)tp_net_unwatch_fd(n->net, n->metrics_fd);
+        n->metrics_paused = 1;
+      }
+      return;
+    }
     node_metrics_conn *c = NULL;
     for (size_t i = 0; i < NODE_METRICS_MAX_CONNS && c == NULL; i++)
       if (n->mconn[i].fd < 0) c = &n->mconn[i];
@@ -280,6 +289,8 @@ int node_metrics_start(node *n, char *bound, size_t cap) {
 
 void node_metrics_tick(node *n) {
   uint64_t now = node_now_ms();
+  if (n->metrics_paused && tp_net_watch_fd(n->net, n->metrics_fd, on_accept, n) == RK_OK)
+    n->metrics_paused = 0;
   for (size_t i = 0; i < NODE_METRICS_MAX_CONNS; i++)
     if (n->mconn[i].fd >= 0 && now - n->mconn[i].opened_ms > NODE_METRICS_IDLE_MS)
       conn_close(n, &n->mconn[i]);
