@@ -391,10 +391,14 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
     /* The table tiles the key space (checked when it was adopted). */
     rkc_range *r = &c->table.v[rkc_ranges_index(&c->table, key, klen)];
     c->last.range_id = r->id;
+    uint32_t shun = r->shunned && now_ns() < r->shunned_until_ns ? r->shunned : 0;
+    if (hint == shun) hint = 0; /* a hint that names the silent node is stale */
     uint32_t node = hint ? hint : r->leader;
-    if (node == 0) { /* no leader known: the replicas in turn, not the one that just failed */
-      node = r->replicas[turn++ % r->n_replicas];
-      if (node == failed && r->n_replicas > 1) node = r->replicas[turn++ % r->n_replicas];
+    if (node == 0) { /* no leader known: the replicas in turn, not one that just failed */
+      for (uint32_t k = 0; k < r->n_replicas; k++) {
+        node = r->replicas[turn++ % r->n_replicas];
+        if (node != failed && node != shun) break;
+      }
     }
     hint = 0;
     failed = node; /* until it answers */
@@ -433,10 +437,13 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
     if (rc == RK_ENOMEM || rc == RK_ETOOLARGE) return finish(c, rc, "encoding the request");
     if (rc != RK_OK) {
       c->last.node_id = node;
-      /* Whatever it was, this node did not answer: the next request finds
-       * the leader again rather than wait on it once more (a stalled
-       * process keeps its connections open while the others elect). */
+      /* Whatever it was, this node did not answer: the next requests find
+       * the leader among the others rather than wait on it once more (a
+       * stalled process keeps its connections open while the others
+       * elect), for one request timeout or until it answers again. */
       if (r->leader == node) r->leader = 0;
+      r->shunned = node;
+      r->shunned_until_ns = now_ns() + (uint64_t)c->opt.timeout_ms * 1000000u;
       if (is_write)
         return finish(c, rc, "node %u (%s): %s after sending; the write may or may not apply", node,
                       p->addr, rc == RK_ETIMEOUT ? "no answer" : "connection lost");
@@ -446,6 +453,7 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
     }
     c->last.node_id = node;
     failed = 0;
+    if (r->shunned == node) r->shunned = 0; /* it answers again */
     int code = resp->code;
     switch (rkc_classify(code)) {
     case RKC_DONE:

@@ -134,6 +134,11 @@ typedef struct rkc_range {
   uint32_t leader; /* 0: unknown */
   uint64_t term, commit, applied;
   int quiesced;
+  /* A node that took a request and gave no answer (a stalled or dead
+   * process): not tried again for this range, nor followed as a leader
+   * hint, until shunned_until_ns or until it answers something. */
+  uint32_t shunned;
+  uint64_t shunned_until_ns;
 } rkc_range;
 
 typedef struct rkc_node {

@@ -54,6 +54,7 @@ static inline char *node_pb_str(const char *s) {
 #define NODE_METRICS_MAX_CONNS 8u
 #define NODE_METRICS_REQ_MAX   4096u
 #define NODE_METRICS_IDLE_MS   5000u
+#define NODE_METRICS_SEND_MS   200u /* the most a response may hold the loop */
 
 typedef struct node_metrics_conn {
   int fd; /* -1: free */

@@ -6,8 +6,8 @@
  * sends one request (at most NODE_METRICS_REQ_MAX bytes, within
  * NODE_METRICS_IDLE_MS) and gets one response, then is closed. At most
  * NODE_METRICS_MAX_CONNS are open; more are refused at accept. Nothing here
- * can block the loop for long: the response (a few KiB) is written with a
- * 1 s send timeout.
+ * can block the loop for long: the response (a few KiB) gets at most
+ * NODE_METRICS_SEND_MS to leave.
  */
 #include "node/node_int.h"
 
@@ -16,13 +16,12 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -124,17 +123,22 @@ static void respond(node *n, node_metrics_conn *c, const char *status, const cha
                     "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                     "Connection: close\r\n\r\n",
                     status, type, blen);
-  /* Blocking with a deadline: a few KiB to a scraper on the loop. */
-  int fl = fcntl(c->fd, F_GETFL);
-  if (fl >= 0) (void)fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
-  struct timeval tv = {.tv_sec = 1};
-  (void)setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  /* A few KiB, which the socket buffer takes at once; a scraper too slow
+   * to make room within NODE_METRICS_SEND_MS loses its answer rather than
+   * hold the loop. */
+  uint64_t until = node_now_ms() + NODE_METRICS_SEND_MS;
   struct iovec iov[2] = {{.iov_base = head, .iov_len = (size_t)hl},
                          {.iov_base = (void *)(uintptr_t)body, .iov_len = blen}};
   struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
   while (m.msg_iovlen > 0) {
-    ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
-    if (w <= 0) break; /* the scraper went away or stalled: its loss */
+    ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+      uint64_t now = node_now_ms();
+      struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
+      if (now >= until || poll(&pfd, 1, (int)(until - now)) <= 0) break;
+      continue;
+    }
+    if (w <= 0) break; /* the scraper went away: its loss */
     size_t left = (size_t)w;
     while (m.msg_iovlen > 0 && left >= m.msg_iov[0].iov_len) {
       left -= m.msg_iov[0].iov_len;

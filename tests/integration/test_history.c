@@ -124,8 +124,9 @@ static void *client_main(void *arg) {
 }
 
 /* Waits (polling, bounded) until every client has completed `more` further
- * operations, so each phase of the run really has traffic in it. */
-static void wait_ops(hclient *cs, unsigned more, uint64_t max_ns) {
+ * operations, so each phase of the run really has traffic in it. Returns 1
+ * if they did, 0 at the bound. */
+static int wait_ops(hclient *cs, unsigned more, uint64_t max_ns) {
   unsigned base[H_CLIENTS];
   for (int i = 0; i < H_CLIENTS; i++) base[i] = __atomic_load_n(&cs[i].ops, __ATOMIC_RELAXED);
   uint64_t until = itc_now_ns() + max_ns;
@@ -133,9 +134,15 @@ static void wait_ops(hclient *cs, unsigned more, uint64_t max_ns) {
     int done = 1;
     for (int i = 0; i < H_CLIENTS; i++)
       if (__atomic_load_n(&cs[i].ops, __ATOMIC_RELAXED) < base[i] + more) done = 0;
-    if (done) return;
+    if (done) return 1;
     itc_sleep_ms(20);
   }
+  return 0;
+}
+
+static void stop_clients(hclient *cs, _Atomic int *stop) {
+  atomic_store(stop, 1);
+  for (int i = 0; i < H_CLIENTS; i++) pthread_join(cs[i].th, NULL);
 }
 
 /* The status of every node; NULL (and *n 0) if it could not be had. */
@@ -236,11 +243,15 @@ static void run_history(int snapshots, int rounds) {
     if (snapshots) compacted &= wait_compacted_past(victim, victim_applied, 20ull * 1000000000ull);
     if (pause) {
       itc_sigcont(&itc, victim);
-    } else if (rs == 0) {
+    } else {
       rs = itc_restart(&itc, victim, err, sizeof err);
+      if (rs != 0) { /* fail now: a later round would leave no quorum */
+        stop_clients(cs, &stop);
+        cr_assert_fail("round %d: restart: %s", round, err);
+      }
       installed_before[victim] = 0; /* the counters restart with the node */
     }
-    wait_ops(cs, 100, 20ull * 1000000000ull); /* phase 3: node back */
+    int moved = wait_ops(cs, 100, 20ull * 1000000000ull); /* phase 3: node back */
     uint64_t got = 0;
     for (uint64_t until = itc_now_ns() + 20000000000ull;
          snapshots && got == 0 && itc_now_ns() < until;) {
@@ -253,13 +264,19 @@ static void run_history(int snapshots, int rounds) {
       if (got == 0) itc_sleep_ms(50);
     }
     installed += got;
+    if (!moved || (snapshots && got == 0)) {
+      stop_clients(cs, &stop);
+      cr_assert(moved, "round %d: the clients made no progress after node %u returned", round,
+                itc.nodes[victim].id);
+      cr_assert_fail("round %d: node %u installed no snapshot on its return", round,
+                     itc.nodes[victim].id);
+    }
     cr_log_info("history round %d: node %u %s, %llu snapshot(s) installed on its return (t=%.1f s, "
                 "phase 2 ended at %.1f s)",
                 round, itc.nodes[victim].id, pause ? "stopped" : "killed", (unsigned long long)got,
                 (double)(itc_now_ns() - t0) / 1e9, (double)(t2 - t0) / 1e9);
   }
-  atomic_store(&stop, 1);
-  for (int i = 0; i < H_CLIENTS; i++) pthread_join(cs[i].th, NULL);
+  stop_clients(cs, &stop);
   cr_assert_eq(rs, 0, "restart: %s", err);
   if (snapshots) {
     cr_assert(compacted, "the live nodes never compacted past a stopped or dead node");
@@ -346,4 +363,6 @@ Test(history, a_node_back_through_snapshots_mid_run_stays_linearizable) { run_hi
 /* Four faults in a row, each on the next node: kill -9, SIGSTOP, kill -9,
  * SIGSTOP; the logs are compacted past every victim, which comes back
  * through snapshots each time, with the clients running throughout. */
-Test(history, four_faults_in_a_row_with_snapshots_stay_linearizable) { run_history(1, 4); }
+Test(history, four_faults_in_a_row_with_snapshots_stay_linearizable, .timeout = 400) {
+  run_history(1, 4);
+}
