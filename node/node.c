@@ -385,10 +385,8 @@ static void on_peer_frame(void *ctx, uint32_t node_id, uint16_t type, const uint
                           uint32_t len) {
   node *n = ctx;
   if (type == TP_FRAME_SNAP_CHUNK) {
-    if (node_snap_on_chunk(n, node_id, payload, len) != RK_OK) {
-      n->bad_frames++;
-      RK_WARN("node", "malformed snapshot chunk from node %u dropped", node_id);
-    }
+    /* node_snap_on_chunk logs what it drops and why. */
+    if (node_snap_on_chunk(n, node_id, payload, len) != RK_OK) n->bad_frames++;
     return;
   }
   if (type != TP_FRAME_RAFT_BATCH) {

@@ -103,6 +103,8 @@ static int metrics_body(node *n, char **body, size_t *len) {
   metric(&o, "rangekv_peer_connects_total", "counter", "Peer connections established.",
          ns.peer_connects);
   metric(&o, "rangekv_clients_open", "gauge", "Client connections open.", ns.clients_open);
+  metric(&o, "rangekv_metrics_requests_total", "counter",
+         "Requests to this endpoint (this one included).", n->metrics_requests);
   if (fclose(o.f) != 0) return RK_ENOMEM;
   return RK_OK;
 }
@@ -245,8 +247,10 @@ int node_metrics_start(node *n, char *bound, size_t cap) {
   *colon = '\0';
   const char *port = colon + 1, *h = host;
   if (h[0] == '[') { /* [v6]:port */
+    size_t hl = strlen(host);
+    if (hl < 2 || host[hl - 1] != ']') return RK_EINVAL;
     h++;
-    host[strlen(host) - 1] = '\0';
+    host[hl - 1] = '\0';
   }
   struct addrinfo hints = {.ai_family = AF_UNSPEC,
                            .ai_socktype = SOCK_STREAM,

@@ -458,7 +458,10 @@ static void rx_reset(node *n, node_snap_rx *x) {
 int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t len) {
   if (from == 0 || from > NODE_MAX_NODES) return RK_EMALFORMED;
   Rangekv__SnapChunk *c = rangekv__snap_chunk__unpack(NULL, len, payload);
-  if (c == NULL) return RK_EMALFORMED;
+  if (c == NULL) {
+    RK_WARN("node", "snapshot chunk from node %u does not parse: dropped", from);
+    return RK_EMALFORMED;
+  }
   node_snap_rx *x = &n->rx[from];
   if (c->seq == 0) {
     if (x->stream != 0) n->snapshots_dropped++; /* a new stream replaces an unfinished one */

@@ -658,6 +658,10 @@ static void trace_event(sim_world *w, const sim_event *e) {
                                        : "refused");
     break;
   }
+  case SIM_EV_INSTALL:
+    snprintf(buf, sizeof buf, "n%u batch=%llu%s", e->node, (unsigned long long)e->b,
+             e->a != w->nodes[e->node].incarnation ? " (stale)" : "");
+    break;
   case SIM_EV_SYNC:
     snprintf(buf, sizeof buf, "n%u barrier=%llu%s", e->node, (unsigned long long)e->b,
              e->a != w->nodes[e->node].incarnation ? " (stale)" : "");
