@@ -25,6 +25,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -173,6 +174,16 @@ static void print_tail(const char *path, int lines) {
   for (int i = from; i < n; i++) fprintf(stderr, "    %s", buf[i % 64]);
 }
 
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+/* Removes a directory tree of ours (a node's data dir); missing is fine. */
+static void remove_tree(const char *dir) { (void)nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+
 static void sleep_ms(unsigned ms) {
   struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
@@ -306,50 +317,76 @@ int cmd_demo(const cli_cmd *cmd, int argc, char **argv) {
   }
 
   demo_node nodes[DEMO_NODES];
-  memset(nodes, 0, sizeof nodes);
-  char cluster[256] = "";
-  size_t off = 0;
-  for (int i = 0; i < DEMO_NODES; i++) {
-    demo_node *n = &nodes[i];
-    n->id = (uint32_t)i + 1;
-    int pp = tp_pick_local_port(), cp = tp_pick_local_port();
-    if (pp < 0 || cp < 0) {
-      fprintf(stderr, "rangekv demo: no free port on 127.0.0.1\n");
-      return CLI_EXIT_FAIL;
-    }
-    snprintf(n->peer, sizeof n->peer, "127.0.0.1:%d", pp);
-    snprintf(n->client, sizeof n->client, "127.0.0.1:%d", cp);
-    snprintf(n->out_path, sizeof n->out_path, "%s/node%u.out", dir, n->id);
-    snprintf(n->log_path, sizeof n->log_path, "%s/node%u.log", dir, n->id);
-    off += (size_t)snprintf(cluster + off, sizeof cluster - off, "%s%u=%s", i ? "," : "", n->id,
-                            n->peer);
-  }
-  printf("rangekv demo: 3 nodes on 127.0.0.1, %llu ranges (bootstrap %llu ranges), data under %s\n",
-         (unsigned long long)o.ranges, (unsigned long long)o.ranges, dir);
-  fflush(stdout);
-
-  int ok = 1;
-  for (int i = 0; i < DEMO_NODES; i++) {
-    nodes[i].pid = spawn_node(&nodes[i], cluster, dir, o.ranges);
-    if (nodes[i].pid < 0) {
-      fprintf(stderr, "rangekv demo: fork: %s\n", strerror(errno));
-      nodes[i].pid = 0;
-      ok = 0;
-    }
-  }
-
-  /* Ready lines, within 30 s. */
-  uint64_t until = rk_clock_mono_ns() + 30000000000ull;
-  int ready = 0;
-  while (ok && ready < DEMO_NODES && !g_stop && rk_clock_mono_ns() < until) {
-    ready = 0;
+  int ok = 1, ready = 0;
+  /* A port picked free can be taken before the node binds it (another
+   * program's outgoing connection, say): then new ports, a few times. */
+  for (int attempt = 0;; attempt++) {
+    memset(nodes, 0, sizeof nodes);
+    char cluster[256] = "";
+    size_t off = 0;
     for (int i = 0; i < DEMO_NODES; i++) {
-      char needle[64];
-      snprintf(needle, sizeof needle, "rangekv node %u ready", nodes[i].id);
-      if (!nodes[i].ready) nodes[i].ready = file_has(nodes[i].out_path, needle);
-      ready += nodes[i].ready;
+      demo_node *n = &nodes[i];
+      n->id = (uint32_t)i + 1;
+      int pp = tp_pick_local_port(), cp = tp_pick_local_port();
+      if (pp < 0 || cp < 0) {
+        fprintf(stderr, "rangekv demo: no free port on 127.0.0.1\n");
+        return CLI_EXIT_FAIL;
+      }
+      snprintf(n->peer, sizeof n->peer, "127.0.0.1:%d", pp);
+      snprintf(n->client, sizeof n->client, "127.0.0.1:%d", cp);
+      snprintf(n->out_path, sizeof n->out_path, "%s/node%u.out", dir, n->id);
+      snprintf(n->log_path, sizeof n->log_path, "%s/node%u.log", dir, n->id);
+      off += (size_t)snprintf(cluster + off, sizeof cluster - off, "%s%u=%s", i ? "," : "", n->id,
+                              n->peer);
     }
-    if (ready < DEMO_NODES) sleep_ms(20);
+    if (attempt == 0) {
+      printf("rangekv demo: 3 nodes on 127.0.0.1, %llu ranges (bootstrap %llu ranges), data under "
+             "%s\n",
+             (unsigned long long)o.ranges, (unsigned long long)o.ranges, dir);
+      fflush(stdout);
+    }
+    ok = 1;
+    for (int i = 0; i < DEMO_NODES; i++) {
+      nodes[i].pid = spawn_node(&nodes[i], cluster, dir, o.ranges);
+      if (nodes[i].pid < 0) {
+        fprintf(stderr, "rangekv demo: fork: %s\n", strerror(errno));
+        nodes[i].pid = 0;
+        ok = 0;
+      }
+    }
+    /* Ready lines, within 30 s. */
+    uint64_t until = rk_clock_mono_ns() + 30000000000ull;
+    int taken = 0;
+    ready = 0;
+    while (ok && ready < DEMO_NODES && !g_stop && rk_clock_mono_ns() < until) {
+      ready = 0;
+      for (int i = 0; i < DEMO_NODES; i++) {
+        char needle[64];
+        snprintf(needle, sizeof needle, "rangekv node %u ready", nodes[i].id);
+        if (!nodes[i].ready) nodes[i].ready = file_has(nodes[i].out_path, needle);
+        ready += nodes[i].ready;
+      }
+      if (ready < DEMO_NODES) sleep_ms(20);
+    }
+    /* A node that exited (SIGCHLD also stops the wait) for a port taken
+     * meanwhile is retried; any other exit is reported below. */
+    if (g_child && ready < DEMO_NODES) {
+      (void)reap(nodes, 0);
+      for (int i = 0; i < DEMO_NODES; i++)
+        taken |= nodes[i].pid == 0 && !nodes[i].ready &&
+                 file_has(nodes[i].log_path, "Address already in use");
+    }
+    if (!taken || attempt == 3) break;
+    fprintf(stderr, "rangekv demo: a port was taken before its node bound it; new ports\n");
+    (void)stop_all(nodes);
+    g_child = 0;
+    g_stop = 0; /* set by the exit, not by the user */
+    /* The new ports make a new cluster id: the nodes' data must go. */
+    for (int i = 0; i < DEMO_NODES; i++) {
+      char nd[4200];
+      snprintf(nd, sizeof nd, "%s/node%u", dir, nodes[i].id);
+      remove_tree(nd);
+    }
   }
   if (g_child) reap(nodes, 1);
   if (ok && ready < DEMO_NODES) {
