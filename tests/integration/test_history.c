@@ -218,7 +218,7 @@ static void run_history(int snapshots, int rounds) {
     rkc_buf_free(&pb);
   }
   rkc_close(probe);
-  int compacted = 1, rs = 0;
+  int rounds_past = 0, rs = 0;
   char err[512] = "";
   uint64_t installed = 0;
   for (int round = 0; round < rounds; round++, victim = (victim + 1) % 3) {
@@ -240,7 +240,12 @@ static void run_history(int snapshots, int rounds) {
      * waits out its 3 s timeout, so a pause round asks for fewer ops. */
     wait_ops(cs, pause ? 15 : 60, 20ull * 1000000000ull);
     uint64_t t2 = itc_now_ns();
-    if (snapshots) compacted &= wait_compacted_past(victim, victim_applied, 20ull * 1000000000ull);
+    /* Whether a live node compacted past the victim: then (usually) the
+     * leader of some range did too, and the victim needs a snapshot. Not
+     * always: the two live nodes compact on their own clocks, and the
+     * victim may catch up from the other's log first. */
+    int past = snapshots && wait_compacted_past(victim, victim_applied, 20ull * 1000000000ull);
+    rounds_past += past;
     if (pause) {
       itc_sigcont(&itc, victim);
     } else {
@@ -254,7 +259,7 @@ static void run_history(int snapshots, int rounds) {
     int moved = wait_ops(cs, 100, 20ull * 1000000000ull); /* phase 3: node back */
     uint64_t got = 0;
     for (uint64_t until = itc_now_ns() + 20000000000ull;
-         snapshots && got == 0 && itc_now_ns() < until;) {
+         past && got == 0 && itc_now_ns() < until;) {
       size_t n = 0;
       rkc_node_status *st = status_all(&n);
       if ((size_t)victim < n && st[victim].err == RK_OK &&
@@ -264,23 +269,24 @@ static void run_history(int snapshots, int rounds) {
       if (got == 0) itc_sleep_ms(50);
     }
     installed += got;
-    if (!moved || (snapshots && got == 0)) {
+    if (!moved) {
       stop_clients(cs, &stop);
-      cr_assert(moved, "round %d: the clients made no progress after node %u returned", round,
-                itc.nodes[victim].id);
-      cr_assert_fail("round %d: node %u installed no snapshot on its return", round,
+      cr_assert_fail("round %d: the clients made no progress after node %u returned", round,
                      itc.nodes[victim].id);
     }
-    cr_log_info("history round %d: node %u %s, %llu snapshot(s) installed on its return (t=%.1f s, "
-                "phase 2 ended at %.1f s)",
-                round, itc.nodes[victim].id, pause ? "stopped" : "killed", (unsigned long long)got,
-                (double)(itc_now_ns() - t0) / 1e9, (double)(t2 - t0) / 1e9);
+    cr_log_info("history round %d: node %u %s, logs %scut past it, %llu snapshot(s) installed on "
+                "its return (t=%.1f s, phase 2 ended at %.1f s)",
+                round, itc.nodes[victim].id, pause ? "stopped" : "killed", past ? "" : "not ",
+                (unsigned long long)got, (double)(itc_now_ns() - t0) / 1e9,
+                (double)(t2 - t0) / 1e9);
   }
   stop_clients(cs, &stop);
   cr_assert_eq(rs, 0, "restart: %s", err);
   if (snapshots) {
-    cr_assert(compacted, "the live nodes never compacted past a stopped or dead node");
-    cr_assert_geq(installed, (uint64_t)rounds, "each returning node installed a snapshot");
+    /* Not vacuous: logs were cut past a victim, and a victim came back
+     * through snapshots (every time, with one round). */
+    cr_assert_gt(rounds_past, 0, "the live nodes never compacted past a stopped or dead node");
+    cr_assert_gt(installed, 0, "no returning node installed a snapshot");
   }
 
   /* Final reads (client 0) of every shared key join the history. */
@@ -361,8 +367,9 @@ Test(history, concurrent_clients_with_a_node_killed_and_restarted_are_linearizab
 Test(history, a_node_back_through_snapshots_mid_run_stays_linearizable) { run_history(1, 1); }
 
 /* Four faults in a row, each on the next node: kill -9, SIGSTOP, kill -9,
- * SIGSTOP; the logs are compacted past every victim, which comes back
- * through snapshots each time, with the clients running throughout. */
+ * SIGSTOP, with the clients running throughout. The logs are cut past the
+ * victims (in at least one round, usually every one), which come back
+ * through snapshots. */
 Test(history, four_faults_in_a_row_with_snapshots_stay_linearizable, .timeout = 400) {
   run_history(1, 4);
 }
