@@ -403,6 +403,29 @@ int eng_state_approx_bytes(eng_state *s, const void *start, size_t slen, const v
   return RK_OK;
 }
 
+void eng_state_batch_set_snap_mark(eng_state_batch *b, uint64_t range, uint64_t index,
+                                   uint64_t term) {
+  uint8_t v[16];
+  put_le64(v, index);
+  put_le64(v + 8, term);
+  eng_state_batch_range_put(b, range, ENG_RANGE_SNAP, v, sizeof v);
+}
+
+int eng_state_snap_mark(eng_state *s, uint64_t range, uint64_t *index, uint64_t *term) {
+  void *v = NULL;
+  size_t len = 0;
+  int rc = eng_state_range_get(s, range, ENG_RANGE_SNAP, &v, &len);
+  if (rc != RK_OK) return rc;
+  if (len != 16) {
+    free(v);
+    return RK_ECORRUPT;
+  }
+  *index = get_le64(v);
+  *term = get_le64((const uint8_t *)v + 8);
+  free(v);
+  return RK_OK;
+}
+
 int eng_state_applied(eng_state *s, uint64_t range, uint64_t *applied) {
   void *v = NULL;
   size_t len = 0;

@@ -76,6 +76,9 @@ void eng_state_batch_delete(eng_state_batch *b, const void *key, size_t klen);
 void eng_state_batch_delete_range(eng_state_batch *b, const void *start, size_t slen,
                                   const void *end, size_t elen);
 void eng_state_batch_set_applied(eng_state_batch *b, uint64_t range, uint64_t applied);
+/* The last snapshot installed in range (ENG_RANGE_SNAP): index and term. */
+void eng_state_batch_set_snap_mark(eng_state_batch *b, uint64_t range, uint64_t index,
+                                   uint64_t term);
 void eng_state_batch_range_put(eng_state_batch *b, uint64_t range, eng_range_kind kind,
                                const void *val, size_t vlen);
 /* Removes every range-state record of `range` (replica removed). */
@@ -98,6 +101,9 @@ int eng_state_get(eng_state *s, const void *key, size_t klen, void **val, size_t
  * from the SST index, no scan. */
 int eng_state_approx_bytes(eng_state *s, const void *start, size_t slen, const void *end,
                            size_t elen, uint64_t *out);
+/* The snapshot mark of range: RK_ENOTFOUND if none was ever installed,
+ * RK_ECORRUPT if it is not 16 bytes. */
+int eng_state_snap_mark(eng_state *s, uint64_t range, uint64_t *index, uint64_t *term);
 /* The applied index recorded for range (0 when none). */
 int eng_state_applied(eng_state *s, uint64_t range, uint64_t *applied);
 int eng_state_range_get(eng_state *s, uint64_t range, eng_range_kind kind, void **val,

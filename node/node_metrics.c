@@ -14,9 +14,7 @@
 #include "common/rk_err.h"
 #include "common/rk_log.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,52 +238,22 @@ int node_metrics_start(node *n, char *bound, size_t cap) {
   n->metrics_fd = -1;
   for (size_t i = 0; i < NODE_METRICS_MAX_CONNS; i++) n->mconn[i].fd = -1;
   if (n->cfg.metrics_listen[0] == '\0') return RK_OK;
-  char host[TP_ADDR_MAX];
-  snprintf(host, sizeof host, "%s", n->cfg.metrics_listen);
-  char *colon = strrchr(host, ':');
-  if (colon == NULL || colon[1] == '\0') return RK_EINVAL;
-  *colon = '\0';
-  const char *port = colon + 1, *h = host;
-  if (h[0] == '[') { /* [v6]:port */
-    size_t hl = strlen(host);
-    if (hl < 2 || host[hl - 1] != ']') return RK_EINVAL;
-    h++;
-    host[hl - 1] = '\0';
-  }
-  struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                           .ai_socktype = SOCK_STREAM,
-                           .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
-                  *ai = NULL;
-  if (getaddrinfo(h[0] ? h : NULL, port, &hints, &ai) != 0 || ai == NULL) return RK_EINVAL;
-  int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int rc = fd < 0 ? rk_err_from_errno(errno) : RK_OK;
-  if (rc == RK_OK) {
-    int one = 1;
-    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 16) != 0) {
-      rc = rk_err_from_errno(errno);
-      close(fd);
-    }
-  }
-  freeaddrinfo(ai);
-  if (rc != RK_OK) return rc;
   struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  char ip[INET6_ADDRSTRLEN] = "?";
-  unsigned p = 0;
-  if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
-    if (ss.ss_family == AF_INET) {
-      const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)&ss;
-      inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
-      p = ntohs(a->sin_port);
-      snprintf(bound, cap, "%s:%u", ip, p);
-    } else {
-      const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)&ss;
-      inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
-      p = ntohs(a->sin6_port);
-      snprintf(bound, cap, "[%s]:%u", ip, p);
-    }
+  socklen_t sl = 0;
+  int rc = tp_addr_resolve(n->cfg.metrics_listen, 1, &ss, &sl);
+  if (rc != RK_OK) return rc;
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return rk_err_from_errno(errno);
+  int one = 1;
+  (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 16) != 0) {
+    rc = rk_err_from_errno(errno);
+    close(fd);
+    return rc;
   }
+  sl = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+    (void)tp_addr_format((struct sockaddr *)&ss, bound, cap);
   rc = tp_net_watch_fd(n->net, fd, on_accept, n);
   if (rc != RK_OK) {
     close(fd);

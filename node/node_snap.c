@@ -389,14 +389,6 @@ int node_snap_pump(node *n) {
 
 /* ---- checking ---------------------------------------------------------------------------- */
 
-/* memcmp order, shorter first on a tie. */
-static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen) {
-  size_t m = alen < blen ? alen : blen;
-  int c = m ? memcmp(a, b, m) : 0;
-  if (c != 0) return c;
-  return (alen > blen) - (alen < blen);
-}
-
 static int conf_equal(const mr_conf *a, const mr_conf *b) {
   if (a->n != b->n || a->auto_leave != b->auto_leave) return 0;
   for (uint8_t k = 0; k < a->n; k++)
@@ -418,7 +410,7 @@ static int image_check(const range_desc *d, const uint8_t *data, size_t len, uin
     if (k->len == 0 || k->len > KV_MAX_KEY || v->len > KV_MAX_VALUE ||
         !range_desc_contains(d, k->data, k->len))
       rc = RK_EMALFORMED;
-    else if (*llen > 0 && key_cmp(last, *llen, k->data, k->len) >= 0)
+    else if (*llen > 0 && range_key_cmp(last, *llen, k->data, k->len) >= 0)
       rc = RK_EMALFORMED; /* strictly increasing: no duplicates */
     else {
       memcpy(last, k->data, k->len);
@@ -581,16 +573,6 @@ void node_snap_free(node *n) {
   for (uint32_t i = 0; i <= NODE_MAX_NODES; i++) rx_reset(n, &n->rx[i]);
 }
 
-static void put_le64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-  return v;
-}
-
 /* Installing, step 1 (the worker thread): the range's keys, image, applied
  * index and snapshot mark in one synced state-store batch. Touches only the
  * state store (thread-safe) and the job. */
@@ -617,11 +599,8 @@ static int install_state(node *n, node_snap_install_one *one) {
   for (size_t i = 0; i < rs->n_kvs && rc == RK_OK; i++)
     eng_state_batch_put(b, rs->kvs[i]->key.data, rs->kvs[i]->key.len, rs->kvs[i]->value.data,
                         rs->kvs[i]->value.len);
-  uint8_t mark[16];
-  put_le64(mark, s->index);
-  put_le64(mark + 8, s->term);
   eng_state_batch_set_applied(b, d->id, s->index);
-  eng_state_batch_range_put(b, d->id, ENG_RANGE_SNAP, mark, sizeof mark);
+  eng_state_batch_set_snap_mark(b, d->id, s->index, s->term);
   if (rc == RK_OK) rc = eng_state_commit(n->state, b);
   if (rc == RK_OK) rc = eng_state_sync(n->state);
   eng_state_batch_free(b);
@@ -803,19 +782,13 @@ void node_boot_hard_state(rk_hard_state *hs, int found, uint64_t applied, uint64
 int node_snap_reconcile(node *n, node_range *r, uint64_t *snap_term) {
   const uint64_t id = r->desc.id;
   *snap_term = 0;
-  void *v = NULL;
-  size_t len = 0;
-  int rc = eng_state_range_get(n->state, id, ENG_RANGE_SNAP, &v, &len);
+  uint64_t index = 0, term = 0, t = 0;
+  int rc = eng_state_snap_mark(n->state, id, &index, &term);
   if (rc == RK_ENOTFOUND) return RK_OK;
-  if (rc != RK_OK) return rc;
-  if (len != 16) {
-    free(v);
-    RK_ERROR("node", "range %llu: snapshot mark is corrupt (%zu bytes)", (unsigned long long)id,
-             len);
-    return RK_ECORRUPT;
+  if (rc != RK_OK) {
+    RK_ERROR("node", "range %llu: snapshot mark: %s", (unsigned long long)id, rk_strerror(rc));
+    return rc;
   }
-  uint64_t index = get_le64(v), term = get_le64((const uint8_t *)v + 8), t = 0;
-  free(v);
   *snap_term = term;
   rc = eng_wal_term(n->wal, id, index, &t);
   /* The log holds the snapshot's boundary (the reset landed, or its entries

@@ -7,9 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Byte-wise comparison of a key with a boundary (the usual memcmp order:
- * a prefix sorts first). */
-static int key_cmp(const void *a, size_t alen, const void *b, size_t blen) {
+int range_key_cmp(const void *a, size_t alen, const void *b, size_t blen) {
   size_t n = alen < blen ? alen : blen;
   int c = n ? memcmp(a, b, n) : 0;
   if (c != 0) return c;
@@ -17,8 +15,8 @@ static int key_cmp(const void *a, size_t alen, const void *b, size_t blen) {
 }
 
 int range_desc_contains(const range_desc *d, const void *key, size_t klen) {
-  if (key_cmp(key, klen, d->start, d->start_len) < 0) return 0;
-  if (d->end_len != 0 && key_cmp(key, klen, d->end, d->end_len) >= 0) return 0;
+  if (range_key_cmp(key, klen, d->start, d->start_len) < 0) return 0;
+  if (d->end_len != 0 && range_key_cmp(key, klen, d->end, d->end_len) >= 0) return 0;
   return 1;
 }
 
@@ -118,7 +116,7 @@ const range_desc *range_table_lookup(const range_table *t, const void *key, size
   size_t lo = 0, hi = t->n;
   while (hi - lo > 1) {
     size_t mid = lo + (hi - lo) / 2;
-    if (key_cmp(t->v[mid].start, t->v[mid].start_len, key, klen) <= 0)
+    if (range_key_cmp(t->v[mid].start, t->v[mid].start_len, key, klen) <= 0)
       lo = mid;
     else
       hi = mid;
@@ -203,9 +201,9 @@ int range_table_adopt(range_table *t, range_desc *v, size_t n) {
     if (v[i].id != i + 1) return RK_ECORRUPT;
     if (i == 0 && v[i].start_len != 0) return RK_ECORRUPT;
     if (i + 1 == n && v[i].end_len != 0) return RK_ECORRUPT;
-    if (i + 1 < n && key_cmp(v[i].end, v[i].end_len, v[i + 1].start, v[i + 1].start_len) != 0)
+    if (i + 1 < n && range_key_cmp(v[i].end, v[i].end_len, v[i + 1].start, v[i + 1].start_len) != 0)
       return RK_ECORRUPT;
-    if (i + 1 < n && key_cmp(v[i].start, v[i].start_len, v[i].end, v[i].end_len) >= 0)
+    if (i + 1 < n && range_key_cmp(v[i].start, v[i].start_len, v[i].end, v[i].end_len) >= 0)
       return RK_ECORRUPT;
   }
   t->v = v;

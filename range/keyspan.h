@@ -58,6 +58,8 @@ void range_table_free(range_table *t);
 const range_desc *range_table_lookup(const range_table *t, const void *key, size_t klen);
 /* By id, NULL if unknown. */
 const range_desc *range_table_get(const range_table *t, uint64_t id);
+/* Byte-wise key order (memcmp, a prefix sorts first): <0, 0, >0. */
+int range_key_cmp(const void *a, size_t alen, const void *b, size_t blen);
 /* 1 if key is inside d's span. */
 int range_desc_contains(const range_desc *d, const void *key, size_t klen);
 /* 1 if node holds a replica of d. */

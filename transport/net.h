@@ -38,6 +38,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "transport/frame.h"
 #include "transport/handshake.h"
@@ -97,6 +98,16 @@ int tp_net_send_client(tp_net *n, uint64_t conn, uint16_t type, const uint8_t *p
                        uint32_t len);
 /* Closes a client connection (e.g. after a protocol error it sent). */
 void tp_net_close_client(tp_net *n, uint64_t conn);
+
+/* Addresses, for a node's other listeners (metrics): "host:port",
+ * "[v6]:port" or ":port". tp_addr_resolve keeps one address, the first IPv4
+ * one if any (so "localhost" means 127.0.0.1 on both the listening and the
+ * dialing side); passive: an empty host is the wildcard address, else
+ * loopback. RK_EINVAL (bad syntax), RK_ENOTFOUND (cannot resolve).
+ * tp_addr_format writes "a.b.c.d:port" or "[v6]:port" (RK_EINVAL if it does
+ * not fit or the family is unknown). */
+int tp_addr_resolve(const char *addr, int passive, struct sockaddr_storage *ss, socklen_t *len);
+int tp_addr_format(const struct sockaddr *sa, char *out, size_t cap);
 
 /* Registers another fd with the loop: fn(ctx) runs when it is readable. */
 typedef void (*tp_net_fd_fn)(void *ctx);

@@ -26,12 +26,6 @@ int tp_addr_split(const char *addr, char host[TP_ADDR_MAX], char port[8]);
  * wildcard address, else loopback. RK_EINVAL (bad syntax), RK_ENOTFOUND
  * (cannot resolve). The caller frees *res with freeaddrinfo. */
 int tp_addr_lookup(const char *addr, int passive, struct addrinfo **res);
-/* tp_addr_lookup, keeping one address: the first IPv4 one if any (so that
- * "localhost" means 127.0.0.1 on both the listening and the dialing side),
- * else the first. */
-int tp_addr_resolve(const char *addr, int passive, struct sockaddr_storage *ss, socklen_t *len);
-/* "a.b.c.d:port" or "[v6]:port". RK_EINVAL if it does not fit / unknown family. */
-int tp_addr_format(const struct sockaddr *sa, char *out, size_t cap);
 /* TCP_NODELAY; failure only costs latency, so it is not reported. */
 void tp_sock_nodelay(int fd);
 
