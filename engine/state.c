@@ -71,6 +71,16 @@ static uint64_t get_le64(const uint8_t *p) {
   for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
   return v;
 }
+/* The end of a span: end, or with end NULL a bound above every user key
+ * (they are at most 4 KiB: kv/kvcmd.h KV_MAX_KEY), built in past_all. */
+#define PAST_ALL_BYTES 4097
+static void span_end(const void *end, size_t elen, char past_all[PAST_ALL_BYTES], const char **hi,
+                     size_t *hil) {
+  if (end == NULL) memset(past_all, 0xFF, PAST_ALL_BYTES);
+  *hi = end ? end : past_all;
+  *hil = end ? elen : PAST_ALL_BYTES;
+}
+
 static void range_key(uint8_t out[9], uint64_t range, eng_range_kind kind) {
   for (int i = 0; i < 8; i++) out[i] = (uint8_t)(range >> (56 - 8 * i));
   out[8] = (uint8_t)kind;
@@ -299,7 +309,11 @@ void eng_state_batch_delete(eng_state_batch *b, const void *key, size_t klen) {
 
 void eng_state_batch_delete_range(eng_state_batch *b, const void *start, size_t slen,
                                   const void *end, size_t elen) {
-  rocksdb_writebatch_delete_range_cf(b->wb, b->s->cf[CF_USER], start, slen, end, elen);
+  char past_all[PAST_ALL_BYTES];
+  const char *hi;
+  size_t hil;
+  span_end(end, elen, past_all, &hi, &hil);
+  rocksdb_writebatch_delete_range_cf(b->wb, b->s->cf[CF_USER], start, slen, hi, hil);
 }
 
 void eng_state_batch_set_applied(eng_state_batch *b, uint64_t range, uint64_t applied) {
@@ -312,7 +326,8 @@ void eng_state_batch_set_applied(eng_state_batch *b, uint64_t range, uint64_t ap
 
 void eng_state_batch_range_put(eng_state_batch *b, uint64_t range, eng_range_kind kind,
                                const void *val, size_t vlen) {
-  RK_ASSERT(kind == ENG_RANGE_DESC || kind == ENG_RANGE_LEASE || kind == ENG_RANGE_SNAP);
+  RK_ASSERT(kind == ENG_RANGE_DESC || kind == ENG_RANGE_LEASE || kind == ENG_RANGE_SNAP ||
+            kind == ENG_RANGE_SNAP_INTENT);
   uint8_t k[9];
   range_key(k, range, kind);
   rocksdb_writebatch_put_cf(b->wb, b->s->cf[CF_RANGE], (const char *)k, sizeof k, val, vlen);
@@ -388,11 +403,10 @@ int eng_state_range_get(eng_state *s, uint64_t range, eng_range_kind kind, void 
 
 int eng_state_approx_bytes(eng_state *s, const void *start, size_t slen, const void *end,
                            size_t elen, uint64_t *out) {
-  /* No end: a bound above every key (user keys are at most 4 KiB). */
-  char past_all[4097];
-  memset(past_all, 0xFF, sizeof past_all);
-  const char *lo = start, *hi = end ? end : past_all;
-  size_t lol = slen, hil = end ? elen : sizeof past_all;
+  char past_all[PAST_ALL_BYTES];
+  const char *lo = start, *hi;
+  size_t lol = slen, hil;
+  span_end(end, elen, past_all, &hi, &hil);
   char *err = NULL;
   rocksdb_approximate_sizes_cf(s->db, s->cf[CF_USER], 1, &lo, &lol, &hi, &hil, out, &err);
   if (err) {
@@ -403,26 +417,63 @@ int eng_state_approx_bytes(eng_state *s, const void *start, size_t slen, const v
   return RK_OK;
 }
 
-void eng_state_batch_set_snap_mark(eng_state_batch *b, uint64_t range, uint64_t index,
-                                   uint64_t term) {
-  uint8_t v[16];
-  put_le64(v, index);
-  put_le64(v + 8, term);
-  eng_state_batch_range_put(b, range, ENG_RANGE_SNAP, v, sizeof v);
+/* Range records that are a few little-endian words. */
+static void put_words(eng_state_batch *b, uint64_t range, eng_range_kind kind, const uint64_t *w,
+                      size_t n) {
+  uint8_t v[32];
+  RK_ASSERT(n * 8 <= sizeof v);
+  for (size_t i = 0; i < n; i++) put_le64(v + 8 * i, w[i]);
+  eng_state_batch_range_put(b, range, kind, v, n * 8);
 }
 
-int eng_state_snap_mark(eng_state *s, uint64_t range, uint64_t *index, uint64_t *term) {
+/* RK_ENOTFOUND if absent, RK_ECORRUPT if not exactly n words. */
+static int get_words(eng_state *s, uint64_t range, eng_range_kind kind, uint64_t *w, size_t n) {
   void *v = NULL;
   size_t len = 0;
-  int rc = eng_state_range_get(s, range, ENG_RANGE_SNAP, &v, &len);
+  int rc = eng_state_range_get(s, range, kind, &v, &len);
   if (rc != RK_OK) return rc;
-  if (len != 16) {
+  if (len != n * 8) {
     free(v);
     return RK_ECORRUPT;
   }
-  *index = get_le64(v);
-  *term = get_le64((const uint8_t *)v + 8);
+  for (size_t i = 0; i < n; i++) w[i] = get_le64((const uint8_t *)v + 8 * i);
   free(v);
+  return RK_OK;
+}
+
+void eng_state_batch_set_snap_mark(eng_state_batch *b, uint64_t range, uint64_t index,
+                                   uint64_t term) {
+  put_words(b, range, ENG_RANGE_SNAP, (const uint64_t[]){index, term}, 2);
+}
+
+int eng_state_snap_mark(eng_state *s, uint64_t range, uint64_t *index, uint64_t *term) {
+  uint64_t w[2];
+  int rc = get_words(s, range, ENG_RANGE_SNAP, w, 2);
+  if (rc != RK_OK) return rc;
+  *index = w[0];
+  *term = w[1];
+  return RK_OK;
+}
+
+void eng_state_batch_set_snap_intent(eng_state_batch *b, uint64_t range, uint64_t index,
+                                     uint64_t term, uint64_t file) {
+  put_words(b, range, ENG_RANGE_SNAP_INTENT, (const uint64_t[]){index, term, file}, 3);
+}
+
+void eng_state_batch_clear_snap_intent(eng_state_batch *b, uint64_t range) {
+  uint8_t k[9];
+  range_key(k, range, ENG_RANGE_SNAP_INTENT);
+  rocksdb_writebatch_delete_cf(b->wb, b->s->cf[CF_RANGE], (const char *)k, sizeof k);
+}
+
+int eng_state_snap_intent(eng_state *s, uint64_t range, uint64_t *index, uint64_t *term,
+                          uint64_t *file) {
+  uint64_t w[3];
+  int rc = get_words(s, range, ENG_RANGE_SNAP_INTENT, w, 3);
+  if (rc != RK_OK) return rc;
+  *index = w[0];
+  *term = w[1];
+  *file = w[2];
   return RK_OK;
 }
 
@@ -496,4 +547,85 @@ void eng_state_iter_free(eng_state_iter *it) {
   rocksdb_readoptions_destroy(it->ropts);
   free(it->upper);
   free(it);
+}
+
+/* ---- SST files and ingestion ---------------------------------------------------- */
+
+struct eng_state_sst {
+  rocksdb_sstfilewriter_t *w;
+  rocksdb_envoptions_t *env;
+  int open, finished;
+};
+
+/* RocksDB's error as ours, logged with what failed. */
+static int rocks_rc(const char *what, const char *path, char *err) {
+  int rc = rk_err_from_rocksdb(err);
+  RK_ERROR("state", "%s%s%s: %s", what, path ? " " : "", path ? path : "", err);
+  rocksdb_free(err);
+  return rc;
+}
+
+int eng_state_sst_open(eng_state *s, const char *path, eng_state_sst **out) {
+  *out = NULL;
+  eng_state_sst *w = calloc(1, sizeof *w);
+  if (w == NULL) return RK_ENOMEM;
+  w->env = rocksdb_envoptions_create();
+  w->w = rocksdb_sstfilewriter_create(w->env, s->cf_opts[CF_USER]);
+  char *err = NULL;
+  rocksdb_sstfilewriter_open(w->w, path, &err);
+  if (err) {
+    eng_state_sst_free(w);
+    return rocks_rc("cannot create", path, err);
+  }
+  w->open = 1;
+  *out = w;
+  return RK_OK;
+}
+
+int eng_state_sst_delete_range(eng_state_sst *w, const void *start, size_t slen, const void *end,
+                               size_t elen) {
+  RK_ASSERT(w->open && !w->finished);
+  char past_all[PAST_ALL_BYTES];
+  const char *hi;
+  size_t hil;
+  span_end(end, elen, past_all, &hi, &hil);
+  char *err = NULL;
+  rocksdb_sstfilewriter_delete_range(w->w, start, slen, hi, hil, &err);
+  return err ? rocks_rc("range deletion in an SST file", NULL, err) : RK_OK;
+}
+
+int eng_state_sst_put(eng_state_sst *w, const void *key, size_t klen, const void *val,
+                      size_t vlen) {
+  RK_ASSERT(w->open && !w->finished);
+  char *err = NULL;
+  rocksdb_sstfilewriter_put(w->w, key, klen, val, vlen, &err);
+  return err ? rocks_rc("put in an SST file", NULL, err) : RK_OK;
+}
+
+int eng_state_sst_finish(eng_state_sst *w) {
+  RK_ASSERT(w->open && !w->finished);
+  char *err = NULL;
+  rocksdb_sstfilewriter_finish(w->w, &err);
+  w->finished = 1;
+  return err ? rocks_rc("finishing an SST file", NULL, err) : RK_OK;
+}
+
+void eng_state_sst_free(eng_state_sst *w) {
+  if (w == NULL) return;
+  rocksdb_sstfilewriter_destroy(w->w);
+  rocksdb_envoptions_destroy(w->env);
+  free(w);
+}
+
+int eng_state_ingest(eng_state *s, const char *path) {
+  /* Copied, not moved: RocksDB writes the sequence number it assigns into
+   * the file it ingests, and such a file cannot be ingested again, so the
+   * staged file must stay as it was for a redo after a crash. */
+  rocksdb_ingestexternalfileoptions_t *o = rocksdb_ingestexternalfileoptions_create();
+  rocksdb_ingestexternalfileoptions_set_move_files(o, 0);
+  const char *files[1] = {path};
+  char *err = NULL;
+  rocksdb_ingest_external_file_cf(s->db, s->cf[CF_USER], files, 1, o, &err);
+  rocksdb_ingestexternalfileoptions_destroy(o);
+  return err ? rocks_rc("cannot ingest", path, err) : RK_OK;
 }

@@ -55,11 +55,14 @@ void eng_state_close(eng_state *s);
 
 /* Range state kinds (the last key byte in the "range" family). */
 typedef enum eng_range_kind {
-  ENG_RANGE_APPLIED = 1, /* value: applied index, 8 bytes little-endian */
-  ENG_RANGE_DESC = 2,    /* value: the range descriptor (encoded by range/) */
-  ENG_RANGE_LEASE = 3,   /* value: the lease (encoded by range/) */
-  ENG_RANGE_SNAP = 4,    /* value: the last snapshot installed: index, term
-                            (8 bytes little-endian each; node/node_snap.c) */
+  ENG_RANGE_APPLIED = 1,     /* value: applied index, 8 bytes little-endian */
+  ENG_RANGE_DESC = 2,        /* value: the range descriptor (encoded by range/) */
+  ENG_RANGE_LEASE = 3,       /* value: the lease (encoded by range/) */
+  ENG_RANGE_SNAP = 4,        /* value: the last snapshot installed: index, term
+                                (8 bytes little-endian each; node/node_snap.c) */
+  ENG_RANGE_SNAP_INTENT = 5, /* value: a snapshot being installed: index, term
+                                and its staged file's number (8 bytes
+                                little-endian each; node/node_snap.c) */
 } eng_range_kind;
 
 /* ---- apply batches ----------------------------------------------------------- */
@@ -72,13 +75,17 @@ void eng_state_batch_clear(eng_state_batch *b);
 void eng_state_batch_put(eng_state_batch *b, const void *key, size_t klen, const void *val,
                          size_t vlen);
 void eng_state_batch_delete(eng_state_batch *b, const void *key, size_t klen);
-/* Deletes user keys in [start, end). */
+/* Deletes user keys in [start, end) (end NULL: to the end). */
 void eng_state_batch_delete_range(eng_state_batch *b, const void *start, size_t slen,
                                   const void *end, size_t elen);
 void eng_state_batch_set_applied(eng_state_batch *b, uint64_t range, uint64_t applied);
 /* The last snapshot installed in range (ENG_RANGE_SNAP): index and term. */
 void eng_state_batch_set_snap_mark(eng_state_batch *b, uint64_t range, uint64_t index,
                                    uint64_t term);
+/* A snapshot install under way in range (ENG_RANGE_SNAP_INTENT). */
+void eng_state_batch_set_snap_intent(eng_state_batch *b, uint64_t range, uint64_t index,
+                                     uint64_t term, uint64_t file);
+void eng_state_batch_clear_snap_intent(eng_state_batch *b, uint64_t range);
 void eng_state_batch_range_put(eng_state_batch *b, uint64_t range, eng_range_kind kind,
                                const void *val, size_t vlen);
 /* Removes every range-state record of `range` (replica removed). */
@@ -104,6 +111,10 @@ int eng_state_approx_bytes(eng_state *s, const void *start, size_t slen, const v
 /* The snapshot mark of range: RK_ENOTFOUND if none was ever installed,
  * RK_ECORRUPT if it is not 16 bytes. */
 int eng_state_snap_mark(eng_state *s, uint64_t range, uint64_t *index, uint64_t *term);
+/* The snapshot install under way in range: RK_ENOTFOUND if none,
+ * RK_ECORRUPT if it is not 24 bytes. */
+int eng_state_snap_intent(eng_state *s, uint64_t range, uint64_t *index, uint64_t *term,
+                          uint64_t *file);
 /* The applied index recorded for range (0 when none). */
 int eng_state_applied(eng_state *s, uint64_t range, uint64_t *applied);
 int eng_state_range_get(eng_state *s, uint64_t range, eng_range_kind kind, void **val,
@@ -121,5 +132,31 @@ const void *eng_state_iter_value(const eng_state_iter *it, size_t *len);
 /* RK_OK, or the error that ended the iteration early. */
 int eng_state_iter_status(const eng_state_iter *it);
 void eng_state_iter_free(eng_state_iter *it);
+
+/* ---- SST files (snapshot staging) ----------------------------------------- */
+
+/* A sorted file of user keys, written outside the store and ingested
+ * whole (RocksDB's SstFileWriter and IngestExternalFile). One thread. */
+typedef struct eng_state_sst eng_state_sst;
+
+/* Creates (or replaces) the file at path, shaped by the user family's
+ * options. */
+int eng_state_sst_open(eng_state *s, const char *path, eng_state_sst **out);
+/* A tombstone over user keys [start, end) (end NULL: to the end). Once
+ * ingested it hides every older key there but never the file's own puts
+ * (RocksDB: a file's range deletions do not cover its point keys). */
+int eng_state_sst_delete_range(eng_state_sst *w, const void *start, size_t slen, const void *end,
+                               size_t elen);
+/* Keys strictly increasing, or an error. */
+int eng_state_sst_put(eng_state_sst *w, const void *key, size_t klen, const void *val, size_t vlen);
+/* Writes the index and footer and syncs the file. Nothing may follow. */
+int eng_state_sst_finish(eng_state_sst *w);
+void eng_state_sst_free(eng_state_sst *w);
+/* Ingests the finished file at path into the user family in one step: its
+ * tombstones and keys become visible at once, newer than everything before,
+ * and durable when this returns RK_OK (RocksDB syncs the file and its
+ * MANIFEST). The file at path is copied, and stays as it was: it can be
+ * ingested again. */
+int eng_state_ingest(eng_state *s, const char *path);
 
 #endif

@@ -20,14 +20,16 @@
 #define NODE_MAX_UNCOMMITTED (4u << 20)
 /* Ticks between log compaction rounds (node.c, node_compact). */
 #define NODE_COMPACT_EVERY_TICKS 50u
-/* Range snapshots (node_snap.c): the most bytes one may carry (the
- * receiver holds it in memory, and mr_snapshot.len is 32 bits); the image
+/* Range snapshots (node_snap.c): the most image bytes one may carry (the
+ * receiver stages it on disk, and at most two over all peers); the image
  * bytes per SNAP_CHUNK frame; the bytes a stream keeps queued towards its
- * peer (so Raft frames interleave); streams a node sends at once. */
-#define NODE_SNAP_MAX_BYTES   (256u << 20)
+ * peer (so Raft frames interleave); streams a node sends at once; received
+ * snapshots staged and handed to a core but not yet installed. */
+#define NODE_SNAP_MAX_BYTES   (4ull << 30)
 #define NODE_SNAP_CHUNK_BYTES (1u << 20)
 #define NODE_SNAP_WINDOW      (4u << 20)
 #define NODE_SNAP_MAX_STREAMS 4u
+#define NODE_SNAP_MAX_SEALED  8u
 /* Chunks one stream may read and queue per loop iteration. */
 #define NODE_SNAP_CHUNKS_PER_PUMP 2
 /* A stream that queues nothing for this long is abandoned (sender), and
@@ -114,14 +116,16 @@ typedef struct node_snap_tx {
   uint64_t progress_ms; /* last time a chunk was queued */
 } node_snap_tx;
 
-/* An incoming stream from one peer (one at a time per peer). */
+/* An incoming stream from one peer (one at a time per peer), staged as an
+ * SST file (node_snap.c, "RECEIVING"). */
 typedef struct node_snap_rx {
   uint64_t stream, range;
   uint32_t next_seq;
-  uint8_t *buf; /* the chunks' images back to back */
-  size_t len, cap;
-  uint64_t last_ms;  /* last chunk */
-  uint8_t *last_key; /* the highest key so far (chunks are checked as they come) */
+  eng_state_sst *sst; /* the staged file, numbered `file` */
+  uint64_t file;
+  uint64_t len, keys; /* image bytes and pairs so far */
+  uint64_t last_ms;   /* last chunk */
+  uint8_t *last_key;  /* the highest key so far (chunks are checked as they come) */
   size_t last_klen;
 } node_snap_rx;
 
@@ -131,11 +135,18 @@ typedef struct node_wal_req {
   struct node_persist *p;
 } node_wal_req;
 
+/* A received snapshot whose staged file is complete and whose
+ * InstallSnapshot went to the core, which may install it or not. */
+typedef struct node_snap_sealed {
+  uint64_t range, index, file, bytes, keys;
+} node_snap_sealed;
+
 /* One snapshot of a persist batch, installed off the loop (node_snap.c). */
 typedef struct node_snap_install_one {
   node_range *r;
   const mr_snapshot *snap;
-  uint64_t keys_in, keys_out, ns; /* for the log line */
+  node_snap_sealed staged; /* file 0: an empty range, nothing staged */
+  uint64_t ns;             /* for the log line */
 } node_snap_install_one;
 
 /* The writes of the ranges installing a snapshot in one persist batch: the
@@ -198,18 +209,23 @@ typedef struct node {
   node_snap_rx rx[NODE_MAX_NODES + 1]; /* by peer node id */
   uint32_t snap_chunk_bytes;           /* NODE_SNAP_CHUNK_BYTES; tests shrink it */
   uint64_t snap_max_bytes;             /* NODE_SNAP_MAX_BYTES; unit tests shrink it */
-  uint64_t rx_bytes;                   /* staged over every peer */
-  uint64_t wal_segment_bytes;          /* 0: the WAL's default; tests shrink it */
-  uint64_t wal_batch_bytes;            /* NODE_WAL_BATCH_BYTES; half a test segment */
+  uint64_t rx_bytes;                   /* staged over every peer, sealed included */
+  node_snap_sealed sealed[NODE_SNAP_MAX_SEALED];
+  uint32_t nsealed;
+  uint64_t next_file;         /* staged files' numbers (random start) */
+  uint64_t wal_segment_bytes; /* 0: the WAL's default; tests shrink it */
+  uint64_t wal_batch_bytes;   /* NODE_WAL_BATCH_BYTES; half a test segment */
   node_snap_installer installer;
   int metrics_fd;     /* -1: no --metrics-listen */
   int metrics_paused; /* listener unwatched after EMFILE, until the next tick */
   node_metrics_conn mconn[NODE_METRICS_MAX_CONNS];
   uint64_t metrics_requests;
-  /* Test hook: RK_TEST_CRASH_POINT=snapshot-state makes the node exit with
+  /* Test hooks: RK_TEST_CRASH_POINT=snapshot-state makes the node exit with
    * NODE_TEST_CRASH_EXIT once a snapshot is durable in the state store and
-   * before its WAL reset is (the crash node_snap_reconcile repairs). */
-  int crash_after_snapshot_state;
+   * before its WAL reset is (the crash node_snap_reconcile repairs);
+   * snapshot-ingest once a staged file is ingested and before the applied
+   * index and the mark are written (the crash the intent's redo repairs). */
+  int crash_after_snapshot_state, crash_after_snapshot_ingest;
 } node;
 
 #define NODE_TEST_CRASH_EXIT 86
@@ -263,15 +279,17 @@ int node_snap_fits(node *n, node_range *r);
 /* The lowest snapshot index the range is streaming (UINT64_MAX if none):
  * compaction must not pass it, or the follower needs another at once. */
 uint64_t node_snap_streaming_at(const node *n, uint64_t group);
-/* Once per tick: drops staging that went idle. */
+/* Once per tick: drops staging that went idle, and staged snapshots the
+ * range has applied past (its core refused them or moved on). */
 void node_snap_tick(node *n);
 /* A SNAP_CHUNK frame from peer `from`. RK_EMALFORMED if it does not parse;
  * a chunk out of sequence only drops that stream. */
 int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t len);
-/* Puts the chunks of peer `from`'s stream in place of the InstallSnapshot's
- * data. RK_OK, or RK_EUNAVAILABLE if the stream is not complete here (lost
- * chunks: the leader tries again), RK_EMALFORMED if the data is no stream
- * descriptor of that range. */
+/* Seals peer `from`'s staged stream and makes the InstallSnapshot's data
+ * name the staged file. RK_OK, or RK_EUNAVAILABLE if the stream is not
+ * complete here (lost chunks: the leader tries again), RK_EMALFORMED if
+ * the data is no stream descriptor of that range or the snapshot fails
+ * node_snap_check. */
 int node_snap_assemble(node *n, uint32_t from, mr_host_gmsg *gm);
 /* RK_OK if s is a snapshot of range d: an index below UINT64_MAX - 1, the
  * range's configuration, and (check_data) data that is a RangeSnapshot of
@@ -282,6 +300,9 @@ int node_snap_assemble(node *n, uint32_t from, mr_host_gmsg *gm);
 int node_snap_check(const range_desc *d, const mr_snapshot *s, int check_data);
 /* A new connection to a peer: any stream to or from it is broken. */
 void node_snap_peer_up(node *n, uint32_t peer);
+/* Start-up, after every range's reconcile: creates the staging directory
+ * and removes what a previous run left there. */
+int node_snap_staging_open(node *n);
 /* Frees the streams and staging (shutdown). */
 void node_snap_free(node *n);
 /* The writes w[0, nw) of persist batch p that hold snapshots (w is taken:
@@ -297,9 +318,11 @@ node_persist *node_persist_new(node *n, uint64_t batch);
 void node_persist_add(node_persist *p, const mr_host_write *w, size_t nw);
 /* One part of p is durable (rc RK_OK) or failed; the last completes it. */
 void node_persist_release(node_persist *p, int rc);
-/* Start-up: resets the range's log to a snapshot the state store holds but
- * the WAL does not (a crash between the two steps of an install). Sets
- * *snap_term to the last installed snapshot's term (0: none). */
+/* Start-up: finishes an install a crash interrupted (its intent record
+ * names the staged file: ingested again), then resets the range's log to
+ * a snapshot the state store holds but the WAL does not (a crash between
+ * the two steps of an install). Sets *snap_term to the last installed
+ * snapshot's term (0: none). */
 int node_snap_reconcile(node *n, node_range *r, uint64_t *snap_term);
 /* Start-up: the hard state a range's core boots with, from the WAL's (hs;
  * found = 0 if it has none), the state store's applied index, and the last

@@ -17,30 +17,42 @@
  * one at a time per peer. A stream that loses its peer or its leadership is
  * abandoned and reported to the core (mr_host_report_snapshot).
  *
- * RECEIVING. Chunks from a peer are staged in memory (node_snap_on_chunk);
- * a chunk out of sequence drops the stream. The InstallSnapshot gets the
- * staged bytes as its data (node_snap_assemble; RangeSnapshots concatenate)
- * and is checked against the node's own descriptor of the range
- * (node_snap_check) before any Raft core sees it; an incomplete stream or
- * a bad image drops the frame, and the leader tries again.
+ * RECEIVING. Chunks from a peer are checked as they come and staged on
+ * disk as one RocksDB SST file per stream (<data-dir>/snap/<n>.sst): first
+ * a tombstone over the range's span, then the image's pairs in key order
+ * (node_snap_on_chunk); a chunk out of sequence, a bad key or a reconnect
+ * drops the stream and its file. The InstallSnapshot is checked against
+ * the node's own descriptor of the range (node_snap_check), the file is
+ * completed (sealed) and the snapshot's data becomes a descriptor naming
+ * it (node_snap_assemble) before any Raft core sees it; an incomplete
+ * stream drops the frame, and the leader tries again. A sealed file the
+ * core never installs (it refused the snapshot) goes once the range has
+ * applied up to the snapshot's index (node_snap_tick).
  *
  * INSTALLING happens in persist, before the WAL batch that holds the rest
- * of the Ready:
- *   1. one state-store batch: delete the range's keys, write the image, set
- *      applied = index and the snapshot mark (index, term); commit; sync;
+ * of the Ready, on an installer thread (step 1) and the loop (step 2):
+ *   1. a synced intent record (index, term, file); the file is ingested
+ *      (its tombstone hides every older key of the span, its pairs become
+ *      the range's data, at once); then, synced, the applied index and the
+ *      snapshot mark (index, term) with the intent's removal. An empty
+ *      range needs no file: one synced batch deletes its span and sets
+ *      both.
  *   2. eng_wal_reset(range, index + 1, term): the range's log becomes empty
  *      at index + 1, durable with that batch, ahead of its entries.
- * A crash between 1 and 2 leaves the state store ahead of the WAL. At start
- * (node_snap_reconcile) a range whose WAL does not hold (index, term) is
- * reset the same way before its Raft core is created, so a restart never
- * replays entries the snapshot replaced.
+ * A crash inside 1 leaves the intent: at start (node_snap_reconcile) the
+ * file is ingested again (an ingestion copies the file; the staged one
+ * stays until the intent is gone) and step 1 is finished. A crash between
+ * 1 and 2 leaves the state store ahead of the WAL: at start a range whose
+ * WAL does not hold (index, term) is reset the same way before its Raft
+ * core is created, so a restart never replays entries the snapshot
+ * replaced.
  *
- * SIZE. The receiver holds the whole image (up to NODE_SNAP_MAX_BYTES, and
- * at most two images' worth over all peers) and installs it in one batch,
- * in the loop. node_compact compacts past a lagging replica only while the
- * range is well below that (node_snap_fits). A range found too big is not
- * tried again for NODE_SNAP_TOO_BIG_BACKOFF_MS. Streams and staging that
- * make no progress for NODE_SNAP_IDLE_MS are dropped.
+ * SIZE. An image may carry up to NODE_SNAP_MAX_BYTES, and a node stages at
+ * most two images' worth over all peers. node_compact compacts past a
+ * lagging replica only while the range is well below that (node_snap_fits).
+ * A range found too big is not tried again for
+ * NODE_SNAP_TOO_BIG_BACKOFF_MS. Streams and staging that make no progress
+ * for NODE_SNAP_IDLE_MS are dropped.
  */
 #include "node/node_int.h"
 
@@ -51,11 +63,14 @@
 #include "kv/kvcmd.h"
 #include "node/codec.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void installer_stop(node *n);
@@ -399,9 +414,11 @@ static int conf_equal(const mr_conf *a, const mr_conf *b) {
 /* Checks one RangeSnapshot piece of range d: its id, no stream fields,
  * every key inside the span, sizes within the KV limits, keys strictly
  * increasing, also past *last (the previous piece's highest key, *llen = 0
- * for none), which it then updates (last holds KV_MAX_KEY bytes). */
+ * for none), which it then updates (last holds KV_MAX_KEY bytes). Each
+ * pair that passes goes to sink if there is one (*nkeys counts them); an
+ * error there is returned as is. */
 static int image_check(const range_desc *d, const uint8_t *data, size_t len, uint8_t *last,
-                       size_t *llen) {
+                       size_t *llen, eng_state_sst *sink, uint64_t *nkeys) {
   Rangekv__RangeSnapshot *rs = rangekv__range_snapshot__unpack(NULL, len, data);
   if (rs == NULL) return RK_EMALFORMED;
   int rc = rs->range_id == d->id && rs->stream == 0 && rs->chunks == 0 ? RK_OK : RK_EMALFORMED;
@@ -415,6 +432,8 @@ static int image_check(const range_desc *d, const uint8_t *data, size_t len, uin
     else {
       memcpy(last, k->data, k->len);
       *llen = k->len;
+      if (sink != NULL) rc = eng_state_sst_put(sink, k->data, k->len, v->data, v->len);
+      if (nkeys != NULL) ++*nkeys;
     }
   }
   rangekv__range_snapshot__free_unpacked(rs, NULL);
@@ -432,19 +451,48 @@ int node_snap_check(const range_desc *d, const mr_snapshot *s, int check_data) {
   uint8_t *last = malloc(KV_MAX_KEY);
   if (last == NULL) return RK_ENOMEM;
   size_t llen = 0;
-  int rc = image_check(d, s->data, s->len, last, &llen);
+  int rc = image_check(d, s->data, s->len, last, &llen, NULL, NULL);
   free(last);
   return rc;
 }
 
 /* ---- receiving -------------------------------------------------------------------------- */
 
+static void staged_path(const node *n, uint64_t file, char *out, size_t cap) {
+  int w = snprintf(out, cap, "%s/snap/%016llx.sst", n->cfg.data_dir, (unsigned long long)file);
+  RK_ASSERTF(w > 0 && (size_t)w < cap, "staging path too long");
+}
+
+static void staged_unlink(const node *n, uint64_t file) {
+  char path[4096];
+  staged_path(n, file, path, sizeof path);
+  if (unlink(path) != 0 && errno != ENOENT)
+    RK_WARN("node", "cannot remove staged snapshot %s: %s", path, strerror(errno));
+}
+
+/* Drops what peer x staged, file and all. */
 static void rx_reset(node *n, node_snap_rx *x) {
   RK_ASSERT(n->rx_bytes >= x->len);
   n->rx_bytes -= x->len;
-  free(x->buf);
+  if (x->sst != NULL) {
+    eng_state_sst_free(x->sst);
+    staged_unlink(n, x->file);
+  }
   free(x->last_key);
   memset(x, 0, sizeof *x);
+}
+
+/* Opens peer x's staged file: a tombstone over the range's span first, so
+ * that once ingested the file replaces everything the range held. */
+static int rx_open(node *n, node_snap_rx *x, const range_desc *d) {
+  do x->file = n->next_file++;
+  while (x->file == 0);
+  char path[4096];
+  staged_path(n, x->file, path, sizeof path);
+  int rc = eng_state_sst_open(n->state, path, &x->sst);
+  if (rc != RK_OK) return rc;
+  return eng_state_sst_delete_range(x->sst, d->start, d->start_len, d->end_len ? d->end : NULL,
+                                    d->end_len);
 }
 
 int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t len) {
@@ -472,14 +520,21 @@ int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t le
     why = "over the node's staging limit (two snapshots)";
   int malformed = 0;
   if (why == NULL) {
-    /* Checked now, a piece at a time, so the loop never parses a whole
-     * image at once and a bad stream is dropped at its first bad chunk. */
-    if (x->last_key == NULL) x->last_key = malloc(KV_MAX_KEY);
-    RK_ASSERTF(x->last_key != NULL, "out of memory");
-    if (image_check(&n->ranges[c->range_id - 1].desc, c->image.data, c->image.len, x->last_key,
-                    &x->last_klen) != RK_OK) {
+    const range_desc *d = &n->ranges[c->range_id - 1].desc;
+    if (x->sst == NULL && rx_open(n, x, d) != RK_OK) why = "the staged file cannot be written";
+    /* Checked and staged a piece at a time, so the loop never parses a
+     * whole image at once and a bad stream is dropped at its first bad
+     * chunk. */
+    if (why == NULL && x->last_key == NULL) x->last_key = malloc(KV_MAX_KEY);
+    RK_ASSERTF(why != NULL || x->last_key != NULL, "out of memory");
+    int rc = why == NULL ? image_check(d, c->image.data, c->image.len, x->last_key, &x->last_klen,
+                                       x->sst, &x->keys)
+                         : RK_OK;
+    if (rc == RK_EMALFORMED) {
       why = "a malformed image (keys outside the range, out of order, or too big)";
       malformed = 1;
+    } else if (rc != RK_OK) {
+      why = "the staged file cannot be written";
     }
   }
   if (why != NULL) {
@@ -492,20 +547,26 @@ int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t le
     rangekv__snap_chunk__free_unpacked(c, NULL);
     return malformed ? RK_EMALFORMED : RK_OK;
   }
-  if (x->len + c->image.len > x->cap) {
-    size_t cap = x->cap ? x->cap : 1u << 20;
-    while (cap < x->len + c->image.len) cap *= 2;
-    uint8_t *nb = realloc(x->buf, cap);
-    RK_ASSERTF(nb != NULL, "out of memory");
-    x->buf = nb;
-    x->cap = cap;
-  }
-  if (c->image.len) memcpy(x->buf + x->len, c->image.data, c->image.len);
   x->len += c->image.len;
   n->rx_bytes += c->image.len;
   x->next_seq++;
   x->last_ms = node_now_ms();
   rangekv__snap_chunk__free_unpacked(c, NULL);
+  return RK_OK;
+}
+
+/* Completes peer x's staged file and keeps it as sealed, for the snapshot
+ * at index; x is left empty. */
+static int rx_seal(node *n, node_snap_rx *x, uint64_t index) {
+  if (n->nsealed == NODE_SNAP_MAX_SEALED) return RK_EUNAVAILABLE;
+  int rc = eng_state_sst_finish(x->sst);
+  if (rc != RK_OK) return rc;
+  n->sealed[n->nsealed++] = (node_snap_sealed){
+      .range = x->range, .index = index, .file = x->file, .bytes = x->len, .keys = x->keys};
+  eng_state_sst_free(x->sst);
+  x->sst = NULL;
+  x->len = 0; /* its bytes stay counted in rx_bytes, as the sealed file's */
+  rx_reset(n, x);
   return RK_OK;
 }
 
@@ -516,27 +577,30 @@ int node_snap_assemble(node *n, uint32_t from, mr_host_gmsg *gm) {
   if (d == NULL) return RK_EMALFORMED;
   int rc = RK_OK;
   node_snap_rx *x = &n->rx[from];
-  if (d->n_kvs != 0 || d->range_id != gm->group || d->stream == 0) {
+  const char *why = "without its chunks";
+  if (d->n_kvs != 0 || d->range_id != gm->group || d->stream == 0 ||
+      node_snap_check(&n->ranges[gm->group - 1].desc, s, 0) != RK_OK) {
     rc = RK_EMALFORMED;
   } else if (d->chunks == 0) {
-    /* An empty range: the image is a RangeSnapshot with no pairs. */
+    /* An empty range: nothing staged; file 0 says so. */
     free(s->data);
     s->data = pack_descriptor(gm->group, 0, 0, &s->len);
   } else if (x->stream != d->stream || x->range != gm->group || x->next_seq != d->chunks) {
     rc = RK_EUNAVAILABLE;
+  } else if ((rc = rx_seal(n, x, s->index)) != RK_OK) {
+    why = rc == RK_EUNAVAILABLE ? "too many staged snapshots wait for an install"
+                                : "its staged file cannot be completed";
+    rc = RK_EUNAVAILABLE;
   } else {
-    RK_ASSERT(x->len <= n->snap_max_bytes && n->snap_max_bytes <= UINT32_MAX);
+    /* From here on the data names the staged file, not the peer's stream. */
     free(s->data);
-    s->data = x->buf;
-    s->len = (uint32_t)x->len;
-    x->buf = NULL;
-    x->cap = 0;
-    rx_reset(n, x);
+    s->data = pack_descriptor(gm->group, n->sealed[n->nsealed - 1].file, d->chunks, &s->len);
   }
+  if (rc != RK_OK && x->stream == d->stream) rx_reset(n, x);
   if (rc == RK_EUNAVAILABLE) {
     n->snapshots_dropped++;
-    RK_WARN("node", "range %llu: InstallSnapshot from node %u without its %u chunks: dropped",
-            (unsigned long long)gm->group, from, d->chunks);
+    RK_WARN("node", "range %llu: InstallSnapshot from node %u %s (%u chunks): dropped",
+            (unsigned long long)gm->group, from, why, d->chunks);
   }
   rangekv__range_snapshot__free_unpacked(d, NULL);
   return rc;
@@ -555,6 +619,13 @@ void node_snap_peer_up(node *n, uint32_t peer) {
       i++;
 }
 
+static void sealed_remove(node *n, uint32_t i, int unlink_file) {
+  RK_ASSERT(i < n->nsealed && n->rx_bytes >= n->sealed[i].bytes);
+  n->rx_bytes -= n->sealed[i].bytes;
+  if (unlink_file) staged_unlink(n, n->sealed[i].file);
+  n->sealed[i] = n->sealed[--n->nsealed];
+}
+
 void node_snap_tick(node *n) {
   uint64_t now = node_now_ms();
   for (uint32_t p = 1; p <= NODE_MAX_NODES; p++) {
@@ -565,47 +636,112 @@ void node_snap_tick(node *n) {
             (unsigned long long)x->range);
     rx_reset(n, x);
   }
+  /* A core accepts a snapshot only above its commit index, and nothing is
+   * applied past a snapshot it accepted before that snapshot is installed
+   * (node_snap_persist claims the file first): a sealed file the range
+   * has applied up to will never be asked for. */
+  for (uint32_t i = 0; i < n->nsealed;) {
+    uint64_t applied = 0;
+    if (eng_state_applied(n->state, n->sealed[i].range, &applied) == RK_OK &&
+        applied >= n->sealed[i].index)
+      sealed_remove(n, i, 1);
+    else
+      i++;
+  }
 }
 
 void node_snap_free(node *n) {
   installer_stop(n);
   while (n->ntx > 0) tx_end(n, &n->tx[n->ntx - 1], 0, NULL);
   for (uint32_t i = 0; i <= NODE_MAX_NODES; i++) rx_reset(n, &n->rx[i]);
+  while (n->nsealed > 0) sealed_remove(n, n->nsealed - 1, 1);
 }
 
-/* Installing, step 1 (the worker thread): the range's keys, image, applied
- * index and snapshot mark in one synced state-store batch. Touches only the
- * state store (thread-safe) and the job. */
+int node_snap_staging_open(node *n) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/snap", n->cfg.data_dir);
+  if (mkdir(path, 0755) != 0 && errno != EEXIST) return rk_err_from_errno(errno);
+  DIR *dir = opendir(path);
+  if (dir == NULL) return rk_err_from_errno(errno);
+  /* Every install a crash interrupted was finished by now (reconcile):
+   * what is left is staging of a previous run. */
+  for (struct dirent *e; (e = readdir(dir)) != NULL;) {
+    if (e->d_name[0] == '.') continue;
+    char f[4096 + 256];
+    snprintf(f, sizeof f, "%s/%s", path, e->d_name);
+    if (unlink(f) != 0) RK_WARN("node", "cannot remove %s: %s", f, strerror(errno));
+  }
+  closedir(dir);
+  n->next_file = rk_rand_u64(&n->rng);
+  return RK_OK;
+}
+
+/* fsync of the staging directory: a staged file's name must be durable
+ * before an intent record names it. */
+static int sync_staging_dir(const node *n) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/snap", n->cfg.data_dir);
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return rk_err_from_errno(errno);
+  int rc = fsync(fd) == 0 ? RK_OK : rk_err_from_errno(errno);
+  close(fd);
+  return rc;
+}
+
+static int commit_synced(node *n, eng_state_batch *b) {
+  int rc = eng_state_commit(n->state, b);
+  return rc == RK_OK ? eng_state_sync(n->state) : rc;
+}
+
+/* The end of an install with a staged file, also its redo at start: the
+ * file's tombstone and keys replace the range's data in one ingestion,
+ * then the applied index and the mark go with the intent's removal. */
+static int finish_install(node *n, uint64_t range, uint64_t index, uint64_t term, uint64_t file) {
+  char path[4096];
+  staged_path(n, file, path, sizeof path);
+  int rc = eng_state_ingest(n->state, path);
+  if (rc != RK_OK) return rc;
+  if (n->crash_after_snapshot_ingest) {
+    RK_ERROR("node", "range %llu: test crash point snapshot-ingest reached: exiting",
+             (unsigned long long)range);
+    _exit(NODE_TEST_CRASH_EXIT);
+  }
+  eng_state_batch *b = eng_state_batch_new(n->state);
+  if (b == NULL) return RK_ENOMEM;
+  eng_state_batch_set_applied(b, range, index);
+  eng_state_batch_set_snap_mark(b, range, index, term);
+  eng_state_batch_clear_snap_intent(b, range);
+  rc = commit_synced(n, b);
+  eng_state_batch_free(b);
+  if (rc == RK_OK) staged_unlink(n, file);
+  return rc;
+}
+
+/* Installing, step 1 (the worker thread): the range's data becomes the
+ * image, and its applied index and snapshot mark the snapshot's, durably.
+ * With a staged file: an intent record first (so a crash part way is
+ * finished at start), then finish_install. An empty range: one batch.
+ * Touches only the state store (thread-safe), the staging directory and
+ * the job. */
 static int install_state(node *n, node_snap_install_one *one) {
   const range_desc *d = &one->r->desc;
   const mr_snapshot *s = one->snap;
   uint64_t t0 = rk_clock_mono_ns();
-  Rangekv__RangeSnapshot *rs = rangekv__range_snapshot__unpack(NULL, s->len, s->data);
-  RK_ASSERTF(rs != NULL && rs->range_id == d->id,
-             "range %llu: snapshot data was checked on receipt", (unsigned long long)d->id);
   eng_state_batch *b = eng_state_batch_new(n->state);
   RK_ASSERTF(b != NULL, "out of memory");
-  /* Key by key rather than a range tombstone: the last range's span has no
-   * end key to give DeleteRange. */
-  eng_state_iter *it = span_iter(n, d);
-  RK_ASSERTF(it != NULL, "out of memory");
-  for (; eng_state_iter_valid(it); eng_state_iter_next(it), one->keys_out++) {
-    size_t kl = 0;
-    const void *k = eng_state_iter_key(it, &kl);
-    eng_state_batch_delete(b, k, kl);
+  int rc = RK_OK;
+  if (one->staged.file == 0) {
+    eng_state_batch_delete_range(b, d->start, d->start_len, d->end_len ? d->end : NULL, d->end_len);
+    eng_state_batch_set_applied(b, d->id, s->index);
+    eng_state_batch_set_snap_mark(b, d->id, s->index, s->term);
+    rc = commit_synced(n, b);
+  } else {
+    rc = sync_staging_dir(n);
+    eng_state_batch_set_snap_intent(b, d->id, s->index, s->term, one->staged.file);
+    if (rc == RK_OK) rc = commit_synced(n, b);
+    if (rc == RK_OK) rc = finish_install(n, d->id, s->index, s->term, one->staged.file);
   }
-  int rc = eng_state_iter_status(it);
-  eng_state_iter_free(it);
-  for (size_t i = 0; i < rs->n_kvs && rc == RK_OK; i++)
-    eng_state_batch_put(b, rs->kvs[i]->key.data, rs->kvs[i]->key.len, rs->kvs[i]->value.data,
-                        rs->kvs[i]->value.len);
-  eng_state_batch_set_applied(b, d->id, s->index);
-  eng_state_batch_set_snap_mark(b, d->id, s->index, s->term);
-  if (rc == RK_OK) rc = eng_state_commit(n->state, b);
-  if (rc == RK_OK) rc = eng_state_sync(n->state);
   eng_state_batch_free(b);
-  one->keys_in = rs->n_kvs;
-  rangekv__range_snapshot__free_unpacked(rs, NULL);
   one->ns = rk_clock_mono_ns() - t0;
   return rc;
 }
@@ -624,10 +760,10 @@ static int install_log(node *n, const node_snap_install_one *one) {
   if (rc != RK_OK) return rc;
   n->snapshots_installed++;
   RK_INFO("node",
-          "range %llu: installed the snapshot at %llu (term %llu): %llu keys in, %llu out, %u "
-          "bytes, in %.1f ms",
+          "range %llu: installed the snapshot at %llu (term %llu): %llu keys, %llu bytes, in "
+          "%.1f ms",
           (unsigned long long)id, (unsigned long long)s->index, (unsigned long long)s->term,
-          (unsigned long long)one->keys_in, (unsigned long long)one->keys_out, s->len,
+          (unsigned long long)one->staged.keys, (unsigned long long)one->staged.bytes,
           (double)one->ns / 1e6);
   return RK_OK;
 }
@@ -683,6 +819,15 @@ static void on_installed(void *ctx) {
   }
 }
 
+/* The staged file a core's snapshot names (0: none, an empty range). */
+static uint64_t staged_file_of(const mr_snapshot *s) {
+  Rangekv__RangeSnapshot *d = rangekv__range_snapshot__unpack(NULL, s->len, s->data);
+  RK_ASSERTF(d != NULL, "a snapshot's data is the descriptor node_snap_assemble made");
+  uint64_t file = d->stream;
+  rangekv__range_snapshot__free_unpacked(d, NULL);
+  return file;
+}
+
 int node_snap_persist(node *n, node_persist *p, mr_host_write *w, size_t nw) {
   node_snap_installer *in = &n->installer;
   if (!in->started) {
@@ -707,7 +852,19 @@ int node_snap_persist(node *n, node_persist *p, mr_host_write *w, size_t nw) {
   j->nw = nw;
   for (size_t i = 0; i < nw; i++) {
     RK_ASSERT(w[i].snap != NULL);
-    j->one[j->n++] = (node_snap_install_one){.r = &n->ranges[w[i].group - 1], .snap = w[i].snap};
+    node_snap_install_one *one = &j->one[j->n++];
+    *one = (node_snap_install_one){.r = &n->ranges[w[i].group - 1], .snap = w[i].snap};
+    one->staged.file = staged_file_of(w[i].snap);
+    if (one->staged.file == 0) continue;
+    /* The job takes the staged file: no tick may remove it now. */
+    uint32_t k = 0;
+    while (k < n->nsealed && n->sealed[k].file != one->staged.file) k++;
+    RK_ASSERTF(k < n->nsealed && n->sealed[k].range == w[i].group &&
+                   n->sealed[k].index == w[i].snap->index,
+               "range %llu: the snapshot at %llu to install has no staged file",
+               (unsigned long long)w[i].group, (unsigned long long)w[i].snap->index);
+    one->staged = n->sealed[k];
+    sealed_remove(n, k, 0);
   }
   pthread_mutex_lock(&in->mu);
   node_snap_job **tail = &in->todo;
@@ -779,11 +936,42 @@ void node_boot_hard_state(rk_hard_state *hs, int found, uint64_t applied, uint64
   if (found && applied > hs->commit) hs->commit = applied;
 }
 
+/* Finishes an install a crash interrupted after its intent record. */
+static int redo_install(node *n, uint64_t id) {
+  uint64_t index = 0, term = 0, file = 0;
+  int rc = eng_state_snap_intent(n->state, id, &index, &term, &file);
+  if (rc == RK_ENOTFOUND) return RK_OK;
+  if (rc != RK_OK) {
+    RK_ERROR("node", "range %llu: snapshot intent: %s", (unsigned long long)id, rk_strerror(rc));
+    return rc;
+  }
+  char path[4096];
+  staged_path(n, file, path, sizeof path);
+  if (access(path, F_OK) != 0) {
+    RK_ERROR("node",
+             "range %llu: a snapshot install (index %llu) was interrupted and its staged file %s "
+             "is gone (%s): the range's data cannot be rebuilt here",
+             (unsigned long long)id, (unsigned long long)index, path, strerror(errno));
+    return RK_ECORRUPT;
+  }
+  RK_WARN("node",
+          "range %llu: finishing the install of the snapshot at %llu (term %llu) a crash "
+          "interrupted, from %s",
+          (unsigned long long)id, (unsigned long long)index, (unsigned long long)term, path);
+  rc = finish_install(n, id, index, term, file);
+  if (rc != RK_OK)
+    RK_ERROR("node", "range %llu: finishing the install: %s", (unsigned long long)id,
+             rk_strerror(rc));
+  return rc;
+}
+
 int node_snap_reconcile(node *n, node_range *r, uint64_t *snap_term) {
   const uint64_t id = r->desc.id;
   *snap_term = 0;
   uint64_t index = 0, term = 0, t = 0;
-  int rc = eng_state_snap_mark(n->state, id, &index, &term);
+  int rc = redo_install(n, id);
+  if (rc != RK_OK) return rc;
+  rc = eng_state_snap_mark(n->state, id, &index, &term);
   if (rc == RK_ENOTFOUND) return RK_OK;
   if (rc != RK_OK) {
     RK_ERROR("node", "range %llu: snapshot mark: %s", (unsigned long long)id, rk_strerror(rc));

@@ -196,8 +196,9 @@ static void only_node_serves(int serve, int down, int wipe) {
 /* With a lag limit, a down node no longer pins the logs: the live nodes
  * compact past it while it is away, and it comes back through snapshots of
  * its ranges (streamed in 8 KiB chunks here, so each takes dozens), which
- * also delete what was deleted meanwhile. Its first return dies between the
- * two steps of an install; the second repairs that at start. Then the proof
+ * also delete what was deleted meanwhile. Its first return dies inside the
+ * first step of an install, its second between the two steps of another;
+ * each next start repairs that. Then the proof
  * that its data is whole: node 3 alone serves everything while it rebuilds
  * a wiped node 1, and then node 1 alone serves everything while it
  * rebuilds a wiped node 2. */
@@ -225,19 +226,25 @@ Test(compaction, a_node_compacted_past_catches_up_from_snapshots) {
                 (unsigned long long)worst);
   char err[512];
 #ifdef RK_TEST_HOOKS
-  /* First return: the node dies between the two steps of its first
-   * install (data durable in the state store, WAL not yet reset). */
-  setenv("RK_TEST_CRASH_POINT", "snapshot-state", 1);
-  cr_assert_eq(itc_restart(&itc, 2, err, sizeof err), 0, "%s", err);
-  unsetenv("RK_TEST_CRASH_POINT");
-  int status = 0;
-  cr_assert(itc_wait_exit(itc.nodes[2].pid, 20000, &status),
-            "node 3 never reached the crash point");
-  itc.nodes[2].pid = 0;
-  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 86 /* NODE_TEST_CRASH_EXIT */,
-            "node 3 ended with status %#x", status);
+  /* First return: the node dies inside the first step of its first install
+   * (staged file ingested, applied index and mark not yet written). Second
+   * return: the start-up finishes that install from the staged file, and
+   * the node dies between the two steps of its next install (data durable
+   * in the state store, WAL not yet reset). */
+  static const char *const points[] = {"snapshot-ingest", "snapshot-state"};
+  for (size_t p = 0; p < 2; p++) {
+    setenv("RK_TEST_CRASH_POINT", points[p], 1);
+    cr_assert_eq(itc_restart(&itc, 2, err, sizeof err), 0, "%s", err);
+    unsetenv("RK_TEST_CRASH_POINT");
+    int status = 0;
+    cr_assert(itc_wait_exit(itc.nodes[2].pid, 20000, &status),
+              "node 3 never reached the crash point %s", points[p]);
+    itc.nodes[2].pid = 0;
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 86 /* NODE_TEST_CRASH_EXIT */,
+              "node 3 ended with status %#x at %s", status, points[p]);
+  }
 #endif
-  /* (Second) return: the start-up resets that range's log to the snapshot. */
+  /* Last return: the start-up resets that range's log to the snapshot. */
   cr_assert_eq(itc_restart(&itc, 2, err, sizeof err), 0, "%s", err);
   cr_assert(wait_caught_up(c, 2, 0, 1, 20000),
             "node 3 did not catch up through at least one snapshot");

@@ -5,6 +5,9 @@
 #include "node/node_int.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
+#include <ftw.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -157,11 +160,48 @@ Test(snap, a_hostile_index_or_another_configuration_is_refused) {
 
 /* ---- streams: node_snap_on_chunk / node_snap_assemble ---------------------------- */
 
-/* A node with range 1 (not held) and range 2 = ["b", "d") (held): enough
- * for the receiving side of a stream. */
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+/* Files in the node's staging directory. */
+static int staged_files(const node *n) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/snap", n->cfg.data_dir);
+  DIR *d = opendir(path);
+  cr_assert_not_null(d);
+  int count = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) count += e->d_name[0] != '.';
+  closedir(d);
+  return count;
+}
+
+/* A node with range 1 (not held) and range 2 = ["b", "d") (held), a state
+ * store and a staging directory in a temporary data dir: enough for the
+ * receiving side of a stream. */
 static node *rx_node(void) {
   node *n = calloc(1, sizeof *n);
   cr_assert_not_null(n);
+  static char dir[64];
+  const char *t = getenv("TMPDIR");
+  snprintf(dir, sizeof dir, "%s/rk-snaprx-XXXXXX", t && t[0] ? t : "/tmp");
+  cr_assert_not_null(mkdtemp(dir));
+  n->cfg.data_dir = dir;
+  char path[128];
+  snprintf(path, sizeof path, "%s/state", dir);
+  eng_state_options so;
+  eng_state_options_default(&so);
+  so.dir = path;
+  so.cluster_id = 5;
+  so.node_id = 1;
+  so.block_cache_bytes = 8u << 20;
+  char msg[256] = "";
+  cr_assert_eq(eng_state_open(&so, &n->state, msg, sizeof msg), RK_OK, "%s", msg);
+  rk_rand_seed(&n->rng, 1);
+  cr_assert_eq(node_snap_staging_open(n), RK_OK);
   n->snap_max_bytes = 1u << 16;
   n->table.n = 2;
   n->ranges = calloc(2, sizeof *n->ranges);
@@ -175,6 +215,9 @@ static node *rx_node(void) {
 static void rx_node_free(node *n) {
   node_snap_free(n);
   cr_assert_eq(n->rx_bytes, 0, "staging accounting returns to zero");
+  cr_assert_eq(staged_files(n), 0, "and every staged file is gone");
+  eng_state_close(n->state);
+  nftw(n->cfg.data_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
   free(n->ranges);
   free(n);
 }
@@ -201,11 +244,11 @@ static int feed(node *n, uint32_t from, uint64_t stream, uint64_t range, uint32_
   return rc;
 }
 
-/* An InstallSnapshot for `group` whose data is the stream descriptor;
- * assembles it as if from peer `from`; on RK_OK checks it against range 2
- * into *check_rc and returns the number of keys in the image. */
+/* An InstallSnapshot at index 10 for `group` whose data is the stream
+ * descriptor; assembles it as if from peer `from`; on RK_OK sets *file to
+ * the staged file its data now names (0: none). */
 static int assemble(node *n, uint32_t from, uint64_t group, uint64_t range_in_data, uint64_t stream,
-                    uint32_t chunks, int *check_rc) {
+                    uint32_t chunks, uint64_t *file) {
   Rangekv__RangeSnapshot d;
   rangekv__range_snapshot__init(&d);
   d.range_id = range_in_data;
@@ -225,26 +268,113 @@ static int assemble(node *n, uint32_t from, uint64_t group, uint64_t range_in_da
   gm.msg.type = MR_MSG_SNAP;
   gm.msg.snap = s;
   int rc = node_snap_assemble(n, from, &gm);
-  if (rc == RK_OK && check_rc) *check_rc = node_snap_check(&n->ranges[1].desc, s, 1);
+  if (rc == RK_OK && file != NULL) {
+    Rangekv__RangeSnapshot *got = rangekv__range_snapshot__unpack(NULL, s->len, s->data);
+    cr_assert_not_null(got);
+    cr_assert_eq(got->range_id, group);
+    cr_assert_eq(got->n_kvs, 0, "the data names the file, it does not hold the image");
+    *file = got->stream;
+    rangekv__range_snapshot__free_unpacked(got, NULL);
+  }
   mr_msg_free(&gm.msg);
   return rc;
 }
 
+/* Ingests staged file `file` into the node's state store and returns its
+ * user keys, space-separated, in out. */
+static const char *ingest_keys(node *n, uint64_t file, char *out, size_t cap) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/snap/%016llx.sst", n->cfg.data_dir, (unsigned long long)file);
+  cr_assert_eq(eng_state_ingest(n->state, path), RK_OK);
+  size_t at = 0;
+  out[0] = '\0';
+  eng_state_iter *it = eng_state_iter_new(n->state, NULL, 0, NULL, 0);
+  for (; eng_state_iter_valid(it); eng_state_iter_next(it)) {
+    size_t kl;
+    const char *k = eng_state_iter_key(it, &kl);
+    at += (size_t)snprintf(out + at, cap - at, "%s%.*s", at ? " " : "", (int)kl, k);
+  }
+  eng_state_iter_free(it);
+  return out;
+}
+
+static void put_key(node *n, const char *k) {
+  eng_state_batch *b = eng_state_batch_new(n->state);
+  eng_state_batch_put(b, k, strlen(k), "old", 3);
+  cr_assert_eq(eng_state_commit(n->state, b), RK_OK);
+  eng_state_batch_free(b);
+}
+
+static void set_applied(node *n, uint64_t range, uint64_t applied) {
+  eng_state_batch *b = eng_state_batch_new(n->state);
+  eng_state_batch_set_applied(b, range, applied);
+  cr_assert_eq(eng_state_commit(n->state, b), RK_OK);
+  eng_state_batch_free(b);
+}
+
 static const char *const K1[] = {"b1", "b2"}, *const K2[] = {"b3"}, *const K3[] = {"c", "c1"};
 
-Test(snap_stream, chunks_in_order_become_the_image) {
+Test(snap_stream, chunks_in_order_become_a_staged_file_that_replaces_the_span) {
   node *n = rx_node();
+  put_key(n, "a");
+  put_key(n, "b");
+  put_key(n, "b9");
+  put_key(n, "d");
   cr_assert_eq(feed(n, 3, 77, 2, 0, K1, 2), RK_OK);
   cr_assert_eq(feed(n, 3, 77, 2, 1, K2, 1), RK_OK);
   cr_assert_eq(feed(n, 3, 77, 2, 2, K3, 2), RK_OK);
   cr_assert_gt(n->rx_bytes, 0);
-  int check = -1;
-  cr_assert_eq(assemble(n, 3, 2, 2, 77, 3, &check), RK_OK);
-  cr_assert_eq(check, RK_OK, "the concatenated chunks are one clean image");
-  cr_assert_eq(n->rx_bytes, 0, "the staging moved into the message");
+  cr_assert_eq(staged_files(n), 1, "staged on disk as it came");
+  uint64_t file = 0;
+  cr_assert_eq(assemble(n, 3, 2, 2, 77, 3, &file), RK_OK);
+  cr_assert_neq(file, 0);
+  cr_assert_eq(n->nsealed, 1);
+  cr_assert_eq(n->sealed[0].file, file);
+  cr_assert_eq(n->sealed[0].index, 10);
+  cr_assert_eq(n->sealed[0].keys, 5);
+  cr_assert_gt(n->rx_bytes, 0, "a sealed file still counts against the staging limit");
   cr_assert_eq(n->snapshots_dropped, 0);
+  char got[256];
+  cr_assert_str_eq(ingest_keys(n, file, got, sizeof got), "a b1 b2 b3 c c1 d",
+                   "the image replaced the range's keys, and only those");
   /* The same stream cannot be used twice. */
   cr_assert_eq(assemble(n, 3, 2, 2, 77, 3, NULL), RK_EUNAVAILABLE);
+  /* Not installed (say the core refused it): gone once the range applied past it. */
+  node_snap_tick(n);
+  cr_assert_eq(n->nsealed, 1, "applied 0 < 10: the core may still install it");
+  set_applied(n, 2, 10);
+  node_snap_tick(n);
+  cr_assert_eq(n->nsealed, 0);
+  cr_assert_eq(n->rx_bytes, 0);
+  cr_assert_eq(staged_files(n), 0);
+  rx_node_free(n);
+}
+
+Test(snap_stream, staged_snapshots_waiting_for_an_install_are_bounded) {
+  node *n = rx_node();
+  for (uint32_t i = 0; i < NODE_SNAP_MAX_SEALED; i++) {
+    cr_assert_eq(feed(n, 3, 100 + i, 2, 0, K1, 2), RK_OK);
+    cr_assert_eq(assemble(n, 3, 2, 2, 100 + i, 1, NULL), RK_OK);
+  }
+  cr_assert_eq(feed(n, 3, 200, 2, 0, K1, 2), RK_OK);
+  cr_assert_eq(assemble(n, 3, 2, 2, 200, 1, NULL), RK_EUNAVAILABLE);
+  cr_assert_eq(n->nsealed, NODE_SNAP_MAX_SEALED);
+  cr_assert_eq(staged_files(n), NODE_SNAP_MAX_SEALED, "the refused stream's file is gone");
+  rx_node_free(n);
+}
+
+Test(snap_stream, a_restart_removes_what_a_previous_run_staged) {
+  node *n = rx_node();
+  cr_assert_eq(feed(n, 3, 77, 2, 0, K1, 2), RK_OK);
+  cr_assert_eq(feed(n, 4, 78, 2, 0, K1, 2), RK_OK);
+  cr_assert_eq(assemble(n, 4, 2, 2, 78, 1, NULL), RK_OK);
+  cr_assert_eq(staged_files(n), 2);
+  /* As if the process died here: the files stay, the memory does not. */
+  memset(n->rx, 0, sizeof n->rx);
+  n->nsealed = 0;
+  n->rx_bytes = 0;
+  cr_assert_eq(node_snap_staging_open(n), RK_OK);
+  cr_assert_eq(staged_files(n), 0);
   rx_node_free(n);
 }
 
@@ -276,7 +406,8 @@ Test(snap_stream, bad_descriptors_and_ranges_not_held_are_refused) {
   cr_assert_eq(assemble(n, 3, 2, 1, 77, 1, NULL), RK_EMALFORMED, "descriptor of another range");
   cr_assert_eq(assemble(n, 3, 2, 2, 0, 1, NULL), RK_EMALFORMED, "no stream named");
   cr_assert_eq(feed(n, 3, 90, 1, 0, K1, 2), RK_OK); /* range 1 is not held here */
-  cr_assert_eq(assemble(n, 3, 1, 1, 90, 1, NULL), RK_EUNAVAILABLE);
+  cr_assert_eq(n->rx_bytes, 0, "its chunk was dropped");
+  cr_assert_eq(assemble(n, 3, 1, 1, 90, 1, NULL), RK_EMALFORMED, "not range 1's configuration");
   uint8_t junk[5] = {0xff, 0xff, 0xff, 0xff, 0xff};
   cr_assert_eq(node_snap_on_chunk(n, 3, junk, sizeof junk), RK_EMALFORMED);
   cr_assert_eq(node_snap_on_chunk(n, 0, junk, sizeof junk), RK_EMALFORMED, "no such peer");
@@ -286,9 +417,10 @@ Test(snap_stream, bad_descriptors_and_ranges_not_held_are_refused) {
 
 Test(snap_stream, an_empty_range_needs_no_chunk) {
   node *n = rx_node();
-  int check = -1;
-  cr_assert_eq(assemble(n, 3, 2, 2, 55, 0, &check), RK_OK);
-  cr_assert_eq(check, RK_OK);
+  uint64_t file = 99;
+  cr_assert_eq(assemble(n, 3, 2, 2, 55, 0, &file), RK_OK);
+  cr_assert_eq(file, 0, "nothing staged");
+  cr_assert_eq(n->nsealed, 0);
   rx_node_free(n);
 }
 
@@ -303,11 +435,13 @@ Test(snap_stream, a_bad_chunk_is_refused_as_it_comes) {
   cr_assert_eq(feed(n, 3, 78, 2, 1, dup, 1), RK_EMALFORMED, "a key repeated across chunks");
   static const char *const outside[] = {"d"};
   cr_assert_eq(feed(n, 3, 79, 2, 0, outside, 1), RK_EMALFORMED, "a key outside the range");
+  cr_assert_eq(staged_files(n), 0, "dropped streams leave no file");
   cr_assert_eq(feed(n, 3, 80, 2, 0, K1, 2), RK_OK);
   cr_assert_eq(feed(n, 3, 80, 2, 1, K2, 1), RK_OK);
-  int check = -1;
-  cr_assert_eq(assemble(n, 3, 2, 2, 80, 2, &check), RK_OK, "a good stream after bad ones");
-  cr_assert_eq(check, RK_OK);
+  uint64_t file = 0;
+  cr_assert_eq(assemble(n, 3, 2, 2, 80, 2, &file), RK_OK, "a good stream after bad ones");
+  char got[256];
+  cr_assert_str_eq(ingest_keys(n, file, got, sizeof got), "b1 b2 b3");
   rx_node_free(n);
 }
 
