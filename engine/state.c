@@ -29,6 +29,7 @@ struct eng_state {
   rocksdb_t *db;
   rocksdb_options_t *opts;
   rocksdb_options_t *cf_opts[CF_COUNT];
+  rocksdb_options_t *sst_opts; /* snapshot staging files (eng_state_sst_open) */
   rocksdb_block_based_table_options_t *table;
   rocksdb_cache_t *cache;
   rocksdb_filterpolicy_t *bloom; /* owned by `table` once set */
@@ -102,6 +103,8 @@ static rocksdb_options_t *make_cf_options(eng_state *s, uint64_t write_buffer, i
 }
 
 static void free_options(eng_state *s) {
+  if (s->sst_opts) rocksdb_options_destroy(s->sst_opts);
+  s->sst_opts = NULL;
   for (int i = 0; i < CF_COUNT; i++)
     if (s->cf_opts[i]) rocksdb_options_destroy(s->cf_opts[i]);
   if (s->opts) rocksdb_options_destroy(s->opts);
@@ -134,6 +137,10 @@ static int build_options(eng_state *s, const eng_state_options *o, int compress)
   s->cf_opts[CF_USER] = make_cf_options(s, 64u << 20, compress);
   s->cf_opts[CF_RANGE] = make_cf_options(s, 8u << 20, compress);
   s->cf_opts[CF_NODE] = make_cf_options(s, 1u << 20, 0);
+  /* Staging files are written on a node's loop as chunks arrive: LZ4 for
+   * every level, not the bottommost ZSTD an SstFileWriter would use. */
+  s->sst_opts = make_cf_options(s, 64u << 20, compress);
+  if (compress) rocksdb_options_set_bottommost_compression(s->sst_opts, rocksdb_lz4_compression);
   return RK_OK;
 }
 
@@ -300,6 +307,7 @@ int eng_state_batch_count(eng_state_batch *b) { return rocksdb_writebatch_count(
 
 void eng_state_batch_put(eng_state_batch *b, const void *key, size_t klen, const void *val,
                          size_t vlen) {
+  RK_ASSERTF(klen < PAST_ALL_BYTES, "user key of %zu bytes: span ends assume at most 4096", klen);
   rocksdb_writebatch_put_cf(b->wb, b->s->cf[CF_USER], key, klen, val, vlen);
 }
 
@@ -570,7 +578,7 @@ int eng_state_sst_open(eng_state *s, const char *path, eng_state_sst **out) {
   eng_state_sst *w = calloc(1, sizeof *w);
   if (w == NULL) return RK_ENOMEM;
   w->env = rocksdb_envoptions_create();
-  w->w = rocksdb_sstfilewriter_create(w->env, s->cf_opts[CF_USER]);
+  w->w = rocksdb_sstfilewriter_create(w->env, s->sst_opts);
   char *err = NULL;
   rocksdb_sstfilewriter_open(w->w, path, &err);
   if (err) {
@@ -597,6 +605,7 @@ int eng_state_sst_delete_range(eng_state_sst *w, const void *start, size_t slen,
 int eng_state_sst_put(eng_state_sst *w, const void *key, size_t klen, const void *val,
                       size_t vlen) {
   RK_ASSERT(w->open && !w->finished);
+  RK_ASSERTF(klen < PAST_ALL_BYTES, "user key of %zu bytes: span ends assume at most 4096", klen);
   char *err = NULL;
   rocksdb_sstfilewriter_put(w->w, key, klen, val, vlen, &err);
   return err ? rocks_rc("put in an SST file", NULL, err) : RK_OK;
@@ -621,10 +630,18 @@ int eng_state_ingest(eng_state *s, const char *path) {
   /* Copied, not moved: RocksDB writes the sequence number it assigns into
    * the file it ingests, and such a file cannot be ingested again, so the
    * staged file must stay as it was for a redo after a crash. */
+  char *err = NULL;
+  /* An ingestion overlapping the memtable flushes it with every writer
+   * stopped; flushed here first, writers only wait for the memtable switch
+   * (the caller keeps the span's keys unwritten meanwhile). */
+  rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+  rocksdb_flushoptions_set_wait(fo, 1);
+  rocksdb_flush_cf(s->db, fo, s->cf[CF_USER], &err);
+  rocksdb_flushoptions_destroy(fo);
+  if (err) return rocks_rc("cannot flush before ingesting", path, err);
   rocksdb_ingestexternalfileoptions_t *o = rocksdb_ingestexternalfileoptions_create();
   rocksdb_ingestexternalfileoptions_set_move_files(o, 0);
   const char *files[1] = {path};
-  char *err = NULL;
   rocksdb_ingest_external_file_cf(s->db, s->cf[CF_USER], files, 1, o, &err);
   rocksdb_ingestexternalfileoptions_destroy(o);
   return err ? rocks_rc("cannot ingest", path, err) : RK_OK;

@@ -3,7 +3,8 @@
  *
  * Column families:
  *   "default"  unused (RocksDB requires it)
- *   "user"     user data (the MVCC layer's keys, opaque here)
+ *   "user"     user data (the MVCC layer's keys, opaque here; at most 4096
+ *              bytes each, asserted: an open span ends above them all)
  *   "range"    per-range state: applied index, descriptor, lease; key =
  *              range id (8 bytes, big-endian, so ranges sort) + 1 kind byte
  *   "node"     node identity (cluster id, node id), written once at creation
@@ -140,7 +141,7 @@ void eng_state_iter_free(eng_state_iter *it);
 typedef struct eng_state_sst eng_state_sst;
 
 /* Creates (or replaces) the file at path, shaped by the user family's
- * options. */
+ * options (LZ4 at every level: it is written as data arrives). */
 int eng_state_sst_open(eng_state *s, const char *path, eng_state_sst **out);
 /* A tombstone over user keys [start, end) (end NULL: to the end). Once
  * ingested it hides every older key there but never the file's own puts
@@ -156,7 +157,9 @@ void eng_state_sst_free(eng_state_sst *w);
  * tombstones and keys become visible at once, newer than everything before,
  * and durable when this returns RK_OK (RocksDB syncs the file and its
  * MANIFEST). The file at path is copied, and stays as it was: it can be
- * ingested again. */
+ * ingested again. Flushes the user family's memtable first, so writers
+ * are not stopped for a flush; nothing may write into the file's span
+ * until this returns, or the ingestion stops writers after all. */
 int eng_state_ingest(eng_state *s, const char *path);
 
 #endif

@@ -611,6 +611,7 @@ uint64_t mr_raft_commit(const mr_raft *r) { return r->commit; }
 uint64_t mr_raft_applied(const mr_raft *r) { return r->applied; }
 uint64_t mr_raft_last_index(const mr_raft *r) { return mr_log_last(r); }
 uint64_t mr_raft_first_index(const mr_raft *r) { return mr_log_first(r); }
+const mr_snapshot *mr_raft_pending_snapshot(const mr_raft *r) { return r->unstable_snap; }
 int mr_raft_term_at(const mr_raft *r, uint64_t i, uint64_t *term) {
   return mr_log_term(r, i, term);
 }

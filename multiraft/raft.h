@@ -332,6 +332,10 @@ uint64_t mr_raft_commit(const mr_raft *r);
 uint64_t mr_raft_applied(const mr_raft *r);
 uint64_t mr_raft_last_index(const mr_raft *r);
 uint64_t mr_raft_first_index(const mr_raft *r);
+/* The snapshot the core accepted and has not yet seen installed
+ * (mr_raft_advance), or NULL: the only one it will ever ask storage to
+ * install. Valid until the next call into the core. */
+const mr_snapshot *mr_raft_pending_snapshot(const mr_raft *r);
 /* Term of entry i in the core's view of the log (unstable included); RK_OK,
  * RK_ECOMPACTED or RK_EUNAVAILABLE. */
 int mr_raft_term_at(const mr_raft *r, uint64_t i, uint64_t *term);

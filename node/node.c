@@ -423,11 +423,14 @@ static void on_peer_frame(void *ctx, uint32_t node_id, uint16_t type, const uint
                 (unsigned long long)gm->group, node_id);
       }
       node_codec_frame_free(&fr);
+      node_snap_settle(n); /* what this frame sealed, no core took */
       return;
     }
   }
   mr_host_receive(n->host, &fr.f);
   node_codec_frame_free(&fr);
+  /* A core refuses a stale snapshot: its staged file goes at once. */
+  if (n->nsealed > 0) node_snap_settle(n);
 }
 
 static void on_peer_up(void *ctx, uint32_t node_id, const char *client_addr) {

@@ -135,10 +135,12 @@ typedef struct node_wal_req {
   struct node_persist *p;
 } node_wal_req;
 
-/* A received snapshot whose staged file is complete and whose
- * InstallSnapshot went to the core, which may install it or not. */
+/* A received snapshot whose stream is complete and whose InstallSnapshot
+ * went to the core, which may take it or not. Its file is completed (index,
+ * filter, footer, sync) off the loop, by the installer. */
 typedef struct node_snap_sealed {
   uint64_t range, index, file, bytes, keys;
+  eng_state_sst *sst; /* not yet finished */
 } node_snap_sealed;
 
 /* One snapshot of a persist batch, installed off the loop (node_snap.c). */
@@ -209,7 +211,7 @@ typedef struct node {
   node_snap_rx rx[NODE_MAX_NODES + 1]; /* by peer node id */
   uint32_t snap_chunk_bytes;           /* NODE_SNAP_CHUNK_BYTES; tests shrink it */
   uint64_t snap_max_bytes;             /* NODE_SNAP_MAX_BYTES; unit tests shrink it */
-  uint64_t rx_bytes;                   /* staged over every peer, sealed included */
+  uint64_t rx_bytes;                   /* staged over every peer, sealed and installing included */
   node_snap_sealed sealed[NODE_SNAP_MAX_SEALED];
   uint32_t nsealed;
   uint64_t next_file;         /* staged files' numbers (random start) */
@@ -279,9 +281,14 @@ int node_snap_fits(node *n, node_range *r);
 /* The lowest snapshot index the range is streaming (UINT64_MAX if none):
  * compaction must not pass it, or the follower needs another at once. */
 uint64_t node_snap_streaming_at(const node *n, uint64_t group);
-/* Once per tick: drops staging that went idle, and staged snapshots the
- * range has applied past (its core refused them or moved on). */
+/* Once per tick: drops staging that went idle, and node_snap_settle. */
 void node_snap_tick(node *n);
+/* Removes every staged snapshot no core holds as its pending snapshot: the
+ * core refused it (stale term, its commit already there) or took a newer
+ * one. Exact: a core installs only its pending snapshot, and
+ * node_snap_persist takes the file out of the list when it does. Called
+ * after each frame that carried a snapshot, and on ticks. */
+void node_snap_settle(node *n);
 /* A SNAP_CHUNK frame from peer `from`. RK_EMALFORMED if it does not parse;
  * a chunk out of sequence only drops that stream. */
 int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t len);

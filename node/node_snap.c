@@ -22,16 +22,17 @@
  * a tombstone over the range's span, then the image's pairs in key order
  * (node_snap_on_chunk); a chunk out of sequence, a bad key or a reconnect
  * drops the stream and its file. The InstallSnapshot is checked against
- * the node's own descriptor of the range (node_snap_check), the file is
- * completed (sealed) and the snapshot's data becomes a descriptor naming
- * it (node_snap_assemble) before any Raft core sees it; an incomplete
- * stream drops the frame, and the leader tries again. A sealed file the
- * core never installs (it refused the snapshot) goes once the range has
- * applied up to the snapshot's index (node_snap_tick).
+ * the node's own descriptor of the range (node_snap_check), the stream is
+ * sealed and the snapshot's data becomes a descriptor naming its file
+ * (node_snap_assemble) before any Raft core sees it; an incomplete stream
+ * drops the frame, and the leader tries again. A sealed file no core holds
+ * as its pending snapshot (refused, or replaced by a newer one) goes at
+ * once (node_snap_settle).
  *
  * INSTALLING happens in persist, before the WAL batch that holds the rest
  * of the Ready, on an installer thread (step 1) and the loop (step 2):
- *   1. a synced intent record (index, term, file); the file is ingested
+ *   1. the file is completed (index, filter, footer) and synced, and its
+ *      name; a synced intent record (index, term, file); the file is ingested
  *      (its tombstone hides every older key of the span, its pairs become
  *      the range's data, at once); then, synced, the applied index and the
  *      snapshot mark (index, term) with the intent's removal. An empty
@@ -433,7 +434,7 @@ static int image_check(const range_desc *d, const uint8_t *data, size_t len, uin
       memcpy(last, k->data, k->len);
       *llen = k->len;
       if (sink != NULL) rc = eng_state_sst_put(sink, k->data, k->len, v->data, v->len);
-      if (nkeys != NULL) ++*nkeys;
+      if (rc == RK_OK && nkeys != NULL) ++*nkeys;
     }
   }
   rangekv__range_snapshot__free_unpacked(rs, NULL);
@@ -457,6 +458,15 @@ int node_snap_check(const range_desc *d, const mr_snapshot *s, int check_data) {
 }
 
 /* ---- receiving -------------------------------------------------------------------------- */
+
+/* fsync of a directory: the names made in it become durable. */
+static int sync_dir(const char *path) {
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return rk_err_from_errno(errno);
+  int rc = fsync(fd) == 0 ? RK_OK : rk_err_from_errno(errno);
+  close(fd);
+  return rc;
+}
 
 static void staged_path(const node *n, uint64_t file, char *out, size_t cap) {
   int w = snprintf(out, cap, "%s/snap/%016llx.sst", n->cfg.data_dir, (unsigned long long)file);
@@ -490,7 +500,10 @@ static int rx_open(node *n, node_snap_rx *x, const range_desc *d) {
   char path[4096];
   staged_path(n, x->file, path, sizeof path);
   int rc = eng_state_sst_open(n->state, path, &x->sst);
-  if (rc != RK_OK) return rc;
+  if (rc != RK_OK) {
+    (void)unlink(path); /* RocksDB may have created it */
+    return rc;
+  }
   return eng_state_sst_delete_range(x->sst, d->start, d->start_len, d->end_len ? d->end : NULL,
                                     d->end_len);
 }
@@ -555,15 +568,16 @@ int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t le
   return RK_OK;
 }
 
-/* Completes peer x's staged file and keeps it as sealed, for the snapshot
- * at index; x is left empty. */
+/* Moves peer x's staged stream to the sealed list, for the snapshot at
+ * index; x is left empty. */
 static int rx_seal(node *n, node_snap_rx *x, uint64_t index) {
   if (n->nsealed == NODE_SNAP_MAX_SEALED) return RK_EUNAVAILABLE;
-  int rc = eng_state_sst_finish(x->sst);
-  if (rc != RK_OK) return rc;
-  n->sealed[n->nsealed++] = (node_snap_sealed){
-      .range = x->range, .index = index, .file = x->file, .bytes = x->len, .keys = x->keys};
-  eng_state_sst_free(x->sst);
+  n->sealed[n->nsealed++] = (node_snap_sealed){.range = x->range,
+                                               .index = index,
+                                               .file = x->file,
+                                               .bytes = x->len,
+                                               .keys = x->keys,
+                                               .sst = x->sst};
   x->sst = NULL;
   x->len = 0; /* its bytes stay counted in rx_bytes, as the sealed file's */
   rx_reset(n, x);
@@ -588,9 +602,7 @@ int node_snap_assemble(node *n, uint32_t from, mr_host_gmsg *gm) {
   } else if (x->stream != d->stream || x->range != gm->group || x->next_seq != d->chunks) {
     rc = RK_EUNAVAILABLE;
   } else if ((rc = rx_seal(n, x, s->index)) != RK_OK) {
-    why = rc == RK_EUNAVAILABLE ? "too many staged snapshots wait for an install"
-                                : "its staged file cannot be completed";
-    rc = RK_EUNAVAILABLE;
+    why = "too many staged snapshots wait for an install";
   } else {
     /* From here on the data names the staged file, not the peer's stream. */
     free(s->data);
@@ -619,11 +631,37 @@ void node_snap_peer_up(node *n, uint32_t peer) {
       i++;
 }
 
-static void sealed_remove(node *n, uint32_t i, int unlink_file) {
+/* Takes sealed[i] out of the list: dropped (writer freed, file removed,
+ * bytes uncounted) or handed to an install (drop = 0). */
+static void sealed_remove(node *n, uint32_t i, int drop) {
   RK_ASSERT(i < n->nsealed && n->rx_bytes >= n->sealed[i].bytes);
-  n->rx_bytes -= n->sealed[i].bytes;
-  if (unlink_file) staged_unlink(n, n->sealed[i].file);
+  if (drop) {
+    n->rx_bytes -= n->sealed[i].bytes;
+    eng_state_sst_free(n->sealed[i].sst);
+    staged_unlink(n, n->sealed[i].file);
+  }
   n->sealed[i] = n->sealed[--n->nsealed];
+}
+
+/* The staged file a core's snapshot names (0: none, an empty range). */
+static uint64_t staged_file_of(const mr_snapshot *s) {
+  Rangekv__RangeSnapshot *d = rangekv__range_snapshot__unpack(NULL, s->len, s->data);
+  RK_ASSERTF(d != NULL, "a snapshot's data is the descriptor node_snap_assemble made");
+  uint64_t file = d->stream;
+  rangekv__range_snapshot__free_unpacked(d, NULL);
+  return file;
+}
+
+void node_snap_settle(node *n) {
+  for (uint32_t i = n->nsealed; i-- > 0;) {
+    const node_snap_sealed *f = &n->sealed[i];
+    mr_raft *core = n->host ? mr_host_group_raft(n->host, f->range) : NULL;
+    const mr_snapshot *p = core ? mr_raft_pending_snapshot(core) : NULL;
+    if (p != NULL && p->index == f->index && staged_file_of(p) == f->file) continue;
+    RK_INFO("node", "range %llu: staged snapshot at %llu not taken by the core: removed",
+            (unsigned long long)f->range, (unsigned long long)f->index);
+    sealed_remove(n, i, 1);
+  }
 }
 
 void node_snap_tick(node *n) {
@@ -636,18 +674,7 @@ void node_snap_tick(node *n) {
             (unsigned long long)x->range);
     rx_reset(n, x);
   }
-  /* A core accepts a snapshot only above its commit index, and nothing is
-   * applied past a snapshot it accepted before that snapshot is installed
-   * (node_snap_persist claims the file first): a sealed file the range
-   * has applied up to will never be asked for. */
-  for (uint32_t i = 0; i < n->nsealed;) {
-    uint64_t applied = 0;
-    if (eng_state_applied(n->state, n->sealed[i].range, &applied) == RK_OK &&
-        applied >= n->sealed[i].index)
-      sealed_remove(n, i, 1);
-    else
-      i++;
-  }
+  node_snap_settle(n);
 }
 
 void node_snap_free(node *n) {
@@ -660,7 +687,14 @@ void node_snap_free(node *n) {
 int node_snap_staging_open(node *n) {
   char path[4096];
   snprintf(path, sizeof path, "%s/snap", n->cfg.data_dir);
-  if (mkdir(path, 0755) != 0 && errno != EEXIST) return rk_err_from_errno(errno);
+  if (mkdir(path, 0755) != 0) {
+    if (errno != EEXIST) return rk_err_from_errno(errno);
+  } else {
+    /* The new directory's name must be durable before an intent record
+     * names a file in it. */
+    int rc = sync_dir(n->cfg.data_dir);
+    if (rc != RK_OK) return rc;
+  }
   DIR *dir = opendir(path);
   if (dir == NULL) return rk_err_from_errno(errno);
   /* Every install a crash interrupted was finished by now (reconcile):
@@ -676,18 +710,6 @@ int node_snap_staging_open(node *n) {
   return RK_OK;
 }
 
-/* fsync of the staging directory: a staged file's name must be durable
- * before an intent record names it. */
-static int sync_staging_dir(const node *n) {
-  char path[4096];
-  snprintf(path, sizeof path, "%s/snap", n->cfg.data_dir);
-  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return rk_err_from_errno(errno);
-  int rc = fsync(fd) == 0 ? RK_OK : rk_err_from_errno(errno);
-  close(fd);
-  return rc;
-}
-
 static int commit_synced(node *n, eng_state_batch *b) {
   int rc = eng_state_commit(n->state, b);
   return rc == RK_OK ? eng_state_sync(n->state) : rc;
@@ -695,7 +717,11 @@ static int commit_synced(node *n, eng_state_batch *b) {
 
 /* The end of an install with a staged file, also its redo at start: the
  * file's tombstone and keys replace the range's data in one ingestion,
- * then the applied index and the mark go with the intent's removal. */
+ * then the applied index and the mark go with the intent's removal.
+ * Ingesting again is right only because nothing writes into the range's
+ * span between the intent and its removal: the range's Ready is in this
+ * unfinished persist batch, so the host hands it nothing to apply
+ * (multiraft/host.c, HG_IN_FLIGHT), and a redo runs before its core exists. */
 static int finish_install(node *n, uint64_t range, uint64_t index, uint64_t term, uint64_t file) {
   char path[4096];
   staged_path(n, file, path, sizeof path);
@@ -736,7 +762,14 @@ static int install_state(node *n, node_snap_install_one *one) {
     eng_state_batch_set_snap_mark(b, d->id, s->index, s->term);
     rc = commit_synced(n, b);
   } else {
-    rc = sync_staging_dir(n);
+    /* The file's index, filter and footer, then its sync and its name's:
+     * it must be whole and durable before the intent names it. */
+    rc = eng_state_sst_finish(one->staged.sst);
+    eng_state_sst_free(one->staged.sst);
+    one->staged.sst = NULL;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/snap", n->cfg.data_dir);
+    if (rc == RK_OK) rc = sync_dir(dir);
     eng_state_batch_set_snap_intent(b, d->id, s->index, s->term, one->staged.file);
     if (rc == RK_OK) rc = commit_synced(n, b);
     if (rc == RK_OK) rc = finish_install(n, d->id, s->index, s->term, one->staged.file);
@@ -794,6 +827,18 @@ static void *installer_main(void *arg) {
   return NULL;
 }
 
+/* Frees a job, and the staging its snapshots held (files an install did
+ * not reach stay for the next start to remove). Loop thread. */
+static void job_free(node *n, node_snap_job *j) {
+  for (size_t i = 0; i < j->n; i++) {
+    eng_state_sst_free(j->one[i].staged.sst);
+    RK_ASSERT(n->rx_bytes >= j->one[i].staged.bytes);
+    n->rx_bytes -= j->one[i].staged.bytes;
+  }
+  free(j->w);
+  free(j);
+}
+
 static void on_installed(void *ctx) {
   node *n = ctx;
   node_snap_installer *in = &n->installer;
@@ -814,18 +859,8 @@ static void on_installed(void *ctx) {
     else
       node_persist_add(j->p, j->w, j->nw);
     node_persist_release(j->p, rc); /* a failure is fatal for the host: the node stops */
-    free(j->w);
-    free(j);
+    job_free(n, j);
   }
-}
-
-/* The staged file a core's snapshot names (0: none, an empty range). */
-static uint64_t staged_file_of(const mr_snapshot *s) {
-  Rangekv__RangeSnapshot *d = rangekv__range_snapshot__unpack(NULL, s->len, s->data);
-  RK_ASSERTF(d != NULL, "a snapshot's data is the descriptor node_snap_assemble made");
-  uint64_t file = d->stream;
-  rangekv__range_snapshot__free_unpacked(d, NULL);
-  return file;
 }
 
 int node_snap_persist(node *n, node_persist *p, mr_host_write *w, size_t nw) {
@@ -886,11 +921,10 @@ int node_snap_installer_init(node *n) {
   return RK_OK;
 }
 
-static void free_jobs(node_snap_job *j) {
+static void free_jobs(node *n, node_snap_job *j) {
   while (j != NULL) {
     node_snap_job *next = j->next;
-    free(j->w);
-    free(j);
+    job_free(n, j);
     j = next;
   }
 }
@@ -908,8 +942,8 @@ static void installer_stop(node *n) {
     pthread_join(in->thread, NULL);
     (void)tp_net_unwatch_fd(n->net, in->efd);
   }
-  free_jobs(in->todo);
-  free_jobs(in->done);
+  free_jobs(n, in->todo);
+  free_jobs(n, in->done);
   close(in->efd);
   pthread_mutex_destroy(&in->mu);
   pthread_cond_destroy(&in->cv);

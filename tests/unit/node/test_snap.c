@@ -179,7 +179,8 @@ static int staged_files(const node *n) {
   return count;
 }
 
-/* A node with range 1 (not held) and range 2 = ["b", "d") (held), a state
+/* A node with range 1 (not held), range 2 = ["b", "d") and range 3 =
+ * ["d", no end) (held), a state
  * store and a staging directory in a temporary data dir: enough for the
  * receiving side of a stream. */
 static node *rx_node(void) {
@@ -203,12 +204,17 @@ static node *rx_node(void) {
   rk_rand_seed(&n->rng, 1);
   cr_assert_eq(node_snap_staging_open(n), RK_OK);
   n->snap_max_bytes = 1u << 16;
-  n->table.n = 2;
-  n->ranges = calloc(2, sizeof *n->ranges);
+  n->table.n = 3;
+  n->ranges = calloc(3, sizeof *n->ranges);
   cr_assert_not_null(n->ranges);
   n->ranges[0].desc.id = 1;
   n->ranges[1].desc = span_b_d();
   n->ranges[1].local = 1;
+  n->ranges[2].desc = span_b_d(); /* range 3 = ["d", no end) */
+  n->ranges[2].desc.id = 3;
+  n->ranges[2].desc.start[0] = 'd';
+  n->ranges[2].desc.end_len = 0;
+  n->ranges[2].local = 1;
   return n;
 }
 
@@ -280,9 +286,18 @@ static int assemble(node *n, uint32_t from, uint64_t group, uint64_t range_in_da
   return rc;
 }
 
-/* Ingests staged file `file` into the node's state store and returns its
- * user keys, space-separated, in out. */
+/* Ingests staged file `file` (sealed: completed here, as the installer
+ * would) into the node's state store and returns its user keys,
+ * space-separated, in out. */
 static const char *ingest_keys(node *n, uint64_t file, char *out, size_t cap) {
+  uint32_t si = 0;
+  while (si < n->nsealed && n->sealed[si].file != file) si++;
+  cr_assert_lt(si, n->nsealed, "file %llx is not sealed", (unsigned long long)file);
+  if (n->sealed[si].sst != NULL) {
+    cr_assert_eq(eng_state_sst_finish(n->sealed[si].sst), RK_OK);
+    eng_state_sst_free(n->sealed[si].sst);
+    n->sealed[si].sst = NULL;
+  }
   char path[256];
   snprintf(path, sizeof path, "%s/snap/%016llx.sst", n->cfg.data_dir, (unsigned long long)file);
   cr_assert_eq(eng_state_ingest(n->state, path), RK_OK);
@@ -301,13 +316,6 @@ static const char *ingest_keys(node *n, uint64_t file, char *out, size_t cap) {
 static void put_key(node *n, const char *k) {
   eng_state_batch *b = eng_state_batch_new(n->state);
   eng_state_batch_put(b, k, strlen(k), "old", 3);
-  cr_assert_eq(eng_state_commit(n->state, b), RK_OK);
-  eng_state_batch_free(b);
-}
-
-static void set_applied(node *n, uint64_t range, uint64_t applied) {
-  eng_state_batch *b = eng_state_batch_new(n->state);
-  eng_state_batch_set_applied(b, range, applied);
   cr_assert_eq(eng_state_commit(n->state, b), RK_OK);
   eng_state_batch_free(b);
 }
@@ -339,11 +347,8 @@ Test(snap_stream, chunks_in_order_become_a_staged_file_that_replaces_the_span) {
                    "the image replaced the range's keys, and only those");
   /* The same stream cannot be used twice. */
   cr_assert_eq(assemble(n, 3, 2, 2, 77, 3, NULL), RK_EUNAVAILABLE);
-  /* Not installed (say the core refused it): gone once the range applied past it. */
-  node_snap_tick(n);
-  cr_assert_eq(n->nsealed, 1, "applied 0 < 10: the core may still install it");
-  set_applied(n, 2, 10);
-  node_snap_tick(n);
+  /* No core took it (there is none here): the next settle removes it. */
+  node_snap_settle(n);
   cr_assert_eq(n->nsealed, 0);
   cr_assert_eq(n->rx_bytes, 0);
   cr_assert_eq(staged_files(n), 0);
@@ -370,6 +375,9 @@ Test(snap_stream, a_restart_removes_what_a_previous_run_staged) {
   cr_assert_eq(assemble(n, 4, 2, 2, 78, 1, NULL), RK_OK);
   cr_assert_eq(staged_files(n), 2);
   /* As if the process died here: the files stay, the memory does not. */
+  eng_state_sst_free(n->rx[3].sst);
+  eng_state_sst_free(n->sealed[0].sst);
+  free(n->rx[3].last_key);
   memset(n->rx, 0, sizeof n->rx);
   n->nsealed = 0;
   n->rx_bytes = 0;
@@ -458,5 +466,45 @@ Test(snap_stream, size_limits_and_reconnects_drop_staging) {
   cr_assert_eq(n->rx_bytes, 0, "a new connection breaks the stream");
   cr_assert_eq(feed(n, 3, 78, 2, 1, K2, 1), RK_OK);
   cr_assert_eq(assemble(n, 3, 2, 2, 78, 2, NULL), RK_EUNAVAILABLE);
+  rx_node_free(n);
+}
+
+Test(snap_stream, staging_idle_for_ten_seconds_is_dropped_with_its_file) {
+  node *n = rx_node();
+  cr_assert_eq(feed(n, 3, 77, 2, 0, K1, 2), RK_OK);
+  cr_assert_eq(feed(n, 4, 78, 2, 0, K1, 2), RK_OK);
+  node_snap_tick(n);
+  cr_assert_eq(staged_files(n), 2, "both streams are fresh");
+  /* Peer 3's last chunk came just over the idle limit ago; peer 4's just within. */
+  n->rx[3].last_ms -= NODE_SNAP_IDLE_MS + 1;
+  n->rx[4].last_ms -= NODE_SNAP_IDLE_MS - 1000;
+  node_snap_tick(n);
+  cr_assert_eq(n->rx[3].stream, 0, "peer 3's stream is dropped");
+  cr_assert_eq(n->rx[4].stream, 78, "peer 4's stays");
+  cr_assert_eq(staged_files(n), 1);
+  cr_assert_eq(n->snapshots_dropped, 1);
+  cr_assert_eq(feed(n, 3, 77, 2, 1, K2, 1), RK_OK);
+  cr_assert_eq(assemble(n, 3, 2, 2, 77, 2, NULL), RK_EUNAVAILABLE, "the rest cannot complete it");
+  rx_node_free(n);
+}
+
+Test(snap_stream, the_last_range_s_file_replaces_everything_up_to_the_largest_key) {
+  node *n = rx_node();
+  static char top[KV_MAX_KEY + 1]; /* the largest key there can be */
+  memset(top, 0xFF, KV_MAX_KEY);
+  put_key(n, "c");
+  put_key(n, "d");
+  put_key(n, "zz");
+  put_key(n, top);
+  const char *const keys[] = {"e"};
+  cr_assert_eq(feed(n, 3, 77, 3, 0, keys, 1), RK_OK);
+  /* The descriptor and configuration the assemble helper uses are range
+   * 2's: the same replicas as range 3's. */
+  uint64_t file = 0;
+  cr_assert_eq(assemble(n, 3, 3, 3, 77, 1, &file), RK_OK);
+  char got[KV_MAX_KEY + 64];
+  cr_assert_str_eq(ingest_keys(n, file, got, sizeof got), "c e",
+                   "d, zz and the largest key are gone; c (range 2) stays");
+  node_snap_settle(n);
   rx_node_free(n);
 }
