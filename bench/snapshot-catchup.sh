@@ -11,10 +11,11 @@
 #   snapshot: keys=K value_bytes=B snap_bytes=S chunks=C send_ms=X install_ms=Y catchup_ms=Z
 #             max_status_ms=M
 # (send_ms: from the leader opening the stream to queueing its last frame;
-# install_ms: the receiver's state-store batch and sync; catchup_ms: from
-# restarting node 3 until its applied index equals node 1's; max_status_ms:
-# the slowest `rangekv status` round over all nodes meanwhile, which a node
-# whose loop is busy answers late).
+# install_ms: the receiver's install (intent, SST ingestion, applied index
+# and mark, each synced); catchup_ms: from restarting node 3 until its
+# applied index equals node 1's; max_status_ms: the slowest `rangekv status`
+# round over all nodes meanwhile, which a node whose loop is busy answers
+# late).
 # Every process it starts is stopped by PID on exit. Needs a built rangekv
 # (RANGEKV=path, default build/release-gcc/rangekv).
 set -euo pipefail
