@@ -3,10 +3,10 @@
 #include "common/rk_err.h"
 #include "kv/kvcmd.h"
 #include "node/node_int.h"
+#include "node_test.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,13 +160,6 @@ Test(snap, a_hostile_index_or_another_configuration_is_refused) {
 
 /* ---- streams: node_snap_on_chunk / node_snap_assemble ---------------------------- */
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb;
-  (void)flag;
-  (void)ftw;
-  return remove(path);
-}
-
 /* Files in the node's staging directory. */
 static int staged_files(const node *n) {
   char path[256];
@@ -223,7 +216,7 @@ static void rx_node_free(node *n) {
   cr_assert_eq(n->rx_bytes, 0, "staging accounting returns to zero");
   cr_assert_eq(staged_files(n), 0, "and every staged file is gone");
   eng_state_close(n->state);
-  nftw(n->cfg.data_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  node_test_rmtree(n->cfg.data_dir);
   free(n->ranges);
   free(n);
 }
@@ -301,16 +294,7 @@ static const char *ingest_keys(node *n, uint64_t file, char *out, size_t cap) {
   char path[256];
   snprintf(path, sizeof path, "%s/snap/%016llx.sst", n->cfg.data_dir, (unsigned long long)file);
   cr_assert_eq(eng_state_ingest(n->state, path), RK_OK);
-  size_t at = 0;
-  out[0] = '\0';
-  eng_state_iter *it = eng_state_iter_new(n->state, NULL, 0, NULL, 0);
-  for (; eng_state_iter_valid(it); eng_state_iter_next(it)) {
-    size_t kl;
-    const char *k = eng_state_iter_key(it, &kl);
-    at += (size_t)snprintf(out + at, cap - at, "%s%.*s", at ? " " : "", (int)kl, k);
-  }
-  eng_state_iter_free(it);
-  return out;
+  return node_test_user_keys(n->state, 0, out, cap);
 }
 
 static void put_key(node *n, const char *k) {

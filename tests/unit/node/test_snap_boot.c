@@ -4,10 +4,10 @@
  * it is. Real WAL and state store in a temporary directory. */
 #include "common/rk_err.h"
 #include "node/node_int.h"
+#include "node_test.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,13 +21,6 @@ typedef struct boot_env {
 } boot_env;
 
 static boot_env E;
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb;
-  (void)flag;
-  (void)ftw;
-  return remove(path);
-}
 
 static void open_stores(void) {
   eng_wal_options wo;
@@ -79,7 +72,7 @@ static void setup(void) {
 
 static void teardown(void) {
   close_stores();
-  nftw(E.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  node_test_rmtree(E.dir);
 }
 
 TestSuite(snap_boot, .init = setup, .fini = teardown);
@@ -241,21 +234,6 @@ static void put_intent(uint64_t index, uint64_t term, uint64_t file) {
   eng_state_batch_free(b);
 }
 
-/* "k=v ..." of every user key. */
-static void user_keys(char *out, size_t cap) {
-  size_t at = 0;
-  out[0] = '\0';
-  eng_state_iter *it = eng_state_iter_new(E.n.state, NULL, 0, NULL, 0);
-  for (; eng_state_iter_valid(it); eng_state_iter_next(it)) {
-    size_t kl, vl;
-    const char *k = eng_state_iter_key(it, &kl);
-    const char *v = eng_state_iter_value(it, &vl);
-    at +=
-        (size_t)snprintf(out + at, cap - at, "%s%.*s=%.*s", at ? " " : "", (int)kl, k, (int)vl, v);
-  }
-  eng_state_iter_free(it);
-}
-
 Test(snap_boot, an_install_cut_after_its_intent_is_finished_from_the_staged_file) {
   append(1, 6, 1);
   put_user("a", "old");
@@ -270,7 +248,7 @@ Test(snap_boot, an_install_cut_after_its_intent_is_finished_from_the_staged_file
   cr_assert_eq(node_snap_reconcile(&E.n, &E.r, &t), RK_OK);
   cr_assert_eq(t, 3, "the mark was written by the redo");
   char got[256];
-  user_keys(got, sizeof got);
+  node_test_user_keys(E.n.state, 1, got, sizeof got);
   cr_assert_str_eq(got, "a=old b1=new c=new d=old", "the span holds exactly the image");
   uint64_t applied = 0, i = 0, term = 0, file = 0;
   cr_assert_eq(eng_state_applied(E.n.state, 2, &applied), RK_OK);
@@ -284,7 +262,7 @@ Test(snap_boot, an_install_cut_after_its_intent_is_finished_from_the_staged_file
   close_stores();
   open_stores();
   cr_assert_eq(node_snap_reconcile(&E.n, &E.r, &t), RK_OK);
-  user_keys(got, sizeof got);
+  node_test_user_keys(E.n.state, 1, got, sizeof got);
   cr_assert_str_eq(got, "a=old b1=new c=new d=old");
 }
 
