@@ -221,7 +221,9 @@ static void tick_leader(mr_raft *r) {
       mr_become_follower(r, r->term, 0);
       return;
     }
-    /* a snapshot unacknowledged for a whole round is presumed lost */
+    /* a snapshot unacknowledged for a whole round, with no word from the
+     * host that it is still moving (mr_raft_snapshot_alive), is presumed
+     * lost */
     for (uint8_t i = 0; i < r->n_prs; i++) {
       mr_progress *pr = &r->prs[i];
       if (pr->state != MR_PR_SNAPSHOT) continue;
@@ -488,6 +490,12 @@ void mr_raft_report_snapshot(mr_raft *r, uint64_t to, int failed) {
   if (failed) pr->pending_snap = 0;
   mr_pr_become_probe(pr);
   pr->probe_sent = 1; /* wait for the next heartbeat response */
+}
+
+void mr_raft_snapshot_alive(mr_raft *r, uint64_t to) {
+  if (r->role != MR_LEADER) return;
+  mr_progress *pr = mr_pr_find(r, to);
+  if (pr && pr->state == MR_PR_SNAPSHOT) pr->snap_stale = 0;
 }
 
 void mr_raft_report_unreachable(mr_raft *r, uint64_t to) {

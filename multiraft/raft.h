@@ -302,6 +302,10 @@ void mr_raft_campaign(mr_raft *r);
 void mr_raft_forget_leader(mr_raft *r);
 /* Host feedback: a snapshot send failed, or a peer is unreachable. */
 void mr_raft_report_snapshot(mr_raft *r, uint64_t to, int failed);
+/* Host feedback: the snapshot to `to` is still moving (the host streams it
+ * itself and just sent more of it), so it is not presumed lost at the next
+ * election timeout. Ignored unless leading and waiting on that snapshot. */
+void mr_raft_snapshot_alive(mr_raft *r, uint64_t to);
 void mr_raft_report_unreachable(mr_raft *r, uint64_t to);
 
 /* ---- output ---------------------------------------------------------------- */

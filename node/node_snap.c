@@ -368,6 +368,11 @@ static int tx_step(node *n, node_snap_tx *t) {
     }
     t->seq++;
     t->progress_ms = node_now_ms();
+    /* A big image takes longer than the core's election-timeout rounds:
+     * without this it would presume the snapshot lost while it streams,
+     * probe, and open a second stream of the whole image the moment this
+     * one ends. */
+    mr_raft_snapshot_alive(mr_host_group_raft(n->host, t->group), t->to);
   }
   if (node_now_ms() - t->progress_ms > NODE_SNAP_IDLE_MS) {
     tx_end(n, t, 1, "the peer read nothing for 10 s");

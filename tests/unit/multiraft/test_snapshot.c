@@ -137,6 +137,34 @@ Test(snapshot, report_snapshot_failure_returns_to_probe) {
   h_free(h);
 }
 
+Test(snapshot, a_snapshot_the_host_reports_moving_is_not_presumed_lost) {
+  h_opts o;
+  harness *h = cluster(3, &o);
+  cr_assert(h_elect(h, 1));
+  h_isolate(h, 3);
+  for (int i = 0; i < 5; i++) cr_assert_eq(h_propose(h, 1, "v"), RK_OK);
+  h_deliver_all(h);
+  snapshot_and_compact(h, 1);
+  h_heal(h);
+  int dropped = 0;
+  h_set_filter(h, drop_first_snap, &dropped);
+  h_tick(h, 1, 1); /* the snapshot goes out (and is lost: still "streaming") */
+  cr_assert(dropped);
+  int state;
+  /* Three election timeouts (10 ticks each) with word that it moves. */
+  for (int t = 0; t < 30; t++) {
+    mr_raft_snapshot_alive(h_raft(h, 1), 3);
+    h_tick(h, 1, 1);
+    cr_assert_eq(mr_raft_progress(h_raft(h, 1), 3, NULL, NULL, &state, NULL), RK_OK);
+    cr_assert_eq(state, 2, "still SNAPSHOT after %d ticks", t + 1);
+  }
+  /* No more word: presumed lost after at most two rounds, then resent. */
+  h_tick(h, 1, 20);
+  cr_assert_eq(h->nodes[3].log.snap.index, 7, "the resent snapshot was installed");
+  assert_same_log(h, 1, 3);
+  h_free(h);
+}
+
 Test(snapshot, log_compaction_keeps_replication_going) {
   h_opts o;
   harness *h = cluster(3, &o);
