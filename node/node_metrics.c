@@ -93,6 +93,9 @@ static int metrics_body(node *n, char **body, size_t *len) {
          "Snapshot streams abandoned or refused, sending or receiving.", n->snapshots_dropped);
   metric(&o, "rangekv_snapshots_too_big_total", "counter",
          "Snapshots abandoned over the size limit.", n->snapshots_too_big);
+  metric(&o, "rangekv_snapshot_staged_bytes", "gauge",
+         "Image bytes of received snapshots on disk in <data-dir>/snap, installing included.",
+         n->rx_bytes);
   metric(&o, "rangekv_peer_frames_dropped_total", "counter",
          "Frames to peers dropped (queue full or peer down).", ns.frames_dropped);
   metric(&o, "rangekv_peer_bad_frames_total", "counter",

@@ -8,6 +8,8 @@
  * logs). */
 #include "itest.h"
 
+#include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 
@@ -97,6 +99,24 @@ static int wait_caught_up(rkc_client *c, int i, int ref, uint64_t min_snaps, uns
     itc_sleep_ms(50);
   }
   return 0;
+}
+
+/* Whether node i's snapshot staging directory empties within timeout_ms:
+ * no staged file outlives its install or its refusal. */
+static int staging_empties(int i, unsigned timeout_ms) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/snap", itc.nodes[i].data_dir);
+  uint64_t until = itc_now_ns() + (uint64_t)timeout_ms * 1000000u;
+  for (;;) {
+    DIR *d = opendir(path);
+    cr_assert_not_null(d, "%s exists", path);
+    int files = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) files += e->d_name[0] != '.';
+    closedir(d);
+    if (files == 0) return 1;
+    if (itc_now_ns() >= until) return 0;
+    itc_sleep_ms(50);
+  }
 }
 
 /* WAL segments every node made from spare files since it started. */
@@ -248,6 +268,7 @@ Test(compaction, a_node_compacted_past_catches_up_from_snapshots) {
   cr_assert_eq(itc_restart(&itc, 2, err, sizeof err), 0, "%s", err);
   cr_assert(wait_caught_up(c, 2, 0, 1, 20000),
             "node 3 did not catch up through at least one snapshot");
+  cr_assert(staging_empties(2, 10000), "node 3 kept staged snapshot files");
   rkc_close(c);
   only_node_serves(2, 1, 0);
   only_node_serves(0, 2, 1);
