@@ -325,6 +325,7 @@ static void handle_status(node *n, uint64_t conn, const Rangekv__ClientRequest *
   st.snapshots_sent = n->snapshots_sent;
   st.snapshots_installed = n->snapshots_installed;
   st.snapshots_dropped = n->snapshots_dropped;
+  st.snapshots_streaming = n->ntx;
   st.wal_recycled = ws.segments_recycled;
   st.applied_entries = n->applied_entries;
   st.zone = node_pb_str(n->cfg.zone ? n->cfg.zone : "");

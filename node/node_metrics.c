@@ -93,6 +93,7 @@ static int metrics_body(node *n, char **body, size_t *len) {
          "Snapshot streams abandoned or refused, sending or receiving.", n->snapshots_dropped);
   metric(&o, "rangekv_snapshots_too_big_total", "counter",
          "Snapshots abandoned over the size limit.", n->snapshots_too_big);
+  metric(&o, "rangekv_snapshot_streams", "gauge", "Range snapshot streams being sent now.", n->ntx);
   metric(&o, "rangekv_snapshot_staged_bytes", "gauge",
          "Image bytes of received snapshots on disk in <data-dir>/snap, installing included.",
          n->rx_bytes);
