@@ -748,6 +748,7 @@ static int status_of(rkc_client *c, rkc_peer *p, uint64_t deadline, rkc_node_sta
     s->snapshots_installed = ns->snapshots_installed;
     s->snapshots_dropped = ns->snapshots_dropped;
     s->snapshots_streaming = ns->snapshots_streaming;
+    s->snapshot_staged_bytes = ns->snapshot_staged_bytes;
     s->wal_recycled = ns->wal_recycled;
     s->wal_fsyncs = ns->wal_fsyncs;
     s->applied_entries = ns->applied_entries;

@@ -185,7 +185,8 @@ typedef struct rkc_node_status {
   /* Range snapshots since the node started: streamed to others, installed,
    * and streams abandoned or refused (sending or receiving). */
   uint64_t snapshots_sent, snapshots_installed, snapshots_dropped;
-  uint64_t snapshots_streaming; /* snapshot streams it is sending now */
+  uint64_t snapshots_streaming;   /* snapshot streams it is sending now */
+  uint64_t snapshot_staged_bytes; /* image bytes of received snapshots on its disk */
   char zone[32];
   /* Sums of the commit / applied indexes of the replicas this node holds
    * (its own OP_RANGES answer); their difference is the apply backlog. */

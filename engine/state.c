@@ -626,23 +626,41 @@ void eng_state_sst_free(eng_state_sst *w) {
   free(w);
 }
 
-int eng_state_ingest(eng_state *s, const char *path) {
+/* One ingestion attempt; blocking_flush: may RocksDB flush an overlapping
+ * memtable itself (with every writer stopped). *needs_flush is set when it
+ * refused for want of one. */
+static int ingest_once(eng_state *s, const char *path, int blocking_flush, int *needs_flush) {
   /* Copied, not moved: RocksDB writes the sequence number it assigns into
    * the file it ingests, and such a file cannot be ingested again, so the
    * staged file must stay as it was for a redo after a crash. */
+  rocksdb_ingestexternalfileoptions_t *o = rocksdb_ingestexternalfileoptions_create();
+  rocksdb_ingestexternalfileoptions_set_move_files(o, 0);
+  rocksdb_ingestexternalfileoptions_set_allow_blocking_flush(o, (unsigned char)blocking_flush);
+  const char *files[1] = {path};
   char *err = NULL;
-  /* An ingestion overlapping the memtable flushes it with every writer
-   * stopped; flushed here first, writers only wait for the memtable switch
-   * (the caller keeps the span's keys unwritten meanwhile). */
+  rocksdb_ingest_external_file_cf(s->db, s->cf[CF_USER], files, 1, o, &err);
+  rocksdb_ingestexternalfileoptions_destroy(o);
+  *needs_flush = err != NULL && strstr(err, "requires flush") != NULL;
+  if (*needs_flush) {
+    rocksdb_free(err);
+    return RK_EAGAIN;
+  }
+  return err ? rocks_rc("cannot ingest", path, err) : RK_OK;
+}
+
+int eng_state_ingest(eng_state *s, const char *path) {
+  int needs_flush = 0;
+  int rc = ingest_once(s, path, 0, &needs_flush);
+  if (!needs_flush) return rc;
+  /* The memtable holds keys in the file's range. Flushed here (writers wait
+   * only for the memtable switch), not by the ingestion (writers stopped
+   * for the whole flush); only when needed, since each flush adds an L0
+   * file and too many of them slow every write. */
+  char *err = NULL;
   rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
   rocksdb_flushoptions_set_wait(fo, 1);
   rocksdb_flush_cf(s->db, fo, s->cf[CF_USER], &err);
   rocksdb_flushoptions_destroy(fo);
   if (err) return rocks_rc("cannot flush before ingesting", path, err);
-  rocksdb_ingestexternalfileoptions_t *o = rocksdb_ingestexternalfileoptions_create();
-  rocksdb_ingestexternalfileoptions_set_move_files(o, 0);
-  const char *files[1] = {path};
-  rocksdb_ingest_external_file_cf(s->db, s->cf[CF_USER], files, 1, o, &err);
-  rocksdb_ingestexternalfileoptions_destroy(o);
-  return err ? rocks_rc("cannot ingest", path, err) : RK_OK;
+  return ingest_once(s, path, 1, &needs_flush);
 }

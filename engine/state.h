@@ -157,9 +157,10 @@ void eng_state_sst_free(eng_state_sst *w);
  * tombstones and keys become visible at once, newer than everything before,
  * and durable when this returns RK_OK (RocksDB syncs the file and its
  * MANIFEST). The file at path is copied, and stays as it was: it can be
- * ingested again. Flushes the user family's memtable first, so writers
- * are not stopped for a flush; nothing may write into the file's span
- * until this returns, or the ingestion stops writers after all. */
+ * ingested again. Writers wait while RocksDB assigns the file its place
+ * and syncs its MANIFEST (and the copy); a memtable holding keys in the
+ * file's range is flushed first, here, so they do not also wait for a
+ * flush. Nothing may write into the file's span until this returns. */
 int eng_state_ingest(eng_state *s, const char *path);
 
 #endif

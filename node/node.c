@@ -277,7 +277,10 @@ static void io_persist(void *ctx, uint64_t batch, const mr_host_write *w, size_t
   if (k > 0) node_persist_add(p, now, k);
   free(now);
   p->remaining++;
-  int rc = node_snap_persist(n, p, later, m); /* takes `later` */
+  /* Takes `later`, and the snapshots' staged files off the sealed list,
+   * now: node_snap_settle removes any sealed file the core no longer holds
+   * as pending, so the claim must not wait past this call. */
+  int rc = node_snap_persist(n, p, later, m);
   if (rc != RK_OK) node_persist_release(p, rc);
   node_persist_release(p, RK_OK);
 }

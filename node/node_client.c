@@ -326,6 +326,7 @@ static void handle_status(node *n, uint64_t conn, const Rangekv__ClientRequest *
   st.snapshots_installed = n->snapshots_installed;
   st.snapshots_dropped = n->snapshots_dropped;
   st.snapshots_streaming = n->ntx;
+  st.snapshot_staged_bytes = n->rx_bytes;
   st.wal_recycled = ws.segments_recycled;
   st.applied_entries = n->applied_entries;
   st.zone = node_pb_str(n->cfg.zone ? n->cfg.zone : "");

@@ -208,10 +208,12 @@ typedef struct node {
   uint64_t snapshots_sent, snapshots_installed, snapshots_too_big, snapshots_dropped;
   node_snap_tx tx[NODE_SNAP_MAX_STREAMS];
   uint32_t ntx;
-  node_snap_rx rx[NODE_MAX_NODES + 1]; /* by peer node id */
-  uint32_t snap_chunk_bytes;           /* NODE_SNAP_CHUNK_BYTES; tests shrink it */
-  uint64_t snap_max_bytes;             /* NODE_SNAP_MAX_BYTES; unit tests shrink it */
-  uint64_t rx_bytes;                   /* staged over every peer, sealed and installing included */
+  node_snap_rx rx[NODE_MAX_NODES + 1];     /* by peer node id */
+  uint64_t rx_aborted[NODE_MAX_NODES + 1]; /* the stream last refused to each peer */
+  uint64_t snap_aborts_sent;
+  uint32_t snap_chunk_bytes;               /* NODE_SNAP_CHUNK_BYTES; tests shrink it */
+  uint64_t snap_max_bytes;                 /* NODE_SNAP_MAX_BYTES; unit tests shrink it */
+  uint64_t rx_bytes; /* staged over every peer, sealed and installing included */
   node_snap_sealed sealed[NODE_SNAP_MAX_SEALED];
   uint32_t nsealed;
   uint64_t next_file;         /* staged files' numbers (random start) */
@@ -289,8 +291,10 @@ void node_snap_tick(node *n);
  * node_snap_persist takes the file out of the list when it does. Called
  * after each frame that carried a snapshot, and on ticks. */
 void node_snap_settle(node *n);
-/* A SNAP_CHUNK frame from peer `from`. RK_EMALFORMED if it does not parse;
- * a chunk out of sequence only drops that stream. */
+/* A SNAP_CHUNK frame from peer `from`: a piece of a stream it sends us, or
+ * its word that it dropped a stream we send it. RK_EMALFORMED if it does
+ * not parse; a chunk out of sequence only drops that stream (and tells the
+ * sender so, once per stream). */
 int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t len);
 /* Seals peer `from`'s staged stream and makes the InstallSnapshot's data
  * name the staged file. RK_OK, or RK_EUNAVAILABLE if the stream is not

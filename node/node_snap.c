@@ -21,7 +21,9 @@
  * disk as one RocksDB SST file per stream (<data-dir>/snap/<n>.sst): first
  * a tombstone over the range's span, then the image's pairs in key order
  * (node_snap_on_chunk); a chunk out of sequence, a bad key or a reconnect
- * drops the stream and its file. The InstallSnapshot is checked against
+ * drops the stream and its file, and the sender is told (a SNAP_CHUNK with
+ * abort set, once per stream), so it stops instead of streaming the rest
+ * of the image into nothing. The InstallSnapshot is checked against
  * the node's own descriptor of the range (node_snap_check), the stream is
  * sealed and the snapshot's data becomes a descriptor naming its file
  * (node_snap_assemble) before any Raft core sees it; an incomplete stream
@@ -191,7 +193,7 @@ static void tx_end(node *n, node_snap_tx *t, int failed, const char *why) {
     n->snapshots_dropped++;
     RK_WARN("node", "range %llu: snapshot stream to node %u abandoned after %u chunks: %s",
             (unsigned long long)t->group, t->to_node, t->seq, why);
-    if (t->to_node) mr_host_report_snapshot(n->host, t->group, t->to, 1);
+    if (t->to_node && n->host) mr_host_report_snapshot(n->host, t->group, t->to, 1);
   }
   eng_state_iter_free(t->it);
   /* Order kept: streams to one peer go first come, first served. */
@@ -513,12 +515,47 @@ static int rx_open(node *n, node_snap_rx *x, const range_desc *d) {
                                     d->end_len);
 }
 
+/* Tells peer `to` that its stream was dropped here (best effort: a lost
+ * abort leaves the sender to its own limits). */
+static void send_abort(node *n, uint32_t to, uint64_t stream, uint64_t range, const char *why) {
+  if (n->net == NULL) return;
+  Rangekv__SnapChunk a;
+  rangekv__snap_chunk__init(&a);
+  a.stream = stream;
+  a.range_id = range;
+  a.abort = 1;
+  a.reason = node_pb_str(why);
+  uint8_t buf[256];
+  size_t len = rangekv__snap_chunk__get_packed_size(&a);
+  RK_ASSERT(len <= sizeof buf);
+  rangekv__snap_chunk__pack(&a, buf);
+  (void)tp_net_send_peer(n->net, to, TP_FRAME_SNAP_CHUNK, buf, (uint32_t)len);
+}
+
+/* Peer `from` dropped our stream c->stream: it ends here too. */
+static void on_abort(node *n, uint32_t from, const Rangekv__SnapChunk *c) {
+  for (uint32_t i = 0; i < n->ntx; i++) {
+    node_snap_tx *t = &n->tx[i];
+    if (t->to_node != from || t->stream != c->stream) continue;
+    char why[160];
+    snprintf(why, sizeof why, "the peer dropped it (%.100s)",
+             c->reason != NULL && c->reason[0] ? c->reason : "no reason given");
+    tx_end(n, t, 1, why);
+    return;
+  }
+}
+
 int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t len) {
   if (from == 0 || from > NODE_MAX_NODES) return RK_EMALFORMED;
   Rangekv__SnapChunk *c = rangekv__snap_chunk__unpack(NULL, len, payload);
   if (c == NULL) {
     RK_WARN("node", "snapshot chunk from node %u does not parse: dropped", from);
     return RK_EMALFORMED;
+  }
+  if (c->abort) {
+    on_abort(n, from, c);
+    rangekv__snap_chunk__free_unpacked(c, NULL);
+    return RK_OK;
   }
   node_snap_rx *x = &n->rx[from];
   if (c->seq == 0) {
@@ -560,6 +597,13 @@ int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t le
       n->snapshots_dropped++;
       RK_WARN("node", "snapshot stream from node %u for range %llu dropped: %s", from,
               (unsigned long long)x->range, why);
+    }
+    /* Else the sender streams the rest, up to the whole image, into a
+     * stream we no longer stage, and its core waits for it. */
+    if (c->stream != 0 && n->rx_aborted[from] != c->stream) {
+      n->rx_aborted[from] = c->stream;
+      n->snap_aborts_sent++;
+      send_abort(n, from, c->stream, c->range_id, why);
     }
     rx_reset(n, x);
     rangekv__snap_chunk__free_unpacked(c, NULL);

@@ -101,6 +101,22 @@ static int wait_caught_up(rkc_client *c, int i, int ref, uint64_t min_snaps, uns
   return 0;
 }
 
+/* Whether node i reports no staged snapshot bytes within timeout_ms: the
+ * accounting of every staged, sealed and installed image came back. */
+static int staged_bytes_return_to_zero(rkc_client *c, int i, unsigned timeout_ms) {
+  uint64_t until = itc_now_ns() + (uint64_t)timeout_ms * 1000000u;
+  for (;;) {
+    rkc_node_status *st = NULL;
+    size_t n = 0;
+    int zero = rkc_status(c, &st, &n) == RK_OK && (size_t)i < n && st[i].err == RK_OK &&
+               st[i].snapshot_staged_bytes == 0;
+    free(st);
+    if (zero) return 1;
+    if (itc_now_ns() >= until) return 0;
+    itc_sleep_ms(50);
+  }
+}
+
 /* Whether node i's snapshot staging directory empties within timeout_ms:
  * no staged file outlives its install or its refusal. */
 static int staging_empties(int i, unsigned timeout_ms) {
@@ -269,6 +285,7 @@ Test(compaction, a_node_compacted_past_catches_up_from_snapshots) {
   cr_assert(wait_caught_up(c, 2, 0, 1, 20000),
             "node 3 did not catch up through at least one snapshot");
   cr_assert(staging_empties(2, 10000), "node 3 kept staged snapshot files");
+  cr_assert(staged_bytes_return_to_zero(c, 2, 10000), "node 3 still counts staged bytes");
   rkc_close(c);
   only_node_serves(2, 1, 0);
   only_node_serves(0, 2, 1);

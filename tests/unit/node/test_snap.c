@@ -5,6 +5,8 @@
 #include "node/node_int.h"
 #include "node_test.h"
 
+#include "multiraft/hostmem.h"
+
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <stdio.h>
@@ -246,8 +248,15 @@ static int feed(node *n, uint32_t from, uint64_t stream, uint64_t range, uint32_
 /* An InstallSnapshot at index 10 for `group` whose data is the stream
  * descriptor; assembles it as if from peer `from`; on RK_OK sets *file to
  * the staged file its data now names (0: none). */
+static int assemble_at(node *n, uint32_t from, uint64_t group, uint64_t range_in_data,
+                       uint64_t stream, uint32_t chunks, uint64_t index, uint64_t *file);
 static int assemble(node *n, uint32_t from, uint64_t group, uint64_t range_in_data, uint64_t stream,
                     uint32_t chunks, uint64_t *file) {
+  return assemble_at(n, from, group, range_in_data, stream, chunks, 10, file);
+}
+
+static int assemble_at(node *n, uint32_t from, uint64_t group, uint64_t range_in_data,
+                       uint64_t stream, uint32_t chunks, uint64_t index, uint64_t *file) {
   Rangekv__RangeSnapshot d;
   rangekv__range_snapshot__init(&d);
   d.range_id = range_in_data;
@@ -258,7 +267,7 @@ static int assemble(node *n, uint32_t from, uint64_t group, uint64_t range_in_da
   s->len = (uint32_t)rangekv__range_snapshot__get_packed_size(&d);
   s->data = malloc(s->len ? s->len : 1);
   rangekv__range_snapshot__pack(&d, s->data);
-  s->index = 10;
+  s->index = index;
   s->term = 2;
   node_desc_conf(&n->ranges[1].desc, &s->conf);
   mr_host_gmsg gm;
@@ -491,4 +500,124 @@ Test(snap_stream, the_last_range_s_file_replaces_everything_up_to_the_largest_ke
                    "d, zz and the largest key are gone; c (range 2) stays");
   node_snap_settle(n);
   rx_node_free(n);
+}
+
+/* An abort frame: peer `from` dropped stream `stream` (SnapChunk.abort). */
+static int feed_abort(node *n, uint32_t from, uint64_t stream) {
+  Rangekv__SnapChunk c;
+  rangekv__snap_chunk__init(&c);
+  c.stream = stream;
+  c.range_id = 2;
+  c.abort = 1;
+  c.reason = (char *)(uintptr_t) "over the node's staging limit (two snapshots)";
+  uint8_t buf[256];
+  size_t len = rangekv__snap_chunk__get_packed_size(&c);
+  rangekv__snap_chunk__pack(&c, buf);
+  return node_snap_on_chunk(n, from, buf, len);
+}
+
+Test(snap_stream, a_receiver_that_drops_a_stream_says_so_once_and_the_sender_stops) {
+  node *n = rx_node();
+  /* Receiving: a stream dropped here is named to its sender once, not for
+   * every later chunk of it. */
+  cr_assert_eq(feed(n, 3, 77, 2, 0, K1, 2), RK_OK);
+  cr_assert_eq(feed(n, 3, 77, 2, 2, K3, 2), RK_OK); /* seq 1 lost: dropped */
+  cr_assert_eq(n->rx_aborted[3], 77);
+  cr_assert_eq(n->snap_aborts_sent, 1, "the sender is told");
+  uint64_t drops = n->snapshots_dropped;
+  cr_assert_eq(feed(n, 3, 77, 2, 3, K3, 2), RK_OK);
+  cr_assert_eq(feed(n, 3, 77, 2, 4, K3, 2), RK_OK);
+  cr_assert_eq(n->snap_aborts_sent, 1, "later chunks of it: refused, not told again");
+  cr_assert_eq(n->snapshots_dropped, drops, "nothing staged, nothing more dropped");
+  static const char *const outside[] = {"d"};
+  cr_assert_eq(feed(n, 3, 78, 2, 0, outside, 1), RK_EMALFORMED);
+  cr_assert_eq(n->snap_aborts_sent, 2, "a malformed stream is refused aloud too");
+  /* Sending: the peer's abort ends our stream to it, and only that one. */
+  n->tx[0] = (node_snap_tx){.stream = 55, .group = 2, .to_node = 3};
+  n->tx[1] = (node_snap_tx){.stream = 56, .group = 3, .to_node = 4};
+  n->ntx = 2;
+  drops = n->snapshots_dropped;
+  cr_assert_eq(feed_abort(n, 4, 55), RK_OK); /* another peer names our stream to 3 */
+  cr_assert_eq(feed_abort(n, 3, 99), RK_OK); /* a stream we do not send */
+  cr_assert_eq(n->ntx, 2);
+  cr_assert_eq(feed_abort(n, 3, 55), RK_OK);
+  cr_assert_eq(n->ntx, 1);
+  cr_assert_eq(n->tx[0].stream, 56, "the stream to node 4 goes on");
+  cr_assert_eq(n->snapshots_dropped, drops + 1);
+  n->ntx = 0;
+  rx_node_free(n);
+}
+
+/* Steps into host h's group 2 an InstallSnapshot from replica `from` at
+ * `term` for index, naming staged file `file` as node_snap_assemble would. */
+static void step_snapshot(mr_host *h, uint32_t from_node, uint32_t to_node, uint64_t term,
+                          uint64_t index, uint64_t file) {
+  Rangekv__RangeSnapshot d;
+  rangekv__range_snapshot__init(&d);
+  d.range_id = 2;
+  d.stream = file;
+  d.chunks = 1;
+  uint8_t data[64];
+  size_t len = rangekv__range_snapshot__get_packed_size(&d);
+  rangekv__range_snapshot__pack(&d, data);
+  mr_snapshot snap = {.index = index, .term = term, .len = (uint32_t)len, .data = data};
+  mr_raft_conf(mr_host_group_raft(h, 2), &snap.conf);
+  mr_host_gmsg gm;
+  memset(&gm, 0, sizeof gm);
+  gm.group = 2;
+  gm.msg.type = MR_MSG_SNAP;
+  gm.msg.from = mr_host_replica_id(from_node, 1);
+  gm.msg.to = mr_host_replica_id(to_node, 1);
+  gm.msg.term = term;
+  gm.msg.snap = &snap;
+  mr_host_frame f = {.from_node = from_node, .to_node = to_node, .msgs = &gm, .n_msgs = 1};
+  mr_host_receive(h, &f);
+}
+
+static int is_sealed(const node *n, uint64_t file) {
+  for (uint32_t i = 0; i < n->nsealed; i++)
+    if (n->sealed[i].file == file) return 1;
+  return 0;
+}
+
+Test(snap_stream, settle_keeps_exactly_the_snapshot_the_core_holds) {
+  mr_hm_cluster *c = NULL;
+  mr_hm_opts o = {.seed = 7};
+  cr_assert_eq(mr_hm_new(&c, 3, 2, &o), RK_OK);
+  cr_assert_eq(mr_hm_elect_all(c), RK_OK);
+  uint32_t lead = mr_hm_leader_node(c, 2);
+  uint32_t fol = mr_hm_replica_node(c, 2, 0) != lead ? mr_hm_replica_node(c, 2, 0)
+                                                     : mr_hm_replica_node(c, 2, 1);
+  uint64_t term = mr_raft_term(mr_host_group_raft(c->node[lead].h, 2));
+  node *n = rx_node();
+  n->host = c->node[fol].h; /* node `fol`, receiving range 2's snapshots */
+  /* Two streams sealed at index 10; the core takes the first. */
+  uint64_t f1 = 0, f2 = 0, f3 = 0, f4 = 0;
+  cr_assert_eq(feed(n, lead, 70, 2, 0, K1, 2), RK_OK);
+  cr_assert_eq(assemble_at(n, lead, 2, 2, 70, 1, 10, &f1), RK_OK);
+  step_snapshot(n->host, lead, fol, term, 10, f1);
+  cr_assert_eq(feed(n, lead, 71, 2, 0, K1, 2), RK_OK);
+  cr_assert_eq(assemble_at(n, lead, 2, 2, 71, 1, 10, &f2), RK_OK);
+  step_snapshot(n->host, lead, fol, term, 10, f2); /* refused: at its commit now */
+  node_snap_settle(n);
+  cr_assert(is_sealed(n, f1), "the core's pending snapshot stays");
+  cr_assert(!is_sealed(n, f2), "the one it refused goes");
+  /* One from a stale term is refused too. */
+  cr_assert_eq(feed(n, lead, 72, 2, 0, K1, 2), RK_OK);
+  cr_assert_eq(assemble_at(n, lead, 2, 2, 72, 1, 30, &f3), RK_OK);
+  step_snapshot(n->host, lead, fol, term - 1, 30, f3);
+  node_snap_settle(n);
+  cr_assert(is_sealed(n, f1) && !is_sealed(n, f3));
+  /* A newer one replaces the pending one: the older file goes. */
+  cr_assert_eq(feed(n, lead, 73, 2, 0, K1, 2), RK_OK);
+  cr_assert_eq(assemble_at(n, lead, 2, 2, 73, 1, 20, &f4), RK_OK);
+  step_snapshot(n->host, lead, fol, term, 20, f4);
+  node_snap_settle(n);
+  cr_assert(!is_sealed(n, f1), "replaced: never to be installed");
+  cr_assert(is_sealed(n, f4));
+  cr_assert_eq(n->nsealed, 1);
+  cr_assert_eq(staged_files(n), 1);
+  n->host = NULL;
+  rx_node_free(n);
+  mr_hm_free(c);
 }
