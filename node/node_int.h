@@ -211,9 +211,9 @@ typedef struct node {
   node_snap_rx rx[NODE_MAX_NODES + 1];     /* by peer node id */
   uint64_t rx_aborted[NODE_MAX_NODES + 1]; /* the stream last refused to each peer */
   uint64_t snap_aborts_sent;
-  uint32_t snap_chunk_bytes;               /* NODE_SNAP_CHUNK_BYTES; tests shrink it */
-  uint64_t snap_max_bytes;                 /* NODE_SNAP_MAX_BYTES; unit tests shrink it */
-  uint64_t rx_bytes; /* staged over every peer, sealed and installing included */
+  uint32_t snap_chunk_bytes; /* NODE_SNAP_CHUNK_BYTES; tests shrink it */
+  uint64_t snap_max_bytes;   /* NODE_SNAP_MAX_BYTES; unit tests shrink it */
+  uint64_t rx_bytes;         /* staged over every peer, sealed and installing included */
   node_snap_sealed sealed[NODE_SNAP_MAX_SEALED];
   uint32_t nsealed;
   uint64_t next_file;         /* staged files' numbers (random start) */
