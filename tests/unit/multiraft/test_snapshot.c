@@ -113,7 +113,9 @@ Test(snapshot, lost_snapshot_is_resent) {
   h_free(h);
 }
 
-Test(snapshot, report_snapshot_failure_returns_to_probe) {
+/* Leader 1 has compacted past node 3 and sent it a snapshot that was lost
+ * on the way: node 3's progress is SNAPSHOT. */
+static harness *snapshot_lost_on_the_way(int *dropped) {
   h_opts o;
   harness *h = cluster(3, &o);
   cr_assert(h_elect(h, 1));
@@ -122,13 +124,19 @@ Test(snapshot, report_snapshot_failure_returns_to_probe) {
   h_deliver_all(h);
   snapshot_and_compact(h, 1);
   h_heal(h);
-  int dropped = 0;
-  h_set_filter(h, drop_first_snap, &dropped);
+  *dropped = 0;
+  h_set_filter(h, drop_first_snap, dropped);
   h_tick(h, 1, 1); /* heartbeat resp from 3 -> snapshot sent (and lost) */
-  cr_assert(dropped);
+  cr_assert(*dropped);
   int state;
   cr_assert_eq(mr_raft_progress(h_raft(h, 1), 3, NULL, NULL, &state, NULL), RK_OK);
   cr_assert_eq(state, 2, "SNAPSHOT");
+  return h;
+}
+
+Test(snapshot, report_snapshot_failure_returns_to_probe) {
+  int dropped, state;
+  harness *h = snapshot_lost_on_the_way(&dropped);
   mr_raft_report_snapshot(h_raft(h, 1), 3, 1);
   cr_assert_eq(mr_raft_progress(h_raft(h, 1), 3, NULL, NULL, &state, NULL), RK_OK);
   cr_assert_eq(state, 0, "PROBE");
@@ -138,19 +146,8 @@ Test(snapshot, report_snapshot_failure_returns_to_probe) {
 }
 
 Test(snapshot, a_snapshot_the_host_reports_moving_is_not_presumed_lost) {
-  h_opts o;
-  harness *h = cluster(3, &o);
-  cr_assert(h_elect(h, 1));
-  h_isolate(h, 3);
-  for (int i = 0; i < 5; i++) cr_assert_eq(h_propose(h, 1, "v"), RK_OK);
-  h_deliver_all(h);
-  snapshot_and_compact(h, 1);
-  h_heal(h);
-  int dropped = 0;
-  h_set_filter(h, drop_first_snap, &dropped);
-  h_tick(h, 1, 1); /* the snapshot goes out (and is lost: still "streaming") */
-  cr_assert(dropped);
-  int state;
+  int dropped, state;
+  harness *h = snapshot_lost_on_the_way(&dropped); /* as if still streaming */
   /* Three election timeouts (10 ticks each) with word that it moves. */
   for (int t = 0; t < 30; t++) {
     mr_raft_snapshot_alive(h_raft(h, 1), 3);
