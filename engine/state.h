@@ -25,7 +25,7 @@
  * THREADING: after open, every call but eng_state_close may run on several
  * threads at once (the struct is read-only; RocksDB is thread-safe), as
  * long as each batch and iterator stays on one thread. A node uses this
- * for snapshot installs off its loop (node/node_snap.c). RocksDB also runs
+ * for snapshot installs off its loop (node/node_snap_install.c). RocksDB also runs
  * its own background flush/compaction threads.
  */
 #ifndef ENG_STATE_H
@@ -60,10 +60,10 @@ typedef enum eng_range_kind {
   ENG_RANGE_DESC = 2,        /* value: the range descriptor (encoded by range/) */
   ENG_RANGE_LEASE = 3,       /* value: the lease (encoded by range/) */
   ENG_RANGE_SNAP = 4,        /* value: the last snapshot installed: index, term
-                                (8 bytes little-endian each; node/node_snap.c) */
+                                (8 bytes little-endian each; node/node_snap_install.c) */
   ENG_RANGE_SNAP_INTENT = 5, /* value: a snapshot being installed: index, term
                                 and its staged file's number (8 bytes
-                                little-endian each; node/node_snap.c) */
+                                little-endian each; node/node_snap_install.c) */
 } eng_range_kind;
 
 /* ---- apply batches ----------------------------------------------------------- */

@@ -117,7 +117,7 @@ typedef struct node_snap_tx {
 } node_snap_tx;
 
 /* An incoming stream from one peer (one at a time per peer), staged as an
- * SST file (node_snap.c, "RECEIVING"). */
+ * SST file (node_snap_rx.c; node_snap.c, "RECEIVING"). */
 typedef struct node_snap_rx {
   uint64_t stream, range;
   uint32_t next_seq;
