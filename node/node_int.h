@@ -38,6 +38,9 @@
 /* After a range proved too big for a snapshot, none is tried again for it
  * for this long. */
 #define NODE_SNAP_TOO_BIG_BACKOFF_MS 60000u
+/* After a receiver dropped a stream (it said so), no new one is opened for
+ * that range for this long. */
+#define NODE_SNAP_ABORT_BACKOFF_MS 1000u
 /* Rows one SCAN request may return (clients page with the last key). */
 #define NODE_SCAN_MAX_ROWS 10000u
 
@@ -97,7 +100,7 @@ typedef struct node_range {
   /* A commit-index update not yet written (io_persist, sync == 0). */
   int lazy_hs_set;
   rk_hard_state lazy_hs;
-  uint64_t snap_refused_until_ms; /* too big: no snapshot before then */
+  uint64_t snap_refused_until_ms; /* too big, or refused: no snapshot before then */
 } node_range;
 
 /* An outgoing range snapshot: its image is read from a consistent state

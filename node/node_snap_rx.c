@@ -94,6 +94,11 @@ static void on_abort(node *n, uint32_t from, const Rangekv__SnapChunk *c) {
     char why[160];
     snprintf(why, sizeof why, "the peer dropped it (%.100s)",
              c->reason != NULL && c->reason[0] ? c->reason : "no reason given");
+    /* The core probes again at once; a receiver that refused (full
+     * staging, say) would refuse the next stream's first chunk too. */
+    node_range *r = &n->ranges[t->group - 1];
+    uint64_t until = node_now_ms() + NODE_SNAP_ABORT_BACKOFF_MS;
+    if (r->snap_refused_until_ms < until) r->snap_refused_until_ms = until;
     node_snap_tx_end(n, t, 1, why);
     return;
   }

@@ -540,9 +540,13 @@ Test(snap_stream, a_receiver_that_drops_a_stream_says_so_once_and_the_sender_sto
   cr_assert_eq(feed_abort(n, 4, 55), RK_OK); /* another peer names our stream to 3 */
   cr_assert_eq(feed_abort(n, 3, 99), RK_OK); /* a stream we do not send */
   cr_assert_eq(n->ntx, 2);
+  cr_assert_eq(n->ranges[1].snap_refused_until_ms, 0);
   cr_assert_eq(feed_abort(n, 3, 55), RK_OK);
   cr_assert_eq(n->ntx, 1);
   cr_assert_eq(n->tx[0].stream, 56, "the stream to node 4 goes on");
+  cr_assert_gt(n->ranges[1].snap_refused_until_ms, node_now_ms(),
+               "range 2 waits a moment before it streams again");
+  cr_assert_eq(n->ranges[2].snap_refused_until_ms, 0);
   cr_assert_eq(n->snapshots_dropped, drops + 1);
   n->ntx = 0;
   rx_node_free(n);
