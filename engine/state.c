@@ -14,6 +14,7 @@
 
 #include <rocksdb/c.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,8 @@ struct eng_state {
   rocksdb_t *db;
   rocksdb_options_t *opts;
   rocksdb_options_t *cf_opts[CF_COUNT];
-  rocksdb_options_t *sst_opts; /* snapshot staging files (eng_state_sst_open) */
+  rocksdb_options_t *sst_opts;     /* snapshot staging files (eng_state_sst_open) */
+  _Atomic uint64_t ingest_retries; /* eng_state_ingest's second attempts */
   rocksdb_block_based_table_options_t *table;
   rocksdb_cache_t *cache;
   rocksdb_filterpolicy_t *bloom; /* owned by `table` once set */
@@ -648,19 +650,69 @@ static int ingest_once(eng_state *s, const char *path, int blocking_flush, int *
   return err ? rocks_rc("cannot ingest", path, err) : RK_OK;
 }
 
-int eng_state_ingest(eng_state *s, const char *path) {
-  int needs_flush = 0;
-  int rc = ingest_once(s, path, 0, &needs_flush);
-  if (!needs_flush) return rc;
-  /* The memtable holds keys in the file's range. Flushed here (writers wait
-   * only for the memtable switch), not by the ingestion (writers stopped
-   * for the whole flush); only when needed, since each flush adds an L0
-   * file and too many of them slow every write. */
+/* Whether the user family's memtables hold a key in [start, end] (end NULL:
+ * to the end; end itself included, as RocksDB's overlap check includes a
+ * file's largest key, here its tombstone's end). Point keys only: a range
+ * tombstone in the memtable is not seen, and then the ingestion asks for a
+ * flush itself (eng_state_ingest's fallback). */
+static int memtable_has_keys(eng_state *s, const void *start, size_t slen, const void *end,
+                             size_t elen) {
+  char past_all[PAST_ALL_BYTES], upper[PAST_ALL_BYTES + 1];
+  const char *hi;
+  size_t hil;
+  span_end(end, elen, past_all, &hi, &hil);
+  RK_ASSERT(hil < sizeof upper);
+  memcpy(upper, hi, hil);
+  upper[hil] = '\0'; /* the smallest key above hi: hi itself is included */
+  rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+  rocksdb_readoptions_set_read_tier(ro, 3 /* kMemtableTier */);
+  rocksdb_readoptions_set_iterate_upper_bound(ro, upper, hil + 1);
+  rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_USER]);
+  rocksdb_iter_seek(it, start, slen);
+  int has = rocksdb_iter_valid(it) != 0;
+  char *err = NULL;
+  rocksdb_iter_get_error(it, &err);
+  if (err != NULL) { /* cannot tell: flush to be safe */
+    has = 1;
+    rocksdb_free(err);
+  }
+  rocksdb_iter_destroy(it);
+  rocksdb_readoptions_destroy(ro);
+  return has;
+}
+
+static int flush_user(eng_state *s, const char *path) {
   char *err = NULL;
   rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
   rocksdb_flushoptions_set_wait(fo, 1);
   rocksdb_flush_cf(s->db, fo, s->cf[CF_USER], &err);
   rocksdb_flushoptions_destroy(fo);
-  if (err) return rocks_rc("cannot flush before ingesting", path, err);
+  return err ? rocks_rc("cannot flush before ingesting", path, err) : RK_OK;
+}
+
+int eng_state_ingest(eng_state *s, const char *path, const void *start, size_t slen,
+                     const void *end, size_t elen) {
+  /* A memtable holding keys in the file's range must be flushed first. By
+   * us (writers wait only for the memtable switch), not by the ingestion
+   * (writers stopped for the whole flush), and only when needed: each flush
+   * adds an L0 file, and too many slow every write. Checked beforehand
+   * because RocksDB copies the whole file before it finds it needs one. */
+  if (start != NULL && memtable_has_keys(s, start, slen, end, elen)) {
+    int rc = flush_user(s, path);
+    if (rc != RK_OK) return rc;
+  }
+  int needs_flush = 0;
+  if (ingest_once(s, path, 0, &needs_flush) == RK_OK) return RK_OK;
+  /* The check missed (a tombstone, or no span given), or something else
+   * failed: once more, flushed if RocksDB said so and allowed to flush
+   * itself otherwise, so a change in RocksDB's wording costs a stall, not
+   * the install. */
+  s->ingest_retries++;
+  if (needs_flush) {
+    int rc = flush_user(s, path);
+    if (rc != RK_OK) return rc;
+  }
   return ingest_once(s, path, 1, &needs_flush);
 }
+
+uint64_t eng_state_ingest_retries(eng_state *s) { return s->ingest_retries; }

@@ -159,8 +159,13 @@ void eng_state_sst_free(eng_state_sst *w);
  * MANIFEST). The file at path is copied, and stays as it was: it can be
  * ingested again. Writers wait while RocksDB assigns the file its place
  * and syncs its MANIFEST (and the copy); a memtable holding keys in the
- * file's range is flushed first, here, so they do not also wait for a
- * flush. Nothing may write into the file's span until this returns. */
-int eng_state_ingest(eng_state *s, const char *path);
+ * file's span [start, end] (start NULL: not given) is flushed first, here,
+ * so they do not also wait for a flush. Nothing may write into the span
+ * until this returns. */
+int eng_state_ingest(eng_state *s, const char *path, const void *start, size_t slen,
+                     const void *end, size_t elen);
+/* Ingestions that needed a second attempt (the pre-check missed an overlap,
+ * or the first failed), since open. */
+uint64_t eng_state_ingest_retries(eng_state *s);
 
 #endif

@@ -120,7 +120,7 @@ static void settle_props(node *n, node_range *r, uint64_t index, uint64_t term, 
 }
 
 /* The state machine jumped to a snapshot (installed at persist,
- * node_snap.c): writes this replica proposed at or below its index may or
+ * node_snap_install.c): writes this replica proposed at or below its index may or
  * may not be in it. */
 static void settle_by_snapshot(node *n, node_range *r, uint64_t index) {
   uint64_t applied = 0;

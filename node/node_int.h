@@ -39,7 +39,8 @@
  * for this long. */
 #define NODE_SNAP_TOO_BIG_BACKOFF_MS 60000u
 /* After a receiver dropped a stream (it said so), no new one is opened for
- * that range for this long. */
+ * that range for this long, doubled for each further abort (up to
+ * NODE_SNAP_TOO_BIG_BACKOFF_MS) until a stream is sent whole. */
 #define NODE_SNAP_ABORT_BACKOFF_MS 1000u
 /* Rows one SCAN request may return (clients page with the last key). */
 #define NODE_SCAN_MAX_ROWS 10000u
@@ -101,6 +102,7 @@ typedef struct node_range {
   int lazy_hs_set;
   rk_hard_state lazy_hs;
   uint64_t snap_refused_until_ms; /* too big, or refused: no snapshot before then */
+  uint64_t snap_abort_backoff_ms; /* the last wait after a receiver's abort (0: none) */
 } node_range;
 
 /* An outgoing range snapshot: its image is read from a consistent state
@@ -146,7 +148,7 @@ typedef struct node_snap_sealed {
   eng_state_sst *sst; /* not yet finished */
 } node_snap_sealed;
 
-/* One snapshot of a persist batch, installed off the loop (node_snap.c). */
+/* One snapshot of a persist batch, installed off the loop (node_snap_install.c). */
 typedef struct node_snap_install_one {
   node_range *r;
   const mr_snapshot *snap;

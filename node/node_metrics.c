@@ -94,6 +94,8 @@ static int metrics_body(node *n, char **body, size_t *len) {
   metric(&o, "rangekv_snapshots_too_big_total", "counter",
          "Snapshots abandoned over the size limit.", n->snapshots_too_big);
   metric(&o, "rangekv_snapshot_streams", "gauge", "Range snapshot streams being sent now.", n->ntx);
+  metric(&o, "rangekv_snapshot_aborts_sent_total", "counter",
+         "Snapshot streams this node dropped and told their sender so.", n->snap_aborts_sent);
   metric(&o, "rangekv_snapshot_staged_bytes", "gauge",
          "Image bytes of received snapshots on disk in <data-dir>/snap, installing included.",
          n->rx_bytes);

@@ -69,7 +69,6 @@
 #include "kv/kvcmd.h"
 #include "node/codec.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -332,6 +331,7 @@ static int tx_step(node *n, node_snap_tx *t) {
         return 1;
       }
       n->snapshots_sent++;
+      n->ranges[t->group - 1].snap_abort_backoff_ms = 0;
       RK_INFO("node",
               "range %llu: snapshot at %llu (term %llu) sent to node %u: %llu keys, %llu bytes "
               "in %u chunks, %.1f ms",

@@ -32,10 +32,13 @@ static int commit_synced(node *n, eng_state_batch *b) {
  * span between the intent and its removal: the range's Ready is in this
  * unfinished persist batch, so the host hands it nothing to apply
  * (multiraft/host.c, HG_IN_FLIGHT), and a redo runs before its core exists. */
-static int finish_install(node *n, uint64_t range, uint64_t index, uint64_t term, uint64_t file) {
+static int finish_install(node *n, const range_desc *d, uint64_t index, uint64_t term,
+                          uint64_t file) {
+  const uint64_t range = d->id;
   char path[4096];
   node_snap_staged_path(n, file, path, sizeof path);
-  int rc = eng_state_ingest(n->state, path);
+  int rc = eng_state_ingest(n->state, path, d->start, d->start_len, d->end_len ? d->end : NULL,
+                            d->end_len);
   if (rc != RK_OK) return rc;
   if (n->crash_after_snapshot_ingest) {
     RK_ERROR("node", "range %llu: test crash point snapshot-ingest reached: exiting",
@@ -82,7 +85,7 @@ static int install_state(node *n, node_snap_install_one *one) {
     if (rc == RK_OK) rc = node_snap_sync_dir(dir);
     eng_state_batch_set_snap_intent(b, d->id, s->index, s->term, one->staged.file);
     if (rc == RK_OK) rc = commit_synced(n, b);
-    if (rc == RK_OK) rc = finish_install(n, d->id, s->index, s->term, one->staged.file);
+    if (rc == RK_OK) rc = finish_install(n, d, s->index, s->term, one->staged.file);
   }
   eng_state_batch_free(b);
   one->ns = rk_clock_mono_ns() - t0;
@@ -281,7 +284,8 @@ void node_boot_hard_state(rk_hard_state *hs, int found, uint64_t applied, uint64
 }
 
 /* Finishes an install a crash interrupted after its intent record. */
-static int redo_install(node *n, uint64_t id) {
+static int redo_install(node *n, const range_desc *d) {
+  const uint64_t id = d->id;
   uint64_t index = 0, term = 0, file = 0;
   int rc = eng_state_snap_intent(n->state, id, &index, &term, &file);
   if (rc == RK_ENOTFOUND) return RK_OK;
@@ -302,7 +306,7 @@ static int redo_install(node *n, uint64_t id) {
           "range %llu: finishing the install of the snapshot at %llu (term %llu) a crash "
           "interrupted, from %s",
           (unsigned long long)id, (unsigned long long)index, (unsigned long long)term, path);
-  rc = finish_install(n, id, index, term, file);
+  rc = finish_install(n, d, index, term, file);
   if (rc != RK_OK)
     RK_ERROR("node", "range %llu: finishing the install: %s", (unsigned long long)id,
              rk_strerror(rc));
@@ -313,7 +317,7 @@ int node_snap_reconcile(node *n, node_range *r, uint64_t *snap_term) {
   const uint64_t id = r->desc.id;
   *snap_term = 0;
   uint64_t index = 0, term = 0, t = 0;
-  int rc = redo_install(n, id);
+  int rc = redo_install(n, &r->desc);
   if (rc != RK_OK) return rc;
   rc = eng_state_snap_mark(n->state, id, &index, &term);
   if (rc == RK_ENOTFOUND) return RK_OK;

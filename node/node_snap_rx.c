@@ -6,7 +6,6 @@
 #include "node/node_snap_int.h"
 
 #include "common/rk_assert.h"
-#include "common/rk_clock.h"
 #include "common/rk_err.h"
 #include "common/rk_log.h"
 #include "kv/kvcmd.h"
@@ -69,35 +68,51 @@ static int rx_open(node *n, node_snap_rx *x, const range_desc *d) {
                                     d->end_len);
 }
 
-/* Tells peer `to` that its stream was dropped here (best effort: a lost
- * abort leaves the sender to its own limits). */
-static void send_abort(node *n, uint32_t to, uint64_t stream, uint64_t range, const char *why) {
-  if (n->net == NULL) return;
+/* Tells peer `from` that its stream c->stream was dropped here, once per
+ * stream (best effort: an abort the queue refuses is tried again with the
+ * stream's next chunk). */
+static void send_abort(node *n, uint32_t from, const Rangekv__SnapChunk *c, const char *why) {
+  if (c->stream == 0 || n->rx_aborted[from] == c->stream) return;
   Rangekv__SnapChunk a;
   rangekv__snap_chunk__init(&a);
-  a.stream = stream;
-  a.range_id = range;
+  a.stream = c->stream;
+  a.range_id = c->range_id;
   a.abort = 1;
   a.reason = node_pb_str(why);
   uint8_t buf[256];
   size_t len = rangekv__snap_chunk__get_packed_size(&a);
   RK_ASSERT(len <= sizeof buf);
   rangekv__snap_chunk__pack(&a, buf);
-  (void)tp_net_send_peer(n->net, to, TP_FRAME_SNAP_CHUNK, buf, (uint32_t)len);
+  if (n->net != NULL &&
+      tp_net_send_peer(n->net, from, TP_FRAME_SNAP_CHUNK, buf, (uint32_t)len) != RK_OK)
+    return;
+  n->rx_aborted[from] = c->stream;
+  n->snap_aborts_sent++;
 }
 
-/* Peer `from` dropped our stream c->stream: it ends here too. */
+/* Peer `from` dropped our stream c->stream: it ends here too, and the
+ * range waits before another (1 s, doubling to 60 s while receivers keep
+ * refusing it; a stream sent whole resets it). */
 static void on_abort(node *n, uint32_t from, const Rangekv__SnapChunk *c) {
   for (uint32_t i = 0; i < n->ntx; i++) {
     node_snap_tx *t = &n->tx[i];
     if (t->to_node != from || t->stream != c->stream) continue;
+    /* The peer's words go into our log: printable ASCII only. */
+    char reason[101] = "no reason given";
+    if (c->reason != NULL && c->reason[0]) {
+      size_t k = 0;
+      for (; c->reason[k] && k < sizeof reason - 1; k++)
+        reason[k] = c->reason[k] >= 0x20 && c->reason[k] < 0x7f ? c->reason[k] : '?';
+      reason[k] = '\0';
+    }
     char why[160];
-    snprintf(why, sizeof why, "the peer dropped it (%.100s)",
-             c->reason != NULL && c->reason[0] ? c->reason : "no reason given");
-    /* The core probes again at once; a receiver that refused (full
-     * staging, say) would refuse the next stream's first chunk too. */
+    snprintf(why, sizeof why, "the peer dropped it (%s)", reason);
     node_range *r = &n->ranges[t->group - 1];
-    uint64_t until = node_now_ms() + NODE_SNAP_ABORT_BACKOFF_MS;
+    r->snap_abort_backoff_ms = r->snap_abort_backoff_ms == 0 ? NODE_SNAP_ABORT_BACKOFF_MS
+                               : 2 * r->snap_abort_backoff_ms > NODE_SNAP_TOO_BIG_BACKOFF_MS
+                                   ? NODE_SNAP_TOO_BIG_BACKOFF_MS
+                                   : 2 * r->snap_abort_backoff_ms;
+    uint64_t until = node_now_ms() + r->snap_abort_backoff_ms;
     if (r->snap_refused_until_ms < until) r->snap_refused_until_ms = until;
     node_snap_tx_end(n, t, 1, why);
     return;
@@ -117,6 +132,13 @@ int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t le
     return RK_OK;
   }
   node_snap_rx *x = &n->rx[from];
+  if (c->seq != 0 && c->stream != x->stream) {
+    /* A piece of a stream not staged here (dropped, or from before a
+     * restart): refused, and the stream being staged is left alone. */
+    send_abort(n, from, c, "a chunk of a stream not staged here");
+    rangekv__snap_chunk__free_unpacked(c, NULL);
+    return RK_OK;
+  }
   if (c->seq == 0) {
     if (x->stream != 0) n->snapshots_dropped++; /* a new stream replaces an unfinished one */
     node_snap_rx_reset(n, x);
@@ -159,11 +181,7 @@ int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t le
     }
     /* Else the sender streams the rest, up to the whole image, into a
      * stream we no longer stage, and its core waits for it. */
-    if (c->stream != 0 && n->rx_aborted[from] != c->stream) {
-      n->rx_aborted[from] = c->stream;
-      n->snap_aborts_sent++;
-      send_abort(n, from, c->stream, c->range_id, why);
-    }
+    send_abort(n, from, c, why);
     node_snap_rx_reset(n, x);
     rangekv__snap_chunk__free_unpacked(c, NULL);
     return malformed ? RK_EMALFORMED : RK_OK;

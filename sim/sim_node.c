@@ -512,7 +512,7 @@ static void write_group(sim_world *w, uint32_t node, sim_replica *r, const mr_ho
  * commit-index updates only) needs no fsync of its own: the next one covers
  * it, and a crash before then may lose it. */
 /* With fault class install, half the synced batches that carry snapshots
- * do what a node does while its installer thread works (node/node_snap.c):
+ * do what a node does while its installer thread works (node_snap_install.c):
  * every other write lands now, the snapshot groups' writes 1-30 ms later,
  * and only then does the batch join a sync, so later batches complete
  * before it (the host must allow that). */

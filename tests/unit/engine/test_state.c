@@ -336,14 +336,16 @@ Test(state, an_ingested_file_replaces_its_span_and_nothing_else) {
   cr_assert_neq(eng_state_sst_put(w, "b2", 2, "x", 1), RK_OK, "a key out of order is refused");
   cr_assert_eq(eng_state_sst_finish(w), RK_OK);
   eng_state_sst_free(w);
-  cr_assert_eq(eng_state_ingest(s, sst), RK_OK);
+  cr_assert_eq(eng_state_ingest(s, sst, "b", 1, "d", 1), RK_OK);
+  cr_assert_eq(eng_state_ingest_retries(s), 0, "the memtable overlap was flushed beforehand");
   char got[512];
   dump_keys(s, got, sizeof got);
   cr_assert_str_eq(got, "a=old b1=new c=new d=old z=old");
   cr_assert_eq(access(sst, F_OK), 0, "the staged file is kept for a redo");
   /* A redo ingests it again: the same result, also across a reopen. */
   put_str(s, "b7", "later");
-  cr_assert_eq(eng_state_ingest(s, sst), RK_OK);
+  cr_assert_eq(eng_state_ingest(s, sst, NULL, 0, NULL, 0), RK_OK, "no span: RocksDB asks");
+  cr_assert_eq(eng_state_ingest_retries(s), 1, "no span given: RocksDB asked for the flush");
   eng_state_close(s);
   s = open_state(db, 7, 1);
   dump_keys(s, got, sizeof got);
@@ -353,16 +355,16 @@ Test(state, an_ingested_file_replaces_its_span_and_nothing_else) {
   cr_assert_eq(eng_state_sst_delete_range(w, "c", 1, NULL, 0), RK_OK);
   cr_assert_eq(eng_state_sst_finish(w), RK_OK);
   eng_state_sst_free(w);
-  cr_assert_eq(eng_state_ingest(s, sst), RK_OK);
+  cr_assert_eq(eng_state_ingest(s, sst, "c", 1, NULL, 0), RK_OK);
   dump_keys(s, got, sizeof got);
   cr_assert_str_eq(got, "a=old b1=new");
   /* A file that is not there, or not an SST file: an error, nothing changed. */
-  cr_assert_neq(eng_state_ingest(s, "/nonexistent/x.sst"), RK_OK);
+  cr_assert_neq(eng_state_ingest(s, "/nonexistent/x.sst", NULL, 0, NULL, 0), RK_OK);
   FILE *f = fopen(sst, "w");
   cr_assert_not_null(f);
   fputs("not an sst file", f);
   fclose(f);
-  cr_assert_neq(eng_state_ingest(s, sst), RK_OK);
+  cr_assert_neq(eng_state_ingest(s, sst, "a", 1, NULL, 0), RK_OK);
   dump_keys(s, got, sizeof got);
   cr_assert_str_eq(got, "a=old b1=new");
   eng_state_close(s);

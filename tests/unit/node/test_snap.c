@@ -302,7 +302,7 @@ static const char *ingest_keys(node *n, uint64_t file, char *out, size_t cap) {
   }
   char path[256];
   snprintf(path, sizeof path, "%s/snap/%016llx.sst", n->cfg.data_dir, (unsigned long long)file);
-  cr_assert_eq(eng_state_ingest(n->state, path), RK_OK);
+  cr_assert_eq(eng_state_ingest(n->state, path, NULL, 0, NULL, 0), RK_OK);
   return node_test_user_keys(n->state, 0, out, cap);
 }
 
@@ -532,6 +532,13 @@ Test(snap_stream, a_receiver_that_drops_a_stream_says_so_once_and_the_sender_sto
   static const char *const outside[] = {"d"};
   cr_assert_eq(feed(n, 3, 78, 2, 0, outside, 1), RK_EMALFORMED);
   cr_assert_eq(n->snap_aborts_sent, 2, "a malformed stream is refused aloud too");
+  /* A stray piece of another stream leaves the one being staged alone. */
+  cr_assert_eq(feed(n, 3, 90, 2, 0, K1, 2), RK_OK);
+  cr_assert_eq(feed(n, 3, 91, 2, 5, K3, 2), RK_OK);
+  cr_assert_eq(n->snap_aborts_sent, 3, "its sender is told");
+  cr_assert_eq(n->rx[3].stream, 90);
+  cr_assert_eq(feed(n, 3, 90, 2, 1, K2, 1), RK_OK);
+  cr_assert_eq(assemble(n, 3, 2, 2, 90, 2, NULL), RK_OK, "the staged stream completes");
   /* Sending: the peer's abort ends our stream to it, and only that one. */
   n->tx[0] = (node_snap_tx){.stream = 55, .group = 2, .to_node = 3};
   n->tx[1] = (node_snap_tx){.stream = 56, .group = 3, .to_node = 4};
@@ -546,8 +553,17 @@ Test(snap_stream, a_receiver_that_drops_a_stream_says_so_once_and_the_sender_sto
   cr_assert_eq(n->tx[0].stream, 56, "the stream to node 4 goes on");
   cr_assert_gt(n->ranges[1].snap_refused_until_ms, node_now_ms(),
                "range 2 waits a moment before it streams again");
+  cr_assert_eq(n->ranges[1].snap_abort_backoff_ms, NODE_SNAP_ABORT_BACKOFF_MS);
   cr_assert_eq(n->ranges[2].snap_refused_until_ms, 0);
-  cr_assert_eq(n->snapshots_dropped, drops + 1);
+  /* A receiver that keeps refusing: the wait doubles, up to the cap. */
+  for (int k = 0; k < 10; k++) {
+    n->tx[n->ntx++] = (node_snap_tx){.stream = 60 + (uint64_t)k, .group = 2, .to_node = 3};
+    cr_assert_eq(feed_abort(n, 3, 60 + (uint64_t)k), RK_OK);
+  }
+  cr_assert_eq(n->ranges[1].snap_abort_backoff_ms, NODE_SNAP_TOO_BIG_BACKOFF_MS);
+  cr_assert_geq(n->ranges[1].snap_refused_until_ms,
+                node_now_ms() + NODE_SNAP_TOO_BIG_BACKOFF_MS - 1000);
+  cr_assert_eq(n->snapshots_dropped, drops + 11, "one per stream ended");
   n->ntx = 0;
   rx_node_free(n);
 }

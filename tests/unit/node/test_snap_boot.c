@@ -1,4 +1,4 @@
-/* node/node_snap.c node_snap_reconcile: at start, a range whose state store
+/* node/node_snap_install.c node_snap_reconcile: at start, a range whose state store
  * holds a snapshot the WAL does not (a crash between the two steps of an
  * install) gets its log reset to the snapshot; any other range is left as
  * it is. Real WAL and state store in a temporary directory. */
