@@ -212,6 +212,11 @@ typedef struct node {
   uint32_t ticks_since_compact;
   uint64_t snapshots_sent, snapshots_installed, snapshots_too_big, snapshots_dropped;
   node_snap_tx tx[NODE_SNAP_MAX_STREAMS];
+  /* The last stream sent whole to each peer (its InstallSnapshot queued):
+   * an abort for it still reaches the core (node_snap_rx.c, on_abort). */
+  struct {
+    uint64_t stream, group, to;
+  } tx_done[NODE_MAX_NODES + 1];
   uint32_t ntx;
   node_snap_rx rx[NODE_MAX_NODES + 1];     /* by peer node id */
   uint64_t rx_aborted[NODE_MAX_NODES + 1]; /* the stream last refused to each peer */

@@ -90,9 +90,19 @@ static void send_abort(node *n, uint32_t from, const Rangekv__SnapChunk *c, cons
   n->snap_aborts_sent++;
 }
 
-/* Peer `from` dropped our stream c->stream: it ends here too, and the
- * range waits before another (1 s, doubling to 60 s while receivers keep
- * refusing it; a stream sent whole resets it). */
+/* The range waits before another stream: 1 s, doubling to 60 s while
+ * receivers keep refusing it (a stream sent whole resets it). */
+static void abort_backoff(node *n, uint64_t group) {
+  node_range *r = &n->ranges[group - 1];
+  r->snap_abort_backoff_ms = r->snap_abort_backoff_ms == 0 ? NODE_SNAP_ABORT_BACKOFF_MS
+                             : 2 * r->snap_abort_backoff_ms > NODE_SNAP_TOO_BIG_BACKOFF_MS
+                                 ? NODE_SNAP_TOO_BIG_BACKOFF_MS
+                                 : 2 * r->snap_abort_backoff_ms;
+  uint64_t until = node_now_ms() + r->snap_abort_backoff_ms;
+  if (r->snap_refused_until_ms < until) r->snap_refused_until_ms = until;
+}
+
+/* Peer `from` dropped our stream c->stream: it ends here too. */
 static void on_abort(node *n, uint32_t from, const Rangekv__SnapChunk *c) {
   for (uint32_t i = 0; i < n->ntx; i++) {
     node_snap_tx *t = &n->tx[i];
@@ -107,15 +117,21 @@ static void on_abort(node *n, uint32_t from, const Rangekv__SnapChunk *c) {
     }
     char why[160];
     snprintf(why, sizeof why, "the peer dropped it (%s)", reason);
-    node_range *r = &n->ranges[t->group - 1];
-    r->snap_abort_backoff_ms = r->snap_abort_backoff_ms == 0 ? NODE_SNAP_ABORT_BACKOFF_MS
-                               : 2 * r->snap_abort_backoff_ms > NODE_SNAP_TOO_BIG_BACKOFF_MS
-                                   ? NODE_SNAP_TOO_BIG_BACKOFF_MS
-                                   : 2 * r->snap_abort_backoff_ms;
-    uint64_t until = node_now_ms() + r->snap_abort_backoff_ms;
-    if (r->snap_refused_until_ms < until) r->snap_refused_until_ms = until;
+    abort_backoff(n, t->group);
     node_snap_tx_end(n, t, 1, why);
     return;
+  }
+  if (c->stream != 0 && n->tx_done[from].stream == c->stream) {
+    /* Sent whole already: its InstallSnapshot will be refused, so the
+     * core hears now rather than after its stale-snapshot round. */
+    RK_WARN("node",
+            "range %llu: snapshot stream to node %u dropped by the peer after it was "
+            "sent whole",
+            (unsigned long long)n->tx_done[from].group, from);
+    n->snapshots_dropped++;
+    abort_backoff(n, n->tx_done[from].group);
+    if (n->host) mr_host_report_snapshot(n->host, n->tx_done[from].group, n->tx_done[from].to, 1);
+    n->tx_done[from].stream = 0;
   }
 }
 

@@ -564,6 +564,16 @@ Test(snap_stream, a_receiver_that_drops_a_stream_says_so_once_and_the_sender_sto
   cr_assert_geq(n->ranges[1].snap_refused_until_ms,
                 node_now_ms() + NODE_SNAP_TOO_BIG_BACKOFF_MS - 1000);
   cr_assert_eq(n->snapshots_dropped, drops + 11, "one per stream ended");
+  /* An abort for a stream already sent whole: the core is told, and the
+   * range backs off as well. */
+  n->ntx = 0; /* stream 56 to node 4 went out whole */
+  n->ranges[2].snap_abort_backoff_ms = 0;
+  n->tx_done[4].stream = 56;
+  n->tx_done[4].group = 3;
+  cr_assert_eq(feed_abort(n, 4, 56), RK_OK);
+  cr_assert_eq(n->tx_done[4].stream, 0);
+  cr_assert_eq(n->ranges[2].snap_abort_backoff_ms, NODE_SNAP_ABORT_BACKOFF_MS);
+  cr_assert_eq(n->snapshots_dropped, drops + 12);
   n->ntx = 0;
   rx_node_free(n);
 }
