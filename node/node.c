@@ -831,6 +831,8 @@ int node_run(const node_config *cfg) {
   const char *crash = getenv("RK_TEST_CRASH_POINT");
   n->crash_after_snapshot_state = crash != NULL && strcmp(crash, "snapshot-state") == 0;
   n->crash_after_snapshot_ingest = crash != NULL && strcmp(crash, "snapshot-ingest") == 0;
+  const char *refuse = getenv("RK_TEST_SNAP_REFUSE");
+  if (refuse != NULL && atoi(refuse) > 0) n->test_refuse_streams = (uint32_t)atoi(refuse);
   const char *chunk = getenv("RK_TEST_SNAP_CHUNK_BYTES");
   if (chunk != NULL && atoi(chunk) > 0 && (unsigned)atoi(chunk) < NODE_SNAP_CHUNK_BYTES)
     n->snap_chunk_bytes = (uint32_t)atoi(chunk);

@@ -170,6 +170,8 @@ int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t le
     why = "over the snapshot limit";
   else if (c->image.len > 2 * n->snap_max_bytes - n->rx_bytes)
     why = "over the node's staging limit (two snapshots)";
+  else if (c->seq == 0 && n->test_refuse_streams > 0 && n->test_refuse_streams--)
+    why = "refused by the test hook RK_TEST_SNAP_REFUSE";
   int malformed = 0;
   if (why == NULL) {
     const range_desc *d = &n->ranges[c->range_id - 1].desc;

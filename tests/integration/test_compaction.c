@@ -290,3 +290,38 @@ Test(compaction, a_node_compacted_past_catches_up_from_snapshots) {
   only_node_serves(2, 1, 0);
   only_node_serves(0, 2, 1);
 }
+
+/* A receiver that drops a stream says so: its sender abandons the stream at
+ * once (counted as dropped on the sending side, which a stream sent whole
+ * into nothing never is), waits out its backoff, streams again, and the
+ * returning node catches up. */
+Test(compaction, a_stream_the_receiver_refuses_is_abandoned_by_its_sender) {
+  compaction_flags("50");
+  it_start(3);
+  rkc_client *c = it_client(-1, 10000);
+  IT_PUT_OK(c, "first", "write");
+  cr_assert(wait_caught_up(c, 2, 0, 0, 20000), "node 3 did not apply the first write");
+  itc_kill9(&itc, 2);
+  write_all(c, "rf");
+  uint64_t worst = wait_log_entries_at_most(c, CP_BOUND, 20000);
+  cr_assert_leq(worst, CP_BOUND, "a live node still holds %llu log entries",
+                (unsigned long long)worst);
+  char err[512];
+#ifdef RK_TEST_HOOKS
+  setenv("RK_TEST_SNAP_REFUSE", "2", 1);
+#endif
+  cr_assert_eq(itc_restart(&itc, 2, err, sizeof err), 0, "%s", err);
+  unsetenv("RK_TEST_SNAP_REFUSE");
+  cr_assert(wait_caught_up(c, 2, 0, 1, 30000), "node 3 did not catch up through a snapshot");
+#ifdef RK_TEST_HOOKS
+  rkc_node_status *st = NULL;
+  size_t n = 0;
+  cr_assert_eq(rkc_status(c, &st, &n), RK_OK);
+  cr_assert_eq(n, 3);
+  cr_assert_geq(st[0].snapshots_dropped + st[1].snapshots_dropped, 1,
+                "no sender abandoned a stream node 3 refused");
+  cr_assert_geq(st[2].snapshots_dropped, 2, "node 3 refused two streams");
+  free(st);
+#endif
+  rkc_close(c);
+}
