@@ -30,6 +30,7 @@
 #define NODE_SNAP_WINDOW      (4u << 20)
 #define NODE_SNAP_MAX_STREAMS 4u
 #define NODE_SNAP_MAX_SEALED  8u
+#define NODE_SNAP_DONE_KEPT   16u
 /* Chunks one stream may read and queue per loop iteration. */
 #define NODE_SNAP_CHUNKS_PER_PUMP 2
 /* A stream that queues nothing for this long is abandoned (sender), and
@@ -212,11 +213,15 @@ typedef struct node {
   uint32_t ticks_since_compact;
   uint64_t snapshots_sent, snapshots_installed, snapshots_too_big, snapshots_dropped;
   node_snap_tx tx[NODE_SNAP_MAX_STREAMS];
-  /* The last stream sent whole to each peer (its InstallSnapshot queued):
-   * an abort for it still reaches the core (node_snap_rx.c, on_abort). */
+  /* The last streams sent whole (their InstallSnapshot queued), newest at
+   * tx_done_next - 1: an abort for one still reaches the core
+   * (node_snap_rx.c, on_abort). Small streams end before their abort
+   * comes back, so more than one per peer. */
   struct {
+    uint32_t peer;
     uint64_t stream, group, to;
-  } tx_done[NODE_MAX_NODES + 1];
+  } tx_done[NODE_SNAP_DONE_KEPT];
+  uint32_t tx_done_next;
   uint32_t ntx;
   node_snap_rx rx[NODE_MAX_NODES + 1];     /* by peer node id */
   uint64_t rx_aborted[NODE_MAX_NODES + 1]; /* the stream last refused to each peer */

@@ -332,9 +332,11 @@ static int tx_step(node *n, node_snap_tx *t) {
       }
       n->snapshots_sent++;
       n->ranges[t->group - 1].snap_abort_backoff_ms = 0;
-      n->tx_done[t->to_node].stream = t->stream;
-      n->tx_done[t->to_node].group = t->group;
-      n->tx_done[t->to_node].to = t->to;
+      uint32_t d = n->tx_done_next++ % NODE_SNAP_DONE_KEPT;
+      n->tx_done[d].peer = t->to_node;
+      n->tx_done[d].stream = t->stream;
+      n->tx_done[d].group = t->group;
+      n->tx_done[d].to = t->to;
       RK_INFO("node",
               "range %llu: snapshot at %llu (term %llu) sent to node %u: %llu keys, %llu bytes "
               "in %u chunks, %.1f ms",

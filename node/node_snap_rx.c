@@ -121,17 +121,19 @@ static void on_abort(node *n, uint32_t from, const Rangekv__SnapChunk *c) {
     node_snap_tx_end(n, t, 1, why);
     return;
   }
-  if (c->stream != 0 && n->tx_done[from].stream == c->stream) {
+  for (uint32_t k = 0; k < NODE_SNAP_DONE_KEPT && c->stream != 0; k++) {
+    if (n->tx_done[k].peer != from || n->tx_done[k].stream != c->stream) continue;
     /* Sent whole already: its InstallSnapshot will be refused, so the
      * core hears now rather than after its stale-snapshot round. */
     RK_WARN("node",
-            "range %llu: snapshot stream to node %u dropped by the peer after it was "
-            "sent whole",
-            (unsigned long long)n->tx_done[from].group, from);
+            "range %llu: snapshot stream to node %u dropped by the peer after it was sent "
+            "whole",
+            (unsigned long long)n->tx_done[k].group, from);
     n->snapshots_dropped++;
-    abort_backoff(n, n->tx_done[from].group);
-    if (n->host) mr_host_report_snapshot(n->host, n->tx_done[from].group, n->tx_done[from].to, 1);
-    n->tx_done[from].stream = 0;
+    abort_backoff(n, n->tx_done[k].group);
+    if (n->host) mr_host_report_snapshot(n->host, n->tx_done[k].group, n->tx_done[k].to, 1);
+    n->tx_done[k].stream = 0;
+    return;
   }
 }
 

@@ -568,10 +568,15 @@ Test(snap_stream, a_receiver_that_drops_a_stream_says_so_once_and_the_sender_sto
    * range backs off as well. */
   n->ntx = 0; /* stream 56 to node 4 went out whole */
   n->ranges[2].snap_abort_backoff_ms = 0;
-  n->tx_done[4].stream = 56;
-  n->tx_done[4].group = 3;
+  n->tx_done[5].peer = 4; /* any slot of the kept ones */
+  n->tx_done[5].stream = 56;
+  n->tx_done[5].group = 3;
+  n->tx_done[6].peer = 3; /* the same stream id to another peer: not it */
+  n->tx_done[6].stream = 56;
+  n->tx_done[6].group = 2;
   cr_assert_eq(feed_abort(n, 4, 56), RK_OK);
-  cr_assert_eq(n->tx_done[4].stream, 0);
+  cr_assert_eq(n->tx_done[5].stream, 0);
+  cr_assert_eq(n->tx_done[6].stream, 56);
   cr_assert_eq(n->ranges[2].snap_abort_backoff_ms, NODE_SNAP_ABORT_BACKOFF_MS);
   cr_assert_eq(n->snapshots_dropped, drops + 12);
   n->ntx = 0;
