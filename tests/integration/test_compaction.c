@@ -73,6 +73,13 @@ static uint64_t wait_log_entries_at_most(rkc_client *c, uint64_t max, unsigned t
  * writes. */
 #define CP_BOUND 600u
 
+/* Every answering node's logs come down to CP_BOUND entries within 20 s. */
+static void assert_logs_bounded(rkc_client *c) {
+  uint64_t worst = wait_log_entries_at_most(c, CP_BOUND, 20000);
+  cr_assert_leq(worst, CP_BOUND, "an answering node still holds %llu log entries",
+                (unsigned long long)worst);
+}
+
 static void compaction_flags(const char *lag) {
   itc.extra[0] = "--compact-entries";
   itc.extra[1] = "20";
@@ -159,8 +166,7 @@ Test(compaction, old_segments_go_and_every_node_restarts_with_all_data) {
   /* Bounded: more writes until a node needed a segment after a purge. */
   for (int round = 0; round < 5 && wal_recycled(c) == 0; round++) write_all(c, "cp");
   cr_assert_gt(wal_recycled(c), 0, "no node reused a retired segment");
-  uint64_t worst = wait_log_entries_at_most(c, CP_BOUND, 20000);
-  cr_assert_leq(worst, CP_BOUND, "a node still holds %llu log entries", (unsigned long long)worst);
+  assert_logs_bounded(c);
   rkc_close(c);
   /* Every node dies at once; all come back from the compacted logs. */
   char err[512];
@@ -186,8 +192,7 @@ Test(compaction, a_down_node_holds_its_logs_back_and_catches_up_from_them) {
   c = it_client(-1, 10000);
   cr_assert(wait_caught_up(c, 2, 0, 0, 20000), "node 3 did not catch up");
   /* And then the logs are compacted everywhere. */
-  uint64_t worst = wait_log_entries_at_most(c, CP_BOUND, 20000);
-  cr_assert_leq(worst, CP_BOUND, "a node still holds %llu log entries", (unsigned long long)worst);
+  assert_logs_bounded(c);
   itc_kill9(&itc, 0);
   read_sample(c, "dn");
   rkc_close(c);
@@ -257,9 +262,7 @@ Test(compaction, a_node_compacted_past_catches_up_from_snapshots) {
   }
   write_all(c, "sn");
   /* Node 3 is down, and the logs are bounded all the same. */
-  uint64_t worst = wait_log_entries_at_most(c, CP_BOUND, 20000);
-  cr_assert_leq(worst, CP_BOUND, "a live node still holds %llu log entries",
-                (unsigned long long)worst);
+  assert_logs_bounded(c);
   char err[512];
 #ifdef RK_TEST_HOOKS
   /* First return: the node dies inside the first step of its first install
@@ -303,9 +306,7 @@ Test(compaction, a_stream_the_receiver_refuses_is_abandoned_by_its_sender) {
   cr_assert(wait_caught_up(c, 2, 0, 0, 20000), "node 3 did not apply the first write");
   itc_kill9(&itc, 2);
   write_all(c, "rf");
-  uint64_t worst = wait_log_entries_at_most(c, CP_BOUND, 20000);
-  cr_assert_leq(worst, CP_BOUND, "a live node still holds %llu log entries",
-                (unsigned long long)worst);
+  assert_logs_bounded(c);
   char err[512];
 #ifdef RK_TEST_HOOKS
   setenv("RK_TEST_SNAP_REFUSE", "2", 1);
