@@ -316,8 +316,9 @@ static int send_final(node *n, node_snap_tx *t) {
   return rc;
 }
 
-/* Sends what the window allows of stream t. 1 if it ended (t is gone). */
-static int tx_step(node *n, node_snap_tx *t) {
+/* Sends what the window allows of stream t, whose range core (leading) is
+ * `core`. 1 if it ended (t is gone). */
+static int tx_step(node *n, node_snap_tx *t, mr_raft *core) {
   /* A few chunks per loop iteration at most: reading and packing one costs
    * milliseconds that every other range on this node waits through. */
   for (int k = 0; k < NODE_SNAP_CHUNKS_PER_PUMP &&
@@ -376,7 +377,7 @@ static int tx_step(node *n, node_snap_tx *t) {
      * without this it would presume the snapshot lost while it streams,
      * probe, and open a second stream of the whole image the moment this
      * one ends. */
-    mr_raft_snapshot_alive(mr_host_group_raft(n->host, t->group), t->to);
+    mr_raft_snapshot_alive(core, t->to);
   }
   if (node_now_ms() - t->progress_ms > NODE_SNAP_IDLE_MS) {
     node_snap_tx_end(n, t, 1, "the peer read nothing for 10 s");
@@ -407,7 +408,7 @@ int node_snap_pump(node *n) {
     /* One stream at a time per peer: a later one waits its turn. */
     int waits = 0;
     for (uint32_t j = 0; j < i; j++) waits |= n->tx[j].to_node == t->to_node;
-    if (waits || !tx_step(n, t)) i++;
+    if (waits || !tx_step(n, t, core)) i++;
   }
   return n->ntx > 0;
 }
