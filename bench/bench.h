@@ -11,6 +11,9 @@ typedef struct bench_fsync_opts {
   uint64_t bytes;  /* per write (default 4096) */
   double seconds;  /* default 5 */
   const char *dir; /* a scratch dir is made inside it (default $TMPDIR or /tmp) */
+  /* > 0: the ideal group commit instead of fixed-size syncs (below) */
+  uint64_t rate;        /* entries/s arriving on a fixed schedule */
+  uint64_t entry_bytes; /* payload per entry (default 128) */
 } bench_fsync_opts;
 
 /* Raw single-threaded pwrite + fdatasync loop on one pre-written file.
@@ -20,7 +23,19 @@ typedef struct bench_fsync_opts {
  * cannot be durable within that time whatever a WAL does (the device runs
  * one cache flush at a time), so P2 bounds from below the share of appends
  * slower than 2 ms on this disk at that time.
- * Last line: "fsync: ops_per_sec=X p50_us=A p99_us=B". Returns 0 or an RK_ code. */
+ * Last line: "fsync: ops_per_sec=X p50_us=A p99_us=B". Returns 0 or an RK_ code.
+ *
+ * With rate > 0 it is instead the ideal group commit on this disk: entries
+ * arrive at `rate` per second on a fixed schedule, and each sync writes, in
+ * one pwrite, every entry that arrived while the previous one ran (framed as
+ * the WAL frames them: a batch header, an entry header each), then
+ * fdatasyncs; no CPU is spent per entry. An entry's latency is its arrival
+ * to the end of the sync that carries it. This is the best any WAL that runs
+ * one sync at a time can do at that rate on this disk, to set `bench wal
+ * --rate` against. An extra line before the last: "fsync: ideal_rate=R
+ * entry_bytes=B bytes_per_sync=S ideal_p50_us=A ideal_p99_us=B
+ * ideal_p999_us=C ideal_over_2ms_pct=P"; the last line's figures are then
+ * per sync. */
 int bench_fsync(const bench_fsync_opts *o);
 
 typedef struct bench_wal_opts {

@@ -4,20 +4,159 @@
  * allocation), then `bytes` at successive offsets, each followed by
  * fdatasync, wrapping inside the file. It also reports how much of the run
  * a sync in progress had more than 1 or 2 ms left (bench.h): the floor under
- * any WAL's latency tail on this disk. */
+ * any WAL's latency tail on this disk. With --rate it runs the ideal group
+ * commit instead (bench.h): the lower bound on `bench wal --rate`'s
+ * latency that the disk alone sets. */
 #include "bench/bench.h"
 
 #include "common/rk_clock.h"
 #include "common/rk_err.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-#define FILE_BYTES (64u << 20)
+#define FILE_BYTES     (64u << 20)
+#define IDEAL_MAX_SYNC (16u << 20) /* the WAL's default max_batch_bytes */
+#define IDEAL_HDR      32u         /* the WAL's batch header and entry header */
+#define HIST_BINS      1000000u    /* 1 µs bins; the last holds everything >= 1 s */
+
+static uint64_t hist_percentile(const uint64_t *h, uint64_t total, double p) {
+  uint64_t want = (uint64_t)(p * (double)total), seen = 0;
+  if (want == 0) want = 1;
+  for (uint64_t i = 0; i < HIST_BINS; i++) {
+    seen += h[i];
+    if (seen >= want) return i * 1000u;
+  }
+  return (HIST_BINS - 1) * 1000u;
+}
+
+/* One pwrite + fdatasync; a failure is printed. */
+static int write_sync(int fd, const uint8_t *buf, size_t bytes, uint64_t off) {
+  if (pwrite(fd, buf, bytes, (off_t)off) == (ssize_t)bytes && fdatasync(fd) == 0) return RK_OK;
+  fprintf(stderr, "bench fsync: write/fdatasync: %s\n", strerror(errno));
+  return RK_EIO;
+}
+
+static int lat_push(uint64_t **lat, size_t *cap, size_t *n, uint64_t v) {
+  if (*n == *cap) {
+    uint64_t *nl = realloc(*lat, *cap * 2 * sizeof *nl);
+    if (nl == NULL) return RK_ENOMEM;
+    *lat = nl;
+    *cap *= 2;
+  }
+  (*lat)[(*n)++] = v;
+  return RK_OK;
+}
+
+/* What both loops measure: each sync's time in lat[], the run's span, and
+ * how long syncs in progress had more than 1 or 2 ms left. */
+typedef struct fsync_run {
+  uint64_t *lat;
+  size_t cap, n;
+  uint64_t t0, now, left_1ms, left_2ms;
+} fsync_run;
+
+static int run_sync_done(fsync_run *r, uint64_t start, uint64_t now) {
+  uint64_t d = now - start;
+  if (d > 1000000u) r->left_1ms += d - 1000000u;
+  if (d > 2000000u) r->left_2ms += d - 2000000u;
+  r->now = now;
+  return lat_push(&r->lat, &r->cap, &r->n, d);
+}
+
+/* Fixed-size syncs back to back; prints the time left over 1 and 2 ms. */
+static int fixed_loop(const bench_fsync_opts *o, int fd, uint64_t span, uint8_t *buf,
+                      fsync_run *r) {
+  size_t bytes = (size_t)o->bytes;
+  uint64_t end = r->t0 + (uint64_t)(o->seconds * 1e9), off = 0;
+  int rc = RK_OK;
+  while (r->now < end && rc == RK_OK) {
+    uint64_t a = rk_clock_mono_ns();
+    buf[0]++;
+    rc = write_sync(fd, buf, bytes, off);
+    if (rc == RK_OK) rc = run_sync_done(r, a, rk_clock_mono_ns());
+    off += bytes;
+    if (off + bytes > span) off = 0;
+  }
+  return rc;
+}
+
+/* Each entry's latency, from its place in the schedule to the end of the
+ * sync that carried it, into a histogram; after the run, so that no time
+ * between syncs is spent on it. */
+static void ideal_report(const bench_fsync_opts *o, uint64_t t0, const uint64_t *ends,
+                         const uint64_t *counts, size_t syncs, uint64_t bytes_total) {
+  uint64_t *hist = calloc(HIST_BINS, sizeof *hist);
+  if (hist == NULL) return;
+  uint64_t entry = 0, over_2ms = 0;
+  for (size_t c = 0; c < syncs; c++) {
+    for (uint64_t i = entry; i < entry + counts[c]; i++) {
+      uint64_t due = t0 + (uint64_t)((double)i * 1e9 / (double)o->rate);
+      uint64_t l = ends[c] - due, bin = l / 1000u;
+      hist[bin < HIST_BINS ? bin : HIST_BINS - 1]++;
+      if (l > 2000000u) over_2ms++;
+    }
+    entry += counts[c];
+  }
+  if (entry > 0)
+    printf("fsync: ideal_rate=%" PRIu64 " entry_bytes=%" PRIu64 " bytes_per_sync=%" PRIu64
+           " ideal_p50_us=%.1f ideal_p99_us=%.1f ideal_p999_us=%.1f ideal_over_2ms_pct=%.2f\n",
+           o->rate, o->entry_bytes, bytes_total / syncs,
+           (double)hist_percentile(hist, entry, 0.50) / 1e3,
+           (double)hist_percentile(hist, entry, 0.99) / 1e3,
+           (double)hist_percentile(hist, entry, 0.999) / 1e3,
+           100.0 * (double)over_2ms / (double)entry);
+  free(hist);
+}
+
+/* The ideal group commit: see bench.h. Fills lat[] with each sync's time
+ * like the fixed loop, and prints the per-entry figures. */
+static int ideal_loop(const bench_fsync_opts *o, int fd, uint64_t span, uint8_t *buf,
+                      fsync_run *r) {
+  const uint64_t per = IDEAL_HDR + o->entry_bytes;
+  const uint64_t max_n = (IDEAL_MAX_SYNC - IDEAL_HDR) / per;
+  const uint64_t t0 = r->t0, end = t0 + (uint64_t)(o->seconds * 1e9);
+  size_t cap_e = 1u << 16, cap_c = 1u << 16, n_e = 0, n_c = 0;
+  uint64_t *ends = malloc(cap_e * sizeof *ends), *counts = malloc(cap_c * sizeof *counts);
+  uint64_t now = t0, done = 0, bytes_total = 0, off = 0;
+  int rc = ends != NULL && counts != NULL ? RK_OK : RK_ENOMEM;
+  while (now < end && rc == RK_OK) {
+    uint64_t s = rk_clock_mono_ns();
+    uint64_t arrived = (uint64_t)((double)(s - t0) * (double)o->rate / 1e9) + 1;
+    if (arrived == done) { /* nothing waiting: sleep to the next arrival */
+      uint64_t due = t0 + (uint64_t)((double)done * 1e9 / (double)o->rate);
+      if (due > s) {
+        struct timespec ts = {(time_t)((due - s) / 1000000000u), (long)((due - s) % 1000000000u)};
+        nanosleep(&ts, NULL);
+      }
+      now = rk_clock_mono_ns();
+      continue;
+    }
+    uint64_t k = arrived - done < max_n ? arrived - done : max_n;
+    size_t bytes = (size_t)(IDEAL_HDR + k * per);
+    if (off + bytes > span) off = 0;
+    buf[0]++;
+    rc = write_sync(fd, buf, bytes, off);
+    if (rc != RK_OK) break;
+    now = rk_clock_mono_ns();
+    off += bytes;
+    bytes_total += bytes;
+    done += k;
+    rc = run_sync_done(r, s, now);
+    if (rc == RK_OK) rc = lat_push(&ends, &cap_e, &n_e, now);
+    if (rc == RK_OK) rc = lat_push(&counts, &cap_c, &n_c, k);
+  }
+  if (rc == RK_OK) ideal_report(o, t0, ends, counts, n_c, bytes_total);
+  free(ends);
+  free(counts);
+  return rc;
+}
 
 int bench_fsync(const bench_fsync_opts *o) {
   char *dir = bench_scratch_dir(o->dir);
@@ -36,7 +175,8 @@ int bench_fsync(const bench_fsync_opts *o) {
   size_t bytes = (size_t)o->bytes;
   uint64_t span = FILE_BYTES / bytes * bytes;
   if (span == 0) span = bytes;
-  buf = calloc(1, bytes > (1u << 20) ? bytes : (1u << 20));
+  size_t buf_bytes = o->rate > 0 ? IDEAL_MAX_SYNC : bytes > (1u << 20) ? bytes : (1u << 20);
+  buf = calloc(1, buf_bytes);
   if (buf == NULL) {
     rc = RK_ENOMEM;
     goto out;
@@ -54,49 +194,35 @@ int bench_fsync(const bench_fsync_opts *o) {
     rc = RK_EIO;
     goto out;
   }
-  memset(buf, 0xA5, bytes);
-  size_t cap = 1u << 16, n = 0;
-  lat = malloc(cap * sizeof *lat);
+  memset(buf, 0xA5, buf_bytes);
+  fsync_run r = {.cap = 1u << 16};
+  r.lat = lat = malloc(r.cap * sizeof *lat);
   if (lat == NULL) {
     rc = RK_ENOMEM;
     goto out;
   }
-  printf("fsync: dir=%s bytes=%zu seconds=%.1f\n", dir, bytes, o->seconds);
-  uint64_t t0 = rk_clock_mono_ns(), end = t0 + (uint64_t)(o->seconds * 1e9), off = 0;
-  uint64_t now = t0, left_1ms = 0, left_2ms = 0;
-  while (now < end) {
-    uint64_t a = rk_clock_mono_ns();
-    buf[0]++;
-    if (pwrite(fd, buf, bytes, (off_t)off) != (ssize_t)bytes || fdatasync(fd) != 0) {
-      fprintf(stderr, "bench fsync: write/fdatasync: %s\n", strerror(errno));
-      rc = RK_EIO;
-      goto out;
-    }
-    now = rk_clock_mono_ns();
-    if (n == cap) {
-      cap *= 2;
-      uint64_t *nl = realloc(lat, cap * sizeof *nl);
-      if (nl == NULL) {
-        rc = RK_ENOMEM;
-        goto out;
-      }
-      lat = nl;
-    }
-    lat[n++] = now - a;
-    if (now - a > 1000000u) left_1ms += now - a - 1000000u;
-    if (now - a > 2000000u) left_2ms += now - a - 2000000u;
-    off += bytes;
-    if (off + bytes > span) off = 0;
+  r.t0 = r.now = rk_clock_mono_ns();
+  if (o->rate > 0) {
+    printf("fsync: dir=%s ideal group commit, rate=%" PRIu64 " entry_bytes=%" PRIu64
+           " seconds=%.1f\n",
+           dir, o->rate, o->entry_bytes, o->seconds);
+    rc = ideal_loop(o, fd, span, buf, &r);
+  } else {
+    printf("fsync: dir=%s bytes=%zu seconds=%.1f\n", dir, bytes, o->seconds);
+    rc = fixed_loop(o, fd, span, buf, &r);
   }
-  double secs = (double)(now - t0) / 1e9;
+  lat = r.lat; /* lat_push may have moved it */
+  if (rc != RK_OK) goto out;
+  size_t n = r.n;
+  double secs = (double)(r.now - r.t0) / 1e9;
   int sorted = 0;
   uint64_t p50 = bench_percentile(lat, n, 0.50, &sorted);
   uint64_t p99 = bench_percentile(lat, n, 0.99, &sorted);
   uint64_t p999 = bench_percentile(lat, n, 0.999, &sorted);
-  double span_ns = (double)(now - t0);
+  double span_ns = (double)(r.now - r.t0);
   printf("fsync: ops=%zu p999_us=%.1f max_us=%.1f over_1ms_left_pct=%.2f over_2ms_left_pct=%.2f\n",
          n, (double)p999 / 1e3, (double)lat[n ? n - 1 : 0] / 1e3,
-         100.0 * (double)left_1ms / span_ns, 100.0 * (double)left_2ms / span_ns);
+         100.0 * (double)r.left_1ms / span_ns, 100.0 * (double)r.left_2ms / span_ns);
   printf("fsync: ops_per_sec=%.0f p50_us=%.1f p99_us=%.1f\n", (double)n / secs, (double)p50 / 1e3,
          (double)p99 / 1e3);
 out:

@@ -46,6 +46,9 @@ static int on_fsync_opt(const cli_cmd *cmd, int opt, const char *arg, void *ctx)
   case OPT_BYTES: return cli_parse_u64(cmd, "--bytes", arg, 1, 64u << 20, &a->f.bytes);
   case OPT_SECONDS: return cli_parse_double(cmd, "--seconds", arg, 0.1, 3600, &a->f.seconds);
   case OPT_DIR: a->f.dir = arg; return CLI_CONTINUE;
+  case OPT_RATE: return cli_parse_u64(cmd, "--rate", arg, 1, 100000000, &a->f.rate);
+  case OPT_ENTRY_BYTES:
+    return cli_parse_u64(cmd, "--entry-bytes", arg, 0, 1u << 20, &a->f.entry_bytes);
   default: return cli_usage_error(cmd, "unexpected flag");
   }
 }
@@ -125,6 +128,7 @@ int cmd_bench(const cli_cmd *cmd, int argc, char **argv) {
   memset(&a, 0, sizeof a);
   a.f.bytes = 4096;
   a.f.seconds = 5;
+  a.f.entry_bytes = 128;
   a.w.writers = 256;
   a.w.prefill_segments = 4;
   a.r.mib = 1024;
@@ -138,6 +142,8 @@ int cmd_bench(const cli_cmd *cmd, int argc, char **argv) {
     static const struct option opts[] = {{"bytes", required_argument, 0, OPT_BYTES},
                                          {"seconds", required_argument, 0, OPT_SECONDS},
                                          {"dir", required_argument, 0, OPT_DIR},
+                                         {"rate", required_argument, 0, OPT_RATE},
+                                         {"entry-bytes", required_argument, 0, OPT_ENTRY_BYTES},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     rc = cli_parse(cmd, argc - 1, argv + 1, "h", opts, on_fsync_opt, &a, &first);

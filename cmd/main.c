@@ -69,6 +69,7 @@ const cli_cmd cli_cmds[] = {
    cmd_sim},
   {"bench", "run a benchmark (fsync, wal, recover, host, kv)",
    "usage: rangekv bench fsync [--bytes B] [--seconds S] [--dir DIR]\n"
+   "                           [--rate R [--entry-bytes B]]\n"
    "       rangekv bench wal --groups G --entry-bytes B --seconds S\n"
    "                         [--batch-window-us W] [--writers N] [--dir DIR]\n"
    "                         [--rate R]\n"
@@ -77,7 +78,9 @@ const cli_cmd cli_cmds[] = {
    "       rangekv bench kv --endpoints LIST --clients C --value-bytes B\n"
    "                        --seconds S --read-ratio X [--keys K] [--zipf THETA]\n"
    "                        [--json FILE] [--seed N]\n"
-   "  fsync: raw write+fdatasync rate of the disk under DIR (default $TMPDIR or /tmp).\n"
+   "  fsync: raw write+fdatasync rate of the disk under DIR (default $TMPDIR or /tmp);\n"
+   "  with --rate, the ideal group commit at R entries/s of B bytes (default 128):\n"
+   "  the latency floor the disk sets under 'bench wal --rate R'.\n"
    "  wal: the shared WAL with G groups; --writers appends outstanding (closed\n"
    "  loop, default 256) or --rate entries/s (open loop). recover: time to reopen\n"
    "  an M MiB WAL (default 1024). host: CPU of G quiesced groups per simulated\n"
