@@ -32,6 +32,7 @@ enum {
   OPT_COMPACT_ENTRIES,
   OPT_COMPACT_LAG,
   OPT_METRICS,
+  OPT_PEER_TIMEOUT,
   OPT_CLIENT_ADVERTISE, /* last of the settings (start_args.have) */
 };
 
@@ -52,6 +53,7 @@ static const struct option start_opts[] = {
     {"compact-entries", required_argument, 0, OPT_COMPACT_ENTRIES},
     {"compact-lag-entries", required_argument, 0, OPT_COMPACT_LAG},
     {"metrics-listen", required_argument, 0, OPT_METRICS},
+    {"peer-timeout-ms", required_argument, 0, OPT_PEER_TIMEOUT},
     {"config", required_argument, 0, OPT_CONFIG},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0}};
@@ -124,6 +126,10 @@ static int on_start_opt(const cli_cmd *cmd, int opt, const char *arg, void *ctx)
   case OPT_COMPACT_LAG:
     rc = cli_parse_u64(cmd, "--compact-lag-entries", arg, 0, 1000000000, &v);
     c->compact_lag_entries = (uint32_t)v;
+    return rc;
+  case OPT_PEER_TIMEOUT:
+    rc = cli_parse_u64(cmd, "--peer-timeout-ms", arg, 500, 3600000, &v);
+    c->peer_timeout_ms = (uint32_t)v;
     return rc;
   case OPT_QUIESCE:
     if (strcmp(arg, "on") == 0)
@@ -266,6 +272,8 @@ int cmd_config(const cli_cmd *cmd, int argc, char **argv) {
   printf(
       "  ranges %u (bootstrap), tick %u ms, election %u ticks, quiesce %s, request timeout %u ms\n",
       c->ranges, c->tick_ms, c->election_ticks, c->quiesce ? "on" : "off", c->request_timeout_ms);
+  printf("  a peer that acknowledges nothing for %u ms is disconnected and dialed again\n",
+         c->peer_timeout_ms);
   if (c->compact_entries && c->compact_lag_entries)
     printf("  log compaction in steps of %u entries; a replica over %u entries behind "
            "catches up from a snapshot\n",

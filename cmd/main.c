@@ -15,7 +15,8 @@ const cli_cmd cli_cmds[] = {
    "                     [--election-ticks N] [--quiesce on|off]\n"
    "                     [--request-timeout-ms MS] [--client-advertise HOST:PORT]\n"
    "                     [--compact-entries N] [--compact-lag-entries N]\n"
-   "                     [--metrics-listen HOST:PORT] [--config FILE]\n"
+   "                     [--metrics-listen HOST:PORT] [--peer-timeout-ms MS]\n"
+   "                     [--config FILE]\n"
    "  --id                this node's id (1..64), listed in --initial-cluster\n"
    "  --listen            address for other nodes (Raft traffic)\n"
    "  --client-listen     address for clients; --client-advertise: the address\n"
@@ -37,6 +38,9 @@ const cli_cmd cli_cmds[] = {
    "                      (default 50000; 0: replicas always hold the log back)\n"
    "  --metrics-listen    serve GET /metrics (Prometheus text format) here; off by\n"
    "                      default; port 0 picks one (printed in the ready line)\n"
+   "  --peer-timeout-ms   a peer connection that gets nothing acknowledged for MS\n"
+   "                      (host gone, network cut) is closed and dialed afresh\n"
+   "                      (default 10000)\n"
    "  --config            a file of 'name = value' lines (flag names); flags win\n"
    "  Prints 'rangekv node N ready: ...' when serving; SIGTERM/SIGINT stop it cleanly.\n",
    cmd_start},

@@ -42,6 +42,7 @@ void node_config_default(node_config *cfg) {
   cfg->request_timeout_ms = 5000;
   cfg->compact_entries = 10000;
   cfg->compact_lag_entries = 50000;
+  cfg->peer_timeout_ms = 10000;
 }
 
 int node_parse_cluster(node_config *cfg, const char *list, char *err, size_t errcap) {
@@ -715,6 +716,7 @@ static int start_net(node *n) {
   tc.peer_listen = n->cfg.listen;
   tc.client_listen = n->cfg.client_listen;
   tc.client_advertise = n->cfg.client_advertise;
+  tc.peer_timeout_ms = n->cfg.peer_timeout_ms;
   tp_net_callbacks cb = {.ctx = n,
                          .on_peer_frame = on_peer_frame,
                          .on_peer_up = on_peer_up,

@@ -59,6 +59,9 @@ typedef struct node_config {
    * no longer holds its log back: it catches up from a snapshot. 0 = a
    * replica always holds the log back. Default 50,000. */
   uint32_t compact_lag_entries;
+  /* A peer connection acknowledging nothing for this long is closed and
+   * dialed again (tp_net_config.peer_timeout_ms). Default 10,000. */
+  uint32_t peer_timeout_ms;
 } node_config;
 
 void node_config_default(node_config *cfg);

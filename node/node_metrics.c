@@ -106,6 +106,9 @@ static int metrics_body(node *n, char **body, size_t *len) {
          ns.bad_frames + n->bad_frames);
   metric(&o, "rangekv_peer_connects_total", "counter", "Peer connections established.",
          ns.peer_connects);
+  metric(&o, "rangekv_peer_timeouts_total", "counter",
+         "Peer connections closed after --peer-timeout-ms with nothing acknowledged.",
+         ns.peer_timeouts);
   metric(&o, "rangekv_clients_open", "gauge", "Client connections open.", ns.clients_open);
   metric(&o, "rangekv_metrics_requests_total", "counter",
          "Requests to this endpoint (this one included).", n->metrics_requests);

@@ -7,6 +7,7 @@ PKGS=(
   build-essential cmake ninja-build pkgconf clang clang-format
   librocksdb-dev liburing-dev libprotobuf-c-dev protobuf-c-compiler
   libxxhash-dev libcriterion-dev libclang-rt-14-dev python3
+  iproute2
 )
 
 missing=()

@@ -70,6 +70,7 @@ static void peer_dial(tp_net *n, peer *p, uint64_t now) {
     return;
   }
   tp_sock_nodelay(fd);
+  tp_sock_timeout(fd, n->peer_timeout_ms);
   conn_state st = CS_CONNECTING;
   if (connect(fd, (struct sockaddr *)&ss, sl) == 0) {
     st = CS_HANDSHAKE;
@@ -155,6 +156,7 @@ static void listener_on_readable(tp_net *n, listener *l) {
       return;
     }
     tp_sock_nodelay(fd);
+    tp_sock_timeout(fd, l->is_peer ? n->peer_timeout_ms : n->client_timeout_ms);
     if (tp_nc_new(n, fd, l->is_peer ? CK_PEER_IN : CK_CLIENT, CS_HANDSHAKE, now) == NULL) close(fd);
   }
 }
@@ -229,6 +231,8 @@ void tp_net_config_default(tp_net_config *cfg) {
   cfg->client_queue_bytes = 64ull << 20;
   cfg->reconnect_min_ms = 50;
   cfg->reconnect_max_ms = 2000;
+  cfg->peer_timeout_ms = 10000;
+  cfg->client_timeout_ms = 60000;
 }
 
 int tp_net_new(tp_net **out, const tp_net_config *cfg, const tp_net_callbacks *cb) {
@@ -250,6 +254,8 @@ int tp_net_new(tp_net **out, const tp_net_config *cfg, const tp_net_callbacks *c
   n->reconnect_min_ms = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : d.reconnect_min_ms;
   n->reconnect_max_ms = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : d.reconnect_max_ms;
   if (n->reconnect_max_ms < n->reconnect_min_ms) n->reconnect_max_ms = n->reconnect_min_ms;
+  n->peer_timeout_ms = cfg->peer_timeout_ms ? cfg->peer_timeout_ms : d.peer_timeout_ms;
+  n->client_timeout_ms = cfg->client_timeout_ms ? cfg->client_timeout_ms : d.client_timeout_ms;
   n->handshake_timeout_ms = tp_net_handshake_timeout_ms_;
   if (cb) n->cb = *cb;
   n->next_client_id = 1;

@@ -72,6 +72,14 @@ typedef struct tp_net_config {
   uint64_t client_queue_bytes;  /* per client send queue (default 64 MiB) */
   uint32_t reconnect_min_ms;    /* default 50 */
   uint32_t reconnect_max_ms;    /* default 2000 */
+  /* A connection whose other end's kernel has acknowledged nothing for
+   * this long is closed (TCP_USER_TIMEOUT, with keepalive probes while it
+   * is idle): a peer host that vanished without a FIN or RST (power loss,
+   * a silent partition) is noticed, and the dialer starts over on a fresh
+   * connection instead of waiting out TCP's retransmission backoff after
+   * the network heals. Peers default 10000, clients 60000. */
+  uint32_t peer_timeout_ms;
+  uint32_t client_timeout_ms;
 } tp_net_config;
 
 void tp_net_config_default(tp_net_config *cfg);
@@ -129,6 +137,9 @@ typedef struct tp_net_stats {
   /* Appended after the first version (the ones above keep their meaning): */
   uint64_t handshake_timeouts; /* connect+handshake not done in time: closed */
   uint64_t clients_overflowed; /* closed for exceeding client_queue_bytes */
+  /* closed because the other end acknowledged nothing for peer_timeout_ms
+   * (client_timeout_ms): its host is gone or the network between is cut */
+  uint64_t peer_timeouts, client_timeouts;
 } tp_net_stats;
 void tp_net_get_stats(const tp_net *n, tp_net_stats *s);
 int tp_net_peer_connected(const tp_net *n, uint32_t node);

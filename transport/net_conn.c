@@ -174,6 +174,43 @@ void tp_nc_close(tp_net *n, conn *c, rk_log_level lvl, const char *fmt, ...) {
   tp_nc_wq_free(c);
 }
 
+/* An established connection fails this way only when the kernel gave up
+ * on an other end that acknowledges nothing (tp_sock_timeout, keepalive,
+ * retransmissions): it reports ETIMEDOUT, or the last soft error it met
+ * sending — an ICMP unreachable, or a local route or filter refusing the
+ * packets (EINVAL for a blackhole route, EACCES for a prohibit one). A
+ * reset or a local shutdown is ECONNRESET / EPIPE instead. */
+static int gave_up(int err) {
+  switch (err) {
+  case ETIMEDOUT:
+  case EHOSTUNREACH:
+  case ENETUNREACH:
+  case EHOSTDOWN:
+  case ENETDOWN:
+  case EINVAL:
+  case EACCES:
+  case EPERM: return 1;
+  default: return 0;
+  }
+}
+
+/* A read or write on c failed with err: closes it, saying plainly when the
+ * other end stopped answering (and counting it). */
+static void close_io_error(tp_net *n, conn *c, const char *op, int err) {
+  if (!gave_up(err)) {
+    tp_nc_close(n, c, RK_LOG_INFO, "%s failed: %s", op, strerror(err));
+    return;
+  }
+  int client = c->kind == CK_CLIENT;
+  if (client)
+    n->st.client_timeouts++;
+  else
+    n->st.peer_timeouts++;
+  tp_nc_close(n, c, RK_LOG_WARN,
+              "nothing acknowledged for %u ms (%s): its host is down or the network is cut",
+              client ? n->client_timeout_ms : n->peer_timeout_ms, strerror(err));
+}
+
 /* Writes as much of the queue as the socket takes. May close c. */
 void tp_nc_flush(tp_net *n, conn *c) {
   list_del(&c->flink);
@@ -193,7 +230,7 @@ void tp_nc_flush(tp_net *n, conn *c) {
     if (w < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      tp_nc_close(n, c, RK_LOG_INFO, "write failed: %s", strerror(errno));
+      close_io_error(n, c, "write", errno);
       return;
     }
     n->st.bytes_out += (uint64_t)w;
@@ -435,7 +472,7 @@ static void conn_on_readable(tp_net *n, conn *c) {
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      tp_nc_close(n, c, RK_LOG_INFO, "read failed: %s", strerror(errno));
+      close_io_error(n, c, "read", errno);
       return;
     }
     n->st.bytes_in += (uint64_t)r;

@@ -28,5 +28,11 @@ int tp_addr_split(const char *addr, char host[TP_ADDR_MAX], char port[8]);
 int tp_addr_lookup(const char *addr, int passive, struct addrinfo **res);
 /* TCP_NODELAY; failure only costs latency, so it is not reported. */
 void tp_sock_nodelay(int fd);
+/* Closes the connection once the other end's kernel has acknowledged
+ * nothing for timeout_ms: TCP_USER_TIMEOUT, and keepalive probes (from a
+ * quarter of it idle, then every eighth, at least 1 s apart) so an idle
+ * connection is checked too. Best effort like TCP_NODELAY: without it a
+ * vanished host is noticed late, not wrongly. */
+void tp_sock_timeout(int fd, uint32_t timeout_ms);
 
 #endif

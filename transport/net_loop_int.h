@@ -122,6 +122,7 @@ struct tp_net {
   uint64_t peer_qmax, client_qmax;
   uint32_t reconnect_min_ms, reconnect_max_ms;
   uint32_t handshake_timeout_ms;
+  uint32_t peer_timeout_ms, client_timeout_ms; /* tp_sock_timeout */
   tp_net_callbacks cb;
   int epfd;
   listener lpeer, lclient; /* fd -1 when absent */

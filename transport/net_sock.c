@@ -109,6 +109,19 @@ void tp_sock_nodelay(int fd) {
   (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+void tp_sock_timeout(int fd, uint32_t timeout_ms) {
+  int one = 1, cnt = 3;
+  int idle = (int)(timeout_ms / 4000u), intvl = (int)(timeout_ms / 8000u);
+  unsigned ut = timeout_ms;
+  if (idle < 1) idle = 1;
+  if (intvl < 1) intvl = 1;
+  (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof ut);
+}
+
 int tp_pick_local_port(void) {
   static rk_rand rng;
   static int seeded;

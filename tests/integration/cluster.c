@@ -109,6 +109,16 @@ static pid_t spawn(const itc_cluster *c, const itc_node *n) {
   }
   for (int i = 0; i < c->n_extra && i < 8; i++) argv[a++] = (char *)(uintptr_t)c->extra[i];
   argv[a] = NULL;
+  /* In a namespace: `ip netns exec NS rangekv ...` (ip execs it: same PID). */
+  const char *ns = c->netns[n - c->nodes];
+  char *nsargv[30];
+  if (ns != NULL) {
+    nsargv[0] = "ip";
+    nsargv[1] = "netns";
+    nsargv[2] = "exec";
+    nsargv[3] = (char *)(uintptr_t)ns;
+    memcpy(nsargv + 4, argv, (size_t)(a + 1) * sizeof *argv);
+  }
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid != 0) return pid;
@@ -124,7 +134,10 @@ static pid_t spawn(const itc_cluster *c, const itc_node *n) {
   dup2(fi, 0);
   dup2(fo, 1);
   dup2(fe, 2);
-  execv(RK_BINARY, argv);
+  if (ns != NULL)
+    execvp("ip", nsargv);
+  else
+    execv(RK_BINARY, argv);
   _exit(127);
 }
 
@@ -163,25 +176,19 @@ static int wait_ready(itc_cluster *c, int i, int want, char *err, size_t errcap)
   return -1;
 }
 
-static int log_has(const char *path, const char *needle) {
-  FILE *f = fopen(path, "r");
-  if (f == NULL) return 0;
-  char line[512];
-  int found = 0;
-  while (!found && fgets(line, sizeof line, f)) found = strstr(line, needle) != NULL;
-  fclose(f);
-  return found;
-}
-
 /* One attempt. -2: a node could not bind its port (taken since we picked it). */
 static int start_once(itc_cluster *c, int n, uint32_t ranges, uint32_t tick_ms,
                       uint32_t election_ticks, char *err, size_t errcap) {
   /* Everything is reset but the extra flags the caller set. */
-  const char *extra[8];
+  const char *extra[8], *host[ITC_MAX_NODES], *netns[ITC_MAX_NODES];
   int n_extra = c->n_extra;
   memcpy(extra, c->extra, sizeof extra);
+  memcpy(host, c->host, sizeof host);
+  memcpy(netns, c->netns, sizeof netns);
   memset(c, 0, sizeof *c);
   memcpy(c->extra, extra, sizeof extra);
+  memcpy(c->host, host, sizeof host);
+  memcpy(c->netns, netns, sizeof netns);
   c->n_extra = n_extra;
   if (n < 1 || n > ITC_MAX_NODES) {
     snprintf(err, errcap, "bad node count %d", n);
@@ -208,8 +215,9 @@ static int start_once(itc_cluster *c, int n, uint32_t ranges, uint32_t tick_ms,
       itc_stop_all(c);
       return -1;
     }
-    snprintf(nd->peer, sizeof nd->peer, "127.0.0.1:%d", pp);
-    snprintf(nd->client, sizeof nd->client, "127.0.0.1:%d", cp);
+    const char *h = c->host[i] ? c->host[i] : "127.0.0.1";
+    snprintf(nd->peer, sizeof nd->peer, "%s:%d", h, pp);
+    snprintf(nd->client, sizeof nd->client, "%s:%d", h, cp);
     snprintf(nd->data_dir, sizeof nd->data_dir, "%s/node%u", c->dir, nd->id);
     snprintf(nd->out_path, sizeof nd->out_path, "%s/node%u.out", c->dir, nd->id);
     snprintf(nd->log_path, sizeof nd->log_path, "%s/node%u.log", c->dir, nd->id);
@@ -228,7 +236,7 @@ static int start_once(itc_cluster *c, int n, uint32_t ranges, uint32_t tick_ms,
   }
   for (int i = 0; i < n; i++) {
     if (wait_ready(c, i, 1, err, errcap) != 0) {
-      if (c->nodes[i].pid == 0 && log_has(c->nodes[i].log_path, "Address already in use")) {
+      if (c->nodes[i].pid == 0 && itc_log_has(c, i, "Address already in use")) {
         itc_stop_all(c);
         return -2;
       }
@@ -379,4 +387,15 @@ void itc_dump_log(const itc_cluster *c, int i, int lines) {
   if (lines > 64) lines = 64;
   fprintf(stderr, "---- node %u log (%s), last lines:\n", n->id, n->log_path);
   for (int j = k > lines ? k - lines : 0; j < k; j++) fprintf(stderr, "  %s", buf[j % 64]);
+}
+
+int itc_log_has(const itc_cluster *c, int i, const char *needle) {
+  const char *path = c->nodes[i].log_path;
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return 0;
+  char line[512];
+  int found = 0;
+  while (!found && fgets(line, sizeof line, f)) found = strstr(line, needle) != NULL;
+  fclose(f);
+  return found;
 }

@@ -39,6 +39,11 @@ typedef struct itc_cluster {
   uint32_t ranges, tick_ms, election_ticks;
   const char *extra[8]; /* more `rangekv start` flags (set before itc_start) */
   int n_extra;
+  /* Set before itc_start, per node (NULL: the defaults): the address its
+   * listeners bind (default 127.0.0.1) and the network namespace it runs
+   * in (`ip netns exec`; netns.h). */
+  const char *host[ITC_MAX_NODES];
+  const char *netns[ITC_MAX_NODES];
   int keep; /* keep the dir at the end (failure evidence) */
   int live; /* registered */
 } itc_cluster;
@@ -63,6 +68,8 @@ void itc_endpoints(const itc_cluster *c, int only, char *buf, size_t cap);
 void itc_keep(itc_cluster *c);
 /* Stops and reaps everything; removes the dir unless kept. Idempotent. */
 void itc_stop_all(itc_cluster *c);
+/* 1 if a line of node i's log (stderr) contains needle. */
+int itc_log_has(const itc_cluster *c, int i, const char *needle);
 /* Prints the last lines of node i's log to stderr. */
 void itc_dump_log(const itc_cluster *c, int i, int lines);
 
