@@ -478,8 +478,15 @@ static void node_compact(node *n) {
     if (upto < first || upto - first + 1 < n->cfg.compact_entries) continue;
     if (!synced) {
       int rc = eng_state_sync(n->state);
+#ifdef RK_TEST_HOOKS
+      if (n->test_fail_state_sync) rc = RK_EIO;
+#endif
       if (rc != RK_OK) {
-        RK_ERROR("node", "state store sync failed: %s; not compacting", rk_strerror(rc));
+        /* Never retried: after a failed sync the kernel may have dropped
+         * the dirty pages, so a later "successful" one would let the WAL
+         * be compacted past what is really on disk (fsyncgate). */
+        RK_ERROR("node", "state store sync failed: %s; stopping", rk_strerror(rc));
+        n->fatal = rc;
         return;
       }
       synced = 1;
@@ -793,7 +800,11 @@ static void shutdown_node(node *n) {
     int rc = eng_wal_sync(n->wal);
     if (rc != RK_OK) RK_WARN("node", "final WAL sync: %s", rk_strerror(rc));
   }
-  if (n->state) (void)eng_state_sync(n->state);
+  if (n->state) {
+    /* Not fatal here: the WAL still holds what the state store lacks. */
+    int rc = eng_state_sync(n->state);
+    if (rc != RK_OK) RK_WARN("node", "final state store sync: %s", rk_strerror(rc));
+  }
   node_snap_free(n); /* before the state store: streams hold its iterators */
   node_metrics_stop(n);
   if (n->host) mr_host_free(n->host);
@@ -833,6 +844,7 @@ int node_run(const node_config *cfg) {
   const char *crash = getenv("RK_TEST_CRASH_POINT");
   n->crash_after_snapshot_state = crash != NULL && strcmp(crash, "snapshot-state") == 0;
   n->crash_after_snapshot_ingest = crash != NULL && strcmp(crash, "snapshot-ingest") == 0;
+  n->test_fail_state_sync = getenv("RK_TEST_STATE_SYNC_FAIL") != NULL;
   const char *refuse = getenv("RK_TEST_SNAP_REFUSE");
   if (refuse != NULL && atoi(refuse) > 0) n->test_refuse_streams = (uint32_t)atoi(refuse);
   const char *chunk = getenv("RK_TEST_SNAP_CHUNK_BYTES");

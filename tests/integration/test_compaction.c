@@ -294,6 +294,32 @@ Test(compaction, a_node_compacted_past_catches_up_from_snapshots) {
   only_node_serves(0, 2, 1);
 }
 
+/* A state-store sync that fails before a compaction stops the node: it is
+ * never retried (after a failed fsync the kernel may have dropped the
+ * pages, so a later success would let the WAL be compacted past data that
+ * is not on disk). The other two nodes keep serving. */
+Test(compaction, a_failed_state_store_sync_stops_the_node) {
+#ifdef RK_TEST_HOOKS
+  compaction_flags("0");
+  it_start(3);
+  char err[512];
+  itc_kill9(&itc, 2);
+  setenv("RK_TEST_STATE_SYNC_FAIL", "1", 1);
+  cr_assert_eq(itc_restart(&itc, 2, err, sizeof err), 0, "%s", err);
+  unsetenv("RK_TEST_STATE_SYNC_FAIL");
+  rkc_client *c = it_client(-1, 10000);
+  write_all(c, "sf");
+  int status = 0;
+  cr_assert(itc_wait_exit(itc.nodes[2].pid, 20000, &status),
+            "node 3 went on after its state store failed to sync");
+  itc.nodes[2].pid = 0;
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0, "node 3 ended with status %#x", status);
+  cr_assert(itc_log_has(&itc, 2, "state store sync failed"), "node 3 says why it stopped");
+  read_sample(c, "sf");
+  rkc_close(c);
+#endif
+}
+
 /* A receiver that drops a stream says so: its sender abandons the stream at
  * once (counted as dropped on the sending side, which a stream sent whole
  * into nothing never is), waits out its backoff, streams again, and the
