@@ -257,15 +257,16 @@ static void serve_scan(node *n, node_range *r, const node_read *rd) {
   eng_state_iter *it =
       empty ? NULL
             : eng_state_iter_new(n->state, lo, lolen, hi_inf ? NULL : hi, hi_inf ? 0 : hilen);
-  size_t cnt = 0;
+  size_t cnt = 0, bytes = 0;
   while (it && eng_state_iter_valid(it)) {
-    if (cnt == limit) {
-      resp.more = 1;
-      break;
-    }
     size_t kl = 0, vl = 0;
     const void *k = eng_state_iter_key(it, &kl);
     const void *v = eng_state_iter_value(it, &vl);
+    if (cnt == limit || (cnt > 0 && bytes + kl + vl > NODE_SCAN_MAX_BYTES)) {
+      resp.more = 1;
+      break;
+    }
+    bytes += kl + vl;
     uint8_t *b = malloc(kl + vl + 1);
     RK_ASSERTF(b != NULL, "out of memory");
     memcpy(b, k, kl);

@@ -46,8 +46,17 @@ void node_respond(node *n, uint64_t conn, Rangekv__ClientResponse *resp) {
     return;
   }
   rangekv__client_response__pack(resp, buf);
-  (void)tp_net_send_client(n->net, conn, TP_FRAME_CLIENT_RESPONSE, buf, (uint32_t)len);
+  int rc = len <= TP_FRAME_DEFAULT_MAX_PAYLOAD
+               ? tp_net_send_client(n->net, conn, TP_FRAME_CLIENT_RESPONSE, buf, (uint32_t)len)
+               : RK_ETOOLARGE;
   free(buf);
+  if (rc != RK_OK && rc != RK_ECLOSED) {
+    /* Never silence: a response that cannot go (no size bound above should
+     * allow one) closes the connection, which the client sees. */
+    RK_ERROR("node", "response %llu of %zu bytes not sent: %s; closing the client connection",
+             (unsigned long long)resp->id, len, rk_strerror(rc));
+    tp_net_close_client(n->net, conn);
+  }
 }
 
 uint32_t node_range_leader(node *n, const node_range *r) {
@@ -203,7 +212,10 @@ static int issue_read(node *n, node_range *r, node_read *rd) {
 }
 
 static void handle_read(node *n, uint64_t conn, const Rangekv__ClientRequest *req, node_range *r) {
-  if (req->key.len > KV_MAX_KEY || req->end_key.len > KV_MAX_KEY) {
+  /* A scan may start just after a longest key (that key + "\0"): where a
+   * client resumes a scan the node stopped early. */
+  size_t max_start = KV_MAX_KEY + (req->op == RANGEKV__CLIENT_OP__OP_SCAN);
+  if (req->key.len > max_start || req->end_key.len > KV_MAX_KEY) {
     node_respond_error(n, conn, req->id, RK_ETOOLARGE, "key over 4096 bytes", NULL);
     return;
   }

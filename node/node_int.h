@@ -45,6 +45,10 @@
 #define NODE_SNAP_ABORT_BACKOFF_MS 1000u
 /* Rows one SCAN request may return (clients page with the last key). */
 #define NODE_SCAN_MAX_ROWS 10000u
+/* Key and value bytes one scan answer carries at most (it always carries one
+ * row, ≤ 4 KiB + 1 MiB): far under the 16 MiB frame, and a bound on what one
+ * request makes the node hold. The client resumes after its last key. */
+#define NODE_SCAN_MAX_BYTES (4u << 20)
 
 /* protobuf-c's string fields are not const; we only ever hand it strings
  * that outlive the pack call. One place for the qualifier drop. */
