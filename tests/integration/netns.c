@@ -18,7 +18,7 @@
 
 /* Runs one shell command; 0 if it exited 0. Its output (stdout and stderr)
  * goes to out (may be NULL). */
-static int run(char *out, size_t cap, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static int run(char *out, size_t cap, const char *fmt, ...) {
   char cmd[512];
   va_list ap;
   va_start(ap, fmt);

@@ -25,9 +25,9 @@
 
 typedef struct itn {
   int n;
-  char hub[32];
-  char ns[ITN_MAX_NODES][32];
-  char addr[ITN_MAX_NODES][20]; /* "10.X.Y.i" */
+  char hub[48];
+  char ns[ITN_MAX_NODES][48];
+  char addr[ITN_MAX_NODES][32]; /* "10.X.Y.i" */
   char subnet[16];              /* "10.X.Y" */
   int home_fd;                  /* the thread's namespace before setup, -1 */
   int made;                     /* namespaces exist */
