@@ -389,13 +389,16 @@ void itc_dump_log(const itc_cluster *c, int i, int lines) {
   for (int j = k > lines ? k - lines : 0; j < k; j++) fprintf(stderr, "  %s", buf[j % 64]);
 }
 
-int itc_log_has(const itc_cluster *c, int i, const char *needle) {
-  const char *path = c->nodes[i].log_path;
-  FILE *f = fopen(path, "r");
+int itc_log_count(const itc_cluster *c, int i, const char *needle) {
+  FILE *f = fopen(c->nodes[i].log_path, "r");
   if (f == NULL) return 0;
   char line[512];
   int found = 0;
-  while (!found && fgets(line, sizeof line, f)) found = strstr(line, needle) != NULL;
+  while (fgets(line, sizeof line, f)) found += strstr(line, needle) != NULL;
   fclose(f);
   return found;
+}
+
+int itc_log_has(const itc_cluster *c, int i, const char *needle) {
+  return itc_log_count(c, i, needle) > 0;
 }

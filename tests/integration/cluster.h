@@ -68,7 +68,8 @@ void itc_endpoints(const itc_cluster *c, int only, char *buf, size_t cap);
 void itc_keep(itc_cluster *c);
 /* Stops and reaps everything; removes the dir unless kept. Idempotent. */
 void itc_stop_all(itc_cluster *c);
-/* 1 if a line of node i's log (stderr) contains needle. */
+/* How many lines of node i's log (stderr) contain needle; has: 1 if any. */
+int itc_log_count(const itc_cluster *c, int i, const char *needle);
 int itc_log_has(const itc_cluster *c, int i, const char *needle);
 /* Prints the last lines of node i's log to stderr. */
 void itc_dump_log(const itc_cluster *c, int i, int lines);

@@ -57,7 +57,6 @@ static void sweep_stale(void) {
 
 int itn_setup(itn *t, int n, char *err, size_t errcap) {
   memset(t, 0, sizeof *t);
-  t->home_fd = -1;
   if (n < 1 || n > ITN_MAX_NODES) {
     snprintf(err, errcap, "bad node count %d", n);
     return -1;
@@ -89,13 +88,16 @@ int itn_setup(itn *t, int n, char *err, size_t errcap) {
   char path[128];
   snprintf(path, sizeof path, NETNS_DIR "/%s", t->hub);
   int hub = open(path, O_RDONLY | O_CLOEXEC);
-  t->home_fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (hub < 0 || t->home_fd < 0 || setns(hub, CLONE_NEWNET) != 0) {
+  int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (hub < 0 || home < 0 || setns(hub, CLONE_NEWNET) != 0) {
     snprintf(err, errcap, "entering %s: %s", t->hub, strerror(errno));
     if (hub >= 0) close(hub);
+    if (home >= 0) close(home);
     goto fail;
   }
   close(hub);
+  t->home_fd = home;
+  t->entered = 1;
   return 0;
 fail:
   itn_teardown(t);
@@ -114,10 +116,10 @@ int itn_cut(itn *t, int i, int on) {
 }
 
 void itn_teardown(itn *t) {
-  if (t->home_fd >= 0) {
+  if (t->entered) {
     (void)setns(t->home_fd, CLONE_NEWNET);
     close(t->home_fd);
-    t->home_fd = -1;
+    t->entered = 0;
   }
   if (!t->made) return;
   for (int i = 0; i < t->n; i++)

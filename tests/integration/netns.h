@@ -14,7 +14,8 @@
  * the partition a pulled cable or a dead switch makes. The hub (the test)
  * still reaches every node. itn_teardown() returns the thread to its
  * namespace and deletes every namespace it made (their veths go with
- * them); idempotent. Needs root and iproute2's `ip`.
+ * them); idempotent, and a no-op on a zeroed itn. Needs root and
+ * iproute2's `ip`.
  */
 #ifndef RK_TEST_ITN_NETNS_H
 #define RK_TEST_ITN_NETNS_H
@@ -29,7 +30,8 @@ typedef struct itn {
   char ns[ITN_MAX_NODES][48];
   char addr[ITN_MAX_NODES][32]; /* "10.X.Y.i" */
   char subnet[16];              /* "10.X.Y" */
-  int home_fd;                  /* the thread's namespace before setup, -1 */
+  int home_fd;                  /* the thread's namespace before setup */
+  int entered;                  /* the thread is in the hub (home_fd open) */
   int made;                     /* namespaces exist */
 } itn;
 

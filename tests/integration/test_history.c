@@ -1,11 +1,15 @@
 /* Concurrent clients on shared keys while a node is killed (-9) and
- * restarted mid-run. Every operation is recorded in the HISTORY.md format
+ * restarted mid-run, stopped (SIGSTOP) and continued, or cut off from the
+ * other nodes by a silent network partition and healed (network
+ * namespaces, netns.h; the clients still reach every node, so requests
+ * keep going to the cut-off one). Every operation is recorded in the HISTORY.md format
  * (../shared/HISTORY.md; sim/history.h) and judged by the project's
  * linearizability checker (sim/lincheck.h). Every acknowledged write of a
  * write-once key is read back at the end. The second test compacts the
  * logs past the dead node, so it comes back through range snapshots while
  * the clients run. */
 #include "itest.h"
+#include "netns.h"
 
 #include "sim/history.h"
 #include "sim/lincheck.h"
@@ -18,7 +22,12 @@
 #define H_KEYS    6   /* shared keys: contended */
 #define H_ONCE    400 /* write-once keys per client, at most */
 
-static void fini(void) { it_fini(); }
+static itn hnet;
+
+static void fini(void) {
+  it_fini();
+  itn_teardown(&hnet);
+}
 
 TestSuite(history, .fini = fini, .timeout = 120);
 
@@ -179,8 +188,9 @@ static int wait_compacted_past(int victim, uint64_t victim_applied, uint64_t max
   return 0;
 }
 
-/* rounds: faults one after another, on the next node each time. */
-static void run_history(int snapshots, int rounds) {
+/* rounds: faults one after another, on the next node each time; cut: the
+ * fault is a silent partition (the cluster runs in network namespaces). */
+static void run_history(int snapshots, int rounds, int cut) {
   uint64_t installed_before[3] = {0, 0, 0};
   if (snapshots) {
     itc.extra[0] = "--compact-entries";
@@ -188,6 +198,16 @@ static void run_history(int snapshots, int rounds) {
     itc.extra[2] = "--compact-lag-entries";
     itc.extra[3] = "10";
     itc.n_extra = 4;
+  }
+  if (cut) {
+    char nerr[512];
+    if (itn_setup(&hnet, 3, nerr, sizeof nerr) != 0) cr_assert_fail("network namespaces: %s", nerr);
+    for (int i = 0; i < 3; i++) {
+      itc.host[i] = hnet.addr[i];
+      itc.netns[i] = hnet.ns[i];
+    }
+    itc.extra[itc.n_extra++] = "--peer-timeout-ms";
+    itc.extra[itc.n_extra++] = "1000";
   }
   it_start(3);
   static hclient cs[H_CLIENTS];
@@ -222,7 +242,7 @@ static void run_history(int snapshots, int rounds) {
   char err[512] = "";
   uint64_t installed = 0;
   for (int round = 0; round < rounds; round++, victim = (victim + 1) % 3) {
-    int pause = round % 2 == 1;
+    int pause = !cut && round % 2 == 1;
     uint64_t victim_applied = 0;
     if (snapshots) {
       size_t n = 0;
@@ -232,13 +252,22 @@ static void run_history(int snapshots, int rounds) {
       installed_before[victim] = st[victim].snapshots_installed;
       free(st);
     }
-    if (pause)
+    int gave_up = cut ? itc_log_count(&itc, victim, "nothing acknowledged") : 0;
+    if (cut)
+      cr_assert_eq(itn_cut(&hnet, victim, 1), 0, "cutting node %u off", itc.nodes[victim].id);
+    else if (pause)
       itc_sigstop(&itc, victim);
     else
       itc_kill9(&itc, victim); /* the leader dies mid-run */
     /* Phase 2: two nodes. A client whose request went to a stopped node
      * waits out its 3 s timeout, so a pause round asks for fewer ops. */
-    wait_ops(cs, pause ? 15 : 60, 20ull * 1000000000ull);
+    wait_ops(cs, pause || cut ? 15 : 60, 20ull * 1000000000ull);
+    /* A cut lasts until the victim has given up on a connection across it
+     * (--peer-timeout-ms): its leaderships have long moved on by then. */
+    for (uint64_t until = itc_now_ns() + 20000000000ull;
+         cut && itc_log_count(&itc, victim, "nothing acknowledged") == gave_up &&
+         itc_now_ns() < until;)
+      itc_sleep_ms(20);
     uint64_t t2 = itc_now_ns();
     /* Whether a live node compacted past the victim: then (usually) the
      * leader of some range did too, and the victim needs a snapshot. Not
@@ -246,7 +275,9 @@ static void run_history(int snapshots, int rounds) {
      * victim may catch up from the other's log first. */
     int past = snapshots && wait_compacted_past(victim, victim_applied, 20ull * 1000000000ull);
     rounds_past += past;
-    if (pause) {
+    if (cut) {
+      cr_assert_eq(itn_cut(&hnet, victim, 0), 0, "healing node %u", itc.nodes[victim].id);
+    } else if (pause) {
       itc_sigcont(&itc, victim);
     } else {
       rs = itc_restart(&itc, victim, err, sizeof err);
@@ -276,8 +307,11 @@ static void run_history(int snapshots, int rounds) {
     }
     cr_log_info("history round %d: node %u %s, logs %scut past it, %llu snapshot(s) installed on "
                 "its return (t=%.1f s, phase 2 ended at %.1f s)",
-                round, itc.nodes[victim].id, pause ? "stopped" : "killed", past ? "" : "not ",
-                (unsigned long long)got, (double)(itc_now_ns() - t0) / 1e9,
+                round, itc.nodes[victim].id,
+                cut     ? "cut off"
+                : pause ? "stopped"
+                        : "killed",
+                past ? "" : "not ", (unsigned long long)got, (double)(itc_now_ns() - t0) / 1e9,
                 (double)(t2 - t0) / 1e9);
   }
   stop_clients(cs, &stop);
@@ -361,15 +395,23 @@ static void run_history(int snapshots, int rounds) {
 }
 
 Test(history, concurrent_clients_with_a_node_killed_and_restarted_are_linearizable) {
-  run_history(0, 1);
+  run_history(0, 1, 0);
 }
 
-Test(history, a_node_back_through_snapshots_mid_run_stays_linearizable) { run_history(1, 1); }
+Test(history, a_node_back_through_snapshots_mid_run_stays_linearizable) { run_history(1, 1, 0); }
 
 /* Four faults in a row, each on the next node: kill -9, SIGSTOP, kill -9,
  * SIGSTOP, with the clients running throughout. The logs are cut past the
  * victims (in at least one round, usually every one), which come back
  * through snapshots. */
 Test(history, four_faults_in_a_row_with_snapshots_stay_linearizable, .timeout = 400) {
-  run_history(1, 4);
+  run_history(1, 4, 0);
+}
+
+/* Two silent partitions in a row: first the leader of shared key 0's range
+ * is cut off (it steps down, the other two elect; requests that reach it
+ * meanwhile must not be served from its stale state), then the next node;
+ * each healed before the next. */
+Test(history, silent_partitions_of_one_node_stay_linearizable, .timeout = 200) {
+  run_history(0, 2, 1);
 }
