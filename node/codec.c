@@ -216,9 +216,37 @@ static int msg_from_pb(const Rangekv__RaftMsg *pm, mr_host_gmsg *gm) {
   return RK_OK;
 }
 
+/* What protobuf-c may allocate unpacking one batch. A peer's frame of tiny
+ * repeated elements (2 bytes on the wire, an empty message, each a struct
+ * of up to 136 bytes) would otherwise unpack into ~70 times its size: a
+ * 16 MiB frame into over 1 GiB. The least a real element takes on the wire
+ * puts real batches under 12 times (an empty entry); past the budget the
+ * frame is refused as malformed. */
+#define CODEC_UNPACK_RATIO 16u
+#define CODEC_UNPACK_SLACK (64u << 10)
+
+typedef struct unpack_budget {
+  size_t left;
+} unpack_budget;
+
+static void *budget_alloc(void *data, size_t size) {
+  unpack_budget *b = data;
+  if (size > b->left) return NULL;
+  b->left -= size;
+  return malloc(size);
+}
+
+static void budget_free(void *data, void *p) {
+  (void)data;
+  free(p);
+}
+
 int node_codec_decode(const uint8_t *buf, size_t len, node_codec_frame *out) {
   memset(out, 0, sizeof *out);
-  Rangekv__RaftBatch *b = rangekv__raft_batch__unpack(NULL, len, buf);
+  unpack_budget budget = {.left = len * CODEC_UNPACK_RATIO + CODEC_UNPACK_SLACK};
+  ProtobufCAllocator alloc = {
+      .alloc = budget_alloc, .free = budget_free, .allocator_data = &budget};
+  Rangekv__RaftBatch *b = rangekv__raft_batch__unpack(&alloc, len, buf);
   if (b == NULL) return RK_EMALFORMED;
   int rc = RK_ENOMEM;
   out->msgs = calloc(b->n_msgs ? b->n_msgs : 1, sizeof *out->msgs);
@@ -240,10 +268,10 @@ int node_codec_decode(const uint8_t *buf, size_t len, node_codec_frame *out) {
   out->f.n_hbs = b->n_hbs;
   out->f.hb_resps = out->hb_resps;
   out->f.n_hb_resps = b->n_hb_resps;
-  rangekv__raft_batch__free_unpacked(b, NULL);
+  rangekv__raft_batch__free_unpacked(b, &alloc);
   return RK_OK;
 fail:
-  rangekv__raft_batch__free_unpacked(b, NULL);
+  rangekv__raft_batch__free_unpacked(b, &alloc);
   node_codec_frame_free(out);
   return rc == RK_ENOMEM ? RK_ENOMEM : RK_EMALFORMED;
 }

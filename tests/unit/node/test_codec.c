@@ -103,6 +103,64 @@ Test(codec, empty_frame_is_the_node_heartbeat) {
   free(buf);
 }
 
+/* n elements of field `field` of a RaftBatch, each `elem` (whose length
+ * is below 128): the wire form written into a new buffer. */
+static uint8_t *repeated_field(uint32_t field, const uint8_t *elem, size_t elen, size_t n,
+                               size_t *len) {
+  size_t each = 2 + elen;
+  uint8_t *buf = malloc(n * each);
+  cr_assert_not_null(buf);
+  for (size_t i = 0; i < n; i++) {
+    buf[i * each] = (uint8_t)(field << 3 | 2); /* length-delimited */
+    buf[i * each + 1] = (uint8_t)elen;
+    memcpy(buf + i * each + 2, elem, elen);
+  }
+  *len = n * each;
+  return buf;
+}
+
+Test(codec, a_batch_of_tiny_elements_is_refused_before_it_unpacks_huge) {
+  /* 200,000 empty heartbeats: 400 KB on the wire, ~19 MB unpacked. */
+  size_t len = 0;
+  uint8_t *buf = repeated_field(4 /* hbs */, NULL, 0, 200000, &len);
+  node_codec_frame d;
+  cr_assert_eq(node_codec_decode(buf, len, &d), RK_EMALFORMED);
+  free(buf);
+  /* The same count of real heartbeats (group, from, to, term, commit) fits. */
+  mr_host_hb *hbs = calloc(200000, sizeof *hbs);
+  cr_assert_not_null(hbs);
+  for (uint64_t i = 0; i < 200000; i++)
+    hbs[i] = (mr_host_hb){
+        .group = i + 1, .from = 1ull << 32 | 1, .to = 2ull << 32 | 1, .term = 1, .commit = 0};
+  mr_host_frame f = {.from_node = 1, .to_node = 2, .hbs = hbs, .n_hbs = 200000};
+  cr_assert_eq(node_codec_encode(&f, &buf, &len), RK_OK);
+  cr_assert_eq(node_codec_decode(buf, len, &d), RK_OK);
+  cr_assert_eq(d.f.n_hbs, 200000);
+  node_codec_frame_free(&d);
+  free(buf);
+  free(hbs);
+  /* Messages with the fewest fields a real one has, each with an empty
+   * entry: fit too. */
+  enum { NM = 20000 };
+  mr_host_gmsg *msgs = calloc(NM, sizeof *msgs);
+  cr_assert_not_null(msgs);
+  for (uint64_t i = 0; i < NM; i++) {
+    msgs[i].group = i + 1;
+    msgs[i].msg =
+        (mr_msg){.type = MR_MSG_APP, .from = 1ull << 32 | 1, .to = 2ull << 32 | 1, .term = 1};
+    rk_entry_vec_init(&msgs[i].msg.entries);
+    push_entry(&msgs[i].msg.entries, 1, 1, "");
+  }
+  f = (mr_host_frame){.from_node = 1, .to_node = 2, .msgs = msgs, .n_msgs = NM};
+  cr_assert_eq(node_codec_encode(&f, &buf, &len), RK_OK);
+  cr_assert_eq(node_codec_decode(buf, len, &d), RK_OK);
+  cr_assert_eq(d.f.n_msgs, NM);
+  node_codec_frame_free(&d);
+  free(buf);
+  for (size_t i = 0; i < NM; i++) rk_entry_vec_free(&msgs[i].msg.entries);
+  free(msgs);
+}
+
 Test(codec, unknown_types_snapshots_and_gaps_are_refused) {
   mr_host_gmsg m;
   memset(&m, 0, sizeof m);
