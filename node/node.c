@@ -800,7 +800,7 @@ static void shutdown_node(node *n) {
     int rc = eng_wal_sync(n->wal);
     if (rc != RK_OK) RK_WARN("node", "final WAL sync: %s", rk_strerror(rc));
   }
-  if (n->state) {
+  if (n->state && !n->fatal) { /* after a failure nothing is synced again */
     /* Not fatal here: the WAL still holds what the state store lacks. */
     int rc = eng_state_sync(n->state);
     if (rc != RK_OK) RK_WARN("node", "final state store sync: %s", rk_strerror(rc));

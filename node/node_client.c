@@ -97,13 +97,20 @@ void node_range_drop_pending(node_range *r) {
   r->nreads = r->capreads = r->nprops = r->capprops = 0;
 }
 
+/* The longest key a request may carry: a scan may start just after a
+ * longest key (that key + "\0"), where a client resumes a scan the node
+ * stopped early. */
+static size_t max_key_of(const Rangekv__ClientRequest *req) {
+  return KV_MAX_KEY + (req->op == RANGEKV__CLIENT_OP__OP_SCAN);
+}
+
 /* The range a request is for: by id, else by key. NULL if the id is unknown. */
 static node_range *route(node *n, const Rangekv__ClientRequest *req) {
   if (req->range_id != 0) {
     if (req->range_id > n->table.n) return NULL;
     return &n->ranges[req->range_id - 1];
   }
-  if (req->key.len > KV_MAX_KEY) return &n->ranges[0]; /* refused as too large later */
+  if (req->key.len > max_key_of(req)) return &n->ranges[0]; /* refused as too large later */
   const range_desc *d = range_table_lookup(&n->table, req->key.data, req->key.len);
   return &n->ranges[d->id - 1];
 }
@@ -212,10 +219,7 @@ static int issue_read(node *n, node_range *r, node_read *rd) {
 }
 
 static void handle_read(node *n, uint64_t conn, const Rangekv__ClientRequest *req, node_range *r) {
-  /* A scan may start just after a longest key (that key + "\0"): where a
-   * client resumes a scan the node stopped early. */
-  size_t max_start = KV_MAX_KEY + (req->op == RANGEKV__CLIENT_OP__OP_SCAN);
-  if (req->key.len > max_start || req->end_key.len > KV_MAX_KEY) {
+  if (req->key.len > max_key_of(req) || req->end_key.len > KV_MAX_KEY) {
     node_respond_error(n, conn, req->id, RK_ETOOLARGE, "key over 4096 bytes", NULL);
     return;
   }
