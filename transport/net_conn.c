@@ -175,11 +175,12 @@ void tp_nc_close(tp_net *n, conn *c, rk_log_level lvl, const char *fmt, ...) {
 }
 
 /* An established connection fails this way only when the kernel gave up
- * on an other end that acknowledges nothing (tp_sock_timeout, keepalive,
- * retransmissions): it reports ETIMEDOUT, or the last soft error it met
- * sending — an ICMP unreachable, or a local route or filter refusing the
- * packets (EINVAL for a blackhole route, EACCES for a prohibit one). A
- * reset or a local shutdown is ECONNRESET / EPIPE instead. */
+ * on the other end (tp_sock_timeout, keepalive, retransmissions): nothing
+ * acknowledged — or, since Linux 5.x, a receive window left at zero — for
+ * the timeout. It reports ETIMEDOUT, or the last soft error it met sending:
+ * an ICMP unreachable, or a local route or filter refusing the packets
+ * (EINVAL for a blackhole route, EACCES for a prohibit one). A reset or a
+ * local shutdown is ECONNRESET / EPIPE instead. */
 static int gave_up(int err) {
   switch (err) {
   case ETIMEDOUT:
@@ -207,8 +208,9 @@ static void close_io_error(tp_net *n, conn *c, const char *op, int err) {
   else
     n->st.peer_timeouts++;
   tp_nc_close(n, c, RK_LOG_WARN,
-              "nothing acknowledged for %u ms (%s): its host is down or the network is cut",
-              client ? n->client_timeout_ms : n->peer_timeout_ms, strerror(err));
+              "the kernel gave up on it (%s; timeout %u ms): nothing acknowledged or a zero "
+              "window that long — its host is down, the network is cut, or it stopped reading",
+              strerror(err), client ? n->client_timeout_ms : n->peer_timeout_ms);
 }
 
 /* Writes as much of the queue as the socket takes. May close c. */
