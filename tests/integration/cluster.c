@@ -83,7 +83,7 @@ static pid_t spawn(const itc_cluster *c, const itc_node *n) {
   snprintf(client, sizeof client, "%s", n->client);
   snprintf(init, sizeof init, "%s", c->initial);
   snprintf(dd, sizeof dd, "%s", n->data_dir);
-  char *argv[24];
+  char *argv[24 + 8]; /* the fixed flags, then up to 8 extra */
   int a = 0;
   argv[a++] = RK_BINARY;
   argv[a++] = "start";
@@ -111,7 +111,7 @@ static pid_t spawn(const itc_cluster *c, const itc_node *n) {
   argv[a] = NULL;
   /* In a namespace: `ip netns exec NS rangekv ...` (ip execs it: same PID). */
   const char *ns = c->netns[n - c->nodes];
-  char *nsargv[30];
+  char *nsargv[4 + 24 + 8];
   if (ns != NULL) {
     nsargv[0] = "ip";
     nsargv[1] = "netns";

@@ -17,6 +17,9 @@
 #define IT_TICK_MS        20
 #define IT_ELECTION_TICKS 10
 #define IT_RANGES         8
+/* What a node logs when the kernel closed a connection for silence
+ * (transport/net_conn.c close_io_error). */
+#define IT_GAVE_UP_LINE "the kernel gave up on it"
 
 extern itc_cluster itc;
 
