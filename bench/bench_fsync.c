@@ -129,10 +129,13 @@ static int ideal_loop(const bench_fsync_opts *o, int fd, uint64_t span, uint8_t 
   while (now < end && rc == RK_OK) {
     uint64_t s = rk_clock_mono_ns();
     uint64_t arrived = (uint64_t)((double)(s - t0) * (double)o->rate / 1e9) + 1;
-    if (arrived == done) { /* nothing waiting: sleep to the next arrival */
+    if (arrived == done) {
+      /* Nothing waiting: sleep to 100 µs before the next arrival, then
+       * spin, so oversleeping is not charged to that entry. */
       uint64_t due = t0 + (uint64_t)((double)done * 1e9 / (double)o->rate);
-      if (due > s) {
-        struct timespec ts = {(time_t)((due - s) / 1000000000u), (long)((due - s) % 1000000000u)};
+      if (due > s + 100000u) {
+        uint64_t d = due - s - 100000u;
+        struct timespec ts = {(time_t)(d / 1000000000u), (long)(d % 1000000000u)};
         nanosleep(&ts, NULL);
       }
       now = rk_clock_mono_ns();

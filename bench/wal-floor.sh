@@ -3,10 +3,12 @@
 # floor, minute by minute. Each round: the raw 4 KiB fsync rate, the WAL's
 # peak (4096 appends outstanding), then for half of that peak and for each
 # RATE (default 500000) the ideal group commit on this disk (`bench fsync
-# --rate`, no CPU cost per entry) followed at once by the WAL at the same
-# rate (`bench wal --rate`). ROUNDS defaults to 3. The ideal's p99 is the
-# least any WAL that syncs by device flushes could show in that minute
-# (docs/performance.md, "The disk's floor at a given rate"). Runs in the
+# --rate`, no CPU cost per entry), the WAL at the same rate (`bench wal
+# --rate`), then the ideal again: the WAL has an ideal run on each side,
+# and the second is not disturbed by the peak's aftermath. ROUNDS
+# defaults to 3. The ideal's p99 is the least a WAL that syncs one batch at
+# a time could show in the windows next to it (docs/performance.md, "The
+# disk's floor at a given rate"). Runs in the
 # scratch dir of $TMPDIR (or /tmp); RANGEKV=path picks the binary
 # (default build/release-gcc/rangekv).
 set -euo pipefail
@@ -27,5 +29,6 @@ for round in $(seq 1 "$rounds"); do
   for r in $((peak / 2)) "${rates[@]}"; do
     "$bin" bench fsync --rate "$r" --seconds 10 | grep 'ideal_rate='
     "$bin" "${wal[@]}" --rate "$r" | tail -1
+    "$bin" bench fsync --rate "$r" --seconds 10 | grep 'ideal_rate='
   done
 done
