@@ -113,7 +113,7 @@ static uint8_t *repeated_field(uint32_t field, const uint8_t *elem, size_t elen,
   for (size_t i = 0; i < n; i++) {
     buf[i * each] = (uint8_t)(field << 3 | 2); /* length-delimited */
     buf[i * each + 1] = (uint8_t)elen;
-    memcpy(buf + i * each + 2, elem, elen);
+    if (elen) memcpy(buf + i * each + 2, elem, elen);
   }
   *len = n * each;
   return buf;
