@@ -38,6 +38,10 @@ static void write_keys(rkc_client *c, const char *tag) {
     int rc;
     while ((rc = rkc_put(c, k, strlen(k), v, strlen(v))) == RK_ETIMEOUT && itc_now_ns() < until)
       ;
+    if (rc != RK_OK) { /* evidence for the failure: every node's log, kept */
+      itc_keep(&itc);
+      for (int n = 0; n < itc.n; n++) itc_dump_log(&itc, n, 30);
+    }
     cr_assert_eq(rc, RK_OK, "put %s: %s: %s", k, rk_strerror(rc), rkc_last(c)->detail);
   }
 }
