@@ -414,6 +414,4 @@ Test(history, four_faults_in_a_row_with_snapshots_stay_linearizable, .timeout = 
  * is cut off (it steps down, the other two elect; requests that reach it
  * meanwhile must not be served from its stale state), then the next node;
  * each healed before the next. */
-Test(history, silent_partitions_of_one_node_stay_linearizable, .timeout = 200) {
-  run_history(0, 2, 1);
-}
+Test(history, silent_partitions_of_one_node_stay_linearizable) { run_history(0, 2, 1); }
