@@ -12,7 +12,7 @@
 
 static void fini(void) { it_fini(); }
 
-TestSuite(cli_client, .fini = fini, .timeout = 90);
+TestSuite(cli_client, .fini = fini);
 
 static proc_result pr;
 

@@ -12,7 +12,7 @@ itc_cluster itc;
 
 static void fini(void) { it_fini(); }
 
-TestSuite(cluster, .fini = fini, .timeout = 90);
+TestSuite(cluster, .fini = fini);
 
 /* A scan whose rows outgrow one answer: 20 rows of a longest key (4096
  * bytes) and a largest value (1 MiB), 20 MiB in all, more than a frame may

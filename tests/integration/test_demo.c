@@ -53,7 +53,7 @@ static void fini(void) {
   if (demo_dir[0]) nftw(demo_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-TestSuite(demo, .fini = fini, .timeout = 90);
+TestSuite(demo, .fini = fini);
 
 Test(demo, runs_a_workload_for_its_duration_and_stops_every_node) {
   make_dir();

@@ -30,7 +30,7 @@ static void fini(void) {
   itn_teardown(&hnet);
 }
 
-TestSuite(history, .fini = fini, .timeout = 120);
+TestSuite(history, .fini = fini);
 
 typedef struct hclient {
   unsigned id;
@@ -406,9 +406,7 @@ Test(history, a_node_back_through_snapshots_mid_run_stays_linearizable) { run_hi
  * SIGSTOP, with the clients running throughout. The logs are cut past the
  * victims (in at least one round, usually every one), which come back
  * through snapshots. */
-Test(history, four_faults_in_a_row_with_snapshots_stay_linearizable, .timeout = 400) {
-  run_history(1, 4, 0);
-}
+Test(history, four_faults_in_a_row_with_snapshots_stay_linearizable) { run_history(1, 4, 0); }
 
 /* Two silent partitions in a row: first the leader of shared key 0's range
  * is cut off (it steps down, the other two elect; requests that reach it
