@@ -131,7 +131,8 @@ Test(partition, a_silently_cut_node_is_disconnected_and_catches_up_after_the_hea
   cr_assert_gt(n_acked, 0, "nodes 1 and 2, a majority of every range, took no write");
   if (n_acked < PT_KEYS) {
     itc_keep(&itc); /* the evidence of the known issue */
-    cr_log_warn("only %u of %u writes acknowledged while node 3 was cut off", n_acked, PT_KEYS);
+    fprintf(stderr, "only %u of %u writes acknowledged while node 3 was cut off\n", n_acked,
+            PT_KEYS);
   }
   int gave_up[3];
   for (int i = 0; i < 3; i++) {
