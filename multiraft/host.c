@@ -2,13 +2,14 @@
  *
  * Group lifecycle (flags):
  *
- *            create                 leader idle + all followers matched
+ *            create       leader idle + every live follower matched + a live majority
  *   (none) ---------> ACTIVE  ------------------------------------------> QUIESCED
  *                      ^   ^          follower: quiesce heartbeat, caught up  |
  *                      |   +-----------------------------------------------+  |
  *                      |     wake: proposal, read, conf change, campaign,     |
  *                      |     any message (a quiesce-ack response excepted),   |
- *                      |     the leader's node declared down                  |
+ *                      |     the leader's node declared down, a leader left   |
+ *                      |     without a live majority, a lagging follower back |
  *                      +------------------------------------------------------+
  *
  * Orthogonal flags: DIRTY (in h->dirty: maybe has a Ready), IN_FLIGHT (a
@@ -348,12 +349,34 @@ static int replica_live(const mr_host *h, uint64_t replica) {
   return node == h->cfg.node_id || (p != NULL && p->live);
 }
 
+/* Whether the voters on live nodes (this one included) are a majority of
+ * each of r's voter sets. */
+static int live_quorum(const mr_host *h, const mr_raft *r) {
+  mr_conf c;
+  mr_raft_conf(r, &c);
+  unsigned in = 0, in_live = 0, out = 0, out_live = 0;
+  for (uint8_t i = 0; i < c.n; i++) {
+    unsigned live = (unsigned)replica_live(h, c.r[i].id);
+    if (c.r[i].flags & MR_VOTER_IN) {
+      in++;
+      in_live += live;
+    }
+    if (c.r[i].flags & MR_VOTER_OUT) {
+      out++;
+      out_live += live;
+    }
+  }
+  return 2 * in_live > in && (out == 0 || 2 * out_live > out);
+}
+
 /* A leader quiesces an idle group whose every live replica holds the whole
  * log, committed and applied, with nothing pending (CockroachDB's
  * conditions). Replicas on nodes declared down are left out, as
  * CockroachDB does, so a node failure does not keep the groups it followed
  * awake for as long as it is down: such a replica, when its node returns,
- * starts awake, finds no heartbeat, and its campaign message wakes us. */
+ * starts awake, finds no heartbeat, and its campaign message wakes us. But
+ * never without a live majority: a leader cut off from one must keep
+ * ticking, so CheckQuorum deposes it. */
 static int leader_may_quiesce(const mr_host *h, const host_group *g) {
   const mr_raft *r = g->r;
   if (g->flags & HG_IN_FLIGHT) return 0;
@@ -363,7 +386,7 @@ static int leader_may_quiesce(const mr_host *h, const host_group *g) {
   if (mr_raft_commit(r) != last || mr_raft_applied(r) != last) return 0;
   mr_conf c;
   mr_raft_conf(r, &c);
-  if (mr_conf_is_joint(&c)) return 0;
+  if (mr_conf_is_joint(&c) || !live_quorum(h, r)) return 0;
   for (uint8_t i = 0; i < c.n; i++) {
     if (c.r[i].id == mr_raft_id(r) || !replica_live(h, c.r[i].id)) continue;
     uint64_t match = 0, next = 0;
@@ -412,10 +435,29 @@ static uint64_t first_live_voter(const mr_host *h, const mr_raft *r) {
   return best;
 }
 
+/* A quiesced leader is not ticked, so CheckQuorum cannot depose it: cut off
+ * from a majority it would stay leader, and take (and hang) every proposal
+ * sent its way, while the others elect a new leader. Wake the quiesced
+ * leaders left without a live majority; ticking again, CheckQuorum steps
+ * them down within two election timeouts unless a majority answers (and
+ * leader_may_quiesce keeps them awake meanwhile). One scan per liveness
+ * change, as in node_up. */
+static void wake_leaders_without_quorum(mr_host *h) {
+  for (size_t s = 0; s < h->nslots; s++) {
+    host_group *g = h->slots[s];
+    if (g == NULL || !(g->flags & HG_QUIESCED) || mr_raft_role(g->r) != MR_LEADER) continue;
+    if (live_quorum(h, g->r)) continue;
+    host_wake(h, g, 0);
+    host_mark_dirty(h, g);
+    h->st.liveness_wakes++;
+  }
+}
+
 static void node_down(mr_host *h, host_peer *p) {
   p->live = 0;
   h->st.nodes_down++;
   RK_INFO("host", "node %u is down: waking the groups it led", p->node);
+  wake_leaders_without_quorum(h);
   for (size_t i = 0; i < p->quiesced_led.len; i++) {
     host_group *g = index_get(h, p->quiesced_led.v[i]);
     if (g == NULL || g->listed_node != p->node) continue;

@@ -217,7 +217,8 @@ typedef struct mr_host_stats {
   uint64_t entries_persisted;
   uint64_t applies;        /* apply calls */
   uint64_t campaigns;      /* groups that became (pre)candidates */
-  uint64_t liveness_wakes; /* groups woken because their leader's node went down */
+  uint64_t liveness_wakes; /* groups woken by a liveness change: their leader's node went
+                             down, a leader lost its live majority, a follower came back */
   uint64_t nodes_down;     /* peer down transitions */
   uint64_t unknown_group;  /* messages for groups not on this node (dropped) */
   uint64_t misaddressed;   /* from/to not on the frame's nodes: forged or misrouted */

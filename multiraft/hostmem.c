@@ -284,7 +284,8 @@ int mr_hm_settle(mr_hm_cluster *c, int max_rounds) {
       c->head = fr->next;
       if (c->head == NULL) c->tail = NULL;
       mr_hm_node *to = &c->node[fr->f.to_node];
-      if (!to->crashed && !c->node[fr->f.from_node].crashed) {
+      const mr_hm_node *from = &c->node[fr->f.from_node];
+      if (!to->crashed && !from->crashed && !to->isolated && !from->isolated) {
         mr_host_receive(to->h, &fr->f);
         c->frames_delivered++;
       }

@@ -472,6 +472,58 @@ Test(host, a_leader_quiesces_without_a_down_follower_and_catches_it_up_when_it_r
   mr_hm_free(C);
 }
 
+/* A node cut off from the rest (still running): the groups it led had
+ * quiesced, so their cores were not ticked and CheckQuorum could not depose
+ * them; they stayed leaders and took proposals that could never commit.
+ * Once it declares the others down it must wake them, keep them awake, and
+ * let CheckQuorum step them down; after the heal every group works. */
+Test(host, a_cut_off_node_wakes_its_quiesced_leaders_and_they_step_down) {
+  cluster_new(3, 30, 1);
+  elect_all();
+  tick_all(25);
+  const uint32_t cut = 3;
+  static uint8_t led[31];
+  int nled = 0;
+  for (uint64_t g = 1; g <= C->groups; g++) {
+    led[g] = leader_node(g) == cut;
+    nled += led[g];
+    cr_assert(mr_host_group_quiesced(host(cut), g), "group %llu awake", (unsigned long long)g);
+  }
+  cr_assert_gt(nled, 0);
+  uint64_t wakes_before = stats((int)cut).liveness_wakes;
+  C->node[cut].isolated = 1;
+  tick_all(10 + 2); /* it declares both others down */
+  cr_assert(!mr_host_node_live(host(cut), 1) && !mr_host_node_live(host(cut), 2));
+  cr_assert_geq(stats((int)cut).liveness_wakes - wakes_before, (uint64_t)nled);
+  /* CheckQuorum: within two election timeouts of waking, and never
+   * quiescing again as leader meanwhile. */
+  for (int t = 0; t < 2 * 10 + 1; t++) {
+    for (uint64_t g = 1; g <= C->groups; g++) {
+      mr_raft *r = mr_host_group_raft(host(cut), g);
+      if (mr_raft_role(r) == MR_LEADER)
+        cr_assert(!mr_host_group_quiesced(host(cut), g),
+                  "group %llu quiesced as a leader without a live majority", (unsigned long long)g);
+    }
+    tick_all(1);
+  }
+  for (uint64_t g = 1; g <= C->groups; g++) {
+    cr_assert_neq(mr_raft_role(mr_host_group_raft(host(cut), g)), MR_LEADER,
+                  "group %llu: the cut-off node still leads it", (unsigned long long)g);
+    uint32_t ln = leader_node(g);
+    cr_assert(ln != 0 && ln != cut, "group %llu has no leader on the majority side",
+              (unsigned long long)g);
+  }
+  C->node[cut].isolated = 0;
+  tick_all(40);
+  for (uint64_t g = 1; g <= C->groups; g++) {
+    propose(g, "after-heal");
+    settle();
+    tick_all(2);
+    cr_assert(mr_hm_applied_everywhere(C, g, last_index(g)), "group %llu", (unsigned long long)g);
+  }
+  mr_hm_free(C);
+}
+
 /* A quiesced follower's core is not ticked, so its leader lease is frozen;
  * its real lease is node liveness. Run twice: with the leader's node silent
  * for 2 ticks at the voter the lease holds (pre-vote refused, no leader);
