@@ -9,7 +9,8 @@
  *                      |     wake: proposal, read, conf change, campaign,     |
  *                      |     any message (a quiesce-ack response excepted),   |
  *                      |     the leader's node declared down, a leader left   |
- *                      |     without a live majority, a lagging follower back |
+ *                      |     without a live majority (it steps down), a       |
+ *                      |     lagging follower's node back                     |
  *                      +------------------------------------------------------+
  *
  * Orthogonal flags: DIRTY (in h->dirty: maybe has a Ready), IN_FLIGHT (a
@@ -28,6 +29,7 @@
 #include "common/rk_err.h"
 #include "common/rk_log.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -375,8 +377,8 @@ static int live_quorum(const mr_host *h, const mr_raft *r) {
  * CockroachDB does, so a node failure does not keep the groups it followed
  * awake for as long as it is down: such a replica, when its node returns,
  * starts awake, finds no heartbeat, and its campaign message wakes us. But
- * never without a live majority: a leader cut off from one must keep
- * ticking, so CheckQuorum deposes it. */
+ * never without a live majority: such a leader stays awake, so CheckQuorum
+ * deposes it (node_down steps it down anyway; this keeps the rule local). */
 static int leader_may_quiesce(const mr_host *h, const host_group *g) {
   const mr_raft *r = g->r;
   if (g->flags & HG_IN_FLIGHT) return 0;
@@ -435,29 +437,36 @@ static uint64_t first_live_voter(const mr_host *h, const mr_raft *r) {
   return best;
 }
 
-/* A quiesced leader is not ticked, so CheckQuorum cannot depose it: cut off
- * from a majority it would stay leader, and take (and hang) every proposal
- * sent its way, while the others elect a new leader. Wake the quiesced
- * leaders left without a live majority; ticking again, CheckQuorum steps
- * them down within two election timeouts unless a majority answers (and
- * leader_may_quiesce keeps them awake meanwhile). One scan per liveness
+/* Leaders left without a live majority step down at once. A quiesced
+ * leader is not ticked, so CheckQuorum cannot depose it: a node cut off from
+ * the others went on leading the quiesced ranges it led until a proposal
+ * woke one, and each such proposal then waited out the client's request
+ * timeout (one range at a time) while the majority side had long elected
+ * a new leader. An awake leader would be deposed by CheckQuorum too, but
+ * only within two election timeouts; liveness has already shown what
+ * CheckQuorum would find (no frame at all from those nodes for
+ * liveness_ticks). Stepping down is always safe. One scan per liveness
  * change, as in node_up. */
-static void wake_leaders_without_quorum(mr_host *h) {
+static void step_down_leaders_without_quorum(mr_host *h) {
   for (size_t s = 0; s < h->nslots; s++) {
     host_group *g = h->slots[s];
-    if (g == NULL || !(g->flags & HG_QUIESCED) || mr_raft_role(g->r) != MR_LEADER) continue;
-    if (live_quorum(h, g->r)) continue;
+    if (g == NULL || mr_raft_role(g->r) != MR_LEADER || live_quorum(h, g->r)) continue;
     host_wake(h, g, 0);
+    mr_raft_step_down(g->r);
     host_mark_dirty(h, g);
-    h->st.liveness_wakes++;
+    h->st.quorum_stepdowns++;
   }
 }
 
 static void node_down(mr_host *h, host_peer *p) {
   p->live = 0;
   h->st.nodes_down++;
-  RK_INFO("host", "node %u is down: waking the groups it led", p->node);
-  wake_leaders_without_quorum(h);
+  uint64_t before = h->st.quorum_stepdowns;
+  step_down_leaders_without_quorum(h);
+  RK_INFO("host",
+          "node %u is down: waking the groups it led; %" PRIu64
+          " leaders without a live majority step down",
+          p->node, h->st.quorum_stepdowns - before);
   for (size_t i = 0; i < p->quiesced_led.len; i++) {
     host_group *g = index_get(h, p->quiesced_led.v[i]);
     if (g == NULL || g->listed_node != p->node) continue;

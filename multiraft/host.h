@@ -27,7 +27,8 @@
  * and a node not heard from for liveness_ticks is declared down, which wakes
  * ONLY the quiesced groups whose leader is on that node (CockroachDB learned
  * that waking every range on a node failure "can bring a cluster to its
- * knees").
+ * knees"), and steps down the leaders on this node left without a live
+ * majority (a quiesced one is not ticked, so CheckQuorum could not).
  *
  * Replica ids encode their node: node = replica_id >> 32, so routing needs
  * no per-group table (mr_host_replica_id builds one; the low 32 bits tell
@@ -215,13 +216,14 @@ typedef struct mr_host_stats {
   uint64_t hbs_sent;        /* coalesced heartbeat + response entries */
   uint64_t persist_batches; /* persist calls (= WAL syncs) */
   uint64_t entries_persisted;
-  uint64_t applies;        /* apply calls */
-  uint64_t campaigns;      /* groups that became (pre)candidates */
-  uint64_t liveness_wakes; /* groups woken by a liveness change: their leader's node went
-                             down, a leader lost its live majority, a follower came back */
-  uint64_t nodes_down;     /* peer down transitions */
-  uint64_t unknown_group;  /* messages for groups not on this node (dropped) */
-  uint64_t misaddressed;   /* from/to not on the frame's nodes: forged or misrouted */
+  uint64_t applies;          /* apply calls */
+  uint64_t campaigns;        /* groups that became (pre)candidates */
+  uint64_t liveness_wakes;   /* groups woken by a liveness change: their leader's node went
+                               down, or a lagging follower's node came back */
+  uint64_t quorum_stepdowns; /* leaders stepped down: no live majority left */
+  uint64_t nodes_down;       /* peer down transitions */
+  uint64_t unknown_group;    /* messages for groups not on this node (dropped) */
+  uint64_t misaddressed;     /* from/to not on the frame's nodes: forged or misrouted */
 } mr_host_stats;
 
 void mr_host_stats_get(const mr_host *h, mr_host_stats *out);

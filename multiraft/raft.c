@@ -189,6 +189,10 @@ void mr_raft_forget_leader(mr_raft *r) {
   r->lead = 0;
 }
 
+void mr_raft_step_down(mr_raft *r) {
+  if (r->role == MR_LEADER) mr_become_follower(r, r->term, 0);
+}
+
 void mr_bcast_heartbeat(mr_raft *r, uint64_t ctx) {
   RK_ASSERT(r->role == MR_LEADER);
   for (uint8_t i = 0; i < r->n_prs; i++) {

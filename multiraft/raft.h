@@ -300,6 +300,10 @@ void mr_raft_campaign(mr_raft *r);
  * node is down): it then grants (pre-)votes at once instead of waiting out
  * the leader's lease. No-op unless a follower (etcd's ForgetLeader). */
 void mr_raft_forget_leader(mr_raft *r);
+/* A leader steps down, keeping its term (what CheckQuorum does after an
+ * election timeout without a quorum; the host calls it sooner, once node
+ * liveness shows no live majority). No-op unless the leader. */
+void mr_raft_step_down(mr_raft *r);
 /* Host feedback: a snapshot send failed, or a peer is unreachable. */
 void mr_raft_report_snapshot(mr_raft *r, uint64_t to, int failed);
 /* Host feedback: the snapshot to `to` is still moving (the host streams it

@@ -76,6 +76,8 @@ static int metrics_body(node *n, char **body, size_t *len) {
          "Coalesced heartbeat and response entries sent.", hs.hbs_sent);
   metric(&o, "rangekv_raft_nodes_down_total", "counter", "Peer nodes seen going silent.",
          hs.nodes_down);
+  metric(&o, "rangekv_raft_quorum_stepdowns_total", "counter",
+         "Leaders stepped down: no live majority of their replicas' nodes.", hs.quorum_stepdowns);
   metric(&o, "rangekv_wal_bytes_written_total", "counter", "Bytes written to the WAL.",
          ws.bytes_written);
   metric(&o, "rangekv_wal_fsyncs_total", "counter", "WAL fdatasyncs.", ws.fsyncs);

@@ -185,6 +185,29 @@ Test(check_quorum, follower_in_lease_ignores_vote_request) {
 /* The host's node-liveness signal: followers of a dead leader forget it, so a
  * survivor's campaign succeeds at once instead of being refused by the
  * lease (§4.2.3) until the followers' own election timeouts run out. */
+/* What the host does once liveness shows no live majority: the leader
+ * steps down in its term, with nothing committed lost and no vote spent;
+ * a no-op for anyone else; and the group elects again afterwards. */
+Test(check_quorum, step_down_keeps_the_term_and_the_log) {
+  harness *h = cluster(3, 1, 1);
+  cr_assert(h_elect(h, 1));
+  uint64_t term = mr_raft_term(h_raft(h, 1));
+  uint64_t last = mr_raft_last_index(h_raft(h, 1));
+  mr_raft_step_down(h_raft(h, 2)); /* a follower: no-op */
+  cr_assert_eq(mr_raft_role(h_raft(h, 2)), MR_FOLLOWER);
+  cr_assert_eq(mr_raft_lead(h_raft(h, 2)), 1);
+  mr_raft_step_down(h_raft(h, 1));
+  cr_assert_eq(mr_raft_role(h_raft(h, 1)), MR_FOLLOWER);
+  cr_assert_eq(mr_raft_term(h_raft(h, 1)), term);
+  cr_assert_eq(mr_raft_lead(h_raft(h, 1)), 0);
+  cr_assert_eq(mr_raft_last_index(h_raft(h, 1)), last);
+  uint64_t idx = 0;
+  cr_assert_eq(mr_raft_propose(h_raft(h, 1), "x", 1, &idx, NULL), RK_ENOTLEADER);
+  cr_assert(h_elect(h, 2));
+  cr_assert_gt(mr_raft_term(h_raft(h, 2)), term);
+  h_free(h);
+}
+
 Test(check_quorum, forgotten_leader_no_longer_blocks_votes) {
   harness *h = cluster(3, 1, 1);
   cr_assert(h_elect(h, 1));
