@@ -422,20 +422,28 @@ void node_client_tick(node *n) {
   for (size_t i = 0; i < n->table.n; i++) {
     node_range *r = &n->ranges[i];
     if (r->nprops == 0 && r->nreads == 0) continue;
-    /* Writes past their deadline: unknown outcome, the entry may still commit. */
+    int leader = is_leader(n, r);
+    /* Writes past their deadline: unknown outcome, the entry may still
+     * commit. So are the writes of a replica that lost its leadership and
+     * cannot reach a majority (its node cut off): no answer can come
+     * before the network heals, so the client hears it now rather than at
+     * the deadline, and retries elsewhere if it wishes. */
+    int stranded = r->nprops > 0 && !leader && !mr_host_group_live_quorum(n->host, r->desc.id);
     for (size_t k = 0; k < r->nprops;) {
       node_prop *p = &r->props[k];
-      if (p->deadline_ms > now) {
+      if (p->deadline_ms > now && !stranded) {
         k++;
         continue;
       }
-      if (p->conn)
+      if (p->conn && stranded)
+        node_respond_error(n, p->conn, p->req_id, RK_EPROPOSALDROPPED,
+                           "leader cut off from a majority after proposing: outcome unknown", r);
+      else if (p->conn)
         node_respond_error(n, p->conn, p->req_id, RK_ETIMEOUT,
                            "timed out after proposing: outcome unknown", r);
       memmove(p, p + 1, (r->nprops - k - 1) * sizeof *p);
       r->nprops--;
     }
-    int leader = is_leader(n, r);
     for (size_t k = 0; k < r->nreads;) {
       node_read *rd = &r->reads[k];
       int code = RK_OK;
