@@ -445,9 +445,12 @@ static uint64_t first_live_voter(const mr_host *h, const mr_raft *r) {
  * a new leader. An awake leader would be deposed by CheckQuorum too, but
  * only within two election timeouts; liveness has already shown what
  * CheckQuorum would find (no frame at all from those nodes for
- * liveness_ticks). Stepping down is always safe. One scan per liveness
- * change, as in node_up. */
+ * liveness_ticks). Stepping down is always safe. Not with check_quorum
+ * off: that configuration keeps a leader until a higher term deposes it
+ * (the simulator's partition scenario relies on it). One scan per
+ * liveness change, as in node_up. */
 static void step_down_leaders_without_quorum(mr_host *h) {
+  if (!h->cfg.raft.check_quorum) return; /* configured off: leaders stay */
   for (size_t s = 0; s < h->nslots; s++) {
     host_group *g = h->slots[s];
     if (g == NULL || mr_raft_role(g->r) != MR_LEADER || live_quorum(h, g->r)) continue;

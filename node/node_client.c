@@ -3,8 +3,11 @@
  *   request           at a replica that leads the range        elsewhere
  *   PUT / DEL / CAS   propose; answer when the entry applies   RK_ENOTLEADER
  *                     (RK_EPROPOSALDROPPED if another entry     + leader hint
- *                     took its index; RK_ETIMEOUT after the
- *                     request timeout: outcome unknown)
+ *                     took its index, or, outcome unknown, if
+ *                     the replica stepped down cut off from a
+ *                     majority before its entry committed;
+ *                     RK_ETIMEOUT after the request timeout:
+ *                     outcome unknown)
  *   GET / SCAN        ReadIndex; answer once confirmed and     RK_ENOTLEADER
  *                     applied (retried each tick while the     + leader hint
  *                     new leader's no-op is not committed)
@@ -428,14 +431,18 @@ void node_client_tick(node *n) {
      * cannot reach a majority (its node cut off): no answer can come
      * before the network heals, so the client hears it now rather than at
      * the deadline, and retries elsewhere if it wishes. */
-    int stranded = r->nprops > 0 && !leader && !mr_host_group_live_quorum(n->host, r->desc.id);
+    mr_raft *raft = r->nprops > 0 && !leader ? mr_host_group_raft(n->host, r->desc.id) : NULL;
+    int stranded = raft != NULL && !mr_host_group_live_quorum(n->host, r->desc.id);
+    uint64_t commit = stranded ? mr_raft_commit(raft) : 0;
     for (size_t k = 0; k < r->nprops;) {
       node_prop *p = &r->props[k];
-      if (p->deadline_ms > now && !stranded) {
+      /* A committed one applies here soon and gets a definite answer. */
+      int early = stranded && p->index > commit;
+      if (p->deadline_ms > now && !early) {
         k++;
         continue;
       }
-      if (p->conn && stranded)
+      if (p->conn && early)
         node_respond_error(n, p->conn, p->req_id, RK_EPROPOSALDROPPED,
                            "leader cut off from a majority after proposing: outcome unknown", r);
       else if (p->conn)

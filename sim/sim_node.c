@@ -847,16 +847,23 @@ void sim_node_sync_done(sim_world *w, uint32_t node, uint64_t barrier) {
   nd->syncing_ids.len = 0;
 }
 
-void sim_node_tick(sim_world *w, uint32_t node) {
+static void touch_active(sim_world *w, uint32_t node) {
   sim_node *nd = &w->nodes[node];
-  /* The groups this tick reaches: the host's active set. */
   size_t n = mr_host_active_count(nd->host);
   for (size_t i = 0; i < n; i++) {
     uint64_t g = mr_host_active_group(nd->host, i);
     touch_group(w, node, g);
     if (w->awake && g < w->ngroups) w->awake[g] = 1;
   }
-  mr_host_tick(nd->host);
+}
+
+void sim_node_tick(sim_world *w, uint32_t node) {
+  /* The groups this tick reaches: the host's active set, and the groups a
+   * liveness change in the tick woke (a follower whose leader's node went
+   * down, a leader stepped down for want of a live majority). */
+  touch_active(w, node);
+  mr_host_tick(w->nodes[node].host);
+  touch_active(w, node);
 }
 
 void sim_node_recv(sim_world *w, uint32_t node, const sim_frame *f) {

@@ -114,8 +114,8 @@ Test(partition, a_silently_cut_node_is_disconnected_and_catches_up_after_the_hea
    * included (multiraft/host.c, step_down_leaders_without_quorum); before
    * that, a quiesced range stayed led there until a write woke it, and each
    * such write timed out (5 s) in turn: up to six in a row, and the 30 s
-   * ran out. At most one write, taken in the second before node 3 noticed,
-   * should time out now. */
+   * ran out. At most one write, taken just before node 3 noticed, has an
+   * unknown outcome now (answered at the step-down), and is written again. */
   write_keys(c, "during");
   int gave_up[3];
   for (int i = 0; i < 3; i++) {

@@ -182,9 +182,6 @@ Test(check_quorum, follower_in_lease_ignores_vote_request) {
   h_free(h);
 }
 
-/* The host's node-liveness signal: followers of a dead leader forget it, so a
- * survivor's campaign succeeds at once instead of being refused by the
- * lease (§4.2.3) until the followers' own election timeouts run out. */
 /* What the host does once liveness shows no live majority: the leader
  * steps down in its term, with nothing committed lost and no vote spent;
  * a no-op for anyone else; and the group elects again afterwards. */
@@ -208,6 +205,9 @@ Test(check_quorum, step_down_keeps_the_term_and_the_log) {
   h_free(h);
 }
 
+/* The host's node-liveness signal: followers of a dead leader forget it, so a
+ * survivor's campaign succeeds at once instead of being refused by the
+ * lease (§4.2.3) until the followers' own election timeouts run out. */
 Test(check_quorum, forgotten_leader_no_longer_blocks_votes) {
   harness *h = cluster(3, 1, 1);
   cr_assert(h_elect(h, 1));
