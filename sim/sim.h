@@ -81,6 +81,8 @@ typedef struct sim_opts {
   FILE *report;                      /* violation reports (default stderr) */
   const char *history_path;          /* optional: JSON Lines history written here */
   int check_lin;                     /* run the linearizability checker at the end */
+  uint64_t lin_max_states;           /* its per-key search budget; 0 = its default. A key
+                                        left undecided fails the run like a violation */
   /* Idle measurement (--idle): no clients and no faults; once every group
    * has a leader and every replica is quiesced (within liveness_us), the
    * run measures idle_us of simulated time and stops. With idle_crash =

@@ -96,7 +96,10 @@ static void finish(sim_world *w, sim_client *c) {
   c->busy = 0;
   if (w->phase == SIM_PHASE_DONE) return;
   if (w->phase == SIM_PHASE_LIVENESS && c->probe_done) return;
-  uint64_t think = rk_rand_below(&w->work_rng, THINK_MAX_US + 1);
+  /* At least 1 us: the history's intervals are closed, so a call at the
+   * very instant of the previous return would count as concurrent with it
+   * and hide a client missing its own write. */
+  uint64_t think = 1 + rk_rand_below(&w->work_rng, THINK_MAX_US);
   sim_schedule(w, w->now + think, SIM_SRC_CLIENT(c->id), SIM_EV_CLIENT_NEXT, c->id, 0, 0, NULL);
 }
 

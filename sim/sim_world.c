@@ -778,14 +778,18 @@ int sim_run(const sim_opts *o, sim_result *r) {
     sim_violation(w, "liveness", "the event queue ran dry before the liveness phase ended");
   if (!w->stopped && o->check_lin) {
     sim_lin_result lr;
-    int rc = sim_lin_check(&w->hist, NULL, &lr);
+    sim_lin_opts lo;
+    sim_lin_opts_default(&lo);
+    if (o->lin_max_states) lo.max_states_per_key = o->lin_max_states;
+    int rc = sim_lin_check(&w->hist, &lo, &lr);
     if (rc != 0)
       sim_violation(w, "history", "the history does not validate (%d)", rc);
     else if (lr.verdict == SIM_LIN_VIOLATION)
       sim_violation(w, "linearizability", "key %s: %s", lr.key, lr.message);
-    else if (lr.verdict == SIM_LIN_UNKNOWN)
-      fprintf(w->o.report, "sim: seed=%llu linearizability undecided for key %s (state budget)\n",
-              (unsigned long long)o->seed, lr.key);
+    else if (lr.verdict == SIM_LIN_UNKNOWN) /* unproven is not a pass */
+      sim_violation(w, "linearizability",
+                    "key %s: undecided within the checker's search budget (%s)", lr.key,
+                    lr.message);
   }
   if (o->history_path) {
     FILE *f = fopen(o->history_path, "w");

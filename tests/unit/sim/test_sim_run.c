@@ -94,6 +94,22 @@ static uint64_t first_caught(sim_opts *o, uint64_t max, char *inv, size_t n) {
   return 0;
 }
 
+/* A history the checker could not decide is not a pass: with a search
+ * budget of one state per key, seed 1 must fail, naming the budget. */
+Test(sim_run, an_undecided_history_fails_the_run) {
+  sim_opts o;
+  quiet_opts(&o);
+  o.seed = 1;
+  o.lin_max_states = 1;
+  sim_result r;
+  cr_assert_neq(sim_run(&o, &r), 0, "an undecided history passed");
+  cr_assert_str_eq(r.invariant, "linearizability");
+  cr_assert(strstr(r.detail, "undecided") != NULL, "%s", r.detail);
+  o.lin_max_states = 0;
+  cr_assert_eq(sim_run(&o, &r), 0, "seed 1 with the default budget: %s %s", r.invariant, r.detail);
+  fclose(o.report);
+}
+
 Test(sim_bugs, vote_without_uptodate_check_is_caught) {
   NEED_HOOKS();
   sim_opts o;
