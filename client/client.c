@@ -21,7 +21,11 @@
  *      (at most 3 hops in a row, so two nodes pointing at each other cannot
  *      spin);
  *   6. at the deadline: RK_ENOQUORUM if no leader ever took the request
- *      (definite), RK_ETIMEOUT if a read reached a leader that timed out.
+ *      (definite), RK_ETIMEOUT if a read reached a leader that timed out. A
+ *      write is not retried with less than min(100 ms, deadline / 10) left.
+ * A node that took a request and gave no answer is shunned for the range:
+ * not tried, nor reached through a hint or the cached leader, until it
+ * answers or a deadline's time has passed.
  */
 #include "client/rkc_int.h"
 
@@ -173,6 +177,17 @@ static int remaining_ms(uint64_t deadline) {
 }
 
 static int min_int(int a, int b) { return a < b ? a : b; }
+
+/* When a call started now must be answered by (its options' timeout_ms). */
+static uint64_t call_deadline(const rkc_client *c) {
+  return now_ns() + (uint64_t)c->opt.timeout_ms * 1000000u;
+}
+
+/* The least of a deadline a write is retried with: 100 ms, or a tenth of
+ * the whole deadline if that is less. */
+static int min_write_attempt_ms(const rkc_client *c) {
+  return min_int(100, (int)(c->opt.timeout_ms / 10));
+}
 
 static void pause_for(rkc_client *c, uint32_t *backoff, uint64_t deadline) {
   int rem = remaining_ms(deadline);
@@ -361,10 +376,9 @@ static const char *code_detail(const Rangekv__ClientResponse *r) {
  * an unknown outcome does. scan_end/scan_end_len: for OP_SCAN, the caller's
  * end (clamped here to the range's end). */
 static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, const uint8_t *key,
-                  size_t klen, const uint8_t *scan_end, size_t scan_end_len,
+                  size_t klen, const uint8_t *scan_end, size_t scan_end_len, uint64_t deadline,
                   Rangekv__ClientResponse **out) {
   *out = NULL;
-  uint64_t deadline = now_ns() + (uint64_t)c->opt.timeout_ms * 1000000u;
   uint32_t backoff = c->opt.backoff_min_ms;
   uint32_t hint = 0, turn = (uint32_t)rk_splitmix64(&c->rng), failed = 0;
   int saw_unknown = 0, hops = 0;
@@ -392,7 +406,10 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
     rkc_range *r = &c->table.v[rkc_ranges_index(&c->table, key, klen)];
     c->last.range_id = r->id;
     uint32_t shun = r->shunned && now_ns() < r->shunned_until_ns ? r->shunned : 0;
-    if (hint == shun) hint = 0; /* a hint that names the silent node is stale */
+    /* A hint or a cached leader that names the silent node is stale (a
+     * follower inside its election timeout still names it). */
+    if (hint == shun) hint = 0;
+    if (shun != 0 && r->leader == shun) r->leader = 0;
     uint32_t node = hint ? hint : r->leader;
     if (node == 0) { /* no leader known: the replicas in turn, not one that just failed */
       for (uint32_t k = 0; k < r->n_replicas; k++) {
@@ -431,6 +448,9 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
     Rangekv__ClientResponse *resp = NULL;
     int sent = 0;
     int attempt = remaining_ms(deadline);
+    /* A write retried with almost nothing left would come back unknown
+     * from a healthy leader that may well commit it: stop, "not taken". */
+    if (is_write && !first && attempt < min_write_attempt_ms(c)) break;
     if (!is_write) attempt = min_int(attempt, (int)c->opt.read_attempt_ms);
     rc = exchange(c, p, req, attempt, &resp, &sent);
     if (sent) c->last.attempts++;
@@ -443,7 +463,7 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
        * elect), for one request timeout or until it answers again. */
       if (r->leader == node) r->leader = 0;
       r->shunned = node;
-      r->shunned_until_ns = now_ns() + (uint64_t)c->opt.timeout_ms * 1000000u;
+      r->shunned_until_ns = call_deadline(c);
       if (is_write)
         return finish(c, rc, "node %u (%s): %s after sending; the write may or may not apply", node,
                       p->addr, rc == RK_ETIMEOUT ? "no answer" : "connection lost");
@@ -538,7 +558,7 @@ int rkc_put(rkc_client *c, const void *key, size_t klen, const void *val, size_t
   req.key = bin(key, klen);
   req.value = bin(val, vlen);
   Rangekv__ClientResponse *r;
-  rc = routed(c, &req, 1, key, klen, NULL, 0, &r);
+  rc = routed(c, &req, 1, key, klen, NULL, 0, call_deadline(c), &r);
   if (rc == RK_OK) rangekv__client_response__free_unpacked(r, NULL);
   return rc;
 }
@@ -563,7 +583,7 @@ int rkc_get(rkc_client *c, const void *key, size_t klen, rkc_buf *val, int *foun
   req.op = RANGEKV__CLIENT_OP__OP_GET;
   req.key = bin(key, klen);
   Rangekv__ClientResponse *r;
-  rc = routed(c, &req, 0, key, klen, NULL, 0, &r);
+  rc = routed(c, &req, 0, key, klen, NULL, 0, call_deadline(c), &r);
   if (rc != RK_OK) return rc;
   *found = r->found;
   rc = copy_buf(val, r->found ? r->value.data : NULL, r->found ? r->value.len : 0);
@@ -580,7 +600,7 @@ int rkc_del(rkc_client *c, const void *key, size_t klen) {
   req.op = RANGEKV__CLIENT_OP__OP_DEL;
   req.key = bin(key, klen);
   Rangekv__ClientResponse *r;
-  rc = routed(c, &req, 1, key, klen, NULL, 0, &r);
+  rc = routed(c, &req, 1, key, klen, NULL, 0, call_deadline(c), &r);
   if (rc == RK_OK) rangekv__client_response__free_unpacked(r, NULL);
   return rc;
 }
@@ -600,7 +620,7 @@ int rkc_cas(rkc_client *c, const void *key, size_t klen, const void *expected, s
   req.expected_absent = expected == NULL;
   if (expected) req.expected = bin(expected, elen);
   Rangekv__ClientResponse *r;
-  rc = routed(c, &req, 1, key, klen, NULL, 0, &r);
+  rc = routed(c, &req, 1, key, klen, NULL, 0, call_deadline(c), &r);
   if (rc != RK_OK) return rc;
   *swapped = r->swapped;
   rangekv__client_response__free_unpacked(r, NULL);
@@ -641,13 +661,14 @@ int rkc_scan(rkc_client *c, const void *start, size_t slen, const void *end, siz
   if (slen) memcpy(cur, start, slen);
   size_t cap = 0;
   int rc = RK_OK;
+  uint64_t deadline = call_deadline(c); /* one for the whole scan, every range */
   for (;;) {
     Rangekv__ClientRequest req = RANGEKV__CLIENT_REQUEST__INIT;
     req.op = RANGEKV__CLIENT_OP__OP_SCAN;
     req.key = bin(cur, clen);
     req.limit = limit - (uint32_t)out->n;
     Rangekv__ClientResponse *r;
-    rc = routed(c, &req, 0, cur, clen, end, elen, &r);
+    rc = routed(c, &req, 0, cur, clen, end, elen, deadline, &r);
     if (rc != RK_OK) break;
     for (size_t i = 0; i < r->n_kvs && out->n < limit && rc == RK_OK; i++)
       rc = kvs_push(out, &cap, r->kvs[i]);
@@ -715,7 +736,7 @@ int rkc_wait_leaders(rkc_client *c, uint32_t timeout_ms, size_t *led, size_t *to
 int rkc_ranges_get(rkc_client *c, rkc_ranges *out) {
   begin(c);
   memset(out, 0, sizeof *out);
-  uint64_t deadline = now_ns() + (uint64_t)c->opt.timeout_ms * 1000000u;
+  uint64_t deadline = call_deadline(c);
   rkc_ranges_free(&c->table);
   int rc = fetch_table(c, deadline);
   if (rc != RK_OK)
@@ -780,7 +801,7 @@ int rkc_status(rkc_client *c, rkc_node_status **out, size_t *n) {
   begin(c);
   *out = NULL;
   *n = 0;
-  uint64_t deadline = now_ns() + (uint64_t)c->opt.timeout_ms * 1000000u;
+  uint64_t deadline = call_deadline(c);
   rkc_ranges_free(&c->table);
   int rc = fetch_table(c, deadline);
   if (rc != RK_OK)

@@ -134,9 +134,10 @@ static void serve_data(fconn *c, const Rangekv__ClientRequest *q, Rangekv__Clien
   }
   if (fk.leader[ri] != n->id) {
     r->code = RK_ENOTLEADER;
-    if (n->hint && fk.leader[ri]) {
-      r->leader_node = fk.leader[ri];
-      r->leader_addr = fk.nodes[fk.leader[ri] - 1].addr;
+    uint32_t h = n->stale_hint ? n->stale_hint : fk.leader[ri];
+    if (n->hint && h) {
+      r->leader_node = h;
+      r->leader_addr = fk.nodes[h - 1].addr;
     }
     return;
   }
@@ -233,7 +234,10 @@ static int f_send(tp_conn *tc, uint16_t type, const uint8_t *payload, uint32_t l
   rangekv__client_response__init(&r);
   r.id = q->id;
   int data = q->op != RANGEKV__CLIENT_OP__OP_RANGES && q->op != RANGEKV__CLIENT_OP__OP_STATUS;
-  if (data) c->n->data_requests++;
+  if (data) {
+    c->n->data_requests++;
+    fk.last_data_ns = fk.now_ns;
+  }
   Rangekv__NodeStatus st;
   rangekv__node_status__init(&st);
   if (!data) {
@@ -266,10 +270,11 @@ static int f_recv(tp_conn *tc, uint16_t *type, const uint8_t **payload, uint32_t
                   int timeout_ms) {
   fconn *c = (fconn *)tc;
   if (dead(c)) return RK_ECLOSED;
-  if (c->pending == NULL) {
+  if (c->pending == NULL || fk.answer_ms > (uint32_t)timeout_ms) {
     fk.now_ns += (uint64_t)timeout_ms * 1000000u;
-    return RK_ETIMEOUT;
+    return RK_ETIMEOUT; /* an answer still pending arrives late: a stale id */
   }
+  fk.now_ns += (uint64_t)fk.answer_ms * 1000000u;
   free(c->held);
   c->held = c->pending;
   c->pending = NULL;

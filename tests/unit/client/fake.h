@@ -28,7 +28,8 @@ typedef struct fake_node {
   uint32_t id;
   char addr[32];
   fake_mode mode;
-  int hint; /* include the leader hint in ENOTLEADER (default 1) */
+  int hint;            /* include the leader hint in ENOTLEADER (default 1) */
+  uint32_t stale_hint; /* nonzero: the hint names this node, not the leader */
   int data_requests, ranges_requests, opens;
   uint64_t epoch; /* bumped by fake_restart: older connections are dead */
 } fake_node;
@@ -43,6 +44,8 @@ typedef struct fake_cluster {
   char keys[FAKE_KEYS][64], vals[FAKE_KEYS][64];
   int violations; /* scan bounds outside the named range, etc. */
   int requests_total;
+  uint64_t last_data_ns; /* fake clock at the latest data request */
+  uint32_t answer_ms;    /* every answer takes this long (fake clock) */
 } fake_cluster;
 
 extern fake_cluster fk;

@@ -93,10 +93,26 @@ Test(client, no_leader_anywhere_is_a_definite_no_quorum) {
   cr_assert_not(rkc_outcome_unknown(rc));
   cr_assert_not(rkc_last(cl)->outcome_unknown);
   cr_assert_not_null(strstr(rkc_last(cl)->detail, "no leader reachable within the deadline"));
-  /* It kept trying until the deadline, pausing between rounds. */
-  cr_assert_geq(fk.now_ns - t0, 2000ull * 1000000u);
+  /* It kept trying until the deadline (less the last 100 ms, see below),
+   * pausing between rounds. */
+  cr_assert_geq(fk.now_ns - t0, (2000ull - 100) * 1000000u);
   cr_assert_gt(rkc_last(cl)->attempts, 3);
   cr_assert_gt(fk.slept_ms, 0);
+}
+
+/* A write is not sent again with almost nothing of its deadline left: it
+ * would come back RK_ETIMEOUT (unknown) from a healthy new leader that
+ * may well commit it, where the honest answer is "not taken" (and the
+ * node would be shunned for nothing). Retries need 100 ms (a tenth of
+ * the deadline if that is less). */
+Test(client, a_write_is_not_retried_in_the_last_moments_of_its_deadline) {
+  for (int i = 0; i < FAKE_RANGES; i++) fk.leader[i] = 0;
+  uint64_t t0 = fk.now_ns;
+  cr_assert_eq(put_s("9000", "v"), RK_ENOQUORUM);
+  cr_assert_gt(fk.last_data_ns, t0);
+  cr_assert_leq(fk.last_data_ns, t0 + (2000ull - 100) * 1000000u,
+                "a write went out %llu ms before its deadline",
+                (unsigned long long)((t0 + 2000ull * 1000000u - fk.last_data_ns) / 1000000u));
 }
 
 Test(client, every_node_down_is_a_definite_no_quorum) {
@@ -146,6 +162,23 @@ Test(client, a_silent_leader_is_forgotten_after_its_write_times_out) {
   int rc = put_s("1001", "x");
   cr_assert_eq(rc, RK_OK, "%s: %s", rk_errname(rc), rkc_last(cl)->detail);
   cr_assert_eq(rkc_last(cl)->node_id, 2);
+  cr_assert_eq(fk.nodes[0].data_requests, before, "nothing more was sent to the stalled node");
+}
+
+/* A follower that still believes in the stalled leader (the others are
+ * inside their election timeout) names it as the hint: the client must not
+ * go back to it through that hint or its cached leader while it is shunned
+ * (it would wait out another whole deadline for a second unknown write). */
+Test(client, a_stale_hint_does_not_lead_back_to_a_shunned_node) {
+  cr_assert_eq(put_s("1000", "v"), RK_OK); /* caches node 1 as the leader */
+  fk.nodes[0].mode = FAKE_SILENT;
+  fk.leader[fake_range_of("1000")] = 3;
+  fk.nodes[1].stale_hint = 1; /* node 2 still names node 1 */
+  cr_assert_eq(put_s("1000", "w"), RK_ETIMEOUT);
+  int before = fk.nodes[0].data_requests;
+  int rc = put_s("1001", "x");
+  cr_assert_eq(rc, RK_OK, "%s: %s", rk_errname(rc), rkc_last(cl)->detail);
+  cr_assert_eq(rkc_last(cl)->node_id, 3);
   cr_assert_eq(fk.nodes[0].data_requests, before, "nothing more was sent to the stalled node");
 }
 
@@ -239,6 +272,27 @@ Test(client, scan_spans_ranges_in_key_order_and_honours_the_limit) {
   cr_assert_str_eq((const char *)kv.v[7].key.data, "b");
   rkc_kvs_free(&kv);
   cr_assert_eq(fk.violations, 0, "a scan request crossed its range's end");
+}
+
+/* One deadline for the whole scan, not one per range: four ranges whose
+ * answers take 600 ms each do not fit in 2 s. */
+Test(client, a_scan_keeps_one_deadline_across_its_ranges) {
+  const char *keys[] = {"1000", "5000", "9000", "d000"};
+  for (int i = 0; i < 4; i++) cr_assert_eq(put_s(keys[i], "v"), RK_OK);
+  fk.answer_ms = 600;
+  uint64_t t0 = fk.now_ns;
+  rkc_kvs kv;
+  int rc = rkc_scan(cl, "", 0, NULL, 0, 100, &kv);
+  rkc_kvs_free(&kv);
+  cr_assert_eq(rc, RK_ETIMEOUT, "%s: %s", rk_errname(rc), rkc_last(cl)->detail);
+  cr_assert_leq(fk.now_ns - t0, 2000ull * 1000000u, "the scan ran %llu ms",
+                (unsigned long long)((fk.now_ns - t0) / 1000000u));
+  fk.now_ns += 2100ull * 1000000u; /* node 1, silent past a deadline, is no longer shunned */
+  fk.answer_ms = 400;              /* 1.6 s in all: fits */
+  rc = rkc_scan(cl, "", 0, NULL, 0, 100, &kv);
+  cr_assert_eq(rc, RK_OK, "%s: %s", rk_errname(rc), rkc_last(cl)->detail);
+  cr_assert_eq(kv.n, 4);
+  rkc_kvs_free(&kv);
 }
 
 Test(client, status_reports_every_node_and_marks_the_dead_one) {
