@@ -659,11 +659,6 @@ uint64_t mr_host_compact_hint(mr_host *h, uint64_t group) {
   return lead > g->compact_hint ? lead : g->compact_hint;
 }
 
-int mr_host_group_live_quorum(mr_host *h, uint64_t group) {
-  host_group *g = index_get(h, group);
-  return g != NULL && live_quorum(h, g->r);
-}
-
 int mr_host_group_quiesced(mr_host *h, uint64_t group) {
   host_group *g = index_get(h, group);
   return g != NULL && (g->flags & HG_QUIESCED) != 0;

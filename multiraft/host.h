@@ -232,9 +232,6 @@ void mr_host_stats_get(const mr_host *h, mr_host_stats *out);
 size_t mr_host_bytes_per_idle_group(const mr_host *h, uint64_t group);
 /* True if node `node` is considered live (heard from within liveness_ticks). */
 int mr_host_node_live(const mr_host *h, uint32_t node);
-/* Whether the voters of a group on live nodes (this one included) are a
- * majority of each of its voter sets; 0 for an unknown group. */
-int mr_host_group_live_quorum(mr_host *h, uint64_t group);
 /* RK_ASSERTs the host's own invariants (sets agree with flags, index agrees
  * with groups) and every group's core. */
 void mr_host_check_invariants(const mr_host *h);

@@ -3,11 +3,8 @@
  *   request           at a replica that leads the range        elsewhere
  *   PUT / DEL / CAS   propose; answer when the entry applies   RK_ENOTLEADER
  *                     (RK_EPROPOSALDROPPED if another entry     + leader hint
- *                     took its index, or, outcome unknown, if
- *                     the replica stepped down cut off from a
- *                     majority before its entry committed;
- *                     RK_ETIMEOUT after the request timeout:
- *                     outcome unknown)
+ *                     took its index; RK_ETIMEOUT after the
+ *                     request timeout: outcome unknown)
  *   GET / SCAN        ReadIndex; answer once confirmed and     RK_ENOTLEADER
  *                     applied (retried each tick while the     + leader hint
  *                     new leader's no-op is not committed)
@@ -425,32 +422,26 @@ void node_client_tick(node *n) {
   for (size_t i = 0; i < n->table.n; i++) {
     node_range *r = &n->ranges[i];
     if (r->nprops == 0 && r->nreads == 0) continue;
-    int leader = is_leader(n, r);
     /* Writes past their deadline: unknown outcome, the entry may still
-     * commit. So are the writes of a replica that lost its leadership and
-     * cannot reach a majority (its node cut off): no answer can come
-     * before the network heals, so the client hears it now rather than at
-     * the deadline, and retries elsewhere if it wishes. */
-    mr_raft *raft = r->nprops > 0 && !leader ? mr_host_group_raft(n->host, r->desc.id) : NULL;
-    int stranded = raft != NULL && !mr_host_group_live_quorum(n->host, r->desc.id);
-    uint64_t commit = stranded ? mr_raft_commit(raft) : 0;
+     * commit. A replica that lost its leadership keeps its writes until
+     * then too: the new leader usually has the entry and commits it, and
+     * the answer is then definite. (Answering them at once when the node
+     * is cut off from a majority was tried: a blip of silence from one
+     * peer while another was down then turned writes that would have
+     * committed into unknown outcomes.) */
     for (size_t k = 0; k < r->nprops;) {
       node_prop *p = &r->props[k];
-      /* A committed one applies here soon and gets a definite answer. */
-      int early = stranded && p->index > commit;
-      if (p->deadline_ms > now && !early) {
+      if (p->deadline_ms > now) {
         k++;
         continue;
       }
-      if (p->conn && early)
-        node_respond_error(n, p->conn, p->req_id, RK_EPROPOSALDROPPED,
-                           "leader cut off from a majority after proposing: outcome unknown", r);
-      else if (p->conn)
+      if (p->conn)
         node_respond_error(n, p->conn, p->req_id, RK_ETIMEOUT,
                            "timed out after proposing: outcome unknown", r);
       memmove(p, p + 1, (r->nprops - k - 1) * sizeof *p);
       r->nprops--;
     }
+    int leader = is_leader(n, r);
     for (size_t k = 0; k < r->nreads;) {
       node_read *rd = &r->reads[k];
       int code = RK_OK;
