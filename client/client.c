@@ -716,12 +716,17 @@ static int fetch_table(rkc_client *c, uint64_t deadline) {
   return rc == RK_OK ? rc : RK_ENOQUORUM;
 }
 
+static int ranges_get_by(rkc_client *c, rkc_ranges *out, uint64_t deadline);
+
 int rkc_wait_leaders(rkc_client *c, uint32_t timeout_ms, size_t *led, size_t *total) {
   uint64_t until = now_ns() + (uint64_t)timeout_ms * 1000000u;
   *led = *total = 0;
   for (;;) {
     rkc_ranges t;
-    if (rkc_ranges_get(c, &t) == RK_OK) {
+    /* Each poll ends by the wait's own end too (a fetch alone may take
+     * timeout_ms). */
+    uint64_t d = call_deadline(c);
+    if (ranges_get_by(c, &t, d < until ? d : until) == RK_OK) {
       *led = 0;
       *total = t.n;
       for (size_t i = 0; i < t.n; i++) *led += t.v[i].leader != 0;
@@ -733,16 +738,20 @@ int rkc_wait_leaders(rkc_client *c, uint32_t timeout_ms, size_t *led, size_t *to
   }
 }
 
-int rkc_ranges_get(rkc_client *c, rkc_ranges *out) {
+/* rkc_ranges_get by a given deadline. */
+static int ranges_get_by(rkc_client *c, rkc_ranges *out, uint64_t deadline) {
   begin(c);
   memset(out, 0, sizeof *out);
-  uint64_t deadline = call_deadline(c);
   rkc_ranges_free(&c->table);
   int rc = fetch_table(c, deadline);
   if (rc != RK_OK)
     return finish(c, rc, "no node answered the range table within %u ms", c->opt.timeout_ms);
   rc = rkc_ranges_copy(out, &c->table);
   return finish(c, rc, rc ? "copying the table" : NULL);
+}
+
+int rkc_ranges_get(rkc_client *c, rkc_ranges *out) {
+  return ranges_get_by(c, out, call_deadline(c));
 }
 
 /* OP_STATUS and OP_RANGES on one node, into s. */

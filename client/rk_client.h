@@ -195,7 +195,10 @@ typedef struct rkc_node_status {
 } rkc_node_status;
 
 /* OP_STATUS on every node of the table (one entry per node, unreachable ones
- * with err set). RK_ENOQUORUM when no node answered the range table. */
+ * with err set). RK_ENOQUORUM when no node answered the range table. The
+ * exception to "at most the deadline": after the table (within timeout_ms)
+ * each node gets its own connect_timeout_ms + read_attempt_ms, so one dead
+ * node cannot hide the others. */
 int rkc_status(rkc_client *c, rkc_node_status **out, size_t *n);
 
 /* Splits "a:1,b:2" into at most cap addresses written to addrs (each

@@ -343,6 +343,13 @@ Test(client, wait_leaders_returns_once_every_range_is_led_and_times_out_otherwis
   cr_assert_eq(rkc_wait_leaders(cl, 300, &led, &total), RK_OK);
   cr_assert_eq(led, FAKE_RANGES);
   cr_assert_lt(fk.now_ns - t0, 300ull * 1000000u);
+  /* Every node down: the wait still ends by its own bound, not by the
+   * range-table fetch's (the client's 2 s deadline). */
+  for (int i = 0; i < FAKE_NODES; i++) fk.nodes[i].mode = FAKE_DOWN;
+  t0 = fk.now_ns;
+  cr_assert_eq(rkc_wait_leaders(cl, 300, &led, &total), RK_ETIMEOUT);
+  cr_assert_leq(fk.now_ns - t0, 310ull * 1000000u, "waited %llu ms",
+                (unsigned long long)((fk.now_ns - t0) / 1000000u));
 }
 
 Test(client, wrong_cluster_is_refused) {
