@@ -22,10 +22,11 @@
  *      spin);
  *   6. at the deadline: RK_ENOQUORUM if no leader ever took the request
  *      (definite), RK_ETIMEOUT if a read reached a leader that timed out. A
- *      write is not retried with less than min(100 ms, deadline / 10) left.
+ *      write is not sent again with less than min(100 ms, deadline / 10) left.
  * A node that took a request and gave no answer is shunned for the range:
  * not tried, nor reached through a hint or the cached leader, until it
- * answers or a deadline's time has passed.
+ * answers, a deadline's time has passed, or every other replica names it
+ * as the leader in one call (it was slow, not gone).
  */
 #include "client/rkc_int.h"
 
@@ -382,6 +383,7 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
   uint32_t backoff = c->opt.backoff_min_ms;
   uint32_t hint = 0, turn = (uint32_t)rk_splitmix64(&c->rng), failed = 0;
   int saw_unknown = 0, hops = 0;
+  uint64_t named_shunned = 0; /* nodes (bit id - 1) that named the shunned node leader */
   char why[120] = "";
   for (int first = 1;; first = 0) {
     if (!first) {
@@ -448,9 +450,10 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
     Rangekv__ClientResponse *resp = NULL;
     int sent = 0;
     int attempt = remaining_ms(deadline);
-    /* A write retried with almost nothing left would come back unknown
-     * from a healthy leader that may well commit it: stop, "not taken". */
-    if (is_write && !first && attempt < min_write_attempt_ms(c)) break;
+    /* A write sent again with almost nothing left may well be committed
+     * by the leader it reaches, yet come back as a timeout (unknown) and
+     * shun that leader: stop instead, "not taken". */
+    if (is_write && c->last.attempts > 0 && attempt < min_write_attempt_ms(c)) break;
     if (!is_write) attempt = min_int(attempt, (int)c->opt.read_attempt_ms);
     rc = exchange(c, p, req, attempt, &resp, &sent);
     if (sent) c->last.attempts++;
@@ -483,6 +486,14 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
     case RKC_REDIRECT: {
       uint32_t h = resp->leader_node;
       learn_addr(c, h, resp->leader_addr);
+      if (h != 0 && h == r->shunned && node >= 1 && node <= 64) {
+        /* Every other replica names the shunned node: it leads after all
+         * (it was slow, not gone), so it is tried again. */
+        named_shunned |= UINT64_C(1) << (node - 1);
+        uint32_t naming = 0;
+        for (uint64_t m = named_shunned; m != 0; m &= m - 1) naming++;
+        if (naming + 1 >= r->n_replicas) r->shunned = 0;
+      }
       if (h != 0 && h != node) {
         r->leader = h;
         hint = h;
@@ -661,14 +672,15 @@ int rkc_scan(rkc_client *c, const void *start, size_t slen, const void *end, siz
   if (slen) memcpy(cur, start, slen);
   size_t cap = 0;
   int rc = RK_OK;
-  uint64_t deadline = call_deadline(c); /* one for the whole scan, every range */
   for (;;) {
     Rangekv__ClientRequest req = RANGEKV__CLIENT_REQUEST__INIT;
     req.op = RANGEKV__CLIENT_OP__OP_SCAN;
     req.key = bin(cur, clen);
     req.limit = limit - (uint32_t)out->n;
     Rangekv__ClientResponse *r;
-    rc = routed(c, &req, 0, cur, clen, end, elen, deadline, &r);
+    /* Each part (a range, or a page resumed within one) has its own
+     * deadline: a scan of many ranges or pages may take longer in all. */
+    rc = routed(c, &req, 0, cur, clen, end, elen, call_deadline(c), &r);
     if (rc != RK_OK) break;
     for (size_t i = 0; i < r->n_kvs && out->n < limit && rc == RK_OK; i++)
       rc = kvs_push(out, &cap, r->kvs[i]);
@@ -733,8 +745,9 @@ int rkc_wait_leaders(rkc_client *c, uint32_t timeout_ms, size_t *led, size_t *to
       rkc_ranges_free(&t);
       if (*total > 0 && *led == *total) return RK_OK;
     }
-    if (now_ns() >= until) return RK_ETIMEOUT;
-    rkc_ops_->sleep_ms(50);
+    int left = remaining_ms(until);
+    if (left <= 0) return RK_ETIMEOUT;
+    rkc_ops_->sleep_ms(left < 50 ? (uint32_t)left : 50);
   }
 }
 

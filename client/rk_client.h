@@ -36,7 +36,10 @@
  *
  * Threads: thread-compatible. One rkc_client per thread; distinct clients
  * share nothing. Calls block for at most the deadline (plus one connect
- * attempt's slack in the worst case).
+ * attempt's slack in the worst case); a scan applies it to each part (one
+ * per range or resumed page). A write is not sent again with less than
+ * min(100 ms, timeout_ms / 10) of its deadline left (RK_ENOQUORUM: not
+ * taken).
  *
  * Ownership: the library copies every argument it keeps. Buffers it returns
  * (rkc_buf, rkc_kvs, rkc_ranges, rkc_node_status arrays) belong to the caller
