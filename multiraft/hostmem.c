@@ -285,7 +285,7 @@ int mr_hm_settle(mr_hm_cluster *c, int max_rounds) {
       if (c->head == NULL) c->tail = NULL;
       mr_hm_node *to = &c->node[fr->f.to_node];
       const mr_hm_node *from = &c->node[fr->f.from_node];
-      if (!to->crashed && !from->crashed && !to->isolated && !from->isolated) {
+      if (!to->crashed && !from->crashed && !to->isolated && !from->isolated && !to->deaf) {
         mr_host_receive(to->h, &fr->f);
         c->frames_delivered++;
       }

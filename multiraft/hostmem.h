@@ -31,6 +31,7 @@ typedef struct mr_hm_node {
   int crashed;       /* no ticks, no turns, frames to and from it dropped */
   int isolated;      /* ticks and turns, but frames to and from it dropped
                         (mr_hm_applied_everywhere then waits for it too) */
+  int deaf;          /* frames to it dropped, its own delivered (one-way cut) */
   int persist_fail;  /* persist completes with RK_EIO */
   int defer_persist; /* persist batches wait for mr_hm_complete_deferred */
   uint64_t turn;

@@ -520,6 +520,49 @@ Test(host, a_cut_off_node_steps_down_the_leaders_it_can_no_longer_back) {
   mr_hm_free(C);
 }
 
+/* A one-way cut: node 3 hears nothing, but the others still hear it. It
+ * declares them down and steps down from the ranges it led, while they,
+ * hearing its frames, keep it live and sit quiesced under it. Its own
+ * campaign messages must wake them, so they elect one of themselves; no
+ * range may stay leaderless. */
+Test(host, a_deaf_leader_steps_down_and_the_others_elect) {
+  cluster_new(3, 30, 1);
+  elect_all();
+  tick_all(25);
+  const uint32_t deaf = 3;
+  static uint8_t led[31];
+  int nled = 0;
+  for (uint64_t g = 1; g <= C->groups; g++) {
+    led[g] = leader_node(g) == deaf;
+    nled += led[g];
+  }
+  cr_assert_gt(nled, 0);
+  C->node[deaf].deaf = 1;
+  tick_all(11);
+  cr_assert(!mr_host_node_live(host(deaf), 1) && !mr_host_node_live(host(deaf), 2));
+  cr_assert(mr_host_node_live(host(1), deaf) && mr_host_node_live(host(2), deaf));
+  cr_assert_eq(stats((int)deaf).quorum_stepdowns, (uint64_t)nled);
+  /* Within a few election timeouts every range it led is led by 1 or 2. */
+  int t = 0;
+  for (; t < 100; t++) {
+    int all = 1;
+    for (uint64_t g = 1; g <= C->groups && all; g++) {
+      if (!led[g]) continue;
+      int ok = 0;
+      for (uint32_t i = 1; i <= 2; i++) {
+        mr_raft *r = mr_host_group_raft(host(i), g);
+        ok |= r != NULL && mr_raft_role(r) == MR_LEADER;
+      }
+      all = ok;
+    }
+    if (all) break;
+    tick_all(1);
+  }
+  cr_assert_lt(t, 100, "a range the deaf node led has no leader among the others");
+  cr_log_info("one-way cut: %d ranges re-elected within %d ticks", nled, t);
+  mr_hm_free(C);
+}
+
 /* A quiesced follower's core is not ticked, so its leader lease is frozen;
  * its real lease is node liveness. Run twice: with the leader's node silent
  * for 2 ticks at the voter the lease holds (pre-vote refused, no leader);
