@@ -537,6 +537,9 @@ int mr_host_new(mr_host **out, const mr_host_config *cfg, const mr_host_io *io, 
   if (cfg->node_id == 0 || cfg->node_id >= HOST_MAX_NODE) return RK_EINVAL;
   if (io->storage == NULL || io->persist == NULL || io->send == NULL || io->apply == NULL)
     return RK_EINVAL;
+  /* Declaring a peer down steps leaders down (CheckQuorum's rule): never
+   * on a shorter silence than CheckQuorum's own. */
+  if (cfg->liveness_ticks != 0 && cfg->liveness_ticks < cfg->raft.election_tick) return RK_EINVAL;
   mr_host *h = calloc(1, sizeof *h);
   if (h == NULL) return RK_ENOMEM;
   h->cfg = *cfg;

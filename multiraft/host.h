@@ -144,7 +144,8 @@ typedef struct mr_host_config {
   mr_config raft;          /* template for every group (id is set per group) */
   uint8_t quiesce;         /* enable quiescence */
   uint32_t quiesce_after;  /* idle ticks before a leader quiesces */
-  uint32_t liveness_ticks; /* a peer silent this long is down; 0 = raft.election_tick */
+  uint32_t liveness_ticks; /* a peer silent this long is down; 0 = raft.election_tick,
+                              else at least that (RK_EINVAL) */
 } mr_host_config;
 
 void mr_host_config_default(mr_host_config *cfg, uint32_t node_id);

@@ -208,6 +208,7 @@ int mr_hm_new(mr_hm_cluster **out, int n, uint64_t groups, const mr_hm_opts *o) 
     mr_host_config_default(&cfg, nd->id);
     cfg.quiesce = (uint8_t)o->quiesce;
     if (o->election_tick) cfg.raft.election_tick = o->election_tick;
+    cfg.liveness_ticks = o->liveness_ticks;
     mr_host_io io = {.ctx = nd,
                      .storage = io_storage,
                      .persist = io_persist,

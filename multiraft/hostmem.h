@@ -62,7 +62,8 @@ struct mr_hm_cluster {
 /* Tunables applied to every host's config before creation. */
 typedef struct mr_hm_opts {
   int quiesce;
-  uint32_t election_tick; /* 0 = default */
+  uint32_t election_tick;  /* 0 = default */
+  uint32_t liveness_ticks; /* 0 = the host's default (the election tick) */
   uint64_t seed;
 } mr_hm_opts;
 

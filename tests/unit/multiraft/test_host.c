@@ -520,6 +520,21 @@ Test(host, a_cut_off_node_steps_down_the_leaders_it_can_no_longer_back) {
   mr_hm_free(C);
 }
 
+/* Declaring a peer down steps leaders down, so liveness may not be
+ * stricter than CheckQuorum: a liveness timeout under the election timeout
+ * is refused; equal or longer is taken. */
+Test(host, liveness_shorter_than_the_election_timeout_is_refused) {
+  mr_hm_opts o = {.quiesce = 1, .seed = 1, .election_tick = 10, .liveness_ticks = 9};
+  mr_hm_cluster *c = NULL;
+  cr_assert_eq(mr_hm_new(&c, 3, 1, &o), RK_EINVAL);
+  o.liveness_ticks = 10;
+  cr_assert_eq(mr_hm_new(&c, 3, 1, &o), RK_OK);
+  mr_hm_free(c);
+  o.liveness_ticks = 30;
+  cr_assert_eq(mr_hm_new(&c, 3, 1, &o), RK_OK);
+  mr_hm_free(c);
+}
+
 /* A one-way cut: node 3 hears nothing, but the others still hear it. It
  * declares them down and steps down from the ranges it led, while they,
  * hearing its frames, keep it live and sit quiesced under it. Its own
