@@ -49,7 +49,7 @@ typedef struct eng_wal_options {
   uint64_t node_id;         /* != 0 */
   uint64_t segment_bytes;   /* preallocated size of a segment file (default 64 MiB) */
   uint32_t max_entry_bytes; /* larger payloads -> RK_ETOOLARGE (default 8 MiB) */
-  uint64_t max_batch_bytes; /* a batch is sealed at this size (default 4 MiB); one
+  uint64_t max_batch_bytes; /* a batch is sealed at this size (default 16 MiB); one
                                append must fit in one batch */
   uint64_t batch_window_us; /* 0 (default): a batch goes to disk as soon as the
                                previous one is durable; W > 0: an idle WAL also
