@@ -26,6 +26,13 @@ static void propose(uint64_t g, const char *val) { cr_assert_eq(mr_hm_propose(C,
 static uint64_t last_index(uint64_t g) {
   return mr_raft_last_index(mr_host_group_raft(host(leader_node(g)), g));
 }
+/* n nodes, `groups` groups, quiescence on: elected, then idle until every
+ * group has quiesced. */
+static void quiesced_cluster(int n, uint64_t groups) {
+  cluster_new(n, groups, 1);
+  elect_all();
+  tick_all(25);
+}
 static uint64_t first_group_led_by(uint32_t node) {
   for (uint64_t g = 1; g <= C->groups; g++)
     if (leader_node(g) == node) return g;
@@ -210,9 +217,7 @@ Test(host, read_index_wakes_and_completes) {
 }
 
 Test(host, node_down_wakes_only_the_groups_it_led) {
-  cluster_new(5, 200, 1);
-  elect_all();
-  tick_all(25);
+  quiesced_cluster(5, 200);
   const uint32_t dead = 2;
   uint64_t led_by_dead = 0, followers_to_wake = 0;
   static uint64_t term_before[201];
@@ -417,9 +422,7 @@ Test(host, idle_group_memory_budget) {
  * leader (else a network slower than a tick keeps every group awake). A
  * higher term or a read round does wake it. */
 Test(host, a_quiesced_leader_ignores_a_late_plain_heartbeat_response) {
-  cluster_new(3, 3, 1);
-  elect_all();
-  tick_all(25);
+  quiesced_cluster(3, 3);
   const uint64_t g = 1;
   uint32_t ln = leader_node(g);
   uint32_t fn = replica_node(g, 0) != ln ? replica_node(g, 0) : replica_node(g, 1);
@@ -446,9 +449,7 @@ Test(host, a_quiesced_leader_ignores_a_late_plain_heartbeat_response) {
  * declared down is left out), and when that node is heard from again the
  * leader wakes and catches the lagging replica up. */
 Test(host, a_leader_quiesces_without_a_down_follower_and_catches_it_up_when_it_returns) {
-  cluster_new(3, 6, 1);
-  elect_all();
-  tick_all(25);
+  quiesced_cluster(3, 6);
   const uint32_t down = 3;
   uint64_t g = 0;
   for (uint64_t i = 1; i <= C->groups && g == 0; i++)
@@ -479,9 +480,7 @@ Test(host, a_leader_quiesces_without_a_down_follower_and_catches_it_up_when_it_r
  * down at once (and none may quiesce as leader); the majority side elects;
  * after the heal every group works. */
 Test(host, a_cut_off_node_steps_down_the_leaders_it_can_no_longer_back) {
-  cluster_new(3, 30, 1);
-  elect_all();
-  tick_all(25);
+  quiesced_cluster(3, 30);
   const uint32_t cut = 3;
   int nled = 0;
   for (uint64_t g = 1; g <= C->groups; g++) {
@@ -541,9 +540,7 @@ Test(host, liveness_shorter_than_the_election_timeout_is_refused) {
  * campaign messages must wake them, so they elect one of themselves; no
  * range may stay leaderless. */
 Test(host, a_deaf_leader_steps_down_and_the_others_elect) {
-  cluster_new(3, 30, 1);
-  elect_all();
-  tick_all(25);
+  quiesced_cluster(3, 30);
   const uint32_t deaf = 3;
   static uint8_t led[31];
   int nled = 0;
@@ -584,9 +581,7 @@ Test(host, a_deaf_leader_steps_down_and_the_others_elect) {
  * silent for 6 ticks (over half the liveness timeout, though not yet
  * declared down there) the voter forgets the leader and the orphan elects. */
 static uint32_t vote_after_silence(int voter_ticks) {
-  cluster_new(3, 3, 1);
-  elect_all();
-  tick_all(25);
+  quiesced_cluster(3, 3);
   const uint64_t g = 1;
   uint32_t lead = leader_node(g), a = 0, b = 0;
   for (int k = 0; k < 3; k++) {
