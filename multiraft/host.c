@@ -47,11 +47,10 @@ typedef struct host_group {
   uint64_t id;
   mr_raft *r;
   mr_storage st;
-  uint32_t active_idx;    /* position in h->active, HG_NOT_ACTIVE if quiesced */
-  uint32_t idle_ticks;    /* ticks since the last proposal, read or commit */
-  uint16_t pending_reads; /* leader: ReadIndex barriers not yet answered */
-  uint32_t listed_node;   /* follower: the peer whose quiesced_led lists us (0 = none) */
-  uint64_t compact_hint;  /* follower: the largest mr_host_hb.compact heard */
+  uint32_t active_idx;   /* position in h->active, HG_NOT_ACTIVE if quiesced */
+  uint32_t idle_ticks;   /* ticks since the last proposal, read or commit */
+  uint32_t listed_node;  /* follower: the peer whose quiesced_led lists us (0 = none) */
+  uint64_t compact_hint; /* follower: the largest mr_host_hb.compact heard */
   uint8_t flags;
   uint8_t last_role;
 } host_group;
@@ -382,7 +381,9 @@ static int live_quorum(const mr_host *h, const mr_raft *r) {
 static int leader_may_quiesce(const mr_host *h, const host_group *g) {
   const mr_raft *r = g->r;
   if (g->flags & HG_IN_FLIGHT) return 0;
-  if (g->idle_ticks < h->cfg.quiesce_after || g->pending_reads != 0) return 0;
+  /* Reads still in the core (a Ready in flight is excluded above): a
+   * quiesced leader would stop the heartbeat rounds that confirm them. */
+  if (g->idle_ticks < h->cfg.quiesce_after || mr_raft_pending_reads(r) != 0) return 0;
   if (mr_raft_transferee(r) != 0) return 0;
   uint64_t last = mr_raft_last_index(r);
   if (mr_raft_commit(r) != last || mr_raft_applied(r) != last) return 0;
@@ -837,10 +838,7 @@ int mr_host_read(mr_host *h, uint64_t group, uint64_t read_ctx) {
   if (g == NULL) return RK_EUNKNOWNRANGE;
   host_wake(h, g, 1);
   host_mark_dirty(h, g);
-  int rc = mr_raft_read_index(g->r, read_ctx);
-  if (rc == RK_OK && mr_raft_role(g->r) == MR_LEADER && g->pending_reads < UINT16_MAX)
-    g->pending_reads++;
-  return rc;
+  return mr_raft_read_index(g->r, read_ctx);
 }
 
 int mr_host_conf_change(mr_host *h, uint64_t group, const mr_conf_change *cc, uint64_t *index) {
@@ -933,7 +931,6 @@ static host_batch *host_collect(mr_host *h) {
     if ((rd->role == MR_PRECANDIDATE || rd->role == MR_CANDIDATE) &&
         g->last_role != MR_PRECANDIDATE && g->last_role != MR_CANDIDATE)
       h->st.campaigns++;
-    if (g->last_role == MR_LEADER && rd->role != MR_LEADER) g->pending_reads = 0;
     g->last_role = rd->role;
     if (rd->entries.len > 0 || rd->committed.len > 0) g->idle_ticks = 0;
     queue_msgs(h, g, rd, 0);
@@ -1072,7 +1069,6 @@ int mr_host_turn(mr_host *h) {
     for (size_t k = 0; k < pd->rd.n_reads; k++) {
       if (h->io.read_ready)
         h->io.read_ready(h->io.ctx, g->id, pd->rd.reads[k].ctx, pd->rd.reads[k].index);
-      if (g->pending_reads > 0) g->pending_reads--;
     }
     mr_raft_advance(g->r, &pd->rd);
     g->flags &= (uint8_t)~HG_IN_FLIGHT;
@@ -1113,6 +1109,8 @@ void mr_host_check_invariants(const mr_host *h) {
     if (g->flags & HG_QUIESCED) {
       quiesced++;
       RK_ASSERT(g->active_idx == HG_NOT_ACTIVE);
+      /* nothing would ever confirm or deliver them */
+      RK_ASSERT(mr_raft_role(g->r) != MR_LEADER || mr_raft_pending_reads(g->r) == 0);
     } else {
       RK_ASSERT(g->active_idx < h->active.len && h->active.v[g->active_idx] == g);
     }

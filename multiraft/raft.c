@@ -621,6 +621,7 @@ uint64_t mr_raft_vote(const mr_raft *r) { return r->vote; }
 uint64_t mr_raft_lead(const mr_raft *r) { return r->lead; }
 uint64_t mr_raft_commit(const mr_raft *r) { return r->commit; }
 uint64_t mr_raft_applied(const mr_raft *r) { return r->applied; }
+uint32_t mr_raft_pending_reads(const mr_raft *r) { return r->n_reqs + r->n_reads; }
 uint64_t mr_raft_last_index(const mr_raft *r) { return mr_log_last(r); }
 uint64_t mr_raft_first_index(const mr_raft *r) { return mr_log_first(r); }
 const mr_snapshot *mr_raft_pending_snapshot(const mr_raft *r) { return r->unstable_snap; }

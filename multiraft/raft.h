@@ -338,6 +338,10 @@ uint64_t mr_raft_vote(const mr_raft *r);
 uint64_t mr_raft_lead(const mr_raft *r);
 uint64_t mr_raft_commit(const mr_raft *r);
 uint64_t mr_raft_applied(const mr_raft *r);
+/* ReadIndex work still held by the core: requests awaiting a quorum's
+ * confirmation (a leader's, its followers' forwarded ones included) plus
+ * confirmed reads awaiting their apply. */
+uint32_t mr_raft_pending_reads(const mr_raft *r);
 uint64_t mr_raft_last_index(const mr_raft *r);
 uint64_t mr_raft_first_index(const mr_raft *r);
 /* The snapshot the core accepted and has not yet seen installed
