@@ -211,10 +211,17 @@ static uint8_t *dup_bytes(const ProtobufCBinaryData *b) {
   return p;
 }
 
-/* Issues (or re-issues) the ReadIndex of rd; 1 when accepted. */
+/* The core's current term for r (0 without a local replica). */
+static uint64_t range_term(node *n, const node_range *r) {
+  mr_raft *raft = mr_host_group_raft(n->host, r->desc.id);
+  return raft != NULL ? mr_raft_term(raft) : 0;
+}
+
+/* Issues (or re-issues) the ReadIndex of rd: RK_OK when the core took it. */
 static int issue_read(node *n, node_range *r, node_read *rd) {
   int rc = mr_host_read(n->host, r->desc.id, rd->ctx);
   rd->issued = rc == RK_OK;
+  rd->issued_term = range_term(n, r);
   return rc;
 }
 
@@ -449,8 +456,8 @@ void node_client_tick(node *n) {
         code = RK_ENOTLEADER;
       else if (rd->deadline_ms <= now)
         code = RK_ETIMEOUT;
-      else if (!rd->issued)
-        (void)issue_read(n, r, rd);
+      else if (!rd->issued || rd->issued_term != range_term(n, r))
+        (void)issue_read(n, r, rd); /* never issued, or dropped by a term change */
       if (code == RK_OK) {
         k++;
         continue;

@@ -87,8 +87,10 @@ typedef struct node_read {
   uint64_t conn, req_id;
   uint64_t ctx; /* our ReadIndex context, unique per node */
   uint64_t deadline_ms;
-  int issued; /* ReadIndex accepted by the core (else retried each tick) */
-  int op;     /* RANGEKV__CLIENT_OP__OP_GET / OP_SCAN */
+  int issued;           /* ReadIndex accepted by the core (else retried each tick) */
+  uint64_t issued_term; /* ... in this term: a leader deposed and re-elected since
+                           dropped it, and it is issued again */
+  int op;               /* RANGEKV__CLIENT_OP__OP_GET / OP_SCAN */
   uint8_t *key, *end;
   size_t klen, elen;
   uint32_t limit;
