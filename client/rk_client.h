@@ -121,8 +121,11 @@ typedef struct rkc_kvs {
 void rkc_kvs_free(rkc_kvs *k);
 
 /* Keys in [start, end) in key order, at most limit (0: 1000). end_len 0 =
- * to the end of the key space. Each range is read linearizably on its own;
- * the concatenation is not one atomic snapshot across ranges. */
+ * to the end of the key space. Each part (a range, or a page of a large
+ * range resumed after the node's 4 MiB / 10,000-row cut) is one
+ * linearizable read taken after the call began, so every write
+ * acknowledged before it is seen; the concatenation is not one atomic
+ * snapshot across parts. */
 int rkc_scan(rkc_client *c, const void *start, size_t slen, const void *end, size_t elen,
              uint32_t limit, rkc_kvs *out);
 
