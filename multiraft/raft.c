@@ -546,6 +546,10 @@ void mr_after_advance(mr_raft *r) {
   if (r->role != MR_LEADER) return;
   mr_update_self_match(r);
   if (mr_maybe_commit(r)) mr_bcast_append(r);
+  /* An applied configuration change may have shrunk the quorum: reads
+   * pending under the old one are judged by the new (a leader left as
+   * the only voter has nobody to answer another round). */
+  mr_ro_advance(r);
   /* joint consensus with auto leave: propose the leave once the enter applied */
   if (r->auto_leave && r->pending_conf_index <= r->applied && r->transferee == 0) {
     mr_conf_change leave = {.transition = MR_CC_AUTO, .n = 0};

@@ -32,6 +32,33 @@ static void assert_commits(harness *h, uint64_t leader) {
   cr_assert_geq(mr_raft_commit(h_raft(h, leader)), idx);
 }
 
+static int drop_heartbeat_resps(harness *h, mr_msg *m, void *arg) {
+  (void)h;
+  (void)arg;
+  return m->type != MR_MSG_HEARTBEAT_RESP;
+}
+
+/* A ReadIndex pending when the configuration shrinks is judged again by
+ * the new configuration: here the leader is left as the only voter, and
+ * with no follower left to answer a heartbeat round, nothing else would
+ * ever confirm it. */
+Test(membership, a_read_pending_across_a_shrink_is_confirmed_by_the_new_configuration) {
+  h_opts o;
+  harness *h = cluster(2, &o);
+  cr_assert(h_elect(h, 1));
+  h_set_filter(h, drop_heartbeat_resps, NULL); /* no read round completes */
+  cr_assert_eq(mr_raft_read_index(h_raft(h, 1), 77), RK_OK);
+  h_deliver_all(h);
+  cr_assert_eq(h->nodes[1].n_reads, 0, "confirmed without node 2's answer");
+  cr_assert_eq(change(h, 1, MR_CC_AUTO, MR_CC_REMOVE, 2), RK_OK); /* appends still flow */
+  h_deliver_all(h);
+  cr_assert_eq(flags_at(h, 1, 2), 0, "node 2 was not removed");
+  cr_assert_eq(h->nodes[1].n_reads, 1, "the pending read was never confirmed");
+  cr_assert_eq(h->nodes[1].reads[0].ctx, 77);
+  h_set_filter(h, NULL, NULL);
+  h_free(h);
+}
+
 Test(membership, learner_catches_up_but_does_not_count) {
   h_opts o;
   harness *h = cluster(3, &o);
