@@ -5,6 +5,7 @@
 #include "common/rk_err.h"
 
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -285,6 +286,15 @@ int h_propose(harness *h, uint64_t id, const char *s) {
 void h_set_filter(harness *h, h_filter_fn f, void *arg) {
   h->filter = f;
   h->filter_arg = arg;
+}
+
+static int drop_type(harness *h, mr_msg *m, void *arg) {
+  (void)h;
+  return m->type != (mr_msg_type)(uintptr_t)arg;
+}
+
+void h_drop_type(harness *h, mr_msg_type type) {
+  h_set_filter(h, drop_type, (void *)(uintptr_t)type);
 }
 
 uint64_t h_leader(harness *h) {

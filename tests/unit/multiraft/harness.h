@@ -101,6 +101,8 @@ void h_crash(harness *h, uint64_t id);
 void h_restart(harness *h, uint64_t id);
 int h_propose(harness *h, uint64_t id, const char *s);
 void h_set_filter(harness *h, h_filter_fn f, void *arg);
+/* From now on every message of this type is dropped (h_set_filter). */
+void h_drop_type(harness *h, mr_msg_type type);
 /* The live leader with the highest term, 0 if none. */
 uint64_t h_leader(harness *h);
 /* Drops every queued message. */

@@ -32,12 +32,6 @@ static void assert_commits(harness *h, uint64_t leader) {
   cr_assert_geq(mr_raft_commit(h_raft(h, leader)), idx);
 }
 
-static int drop_heartbeat_resps(harness *h, mr_msg *m, void *arg) {
-  (void)h;
-  (void)arg;
-  return m->type != MR_MSG_HEARTBEAT_RESP;
-}
-
 /* A ReadIndex pending when the configuration shrinks is judged again by
  * the new configuration: here the leader is left as the only voter, and
  * with no follower left to answer a heartbeat round, nothing else would
@@ -46,7 +40,7 @@ Test(membership, a_read_pending_across_a_shrink_is_confirmed_by_the_new_configur
   h_opts o;
   harness *h = cluster(2, &o);
   cr_assert(h_elect(h, 1));
-  h_set_filter(h, drop_heartbeat_resps, NULL); /* no read round completes */
+  h_drop_type(h, MR_MSG_HEARTBEAT_RESP); /* no read round completes */
   cr_assert_eq(mr_raft_read_index(h_raft(h, 1), 77), RK_OK);
   h_deliver_all(h);
   cr_assert_eq(h->nodes[1].n_reads, 0, "confirmed without node 2's answer");
@@ -160,16 +154,10 @@ Test(membership, one_change_in_flight) {
   h_free(h);
 }
 
-static int drop_app_resp(harness *h, mr_msg *m, void *arg) {
-  (void)h;
-  (void)arg;
-  return m->type != MR_MSG_APP_RESP;
-}
-
 Test(membership, conf_change_waits_for_the_noop) {
   h_opts o;
   harness *h = cluster(3, &o);
-  h_set_filter(h, drop_app_resp, NULL);
+  h_drop_type(h, MR_MSG_APP_RESP);
   cr_assert(h_elect(h, 1));
   mr_conf_change cc = {.transition = MR_CC_AUTO, .n = 1};
   cc.changes[0] = (mr_cc_single){.op = MR_CC_ADD_LEARNER, .id = 4};

@@ -10,15 +10,9 @@ static harness *cluster(int n) {
   return h_new(n, &o);
 }
 
-static int drop_app_resp(harness *h, mr_msg *m, void *arg) {
-  (void)h;
-  (void)arg;
-  return m->type != MR_MSG_APP_RESP;
-}
-
 Test(read_index, refused_before_noop_commits) {
   harness *h = cluster(3);
-  h_set_filter(h, drop_app_resp, NULL); /* the no-op cannot commit */
+  h_drop_type(h, MR_MSG_APP_RESP); /* the no-op cannot commit */
   cr_assert(h_elect(h, 1));
   cr_assert_lt(mr_raft_commit(h_raft(h, 1)), 2);
   cr_assert_eq(mr_raft_read_index(h_raft(h, 1), 7), RK_EAGAIN);
