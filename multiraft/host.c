@@ -350,19 +350,17 @@ static int replica_live(const mr_host *h, uint64_t replica) {
   return node == h->cfg.node_id || (p != NULL && p->live);
 }
 
-/* Whether the voters on live nodes (this one included) are a majority of
- * each of r's voter sets. */
-static int live_quorum(const mr_host *h, const mr_raft *r) {
-  mr_conf c;
-  mr_raft_conf(r, &c);
+/* Whether the voters of configuration c on live nodes (this one included)
+ * are a majority of each of its voter sets. */
+static int live_quorum(const mr_host *h, const mr_conf *c) {
   unsigned in = 0, in_live = 0, out = 0, out_live = 0;
-  for (uint8_t i = 0; i < c.n; i++) {
-    unsigned live = (unsigned)replica_live(h, c.r[i].id);
-    if (c.r[i].flags & MR_VOTER_IN) {
+  for (uint8_t i = 0; i < c->n; i++) {
+    unsigned live = (unsigned)replica_live(h, c->r[i].id);
+    if (c->r[i].flags & MR_VOTER_IN) {
       in++;
       in_live += live;
     }
-    if (c.r[i].flags & MR_VOTER_OUT) {
+    if (c->r[i].flags & MR_VOTER_OUT) {
       out++;
       out_live += live;
     }
@@ -389,7 +387,7 @@ static int leader_may_quiesce(const mr_host *h, const host_group *g) {
   if (mr_raft_commit(r) != last || mr_raft_applied(r) != last) return 0;
   mr_conf c;
   mr_raft_conf(r, &c);
-  if (mr_conf_is_joint(&c) || !live_quorum(h, r)) return 0;
+  if (mr_conf_is_joint(&c) || !live_quorum(h, &c)) return 0;
   for (uint8_t i = 0; i < c.n; i++) {
     if (c.r[i].id == mr_raft_id(r) || !replica_live(h, c.r[i].id)) continue;
     uint64_t match = 0, next = 0;
@@ -454,7 +452,10 @@ static void step_down_leaders_without_quorum(mr_host *h) {
   if (!h->cfg.raft.check_quorum) return; /* configured off: leaders stay */
   for (size_t s = 0; s < h->nslots; s++) {
     host_group *g = h->slots[s];
-    if (g == NULL || mr_raft_role(g->r) != MR_LEADER || live_quorum(h, g->r)) continue;
+    if (g == NULL || mr_raft_role(g->r) != MR_LEADER) continue;
+    mr_conf c;
+    mr_raft_conf(g->r, &c);
+    if (live_quorum(h, &c)) continue;
     host_wake(h, g, 0);
     mr_raft_step_down(g->r);
     host_mark_dirty(h, g);

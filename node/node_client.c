@@ -449,6 +449,7 @@ void node_client_tick(node *n) {
       r->nprops--;
     }
     int leader = is_leader(n, r);
+    uint64_t term = leader ? range_term(n, r) : 0;
     for (size_t k = 0; k < r->nreads;) {
       node_read *rd = &r->reads[k];
       int code = RK_OK;
@@ -456,7 +457,7 @@ void node_client_tick(node *n) {
         code = RK_ENOTLEADER;
       else if (rd->deadline_ms <= now)
         code = RK_ETIMEOUT;
-      else if (!rd->issued || rd->issued_term != range_term(n, r))
+      else if (!rd->issued || rd->issued_term != term)
         (void)issue_read(n, r, rd); /* never issued, or dropped by a term change */
       if (code == RK_OK) {
         k++;
