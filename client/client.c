@@ -377,9 +377,10 @@ static const char *code_detail(const Rangekv__ClientResponse *r) {
  * an unknown outcome does. scan_end/scan_end_len: for OP_SCAN, the caller's
  * end (clamped here to the range's end). */
 static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, const uint8_t *key,
-                  size_t klen, const uint8_t *scan_end, size_t scan_end_len, uint64_t deadline,
+                  size_t klen, const uint8_t *scan_end, size_t scan_end_len,
                   Rangekv__ClientResponse **out) {
   *out = NULL;
+  uint64_t deadline = call_deadline(c);
   uint32_t backoff = c->opt.backoff_min_ms;
   uint32_t hint = 0, turn = (uint32_t)rk_splitmix64(&c->rng), failed = 0;
   int saw_unknown = 0, hops = 0;
@@ -569,7 +570,7 @@ int rkc_put(rkc_client *c, const void *key, size_t klen, const void *val, size_t
   req.key = bin(key, klen);
   req.value = bin(val, vlen);
   Rangekv__ClientResponse *r;
-  rc = routed(c, &req, 1, key, klen, NULL, 0, call_deadline(c), &r);
+  rc = routed(c, &req, 1, key, klen, NULL, 0, &r);
   if (rc == RK_OK) rangekv__client_response__free_unpacked(r, NULL);
   return rc;
 }
@@ -594,7 +595,7 @@ int rkc_get(rkc_client *c, const void *key, size_t klen, rkc_buf *val, int *foun
   req.op = RANGEKV__CLIENT_OP__OP_GET;
   req.key = bin(key, klen);
   Rangekv__ClientResponse *r;
-  rc = routed(c, &req, 0, key, klen, NULL, 0, call_deadline(c), &r);
+  rc = routed(c, &req, 0, key, klen, NULL, 0, &r);
   if (rc != RK_OK) return rc;
   *found = r->found;
   rc = copy_buf(val, r->found ? r->value.data : NULL, r->found ? r->value.len : 0);
@@ -611,7 +612,7 @@ int rkc_del(rkc_client *c, const void *key, size_t klen) {
   req.op = RANGEKV__CLIENT_OP__OP_DEL;
   req.key = bin(key, klen);
   Rangekv__ClientResponse *r;
-  rc = routed(c, &req, 1, key, klen, NULL, 0, call_deadline(c), &r);
+  rc = routed(c, &req, 1, key, klen, NULL, 0, &r);
   if (rc == RK_OK) rangekv__client_response__free_unpacked(r, NULL);
   return rc;
 }
@@ -631,7 +632,7 @@ int rkc_cas(rkc_client *c, const void *key, size_t klen, const void *expected, s
   req.expected_absent = expected == NULL;
   if (expected) req.expected = bin(expected, elen);
   Rangekv__ClientResponse *r;
-  rc = routed(c, &req, 1, key, klen, NULL, 0, call_deadline(c), &r);
+  rc = routed(c, &req, 1, key, klen, NULL, 0, &r);
   if (rc != RK_OK) return rc;
   *swapped = r->swapped;
   rangekv__client_response__free_unpacked(r, NULL);
@@ -680,7 +681,7 @@ int rkc_scan(rkc_client *c, const void *start, size_t slen, const void *end, siz
     Rangekv__ClientResponse *r;
     /* Each part (a range, or a page resumed within one) has its own
      * deadline: a scan of many ranges or pages may take longer in all. */
-    rc = routed(c, &req, 0, cur, clen, end, elen, call_deadline(c), &r);
+    rc = routed(c, &req, 0, cur, clen, end, elen, &r);
     if (rc != RK_OK) break;
     for (size_t i = 0; i < r->n_kvs && out->n < limit && rc == RK_OK; i++)
       rc = kvs_push(out, &cap, r->kvs[i]);
