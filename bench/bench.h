@@ -49,11 +49,23 @@ typedef struct bench_wal_opts {
    * recycle_segments): a node has that many recycled spares once it has
    * written and purged its first segments; 0 measures a fresh directory */
   uint64_t prefill_segments;
+  /* the same load runs this long before the measured `seconds` start; its
+   * entries are reported on their own line, not in the last line's figures
+   * (default 0: measure from the WAL's open) */
+  double warmup_seconds;
+  int per_second; /* also print each measured second's figures */
   const char *dir;
 } bench_wal_opts;
 
 /* Last line: "wal: entries_per_sec=X mb_per_sec=Y fsyncs_per_sec=Z
- * entries_per_fsync=W p50_us=A p99_us=B p999_us=C" (one line). */
+ * entries_per_fsync=W p50_us=A p99_us=B p999_us=C" (one line). Before it,
+ * with a warm-up, "wal: warmup entries=N over_2ms_pct=P max_us=M", and with
+ * per_second one such line per second ("wal: second=K ..."), by the second
+ * an entry was issued in. The last line's latencies run from an entry's
+ * place in the schedule (open loop; no coordinated omission: the
+ * generator's own lateness counts) or its append (closed loop); the open
+ * loop also prints "wal: from_append p50_us=A p99_us=B p999_us=C", from the
+ * eng_wal_append call itself. */
 int bench_wal(const bench_wal_opts *o);
 
 typedef struct bench_recover_opts {

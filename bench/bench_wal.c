@@ -25,6 +25,15 @@
  * after its applies, not all groups in the same instant; dropping ~650,000
  * entries at once stalls the loop ~5 ms, which the open loop would then
  * charge to the entries behind it).
+ * Warm-up (--warmup-seconds): a fresh WAL's first second at ~900,000/s is
+ * not its steady state. The loop thread is saturated for ~0.7 s by first
+ * touches of memory: each group's index ring grows to what a second of
+ * appends needs (~100 MB over 1000 groups) and the entry cache fills its
+ * budget (~40,000 page faults a second against ~8,000 later; measured with
+ * getrusage per 100 ms), and a backlog forms that takes the rest of the
+ * second to drain. With a warm-up the same load runs first and its entries
+ * are reported on their own line, so the measured seconds are the steady
+ * state; without one (the default) they include it.
  */
 #include "bench/bench.h"
 
@@ -40,11 +49,16 @@
 
 typedef struct bwriter {
   eng_wal_append_req req;
-  uint64_t t0;
+  uint64_t t0;       /* scheduled (open loop) or issued (closed loop) */
+  uint64_t t_append; /* when eng_wal_append was called */
   rk_entry e;
   eng_wal_write wr;
   struct bwriter *next_free;
 } bwriter;
+
+typedef struct bsecond {
+  uint64_t entries, over_2ms, max_ns;
+} bsecond;
 
 typedef struct bstate {
   const bench_wal_opts *o;
@@ -52,14 +66,29 @@ typedef struct bstate {
   uint64_t *next;
   uint8_t *payload;
   rk_rand rnd;
-  uint64_t *lat;
+  uint64_t *lat;        /* from t0 */
+  uint64_t *lat_append; /* open loop: from the append call */
   size_t nlat, cap;
-  uint64_t completed, failed, end_ns;
+  uint64_t completed, failed, measure_ns, end_ns;
+  bsecond warm;     /* entries issued during the warm-up */
+  bsecond *seconds; /* measured entries by the second they were issued in */
   int closed_loop, stop;
   bwriter *free_list;
 } bstate;
 
 static void on_durable(eng_wal_append_req *req, int status);
+
+static void second_add(bsecond *s, uint64_t lat_ns) {
+  s->entries++;
+  if (lat_ns > 2000000u) s->over_2ms++;
+  if (lat_ns > s->max_ns) s->max_ns = lat_ns;
+}
+
+static void second_print(const char *what, const bsecond *s) {
+  printf(
+      "wal: %s entries=%llu over_2ms_pct=%.2f max_us=%.1f\n", what, (unsigned long long)s->entries,
+      s->entries ? 100.0 * (double)s->over_2ms / (double)s->entries : 0.0, (double)s->max_ns / 1e3);
+}
 
 static int issue(bstate *b, bwriter *wr, uint64_t t0) {
   uint64_t g = rk_rand_below(&b->rnd, b->o->groups) + 1;
@@ -70,6 +99,7 @@ static int issue(bstate *b, bwriter *wr, uint64_t t0) {
                      .data = b->payload + rk_rand_below(&b->rnd, 4096)};
   wr->wr = (eng_wal_write){.group = g, .entries = &wr->e, .n_entries = 1};
   wr->req.data = b;
+  wr->t_append = rk_clock_mono_ns();
   int rc = eng_wal_append(b->w, &wr->req, &wr->wr, 1, on_durable);
   if (rc != RK_OK) {
     fprintf(stderr, "bench wal: append: %s\n", rk_strerror(rc));
@@ -85,8 +115,11 @@ static void on_durable(eng_wal_append_req *req, int status) {
   if (status != RK_OK) {
     b->failed++;
     b->stop = 1;
+  } else if (wr->t0 < b->measure_ns) {
+    second_add(&b->warm, now - wr->t0);
   } else if (now <= b->end_ns) {
     b->completed++;
+    second_add(&b->seconds[(wr->t0 - b->measure_ns) / 1000000000u], now - wr->t0);
     if (b->nlat == b->cap) {
       size_t ncap = b->cap * 2;
       uint64_t *nl = realloc(b->lat, ncap * sizeof *nl);
@@ -95,7 +128,10 @@ static void on_durable(eng_wal_append_req *req, int status) {
         b->cap = ncap;
       }
     }
-    if (b->nlat < b->cap) b->lat[b->nlat++] = now - wr->t0;
+    if (b->nlat < b->cap) {
+      if (b->lat_append) b->lat_append[b->nlat] = now - wr->t_append;
+      b->lat[b->nlat++] = now - wr->t0;
+    }
   }
   if (b->closed_loop && !b->stop && now < b->end_ns) {
     issue(b, wr, now);
@@ -125,15 +161,23 @@ int bench_wal(const bench_wal_opts *o) {
   b.next = calloc(o->groups + 1, sizeof *b.next);
   b.payload = malloc(o->entry_bytes + 4096);
   b.cap = 1u << 20;
-  if (o->rate) /* every entry issued in the run, plus slack */
+  if (o->rate) /* every entry issued in the measured run, plus slack */
     b.cap = (size_t)((double)o->rate * o->seconds * 1.05) + 1024;
   b.lat = malloc(b.cap * sizeof *b.lat);
-  if (b.lat) memset(b.lat, 0, b.cap * sizeof *b.lat); /* fault the pages in now */
+  /* Fault the pages in now. Not with zeros: the compiler may turn malloc +
+   * memset(0) into calloc, which leaves the pages unmapped, and every
+   * first touch in on_durable would be a page fault charged to the WAL. */
+  if (b.lat) memset(b.lat, 0xff, b.cap * sizeof *b.lat);
+  if (o->rate) {
+    b.lat_append = malloc(b.cap * sizeof *b.lat_append);
+    if (b.lat_append) memset(b.lat_append, 0xff, b.cap * sizeof *b.lat_append);
+  }
+  b.seconds = calloc((size_t)o->seconds + 2, sizeof *b.seconds);
   size_t nwriters = o->rate ? 0 : (size_t)o->writers;
   bwriter **all = NULL;
   size_t nall = 0, capall = 0;
   int rc = RK_ENOMEM;
-  if (!b.next || !b.payload || !b.lat) goto out;
+  if (!b.next || !b.payload || !b.lat || !b.seconds || (o->rate && !b.lat_append)) goto out;
   for (uint64_t g = 0; g <= o->groups; g++) b.next[g] = 1;
   for (size_t i = 0; i < o->entry_bytes + 4096; i++) b.payload[i] = (uint8_t)rk_rand_u64(&b.rnd);
   eng_wal_options wo;
@@ -150,17 +194,19 @@ int bench_wal(const bench_wal_opts *o) {
     fprintf(stderr, "bench wal: cannot open the WAL: %s: %s\n", rk_strerror(rc), rec.message);
     goto out;
   }
-  printf("wal: dir=%s groups=%llu entry_bytes=%llu seconds=%.1f batch_window_us=%llu %s=%llu "
-         "prefill_segments=%llu\n",
+  printf("wal: dir=%s groups=%llu entry_bytes=%llu seconds=%.1f warmup_seconds=%.1f "
+         "batch_window_us=%llu %s=%llu prefill_segments=%llu\n",
          dir, (unsigned long long)o->groups, (unsigned long long)o->entry_bytes, o->seconds,
-         (unsigned long long)o->window_us, o->rate ? "rate" : "writers",
+         o->warmup_seconds, (unsigned long long)o->window_us, o->rate ? "rate" : "writers",
          (unsigned long long)(o->rate ? o->rate : o->writers),
          (unsigned long long)o->prefill_segments);
   fflush(stdout);
   eng_wal_stats s0, s1;
   eng_wal_get_stats(b.w, &s0);
   uint64_t t0 = rk_clock_mono_ns();
-  b.end_ns = t0 + (uint64_t)(o->seconds * 1e9);
+  b.measure_ns = t0 + (uint64_t)(o->warmup_seconds * 1e9);
+  b.end_ns = b.measure_ns + (uint64_t)(o->seconds * 1e9);
+  int got_start = b.measure_ns == t0;
   b.closed_loop = o->rate == 0;
   uint64_t issued = 0, next_compact = t0 + 1000000000u / COMPACT_TURNS, turn = 0;
   int got_end = 0;
@@ -176,6 +222,10 @@ int bench_wal(const bench_wal_opts *o) {
   }
   for (;;) {
     uint64_t now = rk_clock_mono_ns();
+    if (!got_start && now >= b.measure_ns) {
+      eng_wal_get_stats(b.w, &s0);
+      got_start = 1;
+    }
     if (now >= b.end_ns || b.stop) {
       if (!got_end) {
         eng_wal_get_stats(b.w, &s1);
@@ -222,7 +272,7 @@ int bench_wal(const bench_wal_opts *o) {
       next_compact += 1000000000u / COMPACT_TURNS;
     }
   }
-  double secs = (double)(b.end_ns - t0) / 1e9;
+  double secs = (double)(b.end_ns - b.measure_ns) / 1e9;
   b.stop = 1;
   eng_wal_sync(b.w);
   if (!got_end) eng_wal_get_stats(b.w, &s1);
@@ -231,6 +281,19 @@ int bench_wal(const bench_wal_opts *o) {
   double p50 = (double)bench_percentile(b.lat, b.nlat, 0.50, &sorted) / 1e3;
   double p99 = (double)bench_percentile(b.lat, b.nlat, 0.99, &sorted) / 1e3;
   double p999 = (double)bench_percentile(b.lat, b.nlat, 0.999, &sorted) / 1e3;
+  if (b.lat_append) {
+    int sorted_a = 0;
+    printf("wal: from_append p50_us=%.1f p99_us=%.1f p999_us=%.1f\n",
+           (double)bench_percentile(b.lat_append, b.nlat, 0.50, &sorted_a) / 1e3,
+           (double)bench_percentile(b.lat_append, b.nlat, 0.99, &sorted_a) / 1e3,
+           (double)bench_percentile(b.lat_append, b.nlat, 0.999, &sorted_a) / 1e3);
+  }
+  if (o->warmup_seconds > 0) second_print("warmup", &b.warm);
+  for (size_t k = 0; o->per_second && k < (size_t)o->seconds + 2; k++) {
+    char what[32];
+    snprintf(what, sizeof what, "second=%zu", k);
+    if (b.seconds[k].entries) second_print(what, &b.seconds[k]);
+  }
   eng_wal_stats fin;
   eng_wal_get_stats(b.w, &fin);
   printf("wal: entries=%llu fsyncs=%llu bytes_written=%llu segments_retired=%llu "
@@ -252,6 +315,8 @@ out:
   free(b.next);
   free(b.payload);
   free(b.lat);
+  free(b.lat_append);
+  free(b.seconds);
   bench_rmtree(dir);
   free(dir);
   return rc;

@@ -27,6 +27,8 @@ enum {
   OPT_WRITERS,
   OPT_RATE,
   OPT_PREFILL,
+  OPT_WARMUP,
+  OPT_PER_SECOND,
   OPT_MIB,
   OPT_SIM_SECONDS,
   OPT_TICK_MS,
@@ -70,6 +72,9 @@ static int on_wal_opt(const cli_cmd *cmd, int opt, const char *arg, void *ctx) {
   case OPT_RATE: return cli_parse_u64(cmd, "--rate", arg, 1, 100000000, &a->w.rate);
   case OPT_PREFILL:
     return cli_parse_u64(cmd, "--prefill-segments", arg, 0, 64, &a->w.prefill_segments);
+  case OPT_WARMUP:
+    return cli_parse_double(cmd, "--warmup-seconds", arg, 0, 3600, &a->w.warmup_seconds);
+  case OPT_PER_SECOND: a->w.per_second = 1; return CLI_CONTINUE;
   case OPT_DIR: a->w.dir = arg; return CLI_CONTINUE;
   default: return cli_usage_error(cmd, "unexpected flag");
   }
@@ -159,6 +164,8 @@ int cmd_bench(const cli_cmd *cmd, int argc, char **argv) {
                                          {"writers", required_argument, 0, OPT_WRITERS},
                                          {"rate", required_argument, 0, OPT_RATE},
                                          {"prefill-segments", required_argument, 0, OPT_PREFILL},
+                                         {"warmup-seconds", required_argument, 0, OPT_WARMUP},
+                                         {"per-second", no_argument, 0, OPT_PER_SECOND},
                                          {"dir", required_argument, 0, OPT_DIR},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};

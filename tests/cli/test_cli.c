@@ -117,6 +117,33 @@ Test(cli, sim_idle_flags_are_checked) {
   assert_usage_error("node 7 does not exist");
 }
 
+/* `bench wal --warmup-seconds --per-second`: the warm-up and each measured
+ * second get their own lines, the open loop its from-append figures, and the
+ * last line keeps its parsed shape. */
+Test(cli, bench_wal_reports_the_warmup_apart) {
+  RUN(&r, "bench", "wal", "--groups", "4", "--entry-bytes", "16", "--seconds", "0.3",
+      "--warmup-seconds", "0.2", "--per-second", "--rate", "2000", "--prefill-segments", "0");
+  cr_assert_eq(r.status, 0, "exit %d: %s %s", r.status, r.out, r.err);
+  unsigned long long warm = 0, sec0 = 0;
+  const char *w = strstr(r.out, "wal: warmup entries=");
+  cr_assert_not_null(w, "%s", r.out);
+  cr_assert_eq(sscanf(w, "wal: warmup entries=%llu", &warm), 1);
+  cr_assert_gt(warm, 0);
+  const char *s0 = strstr(r.out, "wal: second=0 entries=");
+  cr_assert_not_null(s0, "%s", r.out);
+  cr_assert_eq(sscanf(s0, "wal: second=0 entries=%llu", &sec0), 1);
+  cr_assert_gt(sec0, 0);
+  cr_assert_null(strstr(r.out, "wal: second=1 "), "a 0.3 s run has one second: %s", r.out);
+  cr_assert_not_null(strstr(r.out, "wal: from_append p50_us="), "%s", r.out);
+  const char *last = strstr(r.out, "wal: entries_per_sec=");
+  cr_assert_not_null(last, "%s", r.out);
+  cr_assert_null(strchr(last, '\n') ? strstr(strchr(last, '\n'), "wal:") : NULL,
+                 "the figures are not the last line: %s", r.out);
+  RUN(&r, "bench", "wal", "--groups", "4", "--entry-bytes", "16", "--seconds", "1",
+      "--warmup-seconds", "-1");
+  assert_usage_error("--warmup-seconds");
+}
+
 /* `sim --idle --stats` prints the stats line just before the last line, and
  * --crash-when-idle a wake line (both parsed by other tools). */
 Test(cli, sim_idle_stats_and_wake_lines) {
