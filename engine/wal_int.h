@@ -116,8 +116,7 @@ typedef struct wal_group {
   int prev_known;     /* 1 when prev_term is meaningful */
   wal_loc *locs;      /* ring: entry first + k at locs[(head + k) % cap] */
   size_t head, n, cap;
-  uint64_t live_bytes; /* payload bytes of retained entries */
-  int touched;         /* has entries, a mark, or a hard state */
+  int touched; /* has entries, a mark, or a hard state */
   int has_hs;
   rk_hard_state hs;
   uint64_t hs_seg;
@@ -189,6 +188,9 @@ uint8_t *wal_cache_get(const wal_index *ix, const wal_loc *loc);
 void wal_cache_trim(wal_index *ix, uint64_t durable_bseq);
 /* Oldest segment the group needs (UINT64_MAX when none). */
 uint64_t wal_group_min_seg(const wal_group *g);
+/* Payload bytes of its retained entries: O(entries), for the purge's rare
+ * laggard decisions only. */
+uint64_t wal_group_live_bytes(const wal_group *g);
 
 /* ---- segments (wal_segment.c) ---------------------------------------------- */
 

@@ -264,7 +264,7 @@ int wal_check_invariants(const eng_wal *w) {
     if (g == NULL) continue;
     ngroups++;
     RK_ASSERT(g->first >= 1 && g->n <= g->cap && (g->n == 0 || g->head < g->cap));
-    uint64_t live = 0, prev_seg = 0;
+    uint64_t prev_seg = 0;
     for (size_t k = 0; k < g->n; k++) {
       const wal_loc *l = &g->locs[(g->head + k) % g->cap];
       RK_ASSERTF(wal_seg_get(w, l->seg) != NULL,
@@ -278,10 +278,8 @@ int wal_check_invariants(const eng_wal *w) {
       RK_ASSERTF(l->len == 0 || l->bseq <= w->durable_bseq || c != NULL,
                  "undurable entry %" PRIu64 " of group %" PRIu64 " not pinned", g->first + k,
                  g->id);
-      live += l->len;
       if (c) cached += l->len;
     }
-    RK_ASSERT(live == g->live_bytes);
     if (g->has_hs) RK_ASSERT(wal_seg_get(w, g->hs_seg) != NULL);
     if (g->has_mark) RK_ASSERT(wal_seg_get(w, g->mark_seg) != NULL);
   }
