@@ -31,7 +31,7 @@ for round in $(seq 1 "$rounds"); do
   peak=$(echo "$peak_line" | sed 's/.*entries_per_sec=\([0-9]*\).*/\1/')
   for r in $((peak / 2)) "${rates[@]}"; do
     "$bin" bench fsync --rate "$r" --seconds 10 | grep 'ideal_rate='
-    "$bin" "${wal[@]}" --rate "$r" | grep -E 'warmup|from_append|entries_per_sec='
+    "$bin" "${wal[@]}" --rate "$r" | grep -E 'wal: warmup |from_append|entries_per_sec='
     "$bin" bench fsync --rate "$r" --seconds 10 | grep 'ideal_rate='
   done
 done

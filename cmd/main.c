@@ -77,7 +77,7 @@ const cli_cmd cli_cmds[] = {
    "       rangekv bench wal --groups G --entry-bytes B --seconds S\n"
    "                         [--batch-window-us W] [--writers N] [--dir DIR]\n"
    "                         [--rate R] [--prefill-segments K]\n"
-   "                         [--warmup-seconds W] [--per-second]\n"
+   "                         [--warmup-seconds S] [--per-second]\n"
    "       rangekv bench recover [--mib M] [--entry-bytes B] [--groups G] [--dir DIR]\n"
    "       rangekv bench host [--groups G] [--sim-seconds S] [--tick-ms T]\n"
    "       rangekv bench kv --endpoints LIST --clients C --value-bytes B\n"

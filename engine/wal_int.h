@@ -188,9 +188,9 @@ uint8_t *wal_cache_get(const wal_index *ix, const wal_loc *loc);
 void wal_cache_trim(wal_index *ix, uint64_t durable_bseq);
 /* Oldest segment the group needs (UINT64_MAX when none). */
 uint64_t wal_group_min_seg(const wal_group *g);
-/* Payload bytes of its retained entries: O(entries), for the purge's rare
- * laggard decisions only. */
-uint64_t wal_group_live_bytes(const wal_group *g);
+/* Whether its retained entries hold more than `limit` payload bytes: for the
+ * purge's laggard decision only; reads entries until the sum passes limit. */
+int wal_group_live_bytes_over(const wal_group *g, uint64_t limit);
 
 /* ---- segments (wal_segment.c) ---------------------------------------------- */
 

@@ -154,7 +154,7 @@ int eng_wal_purge(eng_wal *w, eng_wal_purge_stats *st) {
     for (size_t i = 0; i < w->ix.nslots; i++) {
       wal_group *g = w->ix.slots[i];
       if (g == NULL || wal_group_min_seg(g) >= horizon) continue;
-      if (wal_group_live_bytes(g) > w->opt.rewrite_max_group_bytes) {
+      if (wal_group_live_bytes_over(g, w->opt.rewrite_max_group_bytes)) {
         st->laggards_too_big++;
         continue;
       }

@@ -134,9 +134,26 @@ Test(cli, bench_wal_reports_the_warmup_apart) {
   cr_assert_eq(sscanf(s0, "wal: second=0 entries=%llu", &sec0), 1);
   cr_assert_gt(sec0, 0);
   cr_assert_null(strstr(r.out, "wal: second=1 "), "a 0.3 s run has one second: %s", r.out);
-  cr_assert_not_null(strstr(r.out, "wal: from_append p50_us="), "%s", r.out);
+  /* The schedule bounds both parts (2,000/s: at most 401 warm-up entries,
+   * 601 measured); a measurement that took in the warm-up would not fit. */
+  cr_assert_leq(warm, 401, "%s", r.out);
+  unsigned long long measured = 0;
+  const char *m = strstr(r.out, "wal: entries=");
+  cr_assert_not_null(m, "%s", r.out);
+  cr_assert_eq(sscanf(m, "wal: entries=%llu", &measured), 1);
+  cr_assert_eq(measured, sec0, "%s", r.out);
+  cr_assert_leq(measured, 601, "%s", r.out);
+  /* An entry is appended at or after its place in the schedule. */
+  double app_p50 = 0, p50 = 0;
+  const char *a = strstr(r.out, "wal: from_append p50_us=");
+  cr_assert_not_null(a, "%s", r.out);
+  cr_assert_eq(sscanf(a, "wal: from_append p50_us=%lf", &app_p50), 1);
   const char *last = strstr(r.out, "wal: entries_per_sec=");
   cr_assert_not_null(last, "%s", r.out);
+  const char *lp = strstr(last, " p50_us=");
+  cr_assert_not_null(lp, "%s", r.out);
+  cr_assert_eq(sscanf(lp, " p50_us=%lf", &p50), 1);
+  cr_assert(app_p50 > 0 && app_p50 <= p50, "from append %.1f vs %.1f", app_p50, p50);
   cr_assert_null(strchr(last, '\n') ? strstr(strchr(last, '\n'), "wal:") : NULL,
                  "the figures are not the last line: %s", r.out);
   RUN(&r, "bench", "wal", "--groups", "4", "--entry-bytes", "16", "--seconds", "1",
