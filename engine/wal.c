@@ -12,7 +12,9 @@
  * A batch is submitted when nothing is in flight and (window == 0, or the
  * window since its first record has passed, or it is sealed). While it syncs,
  * the next one accumulates: under load each fsync carries everything that
- * arrived during the previous one.
+ * arrived during the previous one. A durable batch's callbacks run after
+ * the next batch is submitted, in log order, with a reap every
+ * WAL_FIRE_SLICE of them (fire_durable).
  *
  * Failure: any failed write or fsync stops the WAL (wal_fail). Requests of
  * the failed batch and of every batch behind it get the error; nothing is
@@ -259,6 +261,41 @@ static void maybe_submit(eng_wal *w) {
   submit_batch(w, b);
 }
 
+static void reap(eng_wal *w);
+
+static void done_push(eng_wal *w, eng_wal_append_req *head) {
+  if (head == NULL) return;
+  eng_wal_append_req *tail = head;
+  while (tail->next_) tail = tail->next_;
+  if (w->done_tail)
+    w->done_tail->next_ = head;
+  else
+    w->done_head = head;
+  w->done_tail = tail;
+}
+
+/* Runs the callbacks of durable appends, in order. Every WAL_FIRE_SLICE
+ * callbacks it reaps: a batch found durable then starts the next write at
+ * once, and its own callbacks queue behind these (done list), so callers
+ * still see completions in log order. */
+static void fire_durable(eng_wal *w, eng_wal_append_req *head) {
+  RK_ASSERT(!w->firing);
+  w->firing = 1;
+  for (;;) {
+    for (unsigned k = 1; head; k++) {
+      eng_wal_append_req *next = head->next_;
+      head->next_ = NULL;
+      head->cb(head, RK_OK);
+      head = next;
+      if (k % WAL_FIRE_SLICE == 0 && head && !w->stopped && !w->crashed) reap(w);
+    }
+    if (w->done_head == NULL) break;
+    head = w->done_head;
+    w->done_head = w->done_tail = NULL;
+  }
+  w->firing = 0;
+}
+
 static void batch_durable(eng_wal *w, wal_batch *b) {
   RK_ASSERT(w->inflight == b);
   RK_ASSERT(b->seq == w->durable_bseq + 1);
@@ -273,7 +310,10 @@ static void batch_durable(eng_wal *w, wal_batch *b) {
   /* Start the next write before running callbacks: the disk works while the
    * callers react; their new appends accumulate for the batch after. */
   maybe_submit(w);
-  fire(reqs, RK_OK);
+  if (w->firing)
+    done_push(w, reqs); /* after the callbacks being run now */
+  else
+    fire_durable(w, reqs);
   wal_cache_trim(&w->ix, w->durable_bseq);
 }
 
@@ -366,10 +406,10 @@ static void reap(eng_wal *w) {
 int eng_wal_process(eng_wal *w) {
   if (w->crashed) return RK_ESTOPPED;
   reap(w);
-  if (w->done_head) {
+  if (w->done_head && !w->firing) { /* (when firing, fire_durable runs them next) */
     eng_wal_append_req *h = w->done_head;
     w->done_head = w->done_tail = NULL;
-    fire(h, RK_OK);
+    fire_durable(w, h);
   }
   if (w->inflight && w->inflight->hold_until_ns && !w->stopped &&
       rk_clock_mono_ns() >= w->inflight->hold_until_ns)

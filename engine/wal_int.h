@@ -132,6 +132,11 @@ typedef struct wal_group {
  * live (seq >= ix->chunk_first), so evicting a chunk is O(1) and touches no
  * entry. Payloads are appended in batch order, so a chunk's newest batch
  * (max_bseq) tells whether anything in it is still undurable (pinned). */
+/* Durability callbacks run between reaps of at most this many: a big
+ * batch's callbacks (thousands after a slow flush) must not hold back the
+ * batch after it, whose write may already have completed. */
+#define WAL_FIRE_SLICE 256u
+
 #define WAL_CACHE_CHUNK (1u << 20)
 #define WAL_CACHE_POOL  8u /* free chunks kept for reuse (no malloc, no page faults) */
 
@@ -280,7 +285,10 @@ struct eng_wal {
   wal_batch *inflight; /* at most one */
   wal_batch *free_batches;
 
-  eng_wal_append_req *done_head, *done_tail; /* empty appends already durable */
+  /* durable, callbacks not yet run: empty appends, and batches that became
+   * durable while another batch's callbacks ran (fire_durable) */
+  eng_wal_append_req *done_head, *done_tail;
+  int firing; /* inside fire_durable: later batches' callbacks wait */
   wal_op op_bg;
   int64_t ops_out; /* SQEs submitted, CQEs not yet reaped */
   int stopped;     /* RK_OK or the error */

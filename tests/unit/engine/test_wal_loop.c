@@ -2,6 +2,8 @@
  * refuses io_uring yields RK_EUNSUPPORTED with an actionable message. */
 #include "eng_test.h"
 
+#include "engine/wal_int.h"
+
 #include <errno.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -68,4 +70,85 @@ Test(wal_loop, kernel_refusing_io_uring_gives_unsupported) {
 #else
   cr_skip_test("no io_uring syscall number on this platform");
 #endif
+}
+
+/* A big batch's callbacks do not hold back the batch behind it: every
+ * WAL_FIRE_SLICE callbacks the WAL reaps, so a batch whose write has completed
+ * meanwhile is found durable (and the next one starts) before the big
+ * batch's callbacks end; its own callbacks still run after them, in log
+ * order. White-box: the first callback of the big batch waits on the ring
+ * until the batch behind it has completed. */
+typedef struct slice_probe {
+  eng_wal *w;
+  int seq, big_done, big_total;
+  int waited;
+  uint64_t durable_at_end_of_big; /* durable_bseq seen by the big batch's last callback */
+  int small_seq;                  /* when the small batch's callback ran */
+} slice_probe;
+
+typedef struct slice_req {
+  eng_wal_append_req req;
+  slice_probe *p;
+  int small;
+} slice_req;
+
+static void slice_cb(eng_wal_append_req *req, int status) {
+  slice_req *r = (slice_req *)req;
+  slice_probe *p = r->p;
+  cr_assert_eq(status, RK_OK);
+  p->seq++;
+  if (r->small) {
+    p->small_seq = p->seq;
+    return;
+  }
+  if (p->big_done++ == 0) { /* the small batch was submitted before this callback ran */
+    struct io_uring_cqe *cqe;
+    cr_assert_eq(io_uring_wait_cqe_nr(&p->w->ring, &cqe, 2), 0); /* its write and fsync */
+    p->waited = 1;
+  }
+  if (p->big_done == p->big_total) p->durable_at_end_of_big = p->w->durable_bseq;
+}
+
+Test(wal_loop, a_big_batchs_callbacks_do_not_hold_back_the_next_batch, .timeout = 30) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  o.segment_bytes = 4u << 20; /* the big batch must be one batch */
+  o.max_batch_bytes = 1u << 20;
+  eng_wal *w = eng_open_or_skip(&o);
+  enum { BIG = 3 * WAL_FIRE_SLICE };
+  slice_probe p = {.w = w, .big_total = BIG};
+  static slice_req reqs[BIG + 2];
+  uint8_t payload[8] = {0};
+  rk_entry e[BIG + 2];
+  eng_wal_write wr[BIG + 2];
+  /* request 0 goes out alone; the BIG behind it share the next batch */
+  for (int i = 0; i < BIG + 1; i++) {
+    reqs[i] = (slice_req){.p = &p, .small = i == 0};
+    e[i] = (rk_entry){.index = 1, .term = 1, .len = sizeof payload, .data = payload};
+    wr[i] = (eng_wal_write){.group = (uint64_t)i + 1, .entries = &e[i], .n_entries = 1};
+    cr_assert_eq(eng_wal_append(w, &reqs[i].req, &wr[i], 1, slice_cb), RK_OK);
+  }
+  for (int turns = 0; p.seq == 0; turns++) {
+    cr_assert_lt(turns, 10000);
+    cr_assert_eq(eng_wal_poll(w, 100000), RK_OK);
+  }
+  cr_assert_eq(p.seq, 1, "the first batch alone is durable");
+  /* the big batch is in flight now: one more request makes the small batch */
+  slice_req *last = &reqs[BIG + 1];
+  *last = (slice_req){.p = &p, .small = 1};
+  e[BIG + 1] = (rk_entry){.index = 1, .term = 1, .len = sizeof payload, .data = payload};
+  wr[BIG + 1] = (eng_wal_write){.group = BIG + 2, .entries = &e[BIG + 1], .n_entries = 1};
+  cr_assert_eq(eng_wal_append(w, &last->req, &wr[BIG + 1], 1, slice_cb), RK_OK);
+  uint64_t small_bseq = w->open->seq;
+  p.small_seq = 0;
+  cr_assert_eq(eng_wal_sync(w), RK_OK);
+  cr_assert(p.waited);
+  cr_assert_eq(p.big_done, BIG);
+  cr_assert_geq(p.durable_at_end_of_big, small_bseq,
+                "the small batch was found durable during the big batch's callbacks");
+  cr_assert_eq(p.small_seq, 1 + BIG + 1, "its callback still ran after all of theirs");
+  eng_wal_close(w);
+  eng_rmtree(dir);
+  free(dir);
 }
