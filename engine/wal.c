@@ -172,7 +172,9 @@ void wal_fail(eng_wal *w, int err) {
 /* Takes every waiting request out of every batch and fails it. Called only
  * from process/sync/close so callbacks never run inside eng_wal_append_req. */
 void wal_fire_failed(eng_wal *w) {
-  if (w->crashed) return;
+  /* Inside fire_durable (a callback called eng_wal_process): the outer call
+   * fails the rest once the durable callbacks before them have run. */
+  if (w->crashed || w->firing) return;
   int err = w->stopped;
   RK_ASSERT(err != RK_OK);
   if (w->done_head) { /* these were durable before the failure */
@@ -263,10 +265,9 @@ static void maybe_submit(eng_wal *w) {
 
 static void reap(eng_wal *w);
 
-static void done_push(eng_wal *w, eng_wal_append_req *head) {
+static void done_push(eng_wal *w, eng_wal_append_req *head, eng_wal_append_req *tail) {
   if (head == NULL) return;
-  eng_wal_append_req *tail = head;
-  while (tail->next_) tail = tail->next_;
+  RK_ASSERT(tail != NULL && tail->next_ == NULL);
   if (w->done_tail)
     w->done_tail->next_ = head;
   else
@@ -287,7 +288,10 @@ static void fire_durable(eng_wal *w, eng_wal_append_req *head) {
       head->next_ = NULL;
       head->cb(head, RK_OK);
       head = next;
-      if (k % WAL_FIRE_SLICE == 0 && head && !w->stopped && !w->crashed) reap(w);
+      if (k % WAL_FIRE_SLICE == 0 && head && !w->stopped && !w->crashed) {
+        reap(w);
+        maybe_submit(w); /* a segment readied by this reap frees a sealed batch */
+      }
     }
     if (w->done_head == NULL) break;
     head = w->done_head;
@@ -304,16 +308,20 @@ static void batch_durable(eng_wal *w, wal_batch *b) {
   w->st.batches++;
   w->st.fsyncs++;
   w->st.bytes_written += b->len;
-  eng_wal_append_req *reqs = b->reqs_head;
+  eng_wal_append_req *reqs = b->reqs_head, *reqs_tail = b->reqs_tail;
   b->reqs_head = b->reqs_tail = NULL;
   batch_recycle(w, b);
   /* Start the next write before running callbacks: the disk works while the
    * callers react; their new appends accumulate for the batch after. */
   maybe_submit(w);
-  if (w->firing)
-    done_push(w, reqs); /* after the callbacks being run now */
-  else
-    fire_durable(w, reqs);
+  /* Behind whatever is already durable and waiting (empty appends, or the
+   * callbacks being run now), so completions stay in log order. */
+  done_push(w, reqs, reqs_tail);
+  if (!w->firing) {
+    eng_wal_append_req *h = w->done_head;
+    w->done_head = w->done_tail = NULL;
+    fire_durable(w, h);
+  }
   wal_cache_trim(&w->ix, w->durable_bseq);
 }
 
@@ -425,12 +433,12 @@ int eng_wal_process(eng_wal *w) {
 int64_t eng_wal_timeout_ns(eng_wal *w) {
   if (w->crashed || w->stopped) return -1;
   uint64_t now = rk_clock_mono_ns();
+  if (w->done_head && !w->firing) return 0; /* durable empty appends to answer */
   if (w->inflight) {
     if (w->inflight->hold_until_ns)
       return w->inflight->hold_until_ns > now ? (int64_t)(w->inflight->hold_until_ns - now) : 0;
     return -1;
   }
-  if (w->done_head) return 0;
   if (w->sealed) return wal_seg_get(w, w->sealed->seg)->state == WAL_SEG_READY ? 0 : -1;
   if (w->open && w->open->nrec) {
     uint64_t due = w->open->open_ns + w->opt.batch_window_us * 1000;
@@ -472,6 +480,9 @@ static int busy(const eng_wal *w) {
 }
 
 int eng_wal_sync(eng_wal *w) {
+  /* Not from a durability callback: the callbacks behind the running one
+   * cannot run until it returns, so this would wait for itself. */
+  RK_ASSERT(!w->firing);
   int rc = eng_wal_flush(w);
   while (rc == RK_OK && busy(w)) {
     rc = eng_wal_poll(w, 100000);

@@ -164,7 +164,11 @@ int eng_wal_process(eng_wal *w);
 int eng_wal_poll(eng_wal *w, uint64_t timeout_us);
 /* Submits the accumulating batch now, ignoring the batch window. */
 int eng_wal_flush(eng_wal *w);
-/* Blocks until everything appended so far is durable (or the WAL stops). */
+/* Blocks until everything appended so far is durable (or the WAL stops).
+ * Not from an append callback (asserted): callbacks run in log order, and
+ * the ones queued behind the running callback cannot run until it returns.
+ * Nor eng_wal_close(), which syncs. A callback may append, read, compact
+ * and purge. */
 int eng_wal_sync(eng_wal *w);
 /* RK_OK while healthy; the error that stopped it otherwise. */
 int eng_wal_stopped(const eng_wal *w);

@@ -126,17 +126,17 @@ typedef struct wal_group {
   int mark_prev_known;
 } wal_group;
 
+/* Durability callbacks run between reaps of at most this many: a big
+ * batch's callbacks (thousands after a slow flush) must not hold back the
+ * batch after it, whose write may already have completed. */
+#define WAL_FIRE_SLICE 256u
+
 /* Entry cache: payload copies packed back to back into chunks; the chunks
  * form a FIFO (chunk sequence numbers increase by one). A cached entry's
  * wal_loc.cref is (chunk seq << 32 | offset); it is valid while that chunk is
  * live (seq >= ix->chunk_first), so evicting a chunk is O(1) and touches no
  * entry. Payloads are appended in batch order, so a chunk's newest batch
  * (max_bseq) tells whether anything in it is still undurable (pinned). */
-/* Durability callbacks run between reaps of at most this many: a big
- * batch's callbacks (thousands after a slow flush) must not hold back the
- * batch after it, whose write may already have completed. */
-#define WAL_FIRE_SLICE 256u
-
 #define WAL_CACHE_CHUNK (1u << 20)
 #define WAL_CACHE_POOL  8u /* free chunks kept for reuse (no malloc, no page faults) */
 

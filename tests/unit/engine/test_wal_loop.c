@@ -122,32 +122,66 @@ Test(wal_loop, a_big_batchs_callbacks_do_not_hold_back_the_next_batch, .timeout 
   uint8_t payload[8] = {0};
   rk_entry e[BIG + 2];
   eng_wal_write wr[BIG + 2];
-  /* request 0 goes out alone; the BIG behind it share the next batch */
-  for (int i = 0; i < BIG + 1; i++) {
-    reqs[i] = (slice_req){.p = &p, .small = i == 0};
+  /* Request 0 goes out alone (nothing is in flight); the BIG behind it
+   * fill the next batch, sealed by the flush; the last request opens the
+   * batch after it. Nothing has completed yet, whatever the timing: the
+   * batches follow one another, each only once the one before is durable. */
+  for (int i = 0; i < BIG + 2; i++) {
+    if (i == BIG + 1) cr_assert_eq(eng_wal_flush(w), RK_OK);
+    reqs[i] = (slice_req){.p = &p, .small = i == 0 || i == BIG + 1};
     e[i] = (rk_entry){.index = 1, .term = 1, .len = sizeof payload, .data = payload};
     wr[i] = (eng_wal_write){.group = (uint64_t)i + 1, .entries = &e[i], .n_entries = 1};
     cr_assert_eq(eng_wal_append(w, &reqs[i].req, &wr[i], 1, slice_cb), RK_OK);
   }
-  for (int turns = 0; p.seq == 0; turns++) {
-    cr_assert_lt(turns, 10000);
-    cr_assert_eq(eng_wal_poll(w, 100000), RK_OK);
-  }
-  cr_assert_eq(p.seq, 1, "the first batch alone is durable");
-  /* the big batch is in flight now: one more request makes the small batch */
-  slice_req *last = &reqs[BIG + 1];
-  *last = (slice_req){.p = &p, .small = 1};
-  e[BIG + 1] = (rk_entry){.index = 1, .term = 1, .len = sizeof payload, .data = payload};
-  wr[BIG + 1] = (eng_wal_write){.group = BIG + 2, .entries = &e[BIG + 1], .n_entries = 1};
-  cr_assert_eq(eng_wal_append(w, &last->req, &wr[BIG + 1], 1, slice_cb), RK_OK);
+  cr_assert_eq(p.seq, 0, "no callback inside append");
+  cr_assert_not_null(w->inflight);
+  cr_assert_not_null(w->sealed);
+  cr_assert_eq(w->sealed->nentries, BIG, "the big batch is one batch");
+  cr_assert_not_null(w->open);
   uint64_t small_bseq = w->open->seq;
-  p.small_seq = 0;
   cr_assert_eq(eng_wal_sync(w), RK_OK);
   cr_assert(p.waited);
   cr_assert_eq(p.big_done, BIG);
   cr_assert_geq(p.durable_at_end_of_big, small_bseq,
                 "the small batch was found durable during the big batch's callbacks");
   cr_assert_eq(p.small_seq, 1 + BIG + 1, "its callback still ran after all of theirs");
+  cr_assert_eq(p.seq, BIG + 2);
+  eng_wal_close(w);
+  eng_rmtree(dir);
+  free(dir);
+}
+
+/* An empty append made with nothing pending is durable at once; an append
+ * after it completes after it, even when both are found in the same turn. */
+typedef struct order_req {
+  eng_wal_append_req req;
+  int *seq;
+  int at;
+} order_req;
+
+static void order_cb(eng_wal_append_req *req, int status) {
+  order_req *r = (order_req *)req;
+  cr_assert_eq(status, RK_OK);
+  r->at = ++*r->seq;
+}
+
+Test(wal_loop, an_empty_append_completes_before_a_later_one) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  eng_wal *w = eng_open_or_skip(&o);
+  int seq = 0;
+  order_req empty = {.seq = &seq}, full = {.seq = &seq};
+  uint8_t payload[4] = {1, 2, 3, 4};
+  rk_entry e = {.index = 1, .term = 1, .len = sizeof payload, .data = payload};
+  eng_wal_write wr = {.group = 1, .entries = &e, .n_entries = 1};
+  cr_assert_eq(eng_wal_append(w, &empty.req, NULL, 0, order_cb), RK_OK);
+  cr_assert_eq(eng_wal_append(w, &full.req, &wr, 1, order_cb), RK_OK);
+  cr_assert_eq(seq, 0, "no callback inside append");
+  cr_assert_eq(eng_wal_timeout_ns(w), 0, "the empty append is due now, batch in flight or not");
+  cr_assert_eq(eng_wal_sync(w), RK_OK);
+  cr_assert_eq(empty.at, 1);
+  cr_assert_eq(full.at, 2);
   eng_wal_close(w);
   eng_rmtree(dir);
   free(dir);
