@@ -83,24 +83,21 @@ typedef struct slice_probe {
   int seq, big_done, big_total;
   int waited;
   uint64_t durable_at_end_of_big; /* durable_bseq seen by the big batch's last callback */
-  int small_seq;                  /* when the small batch's callback ran */
 } slice_probe;
 
 typedef struct slice_req {
   eng_wal_append_req req;
   slice_probe *p;
   int small;
+  int at; /* its place among all callbacks (1 = first) */
 } slice_req;
 
 static void slice_cb(eng_wal_append_req *req, int status) {
   slice_req *r = (slice_req *)req;
   slice_probe *p = r->p;
   cr_assert_eq(status, RK_OK);
-  p->seq++;
-  if (r->small) {
-    p->small_seq = p->seq;
-    return;
-  }
+  r->at = ++p->seq;
+  if (r->small) return;
   if (p->big_done++ == 0) { /* the small batch was submitted before this callback ran */
     struct io_uring_cqe *cqe;
     cr_assert_eq(io_uring_wait_cqe_nr(&p->w->ring, &cqe, 2), 0); /* its write and fsync */
@@ -144,7 +141,7 @@ Test(wal_loop, a_big_batchs_callbacks_do_not_hold_back_the_next_batch, .timeout 
   cr_assert_eq(p.big_done, BIG);
   cr_assert_geq(p.durable_at_end_of_big, small_bseq,
                 "the small batch was found durable during the big batch's callbacks");
-  cr_assert_eq(p.small_seq, 1 + BIG + 1, "its callback still ran after all of theirs");
+  cr_assert_eq(reqs[BIG + 1].at, 1 + BIG + 1, "its callback still ran after all of theirs");
   cr_assert_eq(p.seq, BIG + 2);
   eng_wal_close(w);
   eng_rmtree(dir);
@@ -153,31 +150,19 @@ Test(wal_loop, a_big_batchs_callbacks_do_not_hold_back_the_next_batch, .timeout 
 
 /* An empty append made with nothing pending is durable at once; an append
  * after it completes after it, even when both are found in the same turn. */
-typedef struct order_req {
-  eng_wal_append_req req;
-  int *seq;
-  int at;
-} order_req;
-
-static void order_cb(eng_wal_append_req *req, int status) {
-  order_req *r = (order_req *)req;
-  cr_assert_eq(status, RK_OK);
-  r->at = ++*r->seq;
-}
-
 Test(wal_loop, an_empty_append_completes_before_a_later_one) {
   char *dir = eng_tmpdir();
   eng_wal_options o;
   eng_small_opts(&o, dir);
   eng_wal *w = eng_open_or_skip(&o);
-  int seq = 0;
-  order_req empty = {.seq = &seq}, full = {.seq = &seq};
+  slice_probe p = {.w = w};
+  slice_req empty = {.p = &p, .small = 1}, full = {.p = &p, .small = 1};
   uint8_t payload[4] = {1, 2, 3, 4};
   rk_entry e = {.index = 1, .term = 1, .len = sizeof payload, .data = payload};
   eng_wal_write wr = {.group = 1, .entries = &e, .n_entries = 1};
-  cr_assert_eq(eng_wal_append(w, &empty.req, NULL, 0, order_cb), RK_OK);
-  cr_assert_eq(eng_wal_append(w, &full.req, &wr, 1, order_cb), RK_OK);
-  cr_assert_eq(seq, 0, "no callback inside append");
+  cr_assert_eq(eng_wal_append(w, &empty.req, NULL, 0, slice_cb), RK_OK);
+  cr_assert_eq(eng_wal_append(w, &full.req, &wr, 1, slice_cb), RK_OK);
+  cr_assert_eq(p.seq, 0, "no callback inside append");
   cr_assert_eq(eng_wal_timeout_ns(w), 0, "the empty append is due now, batch in flight or not");
   cr_assert_eq(eng_wal_sync(w), RK_OK);
   cr_assert_eq(empty.at, 1);
