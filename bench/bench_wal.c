@@ -95,6 +95,13 @@ static void second_print(const char *what, const bsecond *s) {
       s->entries ? 100.0 * (double)s->over_2ms / (double)s->entries : 0.0, (double)s->max_ns / 1e3);
 }
 
+/* p50, p99 and p999 of v[0..n) in µs (sorts v). */
+static void percentiles_us(uint64_t *v, size_t n, double out[3]) {
+  static const double ps[3] = {0.50, 0.99, 0.999};
+  int sorted = 0;
+  for (int i = 0; i < 3; i++) out[i] = (double)bench_percentile(v, n, ps[i], &sorted) / 1e3;
+}
+
 static int issue(bstate *b, bwriter *wr, uint64_t t0) {
   uint64_t g = rk_rand_below(&b->rnd, b->o->groups) + 1;
   wr->t0 = t0;
@@ -104,7 +111,7 @@ static int issue(bstate *b, bwriter *wr, uint64_t t0) {
                      .data = b->payload + rk_rand_below(&b->rnd, 4096)};
   wr->wr = (eng_wal_write){.group = g, .entries = &wr->e, .n_entries = 1};
   wr->req.data = b;
-  wr->t_append = rk_clock_mono_ns();
+  wr->t_append = b->closed_loop ? t0 : rk_clock_mono_ns(); /* the closed loop issues at once */
   int rc = eng_wal_append(b->w, &wr->req, &wr->wr, 1, on_durable);
   if (rc != RK_OK) {
     fprintf(stderr, "bench wal: append: %s\n", rk_strerror(rc));
@@ -282,16 +289,12 @@ int bench_wal(const bench_wal_opts *o) {
   eng_wal_sync(b.w);
   if (!got_end) eng_wal_get_stats(b.w, &s1);
   uint64_t fsyncs = s1.fsyncs - s0.fsyncs;
-  int sorted = 0;
-  double p50 = (double)bench_percentile(b.lat, b.nlat, 0.50, &sorted) / 1e3;
-  double p99 = (double)bench_percentile(b.lat, b.nlat, 0.99, &sorted) / 1e3;
-  double p999 = (double)bench_percentile(b.lat, b.nlat, 0.999, &sorted) / 1e3;
+  double lat_us[3], app_us[3];
+  percentiles_us(b.lat, b.nlat, lat_us);
   if (b.lat_append) {
-    int sorted_a = 0;
-    printf("wal: from_append p50_us=%.1f p99_us=%.1f p999_us=%.1f\n",
-           (double)bench_percentile(b.lat_append, b.nlat, 0.50, &sorted_a) / 1e3,
-           (double)bench_percentile(b.lat_append, b.nlat, 0.99, &sorted_a) / 1e3,
-           (double)bench_percentile(b.lat_append, b.nlat, 0.999, &sorted_a) / 1e3);
+    percentiles_us(b.lat_append, b.nlat, app_us);
+    printf("wal: from_append p50_us=%.1f p99_us=%.1f p999_us=%.1f\n", app_us[0], app_us[1],
+           app_us[2]);
   }
   if (o->warmup_seconds > 0) second_print("warmup", &b.warm);
   for (size_t k = 0; o->per_second && k < (size_t)o->seconds + 2; k++) {
@@ -310,8 +313,8 @@ int bench_wal(const bench_wal_opts *o) {
   printf("wal: entries_per_sec=%.0f mb_per_sec=%.2f fsyncs_per_sec=%.0f entries_per_fsync=%.1f "
          "p50_us=%.1f p99_us=%.1f p999_us=%.1f\n",
          (double)b.completed / secs, (double)b.completed * (double)o->entry_bytes / secs / 1e6,
-         (double)fsyncs / secs, fsyncs ? (double)b.completed / (double)fsyncs : 0.0, p50, p99,
-         p999);
+         (double)fsyncs / secs, fsyncs ? (double)b.completed / (double)fsyncs : 0.0, lat_us[0],
+         lat_us[1], lat_us[2]);
   rc = b.failed ? RK_EIO : RK_OK;
 out:
   if (b.w) eng_wal_close(b.w);

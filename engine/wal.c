@@ -275,14 +275,17 @@ static void done_push(eng_wal *w, eng_wal_append_req *head, eng_wal_append_req *
   w->done_tail = tail;
 }
 
-/* Runs the callbacks of durable appends, in order. Every WAL_FIRE_SLICE
- * callbacks it reaps: a batch found durable then starts the next write at
- * once, and its own callbacks queue behind these (done list), so callers
- * still see completions in log order. */
-static void fire_durable(eng_wal *w, eng_wal_append_req *head) {
-  RK_ASSERT(!w->firing);
+/* Runs the callbacks on the done list (durable appends), in order, until it
+ * is empty. Every WAL_FIRE_SLICE callbacks it reaps: a batch found durable
+ * then starts the next write at once, and its callbacks join the done list
+ * behind these, so callers still see completions in log order. Inside a
+ * callback (w->firing) it does nothing: the running call gets to them. */
+static void fire_durable(eng_wal *w) {
+  if (w->firing) return;
   w->firing = 1;
-  for (;;) {
+  while (w->done_head) {
+    eng_wal_append_req *head = w->done_head;
+    w->done_head = w->done_tail = NULL;
     for (unsigned k = 1; head; k++) {
       eng_wal_append_req *next = head->next_;
       head->next_ = NULL;
@@ -293,9 +296,6 @@ static void fire_durable(eng_wal *w, eng_wal_append_req *head) {
         maybe_submit(w); /* a segment readied by this reap frees a sealed batch */
       }
     }
-    if (w->done_head == NULL) break;
-    head = w->done_head;
-    w->done_head = w->done_tail = NULL;
   }
   w->firing = 0;
 }
@@ -317,11 +317,7 @@ static void batch_durable(eng_wal *w, wal_batch *b) {
   /* Behind whatever is already durable and waiting (empty appends, or the
    * callbacks being run now), so completions stay in log order. */
   done_push(w, reqs, reqs_tail);
-  if (!w->firing) {
-    eng_wal_append_req *h = w->done_head;
-    w->done_head = w->done_tail = NULL;
-    fire_durable(w, h);
-  }
+  fire_durable(w);
   wal_cache_trim(&w->ix, w->durable_bseq);
 }
 
@@ -414,11 +410,7 @@ static void reap(eng_wal *w) {
 int eng_wal_process(eng_wal *w) {
   if (w->crashed) return RK_ESTOPPED;
   reap(w);
-  if (w->done_head && !w->firing) { /* (when firing, fire_durable runs them next) */
-    eng_wal_append_req *h = w->done_head;
-    w->done_head = w->done_tail = NULL;
-    fire_durable(w, h);
-  }
+  fire_durable(w);
   if (w->inflight && w->inflight->hold_until_ns && !w->stopped &&
       rk_clock_mono_ns() >= w->inflight->hold_until_ns)
     batch_durable(w, w->inflight);

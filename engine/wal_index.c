@@ -235,10 +235,10 @@ void wal_group_compact(wal_group *g, uint64_t index, uint64_t prev_term) {
   }
   /* O(1) whatever the count: nothing per dropped entry is touched but the
    * boundary's term above (their payload copies stay in their chunks until
-   * the chunks are evicted). A
-   * node compacts every group regularly; touching each dropped wal_loc,
-   * written long ago and cold, cost ~6 ns an entry (~0.6 ms for 100
-   * groups' second of appends at 900,000/s, a stall of the event loop). */
+   * the chunks are evicted). A node compacts every group regularly;
+   * touching each dropped wal_loc, written long ago and cold, cost ~6 ns an
+   * entry (~0.6 ms for 100 groups' second of appends at 900,000/s, a stall
+   * of the event loop). */
   uint64_t drop_to = index <= last + 1 ? index : last + 1;
   size_t dropped = (size_t)(drop_to - g->first);
   RK_ASSERT(dropped <= g->n);
