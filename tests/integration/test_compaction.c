@@ -226,12 +226,7 @@ static void only_node_serves(int serve, int down, int wipe) {
   itc_kill9(&itc, wipe);
   cr_assert_eq(itc_wipe(&itc, wipe), 0, "wiping a data dir");
   cr_assert_eq(itc_restart(&itc, wipe, err, sizeof err), 0, "%s", err);
-  /* A range commits again (and serves reads) only once `wipe` holds its
-   * snapshot, and a peer gets one stream at a time: a range's first read
-   * may wait for the images of the ranges before it, 8 KiB chunks each.
-   * Under the sanitizers with the CI's other tests alongside, one read
-   * waited over 10 s (locally the whole test takes 13 s), hence 30. */
-  rkc_client *c = it_client(-1, 30000);
+  rkc_client *c = it_client(-1, 10000);
   read_everything(c);
   cr_assert(wait_caught_up(c, wipe, serve, 1, 20000), "node %d was not rebuilt from snapshots",
             wipe + 1);
