@@ -932,6 +932,11 @@ static host_batch *host_collect(mr_host *h) {
     if ((rd->role == MR_PRECANDIDATE || rd->role == MR_CANDIDATE) &&
         g->last_role != MR_PRECANDIDATE && g->last_role != MR_CANDIDATE)
       h->st.campaigns++;
+    /* Leadership changes, one line each: what a failed run's log must show. */
+    if ((rd->role == MR_LEADER) != (g->last_role == MR_LEADER))
+      RK_INFO("host", "group %llu: %s at term %llu", (unsigned long long)g->id,
+              rd->role == MR_LEADER ? "leads" : "no longer leads",
+              (unsigned long long)mr_raft_term(g->r));
     g->last_role = rd->role;
     if (rd->entries.len > 0 || rd->committed.len > 0) g->idle_ticks = 0;
     queue_msgs(h, g, rd, 0);
