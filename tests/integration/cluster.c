@@ -52,6 +52,21 @@ static void sweep(void) {
     if (registry[i]) itc_stop_all(registry[i]);
 }
 
+/* Every failed cr_assert ends in criterion_abort_test(); the link wraps it
+ * (-Wl,--wrap, CMakeLists.txt) so a failure keeps every live cluster's
+ * files for the post-mortem and puts the end of each node's log into the
+ * test's output (which CI keeps when the temp dir is gone). */
+_Noreturn void __real_criterion_abort_test(void);
+_Noreturn void __wrap_criterion_abort_test(void);
+_Noreturn void __wrap_criterion_abort_test(void) {
+  for (int i = 0; i < ITC_REG_MAX; i++) {
+    if (registry[i] == NULL) continue;
+    itc_keep(registry[i]);
+    for (int k = 0; k < registry[i]->n; k++) itc_dump_log(registry[i], k, 40);
+  }
+  __real_criterion_abort_test();
+}
+
 static void reg_add(itc_cluster *c) {
   if (!registry_hooked) {
     atexit(sweep);
@@ -83,9 +98,14 @@ static pid_t spawn(const itc_cluster *c, const itc_node *n) {
   snprintf(client, sizeof client, "%s", n->client);
   snprintf(init, sizeof init, "%s", c->initial);
   snprintf(dd, sizeof dd, "%s", n->data_dir);
-  char *argv[24 + 8]; /* the fixed flags, then up to 8 extra */
+  char *argv[26 + 8]; /* the fixed flags, then up to 8 extra */
   int a = 0;
   argv[a++] = RK_BINARY;
+  /* Info, not the default warn: a failed run's kept logs then show who led,
+   * who was declared down and which snapshots went where. */
+  const char *level = getenv("RK_ITEST_LOG_LEVEL");
+  argv[a++] = "--log-level";
+  argv[a++] = (char *)(uintptr_t)(level != NULL && level[0] ? level : "info");
   argv[a++] = "start";
   argv[a++] = "--id";
   argv[a++] = id;
@@ -111,7 +131,7 @@ static pid_t spawn(const itc_cluster *c, const itc_node *n) {
   argv[a] = NULL;
   /* In a namespace: `ip netns exec NS rangekv ...` (ip execs it: same PID). */
   const char *ns = c->netns[n - c->nodes];
-  char *nsargv[4 + 24 + 8];
+  char *nsargv[4 + 26 + 8];
   if (ns != NULL) {
     nsargv[0] = "ip";
     nsargv[1] = "netns";
@@ -369,6 +389,8 @@ void itc_stop_all(itc_cluster *c) {
     n->pid = 0;
     c->keep = 1;
   }
+  const char *keep_env = getenv("RK_ITEST_KEEP"); /* to study a flaky run's logs */
+  if (keep_env != NULL && keep_env[0] == '1') c->keep = 1;
   if (c->keep)
     fprintf(stderr, "itc: cluster files kept in %s\n", c->dir);
   else

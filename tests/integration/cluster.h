@@ -11,7 +11,8 @@
  * Cleanup: itc_stop_all() (call it from the suite's .fini, which Criterion
  * runs after a failed assertion too) continues stopped nodes, sends SIGTERM,
  * waits up to 10 s, SIGKILLs what is left, reaps every PID, and removes the
- * dir unless the test failed (itc_keep()). Every started cluster is also in
+ * dir unless the test failed (itc_keep()) or RK_ITEST_KEEP=1 is set (every
+ * run's files, to compare a flaky failure with passes). Every started cluster is also in
  * a registry that an atexit() handler sweeps.
  */
 #ifndef RK_TEST_ITC_CLUSTER_H
