@@ -31,10 +31,13 @@ static inline void it_start(int n) {
 
 static inline void it_fini(void) { itc_stop_all(&itc); }
 
-/* A client over every node (only < 0) or over node `only` alone. */
+/* A client over every node (only < 0) or over node `only` alone. The
+ * endpoint strings are locals (rkc_open copies them): client threads open
+ * theirs while the main thread opens its own, and a shared static buffer
+ * once let one of them read an endpoint another was rewriting (EINVAL). */
 static inline rkc_client *it_client(int only, uint32_t timeout_ms) {
-  static char buf[ITC_MAX_NODES][RKC_ADDR_MAX];
-  static const char *eps[ITC_MAX_NODES];
+  char buf[ITC_MAX_NODES][RKC_ADDR_MAX];
+  const char *eps[ITC_MAX_NODES];
   size_t n = 0;
   for (int i = 0; i < itc.n; i++) {
     if (only >= 0 && i != only) continue;
