@@ -25,8 +25,11 @@
  *      write is not sent again with less than min(100 ms, deadline / 10) left.
  * A node that took a request and gave no answer is shunned for the range:
  * not tried, nor reached through a hint or the cached leader, until it
- * answers, a deadline's time has passed, or every other replica names it
- * as the leader in one call (it was slow, not gone).
+ * answers, a deadline's time has passed, or every other replica either
+ * names it as the leader or cannot be reached in one call (it was slow, not
+ * gone, and nobody else can serve the range: a leader's first reads wait for
+ * its term's first entry to commit, which can outlast one attempt while a
+ * replica is rebuilt and the third is down).
  */
 #include "client/rkc_int.h"
 
@@ -373,6 +376,18 @@ static const char *code_detail(const Rangekv__ClientResponse *r) {
   return r->error && r->error[0] ? r->error : rk_strerror(r->code);
 }
 
+/* The shunned node is tried again once every other replica of r is in
+ * `others` (bit id - 1: it named the shunned node leader, or could not be
+ * reached, in this call): it leads after all, or nobody else can answer. */
+static void maybe_unshun(rkc_range *r, uint64_t others) {
+  uint32_t n = 0;
+  for (uint32_t k = 0; k < r->n_replicas; k++) {
+    uint32_t node = r->replicas[k];
+    n += node == r->shunned || (node >= 1 && node <= 64 && (others >> (node - 1) & 1));
+  }
+  if (n >= r->n_replicas) r->shunned = 0;
+}
+
 /* The routed call (see the file comment). key routes; is_write decides what
  * an unknown outcome does. scan_end/scan_end_len: for OP_SCAN, the caller's
  * end (clamped here to the range's end). */
@@ -384,7 +399,9 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
   uint32_t backoff = c->opt.backoff_min_ms;
   uint32_t hint = 0, turn = (uint32_t)rk_splitmix64(&c->rng), failed = 0;
   int saw_unknown = 0, hops = 0;
-  uint64_t named_shunned = 0; /* nodes (bit id - 1) that named the shunned node leader */
+  /* Nodes (bit id - 1) that, in this call, named the shunned node leader or
+   * could not be reached. */
+  uint64_t backs_shunned = 0;
   char why[120] = "";
   for (int first = 1;; first = 0) {
     if (!first) {
@@ -434,6 +451,10 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
     if (rc != RK_OK) {
       snprintf(why, sizeof why, "node %u (%s): %s", node, p->addr, rk_strerror(rc));
       if (r->leader == node) r->leader = 0;
+      if (r->shunned != 0 && node >= 1 && node <= 64) {
+        backs_shunned |= UINT64_C(1) << (node - 1);
+        maybe_unshun(r, backs_shunned);
+      }
       continue;
     }
     req->range_id = r->id;
@@ -488,12 +509,8 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
       uint32_t h = resp->leader_node;
       learn_addr(c, h, resp->leader_addr);
       if (h != 0 && h == r->shunned && node >= 1 && node <= 64) {
-        /* Every other replica names the shunned node: it leads after all
-         * (it was slow, not gone), so it is tried again. */
-        named_shunned |= UINT64_C(1) << (node - 1);
-        uint32_t naming = 0;
-        for (uint64_t m = named_shunned; m != 0; m &= m - 1) naming++;
-        if (naming + 1 >= r->n_replicas) r->shunned = 0;
+        backs_shunned |= UINT64_C(1) << (node - 1);
+        maybe_unshun(r, backs_shunned);
       }
       if (h != 0 && h != node) {
         r->leader = h;

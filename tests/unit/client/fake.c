@@ -256,6 +256,8 @@ static int f_send(tp_conn *tc, uint16_t type, const uint8_t *payload, uint32_t l
     respond(c, &r);
   } else if (c->n->mode == FAKE_SILENT) {
     /* nothing */
+  } else if (c->n->silent_requests > 0) {
+    c->n->silent_requests--; /* slow this once: no answer within the attempt */
   } else if (c->n->mode == FAKE_CRASH) {
     c->closed = 1;
   } else {

@@ -30,6 +30,7 @@ typedef struct fake_node {
   fake_mode mode;
   int hint;            /* include the leader hint in ENOTLEADER (default 1) */
   uint32_t stale_hint; /* nonzero: the hint names this node, not the leader */
+  int silent_requests; /* this many data requests get no answer, then it serves */
   int data_requests, ranges_requests, opens;
   uint64_t epoch; /* bumped by fake_restart: older connections are dead */
 } fake_node;
