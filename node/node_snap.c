@@ -181,6 +181,17 @@ void node_snap_send(node *n, uint32_t to_node, const mr_host_gmsg *gm) {
   t->from = gm->msg.from;
   t->to = gm->msg.to;
   t->msg_term = gm->msg.term;
+  /* The pump sends one stream at a time per peer, in array order, and a
+   * stream is built when the core asks for it but bound here, with its
+   * group's next Ready (after a write in flight): one built earlier and
+   * bound later must queue behind the streams bound before it, or it starts
+   * in the middle of one of them, and the peer, which stages one stream per
+   * sender, drops that one (and its range backs off). Bound streams come
+   * last, in the order they were bound. */
+  size_t at = (size_t)(t - n->tx);
+  node_snap_tx bound = *t;
+  memmove(t, t + 1, (n->ntx - at - 1) * sizeof *t);
+  n->tx[n->ntx - 1] = bound;
 }
 
 void node_snap_tx_end(node *n, node_snap_tx *t, int failed, const char *why) {

@@ -583,6 +583,34 @@ Test(snap_stream, a_receiver_that_drops_a_stream_says_so_once_and_the_sender_sto
   rx_node_free(n);
 }
 
+/* Streams to one peer go one at a time in array order. A stream built
+ * first but bound to its peer later (its group had a write in flight) must
+ * queue behind one already streaming to that peer: starting in its middle
+ * would make the peer drop it. */
+Test(snap_stream, a_stream_bound_later_queues_behind_the_one_streaming) {
+  node *n = rx_node();
+  n->tx[0] = (node_snap_tx){.stream = 55, .group = 2, .index = 40}; /* built, not yet bound */
+  n->tx[1] = (node_snap_tx){.stream = 56, .group = 3, .index = 41, .to_node = 3, .seq = 7};
+  n->ntx = 2;
+  mr_snapshot snap = {.index = 40, .term = 2};
+  mr_host_gmsg gm;
+  memset(&gm, 0, sizeof gm);
+  gm.group = 2;
+  gm.msg.type = MR_MSG_SNAP;
+  gm.msg.from = mr_host_replica_id(1, 1);
+  gm.msg.to = mr_host_replica_id(3, 1);
+  gm.msg.term = 2;
+  gm.msg.snap = &snap;
+  node_snap_send(n, 3, &gm);
+  cr_assert_eq(n->ntx, 2);
+  cr_assert_eq(n->tx[0].stream, 56, "the stream already going to node 3 stays first");
+  cr_assert_eq(n->tx[1].stream, 55, "the one bound now queues behind it");
+  cr_assert_eq(n->tx[1].to_node, 3);
+  cr_assert_eq(n->tx[1].msg_term, 2);
+  n->ntx = 0;
+  rx_node_free(n);
+}
+
 /* Steps into host h's group 2 an InstallSnapshot from replica `from` at
  * `term` for index, naming staged file `file` as node_snap_assemble would. */
 static void step_snapshot(mr_host *h, uint32_t from_node, uint32_t to_node, uint64_t term,
