@@ -25,11 +25,12 @@
  *      write is not sent again with less than min(100 ms, deadline / 10) left.
  * A node that took a request and gave no answer is shunned for the range:
  * not tried, nor reached through a hint or the cached leader, until it
- * answers, a deadline's time has passed, or every other replica either
- * names it as the leader or cannot be reached in one call (it was slow, not
- * gone, and nobody else can serve the range: a leader's first reads wait for
- * its term's first entry to commit, which can outlast one attempt while a
- * replica is rebuilt and the third is down).
+ * answers, a deadline's time has passed, or every other replica names it
+ * as the leader in one call (it was slow, not gone); for a read, a replica
+ * that cannot be reached in the call counts as naming it (nobody else can
+ * serve the range: a leader's first reads wait for its term's first entry
+ * to commit, which can outlast one attempt while a replica is rebuilt and
+ * the third is down).
  */
 #include "client/rkc_int.h"
 
@@ -451,7 +452,10 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
     if (rc != RK_OK) {
       snprintf(why, sizeof why, "node %u (%s): %s", node, p->addr, rk_strerror(rc));
       if (r->leader == node) r->leader = 0;
-      if (r->shunned != 0 && node >= 1 && node <= 64) {
+      /* Reads only: a write sent to a stalled node would wait out its
+       * whole deadline and come back unknown, where the shun ends it as a
+       * definite "no quorum". */
+      if (!is_write && r->shunned != 0 && node >= 1 && node <= 64) {
         backs_shunned |= UINT64_C(1) << (node - 1);
         maybe_unshun(r, backs_shunned);
       }
@@ -485,8 +489,10 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
       /* Whatever it was, this node did not answer: the next requests find
        * the leader among the others rather than wait on it once more (a
        * stalled process keeps its connections open while the others
-       * elect), for one request timeout or until it answers again. */
+       * elect), for one request timeout, until it answers again, or until
+       * the others back it (maybe_unshun). */
       if (r->leader == node) r->leader = 0;
+      if (r->shunned != node) backs_shunned = 0; /* they backed another node */
       r->shunned = node;
       r->shunned_until_ns = call_deadline(c);
       if (is_write)

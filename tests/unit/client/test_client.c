@@ -227,6 +227,22 @@ Test(client, a_slow_leader_is_tried_again_when_the_rest_name_it_or_are_down) {
   cr_assert_eq(fk.nodes[0].silent_requests, 0);
 }
 
+/* But a write is not sent back to a silent node on that ground: with the
+ * leader stalled and the third replica down, nobody can commit it, and
+ * waiting on the stalled node would turn a definite "no quorum" into an
+ * unknown outcome. */
+Test(client, a_write_is_not_sent_back_to_a_silent_node_because_the_rest_is_down) {
+  cr_assert_eq(put_s("1000", "v"), RK_OK); /* caches node 1 as the leader */
+  fk.nodes[0].mode = FAKE_SILENT;
+  fk.nodes[2].mode = FAKE_DOWN;
+  cr_assert_eq(put_s("1000", "w"), RK_ETIMEOUT); /* unknown: node 1 is shunned */
+  int sent = fk.nodes[0].data_requests;
+  int rc = put_s("1000", "x");
+  cr_assert_eq(rc, RK_ENOQUORUM, "%s: %s", rk_errname(rc), rkc_last(cl)->detail);
+  cr_assert_not(rkc_last(cl)->outcome_unknown);
+  cr_assert_eq(fk.nodes[0].data_requests, sent, "the write went to the silent node");
+}
+
 Test(client, a_crash_after_sending_makes_a_write_unknown) {
   fk.nodes[0].mode = FAKE_CRASH;
   int rc = put_s("1000", "v");
