@@ -37,6 +37,7 @@ enum {
   HG_QUIESCED = 1u << 0,
   HG_DIRTY = 1u << 1,
   HG_IN_FLIGHT = 1u << 2,
+  HG_LEADS = 1u << 3, /* led at the last note_leadership */
 };
 
 #define HG_NOT_ACTIVE UINT32_MAX
@@ -918,6 +919,17 @@ static void queue_msgs(mr_host *h, host_group *g, const mr_ready *rd, int want) 
  * a commit index surviving a crash (it is learned again from the leader,
  * and what was applied is recorded by the state machine), so waiting for
  * an fsync would only add one to every write's latency (etcd's MustSync). */
+/* One info line per leadership change of g, what a failed run's log must
+ * show. Checked on every dirty group, not with its Ready: a step-down that
+ * keeps the term (CheckQuorum, no live majority) makes none. */
+static void note_leadership(host_group *g) {
+  int leads = mr_raft_role(g->r) == MR_LEADER;
+  if (leads == ((g->flags & HG_LEADS) != 0)) return;
+  g->flags = (uint8_t)(g->flags ^ HG_LEADS);
+  RK_INFO("host", "group %llu: %s at term %llu", (unsigned long long)g->id,
+          leads ? "leads" : "no longer leads", (unsigned long long)mr_raft_term(g->r));
+}
+
 static host_batch *host_collect(mr_host *h) {
   host_batch *b = calloc(1, sizeof *b);
   RK_ASSERTF(b != NULL, "out of memory");
@@ -925,6 +937,7 @@ static host_batch *host_collect(mr_host *h) {
   for (size_t i = 0; i < h->dirty.len; i++) {
     host_group *g = h->dirty.v[i];
     g->flags &= (uint8_t)~HG_DIRTY;
+    note_leadership(g);
     if ((g->flags & HG_IN_FLIGHT) || !mr_raft_has_ready(g->r)) continue;
     host_pending pend = {.g = g};
     RK_ASSERTF(mr_raft_ready(g->r, &pend.rd) == RK_OK, "out of memory");
@@ -932,11 +945,6 @@ static host_batch *host_collect(mr_host *h) {
     if ((rd->role == MR_PRECANDIDATE || rd->role == MR_CANDIDATE) &&
         g->last_role != MR_PRECANDIDATE && g->last_role != MR_CANDIDATE)
       h->st.campaigns++;
-    /* Leadership changes, one line each: what a failed run's log must show. */
-    if ((rd->role == MR_LEADER) != (g->last_role == MR_LEADER))
-      RK_INFO("host", "group %llu: %s at term %llu", (unsigned long long)g->id,
-              rd->role == MR_LEADER ? "leads" : "no longer leads",
-              (unsigned long long)mr_raft_term(g->r));
     g->last_role = rd->role;
     if (rd->entries.len > 0 || rd->committed.len > 0) g->idle_ticks = 0;
     queue_msgs(h, g, rd, 0);

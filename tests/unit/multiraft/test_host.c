@@ -3,9 +3,12 @@
  * asserts one frame per node per turn, no uncoalesced heartbeat, in-order
  * apply and State Machine Safety on every step). */
 #include "common/rk_err.h"
+#include "common/rk_log.h"
 #include "multiraft/hostmem.h"
 
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static mr_hm_cluster *C;
@@ -516,6 +519,42 @@ Test(host, a_cut_off_node_steps_down_the_leaders_it_can_no_longer_back) {
     tick_all(2);
     cr_assert(mr_hm_applied_everywhere(C, g, last_index(g)), "group %llu", (unsigned long long)g);
   }
+  mr_hm_free(C);
+}
+
+/* Counts the lines of the log captured in buf that contain needle. */
+static int count_lines(const char *buf, const char *needle) {
+  int n = 0;
+  for (const char *p = buf; p != NULL && (p = strstr(p, needle)) != NULL; p += strlen(needle)) n++;
+  return n;
+}
+
+/* Every leadership change is one info line, logged when it happens: a
+ * step-down that keeps the term (no live majority) makes no Ready, and its
+ * line must not wait for the group's next one (its campaign, an election
+ * timeout or two later). */
+Test(host, a_step_down_is_logged_when_it_happens) {
+  quiesced_cluster(3, 30);
+  const uint32_t cut = 3;
+  int nled = 0;
+  for (uint64_t g = 1; g <= C->groups; g++) nled += leader_node(g) == cut;
+  cr_assert_gt(nled, 0);
+  C->node[cut].isolated = 1;
+  tick_all(10);
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  cr_assert_not_null(f);
+  rk_log_level was = rk_log_get_level();
+  rk_log_set_level(RK_LOG_INFO);
+  rk_log_set_sink(f);
+  tick_all(1); /* the others are declared down: the cut-off node's leaders step down */
+  rk_log_set_sink(NULL);
+  rk_log_set_level(was);
+  fclose(f);
+  cr_assert_eq(stats((int)cut).quorum_stepdowns, (uint64_t)nled);
+  cr_assert_eq(count_lines(buf, ": no longer leads at term"), nled, "log:\n%s", buf);
+  free(buf);
   mr_hm_free(C);
 }
 
