@@ -237,7 +237,13 @@ static void submit_batch(eng_wal *w, wal_batch *b) {
   b->write_done = b->fsync_done = 0;
   b->fsync_res = 0;
   w->ops_out += 2;
-  int rc = io_uring_submit(&w->ring);
+  int rc;
+#ifdef RK_TEST_HOOKS
+  if (w->hooks.fail_submit_at >= 0 && w->nsubmit_seen++ == (uint64_t)w->hooks.fail_submit_at)
+    rc = -(w->hooks.fail_errno ? w->hooks.fail_errno : EBUSY);
+  else
+#endif
+    rc = io_uring_submit(&w->ring);
   if (rc < 0) {
     RK_ERROR("wal", "io_uring_submit: %s", strerror(-rc));
     wal_fail(w, RK_EIO);
@@ -480,6 +486,9 @@ int eng_wal_sync(eng_wal *w) {
     rc = eng_wal_poll(w, 100000);
     if (rc == RK_OK && w->open && w->open->nrec && !w->inflight && !w->sealed) batch_seal(w);
   }
+  /* Stopped (maybe already inside an append, whose submit failed): every
+   * waiter hears of it before this returns, as the contract says. */
+  if (w->stopped) wal_fire_failed(w);
   return rc;
 }
 

@@ -297,7 +297,7 @@ struct eng_wal {
   eng_wal_stats st;
 #ifdef RK_TEST_HOOKS
   eng_wal_hooks hooks;
-  uint64_t nfsync_seen, nwrite_seen, nshort_seen;
+  uint64_t nfsync_seen, nwrite_seen, nshort_seen, nsubmit_seen;
 #endif
 };
 

@@ -199,15 +199,29 @@ void eng_wal_close(eng_wal *w) {
     eng_wal_sync(w);
     if (w->stopped) wal_fire_failed(w);
   }
-  /* Reap whatever the kernel still owes us before freeing its buffers. */
-  while (w->ring_ok && w->ops_out > 0) {
+  /* Reap whatever the kernel still owes us before freeing its buffers.
+   * Submitting as well: a failed io_uring_submit leaves its SQEs in the
+   * ring, and their completions never come unless they go in. */
+  int leak = 0;
+  for (int transient = 0; w->ring_ok && w->ops_out > 0;) {
+    int rc = io_uring_submit_and_wait(&w->ring, 1);
+    if (rc < 0 && ((rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) || ++transient > 1000)) {
+      /* The kernel may still use the buffers: keep them rather than let it
+       * write freed memory into a segment. */
+      RK_ERROR("wal",
+               "close: %" PRId64 " I/O operations never completed (%s); their buffers are leaked",
+               w->ops_out, strerror(-rc));
+      leak = 1;
+      break;
+    }
     struct io_uring_cqe *cqe;
-    if (io_uring_wait_cqe(&w->ring, &cqe) < 0) break;
-    io_uring_cqe_seen(&w->ring, cqe);
-    w->ops_out--;
+    while (w->ops_out > 0 && io_uring_peek_cqe(&w->ring, &cqe) == 0) {
+      io_uring_cqe_seen(&w->ring, cqe);
+      w->ops_out--;
+    }
   }
   wal_batch *lists[4] = {w->inflight, w->sealed, w->open, w->free_batches};
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 4 && !leak; i++) {
     wal_batch *b = lists[i];
     while (b) {
       wal_batch *next = (i == 0 || i == 2) ? NULL : b->next;
@@ -305,10 +319,11 @@ void eng_wal_hooks_default(eng_wal_hooks *h) {
   h->fail_fsync_at = -1;
   h->fail_write_at = -1;
   h->short_write_at = -1;
+  h->fail_submit_at = -1;
 }
 void eng_wal_set_hooks(eng_wal *w, const eng_wal_hooks *h) {
   w->hooks = *h;
-  w->nfsync_seen = w->nwrite_seen = w->nshort_seen = 0;
+  w->nfsync_seen = w->nwrite_seen = w->nshort_seen = w->nsubmit_seen = 0;
 }
 void eng_wal_check_invariants(const eng_wal *w) { wal_check_invariants(w); }
 uint64_t eng_wal_next_batch_seq(const eng_wal *w) { return w->open ? w->open->seq : w->next_bseq; }

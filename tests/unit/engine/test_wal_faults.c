@@ -61,6 +61,35 @@ Test(wal_faults, eio_on_fsync_reaches_every_waiter_and_stops_appends) { fail_one
 Test(wal_faults, enospc_on_fsync_is_reported_as_enospc) { fail_one(1, ENOSPC, RK_ENOSPC); }
 Test(wal_faults, eio_on_write_stops_the_wal) { fail_one(0, EIO, RK_EIO); }
 
+/* io_uring_submit refused: the batch's SQEs stay in the ring and their
+ * completions never come unless they go in. The waiter hears of it, the
+ * WAL stops, and close still returns (it submits them as it drains; it used
+ * to wait for them forever). */
+Test(wal_faults, a_failed_submit_stops_the_wal_and_close_still_returns, .timeout = 30) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  eng_wal *w = eng_open_or_skip(&o);
+  cr_assert_eq(eng_append_sync(w, 1, 1, 11, 1, 40, NULL), RK_OK);
+  eng_wal_hooks h;
+  eng_wal_hooks_default(&h);
+  h.fail_submit_at = 0;
+  eng_wal_set_hooks(w, &h);
+  eng_wal_append_req r1, r2;
+  eng_cb_state s1, s2;
+  cr_assert_eq(eng_append_async(w, &r1, &s1, 1, 11, 12, 1, 40, NULL), RK_OK);
+  cr_assert_eq(eng_wal_sync(w), RK_EIO);
+  cr_assert_eq(s1.calls, 1);
+  cr_assert_eq(s1.status, RK_EIO, "the waiter got %s", rk_errname(s1.status));
+  cr_assert_eq(eng_append_async(w, &r2, &s2, 1, 12, 13, 1, 40, NULL), RK_ESTOPPED);
+  eng_wal_close(w);
+  w = eng_open_or_skip(&o);
+  eng_check_range(w, 1, 1, 11, 1, 40); /* what was acknowledged before */
+  eng_wal_close(w);
+  eng_rmtree(dir);
+  free(dir);
+}
+
 /* The fsync delay hook: durability is never reported before the delay, and
  * appends made meanwhile share the next batch. */
 Test(wal_faults, injected_fsync_delay_holds_durability_back) {
