@@ -9,14 +9,22 @@
 
 #ifdef RK_TEST_HOOKS
 
-static void fail_one(int fsync_or_write, int err, int expect) {
-  char *dir = eng_tmpdir();
-  eng_wal_options o;
-  eng_small_opts(&o, dir);
-  eng_wal *w = eng_open_or_skip(&o);
+/* A WAL in a fresh dir (*dir, options *o) holding group 1's entries 1..10,
+ * acknowledged; *h is the default hooks, for the caller to arm. */
+static eng_wal *open_acked(char **dir, eng_wal_options *o, eng_wal_hooks *h) {
+  *dir = eng_tmpdir();
+  eng_small_opts(o, *dir);
+  eng_wal *w = eng_open_or_skip(o);
   cr_assert_eq(eng_append_sync(w, 1, 1, 11, 1, 40, NULL), RK_OK);
+  eng_wal_hooks_default(h);
+  return w;
+}
+
+static void fail_one(int fsync_or_write, int err, int expect) {
+  char *dir;
+  eng_wal_options o;
   eng_wal_hooks h;
-  eng_wal_hooks_default(&h);
+  eng_wal *w = open_acked(&dir, &o, &h);
   if (fsync_or_write)
     h.fail_fsync_at = 0;
   else
@@ -66,13 +74,10 @@ Test(wal_faults, eio_on_write_stops_the_wal) { fail_one(0, EIO, RK_EIO); }
  * WAL stops, and close still returns (it submits them as it drains; it used
  * to wait for them forever). */
 Test(wal_faults, a_failed_submit_stops_the_wal_and_close_still_returns, .timeout = 30) {
-  char *dir = eng_tmpdir();
+  char *dir;
   eng_wal_options o;
-  eng_small_opts(&o, dir);
-  eng_wal *w = eng_open_or_skip(&o);
-  cr_assert_eq(eng_append_sync(w, 1, 1, 11, 1, 40, NULL), RK_OK);
   eng_wal_hooks h;
-  eng_wal_hooks_default(&h);
+  eng_wal *w = open_acked(&dir, &o, &h);
   h.fail_submit_at = 0;
   eng_wal_set_hooks(w, &h);
   eng_wal_append_req r1, r2;
