@@ -11,9 +11,11 @@
  * Cleanup: itc_stop_all() (call it from the suite's .fini, which Criterion
  * runs after a failed assertion too) continues stopped nodes, sends SIGTERM,
  * waits up to 10 s, SIGKILLs what is left, reaps every PID, and removes the
- * dir unless the test failed (itc_keep()) or RK_ITEST_KEEP=1 is set (every
- * run's files, to compare a flaky failure with passes). Every started cluster is also in
- * a registry that an atexit() handler sweeps.
+ * dir unless the test failed or a node did not stop cleanly (itc_keep(); a
+ * failed cr_assert calls it through the link's wrap of
+ * criterion_abort_test, see cluster.c) or RK_ITEST_KEEP=1 is set (every
+ * run's files, to compare a flaky failure with passes). Every started
+ * cluster is also in a registry that an atexit() handler sweeps.
  */
 #ifndef RK_TEST_ITC_CLUSTER_H
 #define RK_TEST_ITC_CLUSTER_H
