@@ -303,7 +303,13 @@ void node_read_ready(void *ctx, uint64_t group, uint64_t read_ctx, uint64_t inde
   /* After a failed apply the store lacks a round: serve nothing from it. */
   if (n->fatal || group < 1 || group > n->table.n) return;
   node_range *r = &n->ranges[group - 1];
-  (void)index; /* the host guarantees applied >= index */
+  /* The host hands out a confirmed read only once its index is applied
+   * (and the state store commits each apply round before that): serving
+   * it earlier would be a stale read. */
+  const mr_raft *core = mr_host_group_raft(n->host, group);
+  RK_ASSERTF(core != NULL && mr_raft_applied(core) >= index,
+             "range %llu: read at %llu served before it is applied", (unsigned long long)group,
+             (unsigned long long)index);
   for (size_t i = 0; i < r->nreads; i++) {
     node_read *rd = &r->reads[i];
     if (rd->ctx != read_ctx) continue;

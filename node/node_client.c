@@ -227,7 +227,9 @@ static int issue_read(node *n, node_range *r, node_read *rd) {
 
 static void handle_read(node *n, uint64_t conn, const Rangekv__ClientRequest *req, node_range *r) {
   if (req->key.len > max_key_of(req) || req->end_key.len > KV_MAX_KEY) {
-    node_respond_error(n, conn, req->id, RK_ETOOLARGE, "key over 4096 bytes", NULL);
+    node_respond_error(
+        n, conn, req->id, RK_ETOOLARGE,
+        req->key.len > max_key_of(req) ? "key over 4096 bytes" : "end key over 4096 bytes", NULL);
     return;
   }
   if (req->op == RANGEKV__CLIENT_OP__OP_GET && req->key.len == 0) {
