@@ -344,7 +344,10 @@ static void step_follower(mr_raft *r, const mr_msg *m) {
     if (m->from == r->lead) campaign(r, CAMPAIGN_TRANSFER); /* thesis §3.10 */
     break;
   case MR_MSG_READ_INDEX_RESP:
-    if (!m->reject && m->from == r->lead) (void)mr_ro_add_read_state(r, m->ctx, m->index);
+    if (!m->reject && m->from == r->lead) {
+      int rc = mr_ro_add_read_state(r, m->ctx, m->index);
+      RK_ASSERTF(rc == RK_OK, "out of memory recording a confirmed read");
+    }
     break;
   default: break;
   }

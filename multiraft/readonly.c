@@ -43,7 +43,10 @@ static void release(mr_raft *r, const mr_read_req *q) {
   RK_ASSERT(r->role == MR_LEADER);
   RK_ASSERT(q->index <= r->commit);
   if (q->from == r->cfg.id) {
-    (void)mr_ro_add_read_state(r, q->ctx, q->index);
+    /* Loudly, as elsewhere in the core: a confirmed read silently dropped
+     * would leave its client waiting out its deadline. */
+    int rc = mr_ro_add_read_state(r, q->ctx, q->index);
+    RK_ASSERTF(rc == RK_OK, "out of memory recording a confirmed read");
     return;
   }
   mr_msg m = {.type = MR_MSG_READ_INDEX_RESP, .to = q->from, .term = r->term};
