@@ -31,11 +31,13 @@ static inline void it_start(int n) {
 
 static inline void it_fini(void) { itc_stop_all(&itc); }
 
-/* A client over every node (only < 0) or over node `only` alone. The
- * endpoint strings are locals (rkc_open copies them): client threads open
- * theirs while the main thread opens its own, and a shared static buffer
- * once let one of them read an endpoint another was rewriting (EINVAL). */
-static inline rkc_client *it_client(int only, uint32_t timeout_ms) {
+/* A client over every node (only < 0) or over node `only` alone; NULL if
+ * rkc_open fails. The endpoint strings are locals (rkc_open copies them):
+ * client threads open theirs while the main thread opens its own, and a
+ * shared static buffer once let one of them read an endpoint another was
+ * rewriting (EINVAL). For threads: a cr_assert off the test's own thread
+ * longjmps across that thread's stack. */
+static inline rkc_client *it_client_try(int only, uint32_t timeout_ms) {
   char buf[ITC_MAX_NODES][RKC_ADDR_MAX];
   const char *eps[ITC_MAX_NODES];
   size_t n = 0;
@@ -53,7 +55,13 @@ static inline rkc_client *it_client(int only, uint32_t timeout_ms) {
   o.connect_timeout_ms = 500;
   o.read_attempt_ms = 500;
   rkc_client *c = NULL;
-  cr_assert_eq(rkc_open(&c, &o), RK_OK);
+  return rkc_open(&c, &o) == RK_OK ? c : NULL;
+}
+
+/* it_client_try that must succeed (the test's own thread only). */
+static inline rkc_client *it_client(int only, uint32_t timeout_ms) {
+  rkc_client *c = it_client_try(only, timeout_ms);
+  cr_assert_not_null(c, "rkc_open failed");
   return c;
 }
 

@@ -43,6 +43,7 @@ typedef struct hclient {
   unsigned n_once_acked, n_once;
   unsigned ops, oks, unknown;
   int add_err;
+  int open_err; /* its client did not open: the main thread fails the test */
 } hclient;
 
 static uint64_t rel_now(const hclient *c) { return itc_now_ns() - c->t0; }
@@ -58,7 +59,11 @@ static sim_hist_ok outcome(int rc) {
 
 static void *client_main(void *arg) {
   hclient *c = arg;
-  rkc_client *cl = it_client(-1, 3000);
+  rkc_client *cl = it_client_try(-1, 3000);
+  if (cl == NULL) {
+    c->open_err = 1;
+    return NULL;
+  }
   uint64_t rng = 0x9e3779b97f4a7c15ull * (c->id + 1);
   unsigned seq = 0;
   char key[64], val[64], last_read[H_KEYS][64];
@@ -373,6 +378,7 @@ static void run_history(int snapshots, int rounds, int cut) {
 
   unsigned ops = 0, oks = 0, unknown = 0;
   for (int i = 0; i < H_CLIENTS; i++) {
+    cr_assert_eq(cs[i].open_err, 0, "client %u could not open its client", cs[i].id);
     cr_assert_eq(cs[i].add_err, 0, "client %u recorded an invalid record", cs[i].id);
     for (size_t j = 0; j < cs[i].h.len; j++) cr_assert_eq(sim_hist_add(&all, &cs[i].h.v[j]), RK_OK);
     ops += cs[i].ops;
