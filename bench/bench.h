@@ -14,6 +14,7 @@ typedef struct bench_fsync_opts {
   /* > 0: the ideal group commit instead of fixed-size syncs (below) */
   uint64_t rate;        /* entries/s arriving on a fixed schedule */
   uint64_t entry_bytes; /* payload per entry (default 128) */
+  uint64_t in_flight;   /* > 0: the ideal commit through io_uring, this many syncs at once */
 } bench_fsync_opts;
 
 /* Raw single-threaded pwrite + fdatasync loop on one pre-written file.
@@ -35,7 +36,15 @@ typedef struct bench_fsync_opts {
  * --rate` against. An extra line before the last: "fsync: ideal_rate=R
  * entry_bytes=B bytes_per_sync=S ideal_p50_us=A ideal_p99_us=B
  * ideal_p999_us=C ideal_over_2ms_pct=P"; the last line's figures are then
- * per sync. */
+ * per sync.
+ *
+ * With in_flight K > 0 the ideal commit runs through io_uring, as the WAL
+ * does, with up to K syncs at once (each a write linked to an fdatasync of
+ * its range, started as soon as a slot is free and an entry waits; K = 1 is
+ * the same schedule as without it), and a sync's entries count
+ * as durable once it and every earlier sync have finished, as a WAL that
+ * overlapped its syncs could acknowledge them. It answers whether such a
+ * WAL would have a lower floor on this disk than one sync at a time. */
 int bench_fsync(const bench_fsync_opts *o);
 
 typedef struct bench_wal_opts {

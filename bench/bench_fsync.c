@@ -9,12 +9,14 @@
  * latency that the disk alone sets. */
 #include "bench/bench.h"
 
+#include "common/rk_assert.h"
 #include "common/rk_clock.h"
 #include "common/rk_err.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
+#include <liburing.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,7 @@
 #define IDEAL_MAX_SYNC (16u << 20) /* the WAL's default max_batch_bytes */
 #define IDEAL_HDR      32u         /* the WAL's batch header and entry header */
 #define HIST_BINS      1000000u    /* 1 µs bins; the last holds everything >= 1 s */
+#define IDEAL_MAX_K    8u          /* --in-flight's limit */
 
 static uint64_t hist_percentile(const uint64_t *h, uint64_t total, double p) {
   uint64_t want = (uint64_t)(p * (double)total), seen = 0;
@@ -115,17 +118,132 @@ static void ideal_report(const bench_fsync_opts *o, uint64_t t0, const uint64_t 
   free(hist);
 }
 
-/* The ideal group commit: see bench.h. Fills lat[] with each sync's time
- * like the fixed loop, and prints the per-entry figures. */
-static int ideal_loop(const bench_fsync_opts *o, int fd, uint64_t span, uint8_t *buf,
-                      fsync_run *r) {
+/* What the ideal loops record per finished sync, in order: its end and how
+ * many entries it carried (ideal_report turns them into latencies). */
+typedef struct ideal_log {
+  uint64_t *ends, *counts;
+  size_t cap_e, cap_c, n_e, n_c;
+  uint64_t bytes_total;
+} ideal_log;
+
+static int ideal_sync_done(ideal_log *g, fsync_run *r, uint64_t start, uint64_t now, uint64_t k) {
+  int rc = run_sync_done(r, start, now);
+  if (rc == RK_OK) rc = lat_push(&g->ends, &g->cap_e, &g->n_e, now);
+  if (rc == RK_OK) rc = lat_push(&g->counts, &g->cap_c, &g->n_c, k);
+  return rc;
+}
+
+/* One sync in flight in the overlapped loop: its entries, its start, and
+ * how many of its two operations (write, fdatasync) are still running. */
+typedef struct ideal_slot {
+  uint64_t count, start;
+  int left;
+} ideal_slot;
+
+/* Starts a sync of `bytes` at `off`: a write linked to an fdatasync of that
+ * range, both tagged with the slot. */
+static int ring_sync(struct io_uring *ring, int fd, const uint8_t *buf, size_t bytes, uint64_t off,
+                     uint64_t slot) {
+  struct io_uring_sqe *w = io_uring_get_sqe(ring), *f = io_uring_get_sqe(ring);
+  if (w == NULL || f == NULL) return RK_EIO; /* the ring holds 2 * IDEAL_MAX_K */
+  io_uring_prep_write(w, fd, buf, (unsigned)bytes, off);
+  w->flags |= IOSQE_IO_LINK;
+  io_uring_sqe_set_data64(w, slot);
+  io_uring_prep_fsync(f, fd, IORING_FSYNC_DATASYNC);
+  f->off = off;
+  f->len = (uint32_t)bytes;
+  io_uring_sqe_set_data64(f, slot);
+  return io_uring_submit(ring) == 2 ? RK_OK : RK_EIO;
+}
+
+/* The ideal group commit through io_uring, up to o->in_flight syncs at once
+ * (bench.h).
+ * Waits for a completion, or for the next arrival when a slot is free. */
+static int ideal_loop_overlapped(const bench_fsync_opts *o, int fd, uint64_t span, uint8_t *buf,
+                                 fsync_run *r, ideal_log *g) {
+  const uint64_t per = IDEAL_HDR + o->entry_bytes, k_max = o->in_flight;
+  const uint64_t max_n = (IDEAL_MAX_SYNC - IDEAL_HDR) / per;
+  const uint64_t t0 = r->t0, end = t0 + (uint64_t)(o->seconds * 1e9);
+  struct io_uring ring;
+  if (io_uring_queue_init(2 * IDEAL_MAX_K, &ring, 0) != 0) {
+    fprintf(stderr, "bench fsync: io_uring_queue_init failed\n");
+    return RK_EIO;
+  }
+  ideal_slot slots[IDEAL_MAX_K];
+  uint64_t head = 0, inflight = 0, sent = 0, off = 0;
+  int rc = RK_OK;
+  while (rc == RK_OK) {
+    uint64_t s = rk_clock_mono_ns();
+    if (s >= end && inflight == 0) break;
+    uint64_t arrived = s >= end ? sent : (uint64_t)((double)(s - t0) * (double)o->rate / 1e9) + 1;
+    if (arrived > sent && inflight < k_max) {
+      uint64_t k = arrived - sent < max_n ? arrived - sent : max_n;
+      size_t bytes = (size_t)(IDEAL_HDR + k * per);
+      if (off + bytes > span) off = 0;
+      uint64_t slot = (head + inflight) % k_max;
+      slots[slot] = (ideal_slot){.count = k, .start = s, .left = 2};
+      buf[0]++;
+      rc = ring_sync(&ring, fd, buf, bytes, off, slot);
+      inflight++;
+      sent += k;
+      off += bytes;
+      g->bytes_total += bytes;
+      continue;
+    }
+    struct io_uring_cqe *cqe;
+    int w;
+    if (inflight == k_max || s >= end) {
+      w = io_uring_wait_cqe(&ring, &cqe);
+    } else {
+      uint64_t due = t0 + (uint64_t)((double)sent * 1e9 / (double)o->rate);
+      uint64_t d = due > s ? due - s : 0;
+      struct __kernel_timespec ts = {.tv_sec = (long long)(d / 1000000000u),
+                                     .tv_nsec = (long long)(d % 1000000000u)};
+      w = io_uring_wait_cqe_timeout(&ring, &cqe, &ts);
+      if (w == -ETIME || w == -EINTR) continue;
+    }
+    if (w != 0) {
+      rc = RK_EIO;
+      break;
+    }
+    uint64_t slot = io_uring_cqe_get_data64(cqe);
+    int res = cqe->res;
+    io_uring_cqe_seen(&ring, cqe);
+    RK_ASSERT(slot < k_max && slots[slot].left > 0);
+    if (res < 0) {
+      fprintf(stderr, "bench fsync: write/fdatasync: %s\n", strerror(-res));
+      rc = RK_EIO;
+      break;
+    }
+    slots[slot].left--;
+    uint64_t now = rk_clock_mono_ns();
+    /* In order: a sync's entries are durable once every earlier one is. */
+    while (rc == RK_OK && inflight > 0 && slots[head].left == 0) {
+      rc = ideal_sync_done(g, r, slots[head].start, now, slots[head].count);
+      head = (head + 1) % k_max;
+      inflight--;
+    }
+  }
+  /* On an error, wait out what is still running: the buffer must outlive it. */
+  while (inflight > 0) {
+    struct io_uring_cqe *cqe;
+    if (io_uring_wait_cqe(&ring, &cqe) != 0) break;
+    uint64_t slot = io_uring_cqe_get_data64(cqe);
+    io_uring_cqe_seen(&ring, cqe);
+    if (--slots[slot].left == 0) inflight--;
+  }
+  io_uring_queue_exit(&ring);
+  return rc;
+}
+
+/* The ideal group commit, one sync at a time: see bench.h. */
+static int ideal_loop_serial(const bench_fsync_opts *o, int fd, uint64_t span, uint8_t *buf,
+                             fsync_run *r, ideal_log *g) {
   const uint64_t per = IDEAL_HDR + o->entry_bytes;
   const uint64_t max_n = (IDEAL_MAX_SYNC - IDEAL_HDR) / per;
   const uint64_t t0 = r->t0, end = t0 + (uint64_t)(o->seconds * 1e9);
-  size_t cap_e = 1u << 16, cap_c = 1u << 16, n_e = 0, n_c = 0;
-  uint64_t *ends = malloc(cap_e * sizeof *ends), *counts = malloc(cap_c * sizeof *counts);
-  uint64_t now = t0, done = 0, bytes_total = 0, off = 0;
-  int rc = ends != NULL && counts != NULL ? RK_OK : RK_ENOMEM;
+  uint64_t now = t0, done = 0, off = 0;
+  int rc = RK_OK;
   while (now < end && rc == RK_OK) {
     uint64_t s = rk_clock_mono_ns();
     uint64_t arrived = (uint64_t)((double)(s - t0) * (double)o->rate / 1e9) + 1;
@@ -149,15 +267,27 @@ static int ideal_loop(const bench_fsync_opts *o, int fd, uint64_t span, uint8_t 
     if (rc != RK_OK) break;
     now = rk_clock_mono_ns();
     off += bytes;
-    bytes_total += bytes;
+    g->bytes_total += bytes;
     done += k;
-    rc = run_sync_done(r, s, now);
-    if (rc == RK_OK) rc = lat_push(&ends, &cap_e, &n_e, now);
-    if (rc == RK_OK) rc = lat_push(&counts, &cap_c, &n_c, k);
+    rc = ideal_sync_done(g, r, s, now, k);
   }
-  if (rc == RK_OK) ideal_report(o, t0, ends, counts, n_c, bytes_total);
-  free(ends);
-  free(counts);
+  return rc;
+}
+
+/* The ideal group commit (bench.h): fills lat[] with each sync's time like
+ * the fixed loop, and prints the per-entry figures. */
+static int ideal_loop(const bench_fsync_opts *o, int fd, uint64_t span, uint8_t *buf,
+                      fsync_run *r) {
+  ideal_log g = {.cap_e = 1u << 16, .cap_c = 1u << 16};
+  g.ends = malloc(g.cap_e * sizeof *g.ends);
+  g.counts = malloc(g.cap_c * sizeof *g.counts);
+  int rc = g.ends != NULL && g.counts != NULL ? RK_OK : RK_ENOMEM;
+  if (rc == RK_OK)
+    rc = o->in_flight > 0 ? ideal_loop_overlapped(o, fd, span, buf, r, &g)
+                          : ideal_loop_serial(o, fd, span, buf, r, &g);
+  if (rc == RK_OK) ideal_report(o, r->t0, g.ends, g.counts, g.n_c, g.bytes_total);
+  free(g.ends);
+  free(g.counts);
   return rc;
 }
 
@@ -207,8 +337,8 @@ int bench_fsync(const bench_fsync_opts *o) {
   r.t0 = r.now = rk_clock_mono_ns();
   if (o->rate > 0) {
     printf("fsync: dir=%s ideal group commit, rate=%" PRIu64 " entry_bytes=%" PRIu64
-           " seconds=%.1f\n",
-           dir, o->rate, o->entry_bytes, o->seconds);
+           " in_flight=%" PRIu64 " seconds=%.1f\n",
+           dir, o->rate, o->entry_bytes, o->in_flight, o->seconds);
     rc = ideal_loop(o, fd, span, buf, &r);
   } else {
     printf("fsync: dir=%s bytes=%zu seconds=%.1f\n", dir, bytes, o->seconds);

@@ -29,6 +29,7 @@ enum {
   OPT_PREFILL,
   OPT_WARMUP,
   OPT_PER_SECOND,
+  OPT_IN_FLIGHT,
   OPT_MIB,
   OPT_SIM_SECONDS,
   OPT_TICK_MS,
@@ -51,6 +52,7 @@ static int on_fsync_opt(const cli_cmd *cmd, int opt, const char *arg, void *ctx)
   case OPT_RATE: return cli_parse_u64(cmd, "--rate", arg, 1, 100000000, &a->f.rate);
   case OPT_ENTRY_BYTES:
     return cli_parse_u64(cmd, "--entry-bytes", arg, 0, 1u << 20, &a->f.entry_bytes);
+  case OPT_IN_FLIGHT: return cli_parse_u64(cmd, "--in-flight", arg, 1, 8, &a->f.in_flight);
   default: return cli_usage_error(cmd, "unexpected flag");
   }
 }
@@ -149,11 +151,13 @@ int cmd_bench(const cli_cmd *cmd, int argc, char **argv) {
                                          {"dir", required_argument, 0, OPT_DIR},
                                          {"rate", required_argument, 0, OPT_RATE},
                                          {"entry-bytes", required_argument, 0, OPT_ENTRY_BYTES},
+                                         {"in-flight", required_argument, 0, OPT_IN_FLIGHT},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     rc = cli_parse(cmd, argc - 1, argv + 1, "h", opts, on_fsync_opt, &a, &first);
     if (rc != CLI_CONTINUE) return rc;
     if (first < argc - 1) return cli_usage_error(cmd, "unexpected argument '%s'", argv[1 + first]);
+    if (a.f.in_flight > 0 && a.f.rate == 0) return cli_usage_error(cmd, "--in-flight needs --rate");
     return done(bench_fsync(&a.f));
   }
   if (strcmp(which, "wal") == 0) {

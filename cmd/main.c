@@ -73,7 +73,7 @@ const cli_cmd cli_cmds[] = {
    cmd_sim},
   {"bench", "run a benchmark (fsync, wal, recover, host, kv)",
    "usage: rangekv bench fsync [--bytes B] [--seconds S] [--dir DIR]\n"
-   "                           [--rate R [--entry-bytes B]]\n"
+   "                           [--rate R [--entry-bytes B] [--in-flight K]]\n"
    "       rangekv bench wal --groups G --entry-bytes B --seconds S\n"
    "                         [--batch-window-us W] [--writers N] [--dir DIR]\n"
    "                         [--rate R] [--prefill-segments K]\n"
@@ -85,7 +85,8 @@ const cli_cmd cli_cmds[] = {
    "                        [--json FILE] [--seed N]\n"
    "  fsync: raw write+fdatasync rate of the disk under DIR (default $TMPDIR or /tmp);\n"
    "  with --rate, the ideal group commit at R entries/s of B bytes (default 128):\n"
-   "  the latency floor the disk sets under 'bench wal --rate R'.\n"
+   "  the latency floor the disk sets under 'bench wal --rate R'; --in-flight K\n"
+   "  runs it through io_uring with up to K syncs at once.\n"
    "  wal: the shared WAL with G groups; --writers appends outstanding (closed\n"
    "  loop, default 256) or --rate entries/s (open loop); --warmup-seconds runs\n"
    "  the load that long first and reports it apart (default 0); --per-second\n"
