@@ -138,6 +138,8 @@ struct mr_host {
   /* persist batches in flight, oldest first */
   HOST_VEC(host_batch *) batches;
   uint64_t next_batch;
+  /* this turn's snapshot batches, between collect and issue */
+  HOST_VEC(host_batch *) snap_batches;
   /* completion scratch, reused every turn */
   HOST_VEC(host_pending) done;
   HOST_VEC(mr_host_apply) applies;
@@ -570,6 +572,7 @@ void mr_host_free(mr_host *h) {
   if (h == NULL) return;
   for (size_t i = 0; i < h->batches.len; i++) batch_free(h->batches.v[i]);
   free(h->batches.v);
+  free(h->snap_batches.v);
   for (size_t i = 0; i < h->nslots; i++) {
     if (h->slots[i] == NULL) continue;
     mr_raft_free(h->slots[i]->r);
@@ -911,14 +914,6 @@ static void queue_msgs(mr_host *h, host_group *g, const mr_ready *rd, int want) 
   }
 }
 
-/* Takes a Ready from every dirty group; returns the batch to persist (may be
- * empty). A Ready that must be durable first (entries, a snapshot, a new
- * term or vote: rd->must_sync) waits for the batch. One whose only change
- * is the commit index has its hard state written with the batch but
- * completes at once, as one with nothing to write does: nothing depends on
- * a commit index surviving a crash (it is learned again from the leader,
- * and what was applied is recorded by the state machine), so waiting for
- * an fsync would only add one to every write's latency (etcd's MustSync). */
 /* One info line per leadership change of g, what a failed run's log must
  * show. Checked on every dirty group, not with its Ready: a step-down that
  * keeps the term (CheckQuorum, no live majority) makes none. */
@@ -930,10 +925,49 @@ static void note_leadership(host_group *g) {
           leads ? "leads" : "no longer leads", (unsigned long long)mr_raft_term(g->r));
 }
 
-static host_batch *host_collect(mr_host *h) {
+static host_batch *batch_new(void) {
   host_batch *b = calloc(1, sizeof *b);
   RK_ASSERTF(b != NULL, "out of memory");
-  b->id = h->next_batch;
+  return b;
+}
+
+/* The writes point into items[i].rd and commit_only[i]: built once those
+ * arrays stopped moving. */
+static void batch_build_writes(host_batch *b) {
+  for (size_t i = 0; i < b->items.len; i++) {
+    mr_ready *rd = &b->items.v[i].rd;
+    mr_host_write w = {.group = b->items.v[i].g->id,
+                       .snap = rd->snapshot.index ? &rd->snapshot : NULL,
+                       .entries = &rd->entries,
+                       .hs = rd->hs_changed ? &rd->hs : NULL};
+    VEC_PUSH(b->writes, w);
+  }
+  for (size_t i = 0; i < b->commit_only.len; i++) {
+    mr_host_write w = {.group = b->commit_only.v[i].group,
+                       .snap = NULL,
+                       .entries = &b->no_entries,
+                       .hs = &b->commit_only.v[i].hs};
+    VEC_PUSH(b->writes, w);
+  }
+}
+
+/* Takes a Ready from every dirty group; returns the batch to persist (may be
+ * empty). A Ready that must be durable first (entries, a snapshot, a new
+ * term or vote: rd->must_sync) waits for the batch. One whose only change
+ * is the commit index has its hard state written with the batch but
+ * completes at once, as one with nothing to write does: nothing depends on
+ * a commit index surviving a crash (it is learned again from the leader,
+ * and what was applied is recorded by the state machine), so waiting for
+ * an fsync would only add one to every write's latency (etcd's MustSync).
+ *
+ * A Ready that carries a snapshot gets a batch of its own instead (in
+ * h->snap_batches): a node completes such a batch only once the install is
+ * durable, off its loop, and a big one takes seconds. Every group in a
+ * batch waits for all of it (HG_IN_FLIGHT: no new Ready, so no heartbeat
+ * from a leader and no ack from a follower), so sharing the batch would
+ * silence the node's other groups for the whole install. */
+static host_batch *host_collect(mr_host *h) {
+  host_batch *b = batch_new();
   for (size_t i = 0; i < h->dirty.len; i++) {
     host_group *g = h->dirty.v[i];
     g->flags &= (uint8_t)~HG_DIRTY;
@@ -951,7 +985,13 @@ static host_batch *host_collect(mr_host *h) {
     if (rd->must_sync) {
       g->flags |= HG_IN_FLIGHT;
       h->st.entries_persisted += rd->entries.len;
-      VEC_PUSH(b->items, pend);
+      if (rd->snapshot.index != 0) {
+        host_batch *sb = batch_new();
+        VEC_PUSH(sb->items, pend);
+        VEC_PUSH(h->snap_batches, sb);
+      } else {
+        VEC_PUSH(b->items, pend);
+      }
       continue;
     }
     if (rd->hs_changed) {
@@ -961,24 +1001,21 @@ static host_batch *host_collect(mr_host *h) {
     VEC_PUSH(h->done, pend);
   }
   h->dirty.len = 0;
-  /* The writes point into items[i].rd and commit_only[i]: built now that
-   * those arrays stopped moving. */
-  for (size_t i = 0; i < b->items.len; i++) {
-    mr_ready *rd = &b->items.v[i].rd;
-    mr_host_write w = {.group = b->items.v[i].g->id,
-                       .snap = rd->snapshot.index ? &rd->snapshot : NULL,
-                       .entries = &rd->entries,
-                       .hs = rd->hs_changed ? &rd->hs : NULL};
-    VEC_PUSH(b->writes, w);
-  }
-  for (size_t i = 0; i < b->commit_only.len; i++) {
-    mr_host_write w = {.group = b->commit_only.v[i].group,
-                       .snap = NULL,
-                       .entries = &b->no_entries,
-                       .hs = &b->commit_only.v[i].hs};
-    VEC_PUSH(b->writes, w);
-  }
+  batch_build_writes(b);
+  for (size_t i = 0; i < h->snap_batches.len; i++) batch_build_writes(h->snap_batches.v[i]);
   return b;
+}
+
+/* Hands b to the io as the next persist batch, or frees it if empty. */
+static void host_issue(mr_host *h, host_batch *b) {
+  if (b->writes.len == 0) {
+    batch_free(b);
+    return;
+  }
+  b->id = h->next_batch++;
+  VEC_PUSH(h->batches, b); /* before persist: it may complete at once */
+  h->st.persist_batches++;
+  h->io.persist(h->io.ctx, b->id, b->writes.v, b->writes.len, b->items.len > 0);
 }
 
 static void flush_frames(mr_host *h) {
@@ -1017,15 +1054,9 @@ int mr_host_has_work(const mr_host *h) {
 int mr_host_turn(mr_host *h) {
   if (h->stopped) return RK_ESTOPPED;
   h->st.turns++;
-  host_batch *b = host_collect(h);
-  if (b->writes.len > 0) {
-    h->next_batch++;
-    VEC_PUSH(h->batches, b);
-    h->st.persist_batches++;
-    h->io.persist(h->io.ctx, b->id, b->writes.v, b->writes.len, b->items.len > 0);
-  } else {
-    batch_free(b);
-  }
+  host_issue(h, host_collect(h));
+  for (size_t i = 0; i < h->snap_batches.len; i++) host_issue(h, h->snap_batches.v[i]);
+  h->snap_batches.len = 0;
   /* Completed batches, in id order. One may complete before an older one
    * that is still being written (a node installs a snapshot off its loop):
    * a group with a Ready in a batch is in no other unfinished batch (it is

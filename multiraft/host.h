@@ -3,7 +3,9 @@
  * The host owns every replica on a node and turns thousands of per-group
  * Raft cores into a few node-level actions per event-loop turn:
  *
- *   - ONE persist call (one WAL batch, one fsync) for every group's Ready;
+ *   - ONE persist call (one WAL batch, one fsync) for every group's Ready
+ *     (a Ready that installs a snapshot gets a persist call of its own, so
+ *     the install holds back no other group);
  *   - ONE frame per destination node, carrying every group's messages and
  *     the coalesced heartbeats (group, from, to, term, commit, ctx) in place
  *     of per-group heartbeat messages;
@@ -128,7 +130,8 @@ typedef struct mr_host_io {
    * learned again), and report the batch at once. Their order relative to
    * later batches of the same group must be kept. Batches may complete in
    * any order (a node installing a snapshot finishes that batch late): a
-   * group has a Ready in at most one unfinished batch. */
+   * group has a Ready in at most one unfinished batch, and a write with a
+   * snapshot is alone in its batch. */
   void (*persist)(void *ctx, uint64_t batch, const mr_host_write *w, size_t n, int sync);
   /* One frame to one node. */
   void (*send)(void *ctx, const mr_host_frame *f);

@@ -253,36 +253,26 @@ static void io_persist(void *ctx, uint64_t batch, const mr_host_write *w, size_t
   }
   lazy_flush(n);
   node_persist *p = node_persist_new(n, batch);
-  size_t nsnap = 0;
-  for (size_t i = 0; i < nw; i++) nsnap += w[i].snap != NULL;
-  if (nsnap == 0) {
+  if (nw == 1 && w[0].snap != NULL) {
+    /* A snapshot's write is alone in its batch (host.h): it waits for the
+     * install, made durable in the state store off the loop (a big one
+     * takes seconds), before its range's log is reset and the entries after
+     * it and its hard state are appended. node_snap_persist takes the copy,
+     * and the snapshot's staged file off the sealed list, now:
+     * node_snap_settle removes any sealed file the core no longer holds as
+     * pending, so the claim must not wait past this call. */
+    mr_host_write *later = malloc(sizeof *later);
+    RK_ASSERTF(later != NULL, "out of memory");
+    *later = w[0];
+    p->remaining++;
+    int rc = node_snap_persist(n, p, later, 1);
+    if (rc != RK_OK) node_persist_release(p, rc);
+  } else {
+    for (size_t i = 0; i < nw; i++)
+      RK_ASSERTF(w[i].snap == NULL, "a snapshot shares persist batch %llu",
+                 (unsigned long long)batch);
     node_persist_add(p, w, nw);
-    node_persist_release(p, RK_OK);
-    return;
   }
-  /* A range installing a snapshot has its writes (the snapshot, entries
-   * after it, its hard state) wait for the install, made durable in the
-   * state store off the loop (a big one takes seconds) before its log is
-   * reset and they are appended. Every other write goes now, in order with
-   * the batches before and after this one: a hard state written late could
-   * overwrite a newer one (node_snap.c). */
-  mr_host_write *now = calloc(nw, sizeof *now), *later = calloc(nsnap, sizeof *later);
-  RK_ASSERTF(now && later, "out of memory");
-  size_t k = 0, m = 0;
-  for (size_t i = 0; i < nw; i++) {
-    if (w[i].snap != NULL)
-      later[m++] = w[i];
-    else
-      now[k++] = w[i];
-  }
-  if (k > 0) node_persist_add(p, now, k);
-  free(now);
-  p->remaining++;
-  /* Takes `later`, and the snapshots' staged files off the sealed list,
-   * now: node_snap_settle removes any sealed file the core no longer holds
-   * as pending, so the claim must not wait past this call. */
-  int rc = node_snap_persist(n, p, later, m);
-  if (rc != RK_OK) node_persist_release(p, rc);
   node_persist_release(p, RK_OK);
 }
 

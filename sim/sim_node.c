@@ -523,6 +523,8 @@ static void io_persist(void *ctx, uint64_t batch, const mr_host_write *wr, size_
   sim_node *nd = &w->nodes[node];
   size_t nsnap = 0;
   for (size_t i = 0; i < n; i++) nsnap += wr[i].snap != NULL;
+  RK_ASSERTF(nsnap == 0 || n == 1, "n%u: a snapshot shares persist batch %llu", node,
+             (unsigned long long)batch);
   int defer =
       sync && nsnap > 0 && (w->o.faults & SIM_F(INSTALL)) && rk_rand_below(&w->disk_rng, 2) == 0;
   sim_install *in = NULL;

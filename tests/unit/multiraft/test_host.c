@@ -125,6 +125,68 @@ Test(host, a_batch_completes_before_an_older_one_still_being_written) {
   mr_hm_free(C);
 }
 
+/* A snapshot install takes its own persist batch: a node finishes that
+ * batch only when the install is durable (seconds for a big range), and a
+ * group sharing it would wait as long, a leader sending no heartbeat. Here
+ * node F installs a snapshot of group gs while it proposes in group gl,
+ * which it leads, in the same turn; gl commits while the install waits. */
+Test(host, a_snapshot_install_does_not_hold_back_other_groups) {
+  cluster_new(3, 30, 0);
+  elect_all();
+  const uint32_t f = 1;
+  uint64_t gl = first_group_led_by(f), gs = 0;
+  for (uint64_t g = 1; g <= C->groups && gs == 0; g++) {
+    int hosted = 0;
+    for (int k = 0; k < mr_hm_replicas(C); k++) hosted |= replica_node(g, k) == f;
+    if (hosted && leader_node(g) != f) gs = g;
+  }
+  cr_assert_neq(gs, 0, "node %u follows some group", f);
+  /* F misses gs's new entries, so a snapshot at their index is news to it. */
+  C->node[f].isolated = 1;
+  propose(gs, "missed");
+  settle();
+  C->node[f].isolated = 0;
+  uint32_t lead = leader_node(gs);
+  const mr_raft *lr = mr_host_group_raft(host(lead), gs);
+  cr_assert_gt(mr_raft_commit(lr), mr_raft_commit(mr_host_group_raft(host(f), gs)));
+  uint8_t data[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  mr_snapshot snap = {
+      .index = mr_raft_commit(lr), .term = mr_raft_term(lr), .len = 8, .data = data};
+  mr_raft_conf(lr, &snap.conf);
+  mr_host_gmsg gm;
+  memset(&gm, 0, sizeof gm);
+  gm.group = gs;
+  gm.msg.type = MR_MSG_SNAP;
+  gm.msg.from = mr_raft_id(lr);
+  gm.msg.to = mr_raft_id(mr_host_group_raft(host(f), gs));
+  gm.msg.term = snap.term;
+  gm.msg.snap = &snap;
+  mr_host_frame fr = {.from_node = lead, .to_node = f, .msgs = &gm, .n_msgs = 1};
+  mr_hm_node *nf = &C->node[f];
+  nf->defer_persist = 1;
+  mr_host_receive(nf->h, &fr);
+  propose(gl, "meanwhile");
+  (void)mr_hm_turn(nf);
+  cr_assert_eq(nf->n_deferred, 2, "the install and gl's entry in separate batches");
+  size_t with_snap = 0;
+  for (size_t i = 0; i < nf->n_deferred; i++) {
+    for (size_t k = 0; k < nf->deferred_n[i]; k++)
+      if (nf->deferred_w[i][k].snap != NULL) {
+        with_snap = i;
+        cr_assert_eq(nf->deferred_n[i], 1, "a snapshot is alone in its batch");
+      }
+  }
+  mr_hm_complete_deferred_at(nf, 1 - with_snap); /* gl's batch; the install waits */
+  settle();
+  cr_assert(mr_hm_applied_everywhere(C, gl, last_index(gl)), "gl commits during the install");
+  cr_assert_lt(nf->applied[gs], snap.index, "the install is still waiting");
+  mr_hm_complete_deferred(nf);
+  nf->defer_persist = 0;
+  settle();
+  cr_assert_eq(nf->applied[gs], snap.index);
+  mr_hm_free(C);
+}
+
 /* Once the leader's entry is durable, the Ready that only moves its commit
  * index applies at once: its hard state goes to the io as a batch with
  * sync == 0 (never deferred here), not as one the apply must wait for. */
