@@ -52,15 +52,52 @@ uint32_t tp_net_handshake_timeout_ms_ = TP_HANDSHAKE_TIMEOUT_MS;
 
 /* ---- peers: dialing ----------------------------------------------------- */
 
+static void peer_unresolved(tp_net *n, peer *p, int rc, uint64_t now) {
+  RK_WARN("transport", "cannot resolve peer %u address %s: %s", p->node, p->addr, rk_strerror(rc));
+  tp_nc_schedule_dial(n, p, now);
+}
+
+/* Hands p's host name to the resolver thread (started on first use). */
+static int peer_lookup(tp_net *n, peer *p) {
+  if (n->res == NULL) {
+    tp_resolver *r;
+    int rc = tp_resolver_new(&r);
+    if (rc != RK_OK) return rc;
+    n->res_ev.kind = EV_RESOLVER;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &n->res_ev};
+    if (epoll_ctl(n->epfd, EPOLL_CTL_ADD, tp_resolver_fd(r), &ev) != 0) {
+      rc = rk_err_from_errno(errno);
+      tp_resolver_free(r);
+      return rc;
+    }
+    n->res = r;
+  }
+  int rc = tp_resolver_submit(n->res, p->node, p->addr);
+  if (rc == RK_OK) p->resolving = 1;
+  return rc;
+}
+
 static void peer_dial(tp_net *n, peer *p, uint64_t now) {
-  RK_ASSERT(p->dialer && p->conn == NULL);
+  RK_ASSERT(p->dialer && p->conn == NULL && !p->resolving);
   struct sockaddr_storage ss;
   socklen_t sl;
-  int rc = tp_addr_resolve(p->addr, 0, &ss, &sl);
+  int rc;
+  if (p->have_addr) {
+    /* A name's fresh lookup, used once: every dial looks the name up again,
+     * so a peer that moved is found at its new address. */
+    ss = p->ss;
+    sl = p->sl;
+    p->have_addr = 0;
+    rc = RK_OK;
+  } else {
+    rc = tp_addr_resolve_numeric(p->addr, &ss, &sl);
+    if (rc == RK_EAGAIN) {
+      rc = peer_lookup(n, p);
+      if (rc == RK_OK) return; /* dials when the lookup is back */
+    }
+  }
   if (rc != RK_OK) {
-    RK_WARN("transport", "cannot resolve peer %u address %s: %s", p->node, p->addr,
-            rk_strerror(rc));
-    tp_nc_schedule_dial(n, p, now);
+    peer_unresolved(n, p, rc, now);
     return;
   }
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -94,6 +131,24 @@ static void peer_dial(tp_net *n, peer *p, uint64_t now) {
       tp_nc_close(n, c, RK_LOG_WARN, "out of memory queueing the handshake");
     else
       tp_nc_flush(n, c);
+  }
+}
+
+/* Lookups that came back: each peer dials at once, or backs off. */
+static void resolver_on_readable(tp_net *n) {
+  tp_resolved r;
+  while (tp_resolver_take(n->res, &r)) {
+    peer *p = tp_nc_find_peer(n, r.tag);
+    RK_ASSERT(p != NULL && p->resolving && p->conn == NULL);
+    p->resolving = 0;
+    if (r.rc != RK_OK) {
+      peer_unresolved(n, p, r.rc, now_ns());
+      continue;
+    }
+    p->ss = r.ss;
+    p->sl = r.len;
+    p->have_addr = 1;
+    peer_dial(n, p, now_ns());
   }
 }
 
@@ -174,7 +229,8 @@ static void run_timers(tp_net *n, uint64_t now) {
   }
   for (size_t i = 0; i < n->npeers; i++) {
     peer *p = n->peers[i];
-    if (p->dialer && p->conn == NULL && now >= p->next_dial_ns) peer_dial(n, p, now);
+    if (p->dialer && p->conn == NULL && !p->resolving && now >= p->next_dial_ns)
+      peer_dial(n, p, now);
   }
   listener *ls[2] = {&n->lpeer, &n->lclient};
   for (int i = 0; i < 2; i++) {
@@ -193,7 +249,8 @@ static uint64_t next_deadline(tp_net *n) {
   }
   for (size_t i = 0; i < n->npeers; i++) {
     const peer *p = n->peers[i];
-    if (p->dialer && p->conn == NULL && p->next_dial_ns < next) next = p->next_dial_ns;
+    if (p->dialer && p->conn == NULL && !p->resolving && p->next_dial_ns < next)
+      next = p->next_dial_ns;
   }
   if (n->lpeer.paused_until != 0 && n->lpeer.paused_until < next) next = n->lpeer.paused_until;
   if (n->lclient.paused_until != 0 && n->lclient.paused_until < next)
@@ -327,6 +384,7 @@ void tp_net_free(tp_net *n) {
   if (n->lpeer.fd >= 0) close(n->lpeer.fd);
   if (n->lclient.fd >= 0) close(n->lclient.fd);
   if (n->epfd >= 0) close(n->epfd);
+  tp_resolver_free(n->res); /* a lookup in progress finishes on its own */
   free(n);
 }
 
@@ -492,6 +550,7 @@ int tp_net_poll(tp_net *n, int timeout_ms) {
     switch (s->kind) {
     case EV_LISTENER: listener_on_readable(n, (listener *)(void *)s); break;
     case EV_CONN: tp_nc_on_event(n, (conn *)(void *)s, evs[i].events); break;
+    case EV_RESOLVER: resolver_on_readable(n); break;
     case EV_WATCH: {
       watch *w = (watch *)(void *)s;
       if (!w->dead) w->fn(w->ctx);

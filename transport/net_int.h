@@ -26,6 +26,9 @@ int tp_addr_split(const char *addr, char host[TP_ADDR_MAX], char port[8]);
  * wildcard address, else loopback. RK_EINVAL (bad syntax), RK_ENOTFOUND
  * (cannot resolve). The caller frees *res with freeaddrinfo. */
 int tp_addr_lookup(const char *addr, int passive, struct addrinfo **res);
+/* tp_addr_resolve (net.h) for a numeric host only ("" is loopback): never
+ * asks DNS. RK_EAGAIN if the host is a name, which needs a lookup. */
+int tp_addr_resolve_numeric(const char *addr, struct sockaddr_storage *ss, socklen_t *len);
 /* TCP_NODELAY; failure only costs latency, so it is not reported. */
 void tp_sock_nodelay(int fd);
 /* Closes the connection once the other end's kernel has acknowledged

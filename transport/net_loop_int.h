@@ -13,6 +13,7 @@
 #include "common/rk_log.h"
 #include "transport/net.h"
 #include "transport/net_int.h"
+#include "transport/resolve.h"
 
 #define TP_RBUF_MIN              (16u << 10) /* first read buffer */
 #define TP_RBUF_KEEP             (64u << 10) /* larger empty buffers are released */
@@ -49,7 +50,7 @@ static inline void list_del(tp_list *e) {
 
 /* ---- objects ------------------------------------------------------------ */
 
-typedef enum ev_kind { EV_LISTENER = 1, EV_CONN, EV_WATCH } ev_kind;
+typedef enum ev_kind { EV_LISTENER = 1, EV_CONN, EV_WATCH, EV_RESOLVER } ev_kind;
 typedef struct ev_src {
   ev_kind kind;
 } ev_src;
@@ -99,6 +100,11 @@ struct peer {
   conn *conn; /* dialer: the outbound attempt or connection; acceptor: the OPEN one */
   uint32_t backoff_ms;
   uint64_t next_dial_ns; /* dialer with conn == NULL: when to dial */
+  /* A host name is looked up off the loop (resolve.h) before each dial. */
+  int resolving;              /* a lookup is out: no dial until it is back */
+  int have_addr;              /* ss/sl hold a fresh lookup for the next dial */
+  struct sockaddr_storage ss; /* only while have_addr */
+  socklen_t sl;
 };
 
 typedef struct watch {
@@ -136,6 +142,9 @@ struct tp_net {
   watch **watches;
   size_t nwatches, cap_watches;
   watch *dead_watches;
+
+  tp_resolver *res; /* started by the first peer named by host name */
+  ev_src res_ev;    /* epoll data for res's fd */
 
   tp_list pend, open, dead, flush;
   uint64_t next_client_id;

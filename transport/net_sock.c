@@ -47,9 +47,12 @@ int tp_addr_split(const char *addr, char host[TP_ADDR_MAX], char port[8]) {
   return RK_OK;
 }
 
-int tp_addr_lookup(const char *addr, int passive, struct addrinfo **res) {
+/* getaddrinfo over "host:port" with these flags (AI_NUMERICSERV added):
+ * RK_OK, RK_EINVAL (bad syntax), or the EAI_ code in *gai. */
+static int lookup(const char *addr, int flags, struct addrinfo **res, int *gai) {
   char host[TP_ADDR_MAX], port[8];
   *res = NULL;
+  *gai = 0;
   int rc = tp_addr_split(addr, host, port);
   if (rc != RK_OK) return rc;
   struct addrinfo hints;
@@ -57,11 +60,32 @@ int tp_addr_lookup(const char *addr, int passive, struct addrinfo **res) {
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_protocol = IPPROTO_TCP;
-  hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
-  if (getaddrinfo(host[0] ? host : NULL, port, &hints, res) != 0 || *res == NULL) {
-    *res = NULL;
-    return RK_ENOTFOUND;
+  hints.ai_flags = AI_NUMERICSERV | flags;
+  *gai = getaddrinfo(host[0] ? host : NULL, port, &hints, res);
+  if (*gai == 0 && *res == NULL) *gai = EAI_NONAME;
+  if (*gai != 0) *res = NULL;
+  return RK_OK;
+}
+
+int tp_addr_lookup(const char *addr, int passive, struct addrinfo **res) {
+  int gai, rc = lookup(addr, passive ? AI_PASSIVE : 0, res, &gai);
+  if (rc != RK_OK) return rc;
+  return gai == 0 ? RK_OK : RK_ENOTFOUND;
+}
+
+/* Keeps the first IPv4 address of res, else its first one. */
+static int pick(const struct addrinfo *res, struct sockaddr_storage *ss, socklen_t *len) {
+  const struct addrinfo *p = res;
+  for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+    if (ai->ai_family == AF_INET) {
+      p = ai;
+      break;
+    }
   }
+  if (p == NULL || p->ai_addrlen > sizeof *ss) return RK_EINVAL;
+  memset(ss, 0, sizeof *ss);
+  memcpy(ss, p->ai_addr, p->ai_addrlen);
+  *len = p->ai_addrlen;
   return RK_OK;
 }
 
@@ -69,20 +93,18 @@ int tp_addr_resolve(const char *addr, int passive, struct sockaddr_storage *ss, 
   struct addrinfo *res;
   int rc = tp_addr_lookup(addr, passive, &res);
   if (rc != RK_OK) return rc;
-  const struct addrinfo *pick = res;
-  for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-    if (ai->ai_family == AF_INET) {
-      pick = ai;
-      break;
-    }
-  }
-  rc = RK_EINVAL;
-  if (pick != NULL && pick->ai_addrlen <= sizeof *ss) {
-    memset(ss, 0, sizeof *ss);
-    memcpy(ss, pick->ai_addr, pick->ai_addrlen);
-    *len = pick->ai_addrlen;
-    rc = RK_OK;
-  }
+  rc = pick(res, ss, len);
+  freeaddrinfo(res);
+  return rc;
+}
+
+int tp_addr_resolve_numeric(const char *addr, struct sockaddr_storage *ss, socklen_t *len) {
+  struct addrinfo *res;
+  int gai, rc = lookup(addr, AI_NUMERICHOST, &res, &gai);
+  if (rc != RK_OK) return rc;
+  if (gai == EAI_NONAME) return RK_EAGAIN;
+  if (gai != 0) return RK_ENOTFOUND;
+  rc = pick(res, ss, len);
   freeaddrinfo(res);
   return rc;
 }

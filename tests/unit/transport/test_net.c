@@ -6,10 +6,12 @@
 #include "common/rk_err.h"
 #include "transport/net.h"
 #include "transport/net_int.h"
+#include "transport/resolve.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -657,5 +659,110 @@ Test(net, frames_arrive_byte_by_byte) {
   cr_assert_eq(a.last_client_len, blen);
   cr_assert_eq(stats(&a).bad_frames + stats(&a).bad_handshakes, 0);
   close(fd);
+  node_stop(&a);
+}
+
+/* ---- dialing by host name (resolve.h) ----------------------------------- */
+
+static int release_pipe[2] = {-1, -1};
+static atomic_int lookups;
+static char lookup_target[TP_ADDR_MAX];
+
+/* Stands in for getaddrinfo on the resolver thread: counts the lookup, waits
+ * until the test writes a byte to release_pipe (never, if it does not), and
+ * answers with lookup_target's address. */
+static int held_lookup(const char *addr, int passive, struct sockaddr_storage *ss, socklen_t *len) {
+  (void)addr;
+  atomic_fetch_add(&lookups, 1);
+  char c;
+  while (read(release_pipe[0], &c, 1) < 0 && errno == EINTR) {
+  }
+  return tp_addr_resolve(lookup_target, passive, ss, len);
+}
+
+static int failed_lookup(const char *addr, int passive, struct sockaddr_storage *ss,
+                         socklen_t *len) {
+  (void)addr, (void)passive, (void)ss, (void)len;
+  atomic_fetch_add(&lookups, 1);
+  return RK_ENOTFOUND;
+}
+
+/* "name:port" with the port of a numeric "ip:port". */
+static void named_addr(char *out, size_t cap, const char *name, const char *numeric) {
+  const char *colon = strrchr(numeric, ':');
+  cr_assert_not_null(colon);
+  snprintf(out, cap, "%s%s", name, colon);
+}
+
+static void pump3(tnode *a, tnode *b, tnode *c) {
+  pump(a, b);
+  pump(c, NULL);
+}
+
+Test(net, a_peer_named_by_host_name_is_dialed) {
+  tnode a, b;
+  node_start(&a, CLUSTER, 1, "127.0.0.1:0");
+  node_start(&b, CLUSTER, 2, "127.0.0.1:0");
+  char name[TP_ADDR_MAX];
+  named_addr(name, sizeof name, "localhost", b.peer_addr);
+  cr_assert_eq(tp_net_add_peer(a.n, 2, name), RK_OK);
+  cr_assert_eq(tp_net_add_peer(b.n, 1, a.peer_addr), RK_OK);
+  PUMP_UNTIL(tp_net_peer_connected(a.n, 2) && tp_net_peer_connected(b.n, 1), 5000, &a, &b);
+  cr_assert(tp_net_peer_connected(a.n, 2), "dialed %s", name);
+  cr_assert_eq(tp_net_send_peer(a.n, 2, TP_FRAME_RAFT_BATCH, (const uint8_t *)"\0\0\0\0x", 5),
+               RK_OK);
+  PUMP_UNTIL(b.frames == 1, 3000, &a, &b);
+  cr_assert_eq(b.frames, 1);
+  node_stop(&a);
+  node_stop(&b);
+}
+
+/* Node 1 dials node 2 by a name whose lookup hangs, and node 3 by number:
+ * with the lookup on the loop, the first tp_net_poll would never return. */
+Test(net, a_hung_name_lookup_does_not_stall_the_loop, .timeout = 30) {
+  cr_assert_eq(pipe(release_pipe), 0);
+  tnode a, b, c;
+  node_start(&b, CLUSTER, 2, "127.0.0.1:0");
+  node_start(&c, CLUSTER, 3, "127.0.0.1:0");
+  snprintf(lookup_target, sizeof lookup_target, "%s", b.peer_addr);
+  tp_resolver_lookup_ = held_lookup;
+  node_start(&a, CLUSTER, 1, "127.0.0.1:0");
+  char name[TP_ADDR_MAX];
+  named_addr(name, sizeof name, "hangs.invalid", b.peer_addr);
+  cr_assert_eq(tp_net_add_peer(a.n, 2, name), RK_OK);
+  cr_assert_eq(tp_net_add_peer(a.n, 3, c.peer_addr), RK_OK);
+  cr_assert_eq(tp_net_add_peer(b.n, 1, a.peer_addr), RK_OK);
+  cr_assert_eq(tp_net_add_peer(c.n, 1, a.peer_addr), RK_OK);
+  uint64_t dl = deadline_after(5000);
+  while (!(tp_net_peer_connected(a.n, 3) && atomic_load(&lookups) == 1) && rk_clock_mono_ns() < dl)
+    pump3(&a, &b, &c);
+  cr_assert_eq(atomic_load(&lookups), 1, "the lookup started and hangs");
+  cr_assert(tp_net_peer_connected(a.n, 3), "node 3 is reached meanwhile");
+  cr_assert_eq(tp_net_send_peer(a.n, 3, TP_FRAME_RAFT_BATCH, (const uint8_t *)"\0\0\0\0x", 5),
+               RK_OK);
+  dl = deadline_after(3000);
+  while (c.frames == 0 && rk_clock_mono_ns() < dl) pump3(&a, &b, &c);
+  cr_assert_eq(c.frames, 1);
+  cr_assert(!tp_net_peer_connected(a.n, 2));
+  cr_assert_eq(write(release_pipe[1], "x", 1), 1); /* the lookup answers */
+  dl = deadline_after(5000);
+  while (!(tp_net_peer_connected(a.n, 2) && tp_net_peer_connected(b.n, 1)) &&
+         rk_clock_mono_ns() < dl)
+    pump3(&a, &b, &c);
+  cr_assert(tp_net_peer_connected(a.n, 2), "node 2 is dialed once its lookup is back");
+  cr_assert_eq(atomic_load(&lookups), 1);
+  node_stop(&a);
+  node_stop(&b);
+  node_stop(&c);
+}
+
+Test(net, a_failed_name_lookup_is_retried) {
+  tp_resolver_lookup_ = failed_lookup;
+  tnode a;
+  node_start(&a, CLUSTER, 1, "127.0.0.1:0");
+  cr_assert_eq(tp_net_add_peer(a.n, 2, "nowhere.invalid:7000"), RK_OK);
+  PUMP_UNTIL(atomic_load(&lookups) >= 3, 5000, &a, NULL);
+  cr_assert_geq(atomic_load(&lookups), 3, "looked up again after each failure");
+  cr_assert(!tp_net_peer_connected(a.n, 2));
   node_stop(&a);
 }
