@@ -508,6 +508,16 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
     int code = resp->code;
     switch (rkc_classify(code)) {
     case RKC_DONE:
+      if (resp->range_id != req->range_id) {
+        /* An answer for another range than the one asked is a node bug:
+         * never hand it on as this key's (or this span's) data. */
+        int rc2 =
+            finish(c, RK_EMALFORMED, "node %u answered for range %llu, asked range %llu%s", node,
+                   (unsigned long long)resp->range_id, (unsigned long long)req->range_id,
+                   is_write ? "; the write may or may not apply" : "");
+        rangekv__client_response__free_unpacked(resp, NULL);
+        return rc2;
+      }
       if (r->leader != node) r->leader = node;
       *out = resp;
       return finish(c, RK_OK, NULL);
@@ -727,12 +737,13 @@ int rkc_scan(rkc_client *c, const void *start, size_t slen, const void *end, siz
       clen = lk->len + 1;
       continue;
     }
-    /* Next range: starts at this range's end. */
-    const rkc_range *d = rkc_ranges_lookup(&c->table, cur, clen);
-    if (d == NULL || d->end_len == 0) break;
-    if (elen && rkc_key_cmp(d->end, d->end_len, end, elen) >= 0) break;
-    memcpy(cur, d->end, d->end_len);
-    clen = d->end_len;
+    /* Next range: starts where this part ended, the end routed sent
+     * (the range's end, or the caller's), not where the table says now: a
+     * table refreshed meanwhile must not open a gap. */
+    if (req.end_key.len == 0) break; /* to the end of the key space */
+    if (elen && rkc_key_cmp(req.end_key.data, req.end_key.len, end, elen) >= 0) break;
+    memcpy(cur, req.end_key.data, req.end_key.len);
+    clen = req.end_key.len;
   }
   free(cur);
   if (rc != RK_OK) rkc_kvs_free(out);

@@ -388,9 +388,11 @@ void node_on_client_frame(void *ctx, uint64_t conn, uint16_t type, const uint8_t
     node_range *r = route(n, req);
     if (r == NULL) {
       node_respond_error(n, conn, req->id, RK_EUNKNOWNRANGE, "no such range id", NULL);
-    } else if (req->op != RANGEKV__CLIENT_OP__OP_SCAN && req->key.len <= KV_MAX_KEY &&
+    } else if (req->key.len <= max_key_of(req) &&
                !range_desc_contains(&r->desc, req->key.data, req->key.len)) {
-      /* A point request must name the range its key lives in. */
+      /* A request must name the range its key (a scan: its start) lives
+       * in. A scan clamped to the range instead would silently skip the
+       * keys between its start and the range's. */
       node_respond_error(n, conn, req->id, RK_ERANGEMOVED, "key is not in that range", r);
     } else if (req->op == RANGEKV__CLIENT_OP__OP_GET || req->op == RANGEKV__CLIENT_OP__OP_SCAN) {
       handle_read(n, conn, req, r);

@@ -3,6 +3,10 @@
  * a node cut off alone refusing writes with "no quorum". */
 #include "itest.h"
 
+#include "rangekv.pb-c.h"
+#include "transport/frame.h"
+#include "transport/net.h"
+
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -236,4 +240,54 @@ Test(cluster, sigterm_is_a_clean_shutdown_and_a_restart_recovers_everything) {
   c = it_client(-1, 15000);
   read_keys(c, "t", 50);
   rkc_close(c);
+}
+
+/* One request as raw bytes to node i's client port, like a client other
+ * than ours could send; returns the answer's code. */
+static int raw_request(int i, Rangekv__ClientOp op, uint64_t range_id, const char *key) {
+  tp_conn *tc = NULL;
+  cr_assert_eq(tp_conn_open(&tc, itc.nodes[i].client, 0, 5000, NULL), RK_OK);
+  Rangekv__ClientRequest q = RANGEKV__CLIENT_REQUEST__INIT;
+  q.id = 7;
+  q.op = op;
+  q.range_id = range_id;
+  q.key.data = (uint8_t *)(uintptr_t)key;
+  q.key.len = strlen(key);
+  uint8_t buf[256];
+  size_t len = rangekv__client_request__get_packed_size(&q);
+  cr_assert_leq(len, sizeof buf);
+  rangekv__client_request__pack(&q, buf);
+  cr_assert_eq(tp_conn_send(tc, TP_FRAME_CLIENT_REQUEST, buf, (uint32_t)len, 5000), RK_OK);
+  uint16_t type = 0;
+  const uint8_t *p = NULL;
+  uint32_t plen = 0;
+  cr_assert_eq(tp_conn_recv(tc, &type, &p, &plen, 5000), RK_OK);
+  cr_assert_eq(type, TP_FRAME_CLIENT_RESPONSE);
+  Rangekv__ClientResponse *r = rangekv__client_response__unpack(NULL, plen, p);
+  cr_assert_not_null(r);
+  cr_assert_eq(r->id, 7);
+  int code = r->code;
+  rangekv__client_response__free_unpacked(r, NULL);
+  tp_conn_close(tc);
+  return code;
+}
+
+/* A request naming a range must name the one its key lives in, a scan's
+ * start included: clamped to the range instead, a scan starting before it
+ * would silently skip the keys in between. */
+Test(cluster, a_request_naming_the_wrong_range_is_refused) {
+  it_start(1);
+  const Rangekv__ClientOp get = RANGEKV__CLIENT_OP__OP_GET, scan = RANGEKV__CLIENT_OP__OP_SCAN;
+  /* "zzzz" sorts after every hex key: the last range holds it, not the first. */
+  cr_assert_eq(raw_request(0, get, 1, "zzzz"), RK_ERANGEMOVED);
+  cr_assert_eq(raw_request(0, scan, 1, "zzzz"), RK_ERANGEMOVED);
+  cr_assert_eq(raw_request(0, scan, IT_RANGES, "0000"), RK_ERANGEMOVED, "starts before the range");
+  cr_assert_eq(raw_request(0, scan, IT_RANGES + 1, "zzzz"), RK_EUNKNOWNRANGE);
+  /* The right range answers, once it has a leader. */
+  rkc_client *c = it_client(-1, 10000);
+  size_t led = 0, total = 0;
+  cr_assert_eq(rkc_wait_leaders(c, 10000, &led, &total), RK_OK, "%zu of %zu led", led, total);
+  rkc_close(c);
+  cr_assert_eq(raw_request(0, scan, IT_RANGES, "zzzz"), RK_OK);
+  cr_assert_eq(raw_request(0, scan, 0, "0000"), RK_OK, "no range named: routed by key");
 }

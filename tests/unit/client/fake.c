@@ -141,7 +141,7 @@ static void serve_data(fconn *c, const Rangekv__ClientRequest *q, Rangekv__Clien
     }
     return;
   }
-  r->range_id = q->range_id;
+  r->range_id = n->answer_range ? n->answer_range : q->range_id;
   int k = find_key(q->key.data, q->key.len);
   static char vbuf[64];
   switch (q->op) {

@@ -28,9 +28,10 @@ typedef struct fake_node {
   uint32_t id;
   char addr[32];
   fake_mode mode;
-  int hint;            /* include the leader hint in ENOTLEADER (default 1) */
-  uint32_t stale_hint; /* nonzero: the hint names this node, not the leader */
-  int silent_requests; /* this many data requests get no answer, then it serves */
+  int hint;              /* include the leader hint in ENOTLEADER (default 1) */
+  uint32_t stale_hint;   /* nonzero: the hint names this node, not the leader */
+  int silent_requests;   /* this many data requests get no answer, then it serves */
+  uint64_t answer_range; /* nonzero: served answers name this range, not the one asked */
   int data_requests, ranges_requests, opens;
   uint64_t epoch; /* bumped by fake_restart: older connections are dead */
 } fake_node;

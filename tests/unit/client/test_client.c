@@ -335,6 +335,25 @@ Test(client, scan_spans_ranges_in_key_order_and_honours_the_limit) {
   cr_assert_eq(fk.violations, 0, "a scan request crossed its range's end");
 }
 
+/* An answer for another range than the one asked is a node bug, never
+ * data: reads, scans and writes all stop with a typed error. */
+Test(client, an_answer_for_another_range_is_refused) {
+  cr_assert_eq(put_s("1234", "a"), RK_OK);
+  fk.nodes[0].answer_range = 3; /* node 1 leads every range; "1234" is in range 1 */
+  char v[64];
+  cr_assert_eq(get_s("1234", v, sizeof v), RK_EMALFORMED);
+  cr_assert(strstr(rkc_last(cl)->detail, "answered for range 3, asked range 1") != NULL, "%s",
+            rkc_last(cl)->detail);
+  rkc_kvs kv;
+  cr_assert_eq(rkc_scan(cl, "", 0, NULL, 0, 100, &kv), RK_EMALFORMED);
+  cr_assert_eq(kv.n, 0);
+  cr_assert_eq(put_s("1234", "b"), RK_EMALFORMED);
+  cr_assert(strstr(rkc_last(cl)->detail, "may or may not apply") != NULL, "%s",
+            rkc_last(cl)->detail);
+  fk.nodes[0].answer_range = 0;
+  cr_assert_eq(get_s("1234", v, sizeof v), RK_OK);
+}
+
 /* Each part of a scan (a range, or a page resumed within one) has its
  * own deadline: four ranges answering in 600 ms each, 2.4 s in all, are
  * scanned whole with a 2 s timeout. */
