@@ -38,10 +38,12 @@ typedef struct bench_fsync_opts {
  * ideal_p999_us=C ideal_over_2ms_pct=P"; the last line's figures are then
  * per sync.
  *
- * With in_flight K > 0 the ideal commit runs through io_uring, as the WAL
- * does, with up to K syncs at once (each a write linked to an fdatasync of
- * its range, started as soon as a slot is free and an entry waits; K = 1 is
- * the same schedule as without it), and a sync's entries count
+ * With in_flight K > 0 the ideal commit runs through io_uring with up to K
+ * syncs at once (each a write linked to an fdatasync of its range, started
+ * as soon as a slot is free and an entry waits; K = 1 is the same schedule
+ * as without it). Unlike the WAL it sets no IOSQE_ASYNC (the WAL's loop must
+ * never block in a write; this thread has nothing else to do) and syncs the
+ * write's range, not the whole file. A sync's entries count
  * as durable once it and every earlier sync have finished, as a WAL that
  * overlapped its syncs could acknowledge them. It answers whether such a
  * WAL would have a lower floor on this disk than one sync at a time. */

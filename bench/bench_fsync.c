@@ -141,11 +141,14 @@ typedef struct ideal_slot {
 } ideal_slot;
 
 /* Starts a sync of `bytes` at `off`: a write linked to an fdatasync of that
- * range, both tagged with the slot. */
+ * range, both tagged with the slot. Returns how many of the two operations
+ * the kernel took (either may be out when it took fewer), or -1. */
 static int ring_sync(struct io_uring *ring, int fd, const uint8_t *buf, size_t bytes, uint64_t off,
                      uint64_t slot) {
+  /* Both or neither: a taken SQE left unprepared would go out with the next. */
+  if (io_uring_sq_space_left(ring) < 2) return -1;
   struct io_uring_sqe *w = io_uring_get_sqe(ring), *f = io_uring_get_sqe(ring);
-  if (w == NULL || f == NULL) return RK_EIO; /* the ring holds 2 * IDEAL_MAX_K */
+  RK_ASSERT(w != NULL && f != NULL);
   io_uring_prep_write(w, fd, buf, (unsigned)bytes, off);
   w->flags |= IOSQE_IO_LINK;
   io_uring_sqe_set_data64(w, slot);
@@ -153,7 +156,8 @@ static int ring_sync(struct io_uring *ring, int fd, const uint8_t *buf, size_t b
   f->off = off;
   f->len = (uint32_t)bytes;
   io_uring_sqe_set_data64(f, slot);
-  return io_uring_submit(ring) == 2 ? RK_OK : RK_EIO;
+  int n = io_uring_submit(ring);
+  return n < 0 ? -1 : n;
 }
 
 /* The ideal group commit through io_uring, up to o->in_flight syncs at once
@@ -170,7 +174,10 @@ static int ideal_loop_overlapped(const bench_fsync_opts *o, int fd, uint64_t spa
     return RK_EIO;
   }
   ideal_slot slots[IDEAL_MAX_K];
-  uint64_t head = 0, inflight = 0, sent = 0, off = 0;
+  /* inflight: syncs not yet retired (in order); ops: operations the kernel
+   * took and has not completed — what must be waited for before the
+   * buffer goes, whatever failed. */
+  uint64_t head = 0, inflight = 0, ops = 0, sent = 0, off = 0;
   int rc = RK_OK;
   while (rc == RK_OK) {
     uint64_t s = rk_clock_mono_ns();
@@ -182,8 +189,14 @@ static int ideal_loop_overlapped(const bench_fsync_opts *o, int fd, uint64_t spa
       if (off + bytes > span) off = 0;
       uint64_t slot = (head + inflight) % k_max;
       slots[slot] = (ideal_slot){.count = k, .start = s, .left = 2};
-      buf[0]++;
-      rc = ring_sync(&ring, fd, buf, bytes, off, slot);
+      buf[0]++; /* a write in flight may still read it: any byte value does */
+      int took = ring_sync(&ring, fd, buf, bytes, off, slot);
+      if (took > 0) ops += (uint64_t)took;
+      if (took != 2) {
+        fprintf(stderr, "bench fsync: io_uring_submit took %d of 2\n", took);
+        rc = RK_EIO;
+        break;
+      }
       inflight++;
       sent += k;
       off += bytes;
@@ -209,13 +222,14 @@ static int ideal_loop_overlapped(const bench_fsync_opts *o, int fd, uint64_t spa
     uint64_t slot = io_uring_cqe_get_data64(cqe);
     int res = cqe->res;
     io_uring_cqe_seen(&ring, cqe);
+    ops--;
     RK_ASSERT(slot < k_max && slots[slot].left > 0);
+    slots[slot].left--;
     if (res < 0) {
       fprintf(stderr, "bench fsync: write/fdatasync: %s\n", strerror(-res));
       rc = RK_EIO;
       break;
     }
-    slots[slot].left--;
     uint64_t now = rk_clock_mono_ns();
     /* In order: a sync's entries are durable once every earlier one is. */
     while (rc == RK_OK && inflight > 0 && slots[head].left == 0) {
@@ -224,13 +238,13 @@ static int ideal_loop_overlapped(const bench_fsync_opts *o, int fd, uint64_t spa
       inflight--;
     }
   }
-  /* On an error, wait out what is still running: the buffer must outlive it. */
-  while (inflight > 0) {
+  /* After an error, wait out what the kernel still runs: the buffer must
+   * outlive it (a failed write's linked fdatasync completes cancelled). */
+  while (ops > 0) {
     struct io_uring_cqe *cqe;
     if (io_uring_wait_cqe(&ring, &cqe) != 0) break;
-    uint64_t slot = io_uring_cqe_get_data64(cqe);
     io_uring_cqe_seen(&ring, cqe);
-    if (--slots[slot].left == 0) inflight--;
+    ops--;
   }
   io_uring_queue_exit(&ring);
   return rc;

@@ -738,8 +738,11 @@ int rkc_scan(rkc_client *c, const void *start, size_t slen, const void *end, siz
       continue;
     }
     /* Next range: starts where this part ended, the end routed sent
-     * (the range's end, or the caller's), not where the table says now: a
-     * table refreshed meanwhile must not open a gap. */
+     * (the range's end, or the caller's), not at a fresh table lookup.
+     * Range boundaries never move today (range/keyspan.h), so this is
+     * hardening: it keeps a scan gap-free should a table change under it.
+     * req.end_key points into the caller's end or into c->table, which
+     * nothing refreshes before this copy. */
     if (req.end_key.len == 0) break; /* to the end of the key space */
     if (elen && rkc_key_cmp(req.end_key.data, req.end_key.len, end, elen) >= 0) break;
     memcpy(cur, req.end_key.data, req.end_key.len);

@@ -205,7 +205,8 @@ void mr_host_persisted(mr_host *h, uint64_t batch, int rc);
 
 /* ---- the turn ------------------------------------------------------------------ */
 int mr_host_has_work(const mr_host *h);
-/* Collects Readys, issues one persist, processes completed batches (sends
+/* Collects Readys, issues one persist (plus one per Ready that installs a
+ * snapshot), processes completed batches (sends
  * one frame per node, one apply, advances). RK_OK, or RK_ESTOPPED after a
  * persist failure (the node must stop: nothing more is sent or applied). */
 int mr_host_turn(mr_host *h);

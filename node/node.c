@@ -6,8 +6,9 @@
  *                          callbacks step the host (receive, tick) or finish
  *                          WAL batches (mr_host_persisted)
  *   eng_wal_process()      reap completions, submit due batches
- *   mr_host_turn() ...     while the host has work: one persist, one frame per
- *                          peer, one apply round per turn
+ *   mr_host_turn() ...     while the host has work: one persist (one more per
+ *                          snapshot install), one frame per peer, one apply
+ *                          round per turn
  * The epoll timeout is 0 while the host has work, else the WAL's own
  * deadline (batch window), else infinite: an idle node sleeps until a tick.
  */

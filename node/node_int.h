@@ -163,7 +163,8 @@ typedef struct node_snap_install_one {
   uint64_t ns;             /* for the log line */
 } node_snap_install_one;
 
-/* The writes of the ranges installing a snapshot in one persist batch: the
+/* The writes of the ranges installing a snapshot in one persist batch (the
+ * host gives each install a batch of its own, so one range today): the
  * installer thread makes the snapshots durable in the state store, then the
  * loop resets those ranges' logs and appends the writes to the WAL. */
 typedef struct node_snap_job {

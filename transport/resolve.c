@@ -23,6 +23,11 @@
 int (*tp_resolver_lookup_)(const char *addr, int passive, struct sockaddr_storage *ss,
                            socklen_t *len) = tp_addr_resolve;
 
+/* Workers: a lookup stuck on one name holds only its own worker, so the
+ * other peers' names are still looked up (each peer has at most one lookup
+ * out, so a cluster never needs more at once than it has named peers). */
+#define RESOLVER_THREADS 4
+
 typedef struct rq {
   struct rq *next;
   tp_resolved res;
@@ -38,7 +43,7 @@ struct tp_resolver {
   pthread_cond_t cv;
   int efd;
   int stopping;
-  int refs; /* the loop's and the worker's */
+  int refs; /* the loop's and one per worker */
   rq_list queue, done;
   int (*lookup)(const char *, int, struct sockaddr_storage *, socklen_t *);
 };
@@ -120,14 +125,20 @@ int tp_resolver_new(tp_resolver **out) {
   pthread_mutex_init(&r->mu, NULL);
   pthread_cond_init(&r->cv, NULL);
   r->lookup = tp_resolver_lookup_;
-  r->refs = 2;
-  pthread_t th;
-  int e = pthread_create(&th, NULL, worker, r);
-  if (e != 0) {
+  r->refs = 1 + RESOLVER_THREADS;
+  int started = 0, e = 0;
+  for (; started < RESOLVER_THREADS; started++) {
+    pthread_t th;
+    if ((e = pthread_create(&th, NULL, worker, r)) != 0) break;
+    pthread_detach(th);
+  }
+  if (started == 0) {
     destroy(r);
     return rk_err_from_errno(e);
   }
-  pthread_detach(th);
+  pthread_mutex_lock(&r->mu);
+  r->refs -= RESOLVER_THREADS - started; /* fewer workers: still correct */
+  pthread_mutex_unlock(&r->mu);
   *out = r;
   return RK_OK;
 }
@@ -136,7 +147,7 @@ void tp_resolver_free(tp_resolver *r) {
   if (r == NULL) return;
   pthread_mutex_lock(&r->mu);
   r->stopping = 1;
-  pthread_cond_signal(&r->cv);
+  pthread_cond_broadcast(&r->cv);
   release_locked(r);
 }
 

@@ -5,17 +5,18 @@
  * timeout (seconds per attempt, several attempts) while DNS is slow or
  * down. On a node's one event loop that would stall every range it hosts,
  * so tp_net resolves numeric addresses inline and hands names to this
- * resolver: one worker thread, lookups in submission order, results posted
- * back through an eventfd the loop watches. The thread starts with the
- * resolver and owns nothing the loop touches: requests and results cross
- * under one mutex.
+ * resolver: a few worker threads take lookups in submission order, and
+ * results are posted back through an eventfd the loop watches. One lookup
+ * stuck on a dead DNS server holds only its own worker. The threads start
+ * with the resolver and own nothing the loop touches: requests and results
+ * cross under one mutex.
  *
  * Loop contract (one thread):
  *   tp_resolver_submit(r, tag, addr)      a lookup is queued
  *   tp_resolver_fd(r) readable            then tp_resolver_take until 0
  *   tp_resolver_free(r)                   does not wait for a lookup in
- *                                         progress: the thread finishes it
- *                                         and frees what is left
+ *                                         progress: the workers finish and
+ *                                         the last one frees what is left
  */
 #ifndef RK_TRANSPORT_RESOLVE_H
 #define RK_TRANSPORT_RESOLVE_H
