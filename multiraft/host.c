@@ -914,15 +914,40 @@ static void queue_msgs(mr_host *h, host_group *g, const mr_ready *rd, int want) 
   }
 }
 
+/* Leadership changes logged one by one per turn; the rest are counted in
+ * one line, so a node that loses its peers with thousands of ranges does
+ * not write thousands of lines (the totals are in the stats). */
+#define HOST_LEADERSHIP_LINES 16
+
+typedef struct leadership_log {
+  size_t lines;       /* logged one by one this turn */
+  size_t more_gained; /* beyond HOST_LEADERSHIP_LINES */
+  size_t more_lost;
+} leadership_log;
+
 /* One info line per leadership change of g, what a failed run's log must
  * show. Checked on every dirty group, not with its Ready: a step-down that
  * keeps the term (CheckQuorum, no live majority) makes none. */
-static void note_leadership(host_group *g) {
+static void note_leadership(host_group *g, leadership_log *ll) {
   int leads = mr_raft_role(g->r) == MR_LEADER;
   if (leads == ((g->flags & HG_LEADS) != 0)) return;
   g->flags = (uint8_t)(g->flags ^ HG_LEADS);
+  if (ll->lines == HOST_LEADERSHIP_LINES) {
+    if (leads)
+      ll->more_gained++;
+    else
+      ll->more_lost++;
+    return;
+  }
+  ll->lines++;
   RK_INFO("host", "group %llu: %s at term %llu", (unsigned long long)g->id,
           leads ? "leads" : "no longer leads", (unsigned long long)mr_raft_term(g->r));
+}
+
+static void note_leadership_rest(const leadership_log *ll) {
+  if (ll->more_gained + ll->more_lost == 0) return;
+  RK_INFO("host", "and %zu more group(s) this turn: %zu now led here, %zu no longer",
+          ll->more_gained + ll->more_lost, ll->more_gained, ll->more_lost);
 }
 
 static host_batch *batch_new(void) {
@@ -968,10 +993,11 @@ static void batch_build_writes(host_batch *b) {
  * silence the node's other groups for the whole install. */
 static host_batch *host_collect(mr_host *h) {
   host_batch *b = batch_new();
+  leadership_log ll = {0};
   for (size_t i = 0; i < h->dirty.len; i++) {
     host_group *g = h->dirty.v[i];
     g->flags &= (uint8_t)~HG_DIRTY;
-    note_leadership(g);
+    note_leadership(g, &ll);
     if ((g->flags & HG_IN_FLIGHT) || !mr_raft_has_ready(g->r)) continue;
     host_pending pend = {.g = g};
     RK_ASSERTF(mr_raft_ready(g->r, &pend.rd) == RK_OK, "out of memory");
@@ -1001,6 +1027,7 @@ static host_batch *host_collect(mr_host *h) {
     VEC_PUSH(h->done, pend);
   }
   h->dirty.len = 0;
+  note_leadership_rest(&ll);
   batch_build_writes(b);
   for (size_t i = 0; i < h->snap_batches.len; i++) batch_build_writes(h->snap_batches.v[i]);
   return b;

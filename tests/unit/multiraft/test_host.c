@@ -620,6 +620,37 @@ Test(host, a_step_down_is_logged_when_it_happens) {
   mr_hm_free(C);
 }
 
+/* A node that steps down in hundreds of groups at once logs 16 of them one
+ * by one and counts the rest in one line. */
+Test(host, mass_step_downs_are_summed_up_in_one_line) {
+  quiesced_cluster(3, 300);
+  const uint32_t cut = 3;
+  int nled = 0;
+  for (uint64_t g = 1; g <= C->groups; g++) nled += leader_node(g) == cut;
+  cr_assert_gt(nled, 16);
+  C->node[cut].isolated = 1;
+  tick_all(10);
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  cr_assert_not_null(f);
+  rk_log_level was = rk_log_get_level();
+  rk_log_set_level(RK_LOG_INFO);
+  rk_log_set_sink(f);
+  tick_all(1);
+  rk_log_set_sink(NULL);
+  rk_log_set_level(was);
+  fclose(f);
+  cr_assert_eq(stats((int)cut).quorum_stepdowns, (uint64_t)nled);
+  cr_assert_eq(count_lines(buf, ": no longer leads at term"), 16, "log:\n%s", buf);
+  char want[96];
+  snprintf(want, sizeof want, "and %d more group(s) this turn: 0 now led here, %d no longer",
+           nled - 16, nled - 16);
+  cr_assert_eq(count_lines(buf, want), 1, "want '%s'; log:\n%s", want, buf);
+  free(buf);
+  mr_hm_free(C);
+}
+
 /* Declaring a peer down steps leaders down, so liveness may not be
  * stricter than CheckQuorum: a liveness timeout under the election timeout
  * is refused; equal or longer is taken. */
