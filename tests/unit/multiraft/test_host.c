@@ -591,43 +591,16 @@ static int count_lines(const char *buf, const char *needle) {
   return n;
 }
 
-/* Every leadership change is one info line, logged when it happens: a
- * step-down that keeps the term (no live majority) makes no Ready, and its
- * line must not wait for the group's next one (its campaign, an election
- * timeout or two later). */
-Test(host, a_step_down_is_logged_when_it_happens) {
-  quiesced_cluster(3, 30);
+/* A quiesced cluster of 3 nodes and `groups` groups; node 3, which leads
+ * *nled of them, is cut off; 10 ticks later comes the tick where the others
+ * are declared down and its leaders step down. Returns that tick's info log
+ * (the caller frees it). */
+static char *step_downs_logged(uint64_t groups, int *nled) {
   const uint32_t cut = 3;
-  int nled = 0;
-  for (uint64_t g = 1; g <= C->groups; g++) nled += leader_node(g) == cut;
-  cr_assert_gt(nled, 0);
-  C->node[cut].isolated = 1;
-  tick_all(10);
-  char *buf = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&buf, &len);
-  cr_assert_not_null(f);
-  rk_log_level was = rk_log_get_level();
-  rk_log_set_level(RK_LOG_INFO);
-  rk_log_set_sink(f);
-  tick_all(1); /* the others are declared down: the cut-off node's leaders step down */
-  rk_log_set_sink(NULL);
-  rk_log_set_level(was);
-  fclose(f);
-  cr_assert_eq(stats((int)cut).quorum_stepdowns, (uint64_t)nled);
-  cr_assert_eq(count_lines(buf, ": no longer leads at term"), nled, "log:\n%s", buf);
-  free(buf);
-  mr_hm_free(C);
-}
-
-/* A node that steps down in hundreds of groups at once logs 16 of them one
- * by one and counts the rest in one line. */
-Test(host, mass_step_downs_are_summed_up_in_one_line) {
-  quiesced_cluster(3, 300);
-  const uint32_t cut = 3;
-  int nled = 0;
-  for (uint64_t g = 1; g <= C->groups; g++) nled += leader_node(g) == cut;
-  cr_assert_gt(nled, 16);
+  quiesced_cluster(3, groups);
+  *nled = 0;
+  for (uint64_t g = 1; g <= C->groups; g++) *nled += leader_node(g) == cut;
+  cr_assert_gt(*nled, 0);
   C->node[cut].isolated = 1;
   tick_all(10);
   char *buf = NULL;
@@ -641,7 +614,28 @@ Test(host, mass_step_downs_are_summed_up_in_one_line) {
   rk_log_set_sink(NULL);
   rk_log_set_level(was);
   fclose(f);
-  cr_assert_eq(stats((int)cut).quorum_stepdowns, (uint64_t)nled);
+  cr_assert_eq(stats((int)cut).quorum_stepdowns, (uint64_t)*nled);
+  return buf;
+}
+
+/* Every leadership change is one info line, logged when it happens: a
+ * step-down that keeps the term (no live majority) makes no Ready, and its
+ * line must not wait for the group's next one (its campaign, an election
+ * timeout or two later). */
+Test(host, a_step_down_is_logged_when_it_happens) {
+  int nled;
+  char *buf = step_downs_logged(30, &nled);
+  cr_assert_eq(count_lines(buf, ": no longer leads at term"), nled, "log:\n%s", buf);
+  free(buf);
+  mr_hm_free(C);
+}
+
+/* A node that steps down in hundreds of groups at once logs 16 of them one
+ * by one and counts the rest in one line. */
+Test(host, mass_step_downs_are_summed_up_in_one_line) {
+  int nled;
+  char *buf = step_downs_logged(300, &nled);
+  cr_assert_gt(nled, 16);
   cr_assert_eq(count_lines(buf, ": no longer leads at term"), 16, "log:\n%s", buf);
   char want[96];
   snprintf(want, sizeof want, "and %d more group(s) this turn: 0 now led here, %d no longer",
