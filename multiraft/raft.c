@@ -362,7 +362,9 @@ int mr_raft_step(mr_raft *r, const mr_msg *m) {
     r->counters.malformed++;
     return RK_EMALFORMED;
   }
-  if (m->term == 0) {
+  /* A term past MR_MAX_TERM is no real election's: taken, it would make
+   * the next campaign's term + 1 wrap (or the replica unelectable). */
+  if (m->term == 0 || m->term > MR_MAX_TERM) {
     r->counters.malformed++;
     return RK_EMALFORMED;
   }
@@ -578,6 +580,7 @@ int mr_raft_init(mr_raft **out, const mr_config *cfg, const mr_storage *storage,
   if (boot->hs.commit > last || boot->applied > boot->hs.commit || boot->applied + 1 < first)
     return RK_EINVAL;
   if (boot->hs.vote != 0 && boot->hs.term == 0) return RK_EINVAL;
+  if (boot->hs.term > MR_MAX_TERM) return RK_EINVAL;
   uint64_t last_term = 0;
   if (storage->ops->term(storage->ctx, last, &last_term) != RK_OK && last > 0) return RK_EINVAL;
   if (last_term > boot->hs.term) return RK_EINVAL; /* entries from a term we never saw */

@@ -59,6 +59,11 @@
  * decisions then need a majority of BOTH. Outside a joint configuration no
  * replica has MR_VOTER_OUT or MR_LEARNER_NEXT. */
 #define MR_MAX_REPLICAS 8
+/* The highest term a message or a boot state may carry: far beyond any real
+ * run (one election a nanosecond for a century is under 2^62), and far
+ * enough from UINT64_MAX that term + 1 never wraps. mr_raft_step refuses a
+ * higher one as malformed. */
+#define MR_MAX_TERM (UINT64_C(1) << 62)
 
 enum {
   MR_VOTER_IN = 1u << 0,     /* voter of the (incoming) configuration */

@@ -202,7 +202,12 @@ static int msg_from_pb(const Rangekv__RaftMsg *pm, mr_host_gmsg *gm) {
   rk_entry_vec_init(&m->entries);
   for (size_t k = 0; k < pm->n_entries; k++) {
     const Rangekv__Entry *pe = pm->entries[k];
-    if (pe->data.len > UINT32_MAX || pe->type > RK_ENTRY_CONF_CHANGE) return RK_EMALFORMED;
+    /* Ranges have static membership (no node-level configuration change
+     * yet), so no node proposes a conf-change entry: one from a peer is
+     * buggy or hostile, and taken it would change the range's voters in
+     * the core (a voter on node 0 would stop the node at its next
+     * campaign). */
+    if (pe->data.len > UINT32_MAX || pe->type != RK_ENTRY_NORMAL) return RK_EMALFORMED;
     /* Consecutive indexes: the core would count it malformed anyway. */
     if (k > 0 && pe->index != pm->entries[k - 1]->index + 1) return RK_EMALFORMED;
     rk_entry en = {.index = pe->index,

@@ -123,6 +123,26 @@ Test(bad_input, forged_messages) {
   h_free(h);
 }
 
+/* A term near UINT64_MAX: taken, the next campaign's term + 1 would wrap
+ * ("terms never decrease" fired) or every vote request would carry term 0
+ * (dropped as malformed: the group could never elect again). */
+Test(bad_input, a_term_beyond_any_real_election_is_refused) {
+  harness *h = elected();
+  mr_raft *r = h_raft(h, 2);
+  uint64_t terms[] = {UINT64_MAX, UINT64_MAX - 1, MR_MAX_TERM + 1};
+  for (size_t i = 0; i < sizeof terms / sizeof terms[0]; i++) {
+    mr_msg hb = {.type = MR_MSG_HEARTBEAT, .from = 1, .to = 2, .term = terms[i]};
+    cr_assert_eq(mr_raft_step(r, &hb), RK_EMALFORMED);
+    mr_msg tn = {.type = MR_MSG_TIMEOUT_NOW, .from = 1, .to = 2, .term = terms[i]};
+    cr_assert_eq(mr_raft_step(r, &tn), RK_EMALFORMED);
+  }
+  cr_assert_eq(mr_raft_term(r), 2, "the term did not move");
+  cr_assert_eq(mr_raft_counters(r)->malformed, 6);
+  mr_msg hb = {.type = MR_MSG_HEARTBEAT, .from = 1, .to = 2, .term = MR_MAX_TERM};
+  cr_assert_eq(mr_raft_step(r, &hb), RK_OK, "the bound itself is a term");
+  h_free(h);
+}
+
 /* Random garbage at every role: never an assertion, invariants hold. */
 Test(bad_input, random_messages_never_assert) {
   harness *h = elected();

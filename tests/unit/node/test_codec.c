@@ -192,6 +192,19 @@ Test(codec, unknown_types_snapshots_and_gaps_are_refused) {
   cr_assert_eq(node_codec_encode(&f, &buf, &len), RK_OK);
   cr_assert_eq(node_codec_decode(buf, len, &d), RK_EMALFORMED, "a snapshot outside one");
   free(buf);
+  /* A conf-change entry: ranges' membership is static, no node sends one. */
+  m.msg.snap = NULL;
+  uint8_t cc[MR_CC_MAX_BYTES];
+  mr_conf_change change = {.n = 1};
+  change.changes[0] = (mr_cc_single){.op = MR_CC_ADD_VOTER, .id = 5};
+  size_t cclen = mr_cc_encode(&change, cc, sizeof cc);
+  cr_assert_gt(cclen, 0);
+  rk_entry e = {
+      .index = 3, .term = 2, .type = RK_ENTRY_CONF_CHANGE, .len = (uint32_t)cclen, .data = cc};
+  cr_assert_eq(rk_entry_vec_push(&m.msg.entries, &e), RK_OK);
+  cr_assert_eq(node_codec_encode(&f, &buf, &len), RK_OK);
+  cr_assert_eq(node_codec_decode(buf, len, &d), RK_EMALFORMED, "a conf-change entry");
+  free(buf);
   rk_entry_vec_free(&m.msg.entries);
 }
 
