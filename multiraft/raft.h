@@ -64,6 +64,9 @@
  * enough from UINT64_MAX that term + 1 never wraps. mr_raft_step refuses a
  * higher one as malformed. */
 #define MR_MAX_TERM (UINT64_C(1) << 62)
+/* What max_unstable_bytes charges an entry beyond its payload (its framing
+ * in a WAL record is about that). */
+#define MR_ENTRY_OVERHEAD 64u
 
 enum {
   MR_VOTER_IN = 1u << 0,     /* voter of the (incoming) configuration */
@@ -246,6 +249,13 @@ typedef struct mr_config {
   uint64_t max_uncommitted_bytes; /* leader cap on unapplied proposals, 0 = none */
   uint64_t max_entry_bytes;       /* larger entries (proposed or received) refused */
   uint64_t max_committed_bytes;   /* payload bytes per Ready.committed (>= 1 entry) */
+  /* Follower cap on entries received but not yet persisted, each counted
+   * as its payload + MR_ENTRY_OVERHEAD: an AppendEntries that would hold
+   * more is dropped (counted; the leader sends again). A leader keeps its
+   * pipeline under max_inflight_bytes, so this only stops a peer that
+   * ignores it, whose flood would otherwise grow one Ready past what the
+   * host can persist at once. 0 = no limit. */
+  uint64_t max_unstable_bytes;
 #ifdef RK_TEST_HOOKS
   uint32_t test_bugs; /* MR_BUG_* planted bugs for checker tests; 0 in production */
 #endif
@@ -334,6 +344,7 @@ typedef struct mr_counters {
   uint32_t malformed_snap;  /* snapshot with bad metadata */
   uint32_t oversized;       /* entry larger than max_entry_bytes */
   uint32_t bad_conf_change; /* committed conf change that does not apply */
+  uint32_t unstable_full;   /* AppendEntries dropped: over max_unstable_bytes */
 } mr_counters;
 
 uint64_t mr_raft_id(const mr_raft *r);

@@ -229,6 +229,16 @@ void mr_handle_append(mr_raft *r, const mr_msg *m) {
       r->counters.bad_index++;
       return;
     }
+    if (r->cfg.max_unstable_bytes != 0) {
+      /* Counted before truncation frees anything: a leader overwriting
+       * its own unsent suffix stays far under the cap anyway. */
+      uint64_t cost = r->unstable.bytes + MR_ENTRY_OVERHEAD * r->unstable.len;
+      for (size_t i = k; i < ev->len; i++) cost += ev->v[i].len + MR_ENTRY_OVERHEAD;
+      if (cost > r->cfg.max_unstable_bytes) {
+        r->counters.unstable_full++;
+        return;
+      }
+    }
     int rc = mr_log_truncate_and_append(r, &ev->v[k], ev->len - k);
     RK_ASSERTF(rc == RK_OK, "out of memory appending entries");
   }

@@ -283,8 +283,9 @@ void node_persist_add(node_persist *p, const mr_host_write *w, size_t nw) {
   RK_ASSERTF(ww != NULL, "out of memory");
   /* Chunks of at most half the WAL's batch limit (payload + record
    * overhead). One group's write always fits in a chunk: the leader refuses
-   * proposals past NODE_MAX_UNCOMMITTED (RK_EUNCOMMITTEDFULL) and a follower
-   * takes at most max_inflight_bytes per turn. */
+   * proposals past NODE_MAX_UNCOMMITTED (RK_EUNCOMMITTEDFULL), and a
+   * follower drops an AppendEntries that would leave more than
+   * max_unstable_bytes unpersisted (start_host). */
   const uint64_t limit = n->wal_batch_bytes / 2;
   size_t chunk_start = 0, nchunks = 0;
   uint64_t bytes = 0;
@@ -744,6 +745,9 @@ static int start_host(node *n) {
       n->wal_batch_bytes / 2 < NODE_MAX_UNCOMMITTED ? n->wal_batch_bytes / 2 : NODE_MAX_UNCOMMITTED;
   hc.raft.max_uncommitted_bytes = most;
   hc.raft.max_inflight_bytes = most;
+  /* What a follower holds unpersisted, whatever a peer sends: its next
+   * Ready's entries and hard state then fit one chunk. */
+  hc.raft.max_unstable_bytes = n->wal_batch_bytes / 2 - MR_ENTRY_OVERHEAD;
   hc.quiesce = (uint8_t)(n->cfg.quiesce != 0);
   mr_host_io io = {.ctx = n,
                    .storage = io_storage,

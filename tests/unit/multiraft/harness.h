@@ -70,6 +70,7 @@ typedef struct h_opts {
   uint64_t max_inflight_bytes;
   uint64_t max_msg_bytes;
   uint64_t max_uncommitted_bytes;
+  uint64_t max_unstable_bytes; /* 0 = no limit (the default) */
   uint32_t bugs;
   uint64_t seed;
 } h_opts;

@@ -143,6 +143,42 @@ Test(bad_input, a_term_beyond_any_real_election_is_refused) {
   h_free(h);
 }
 
+/* A peer that floods a follower with entries past the leader's pipeline
+ * limit: what would leave more than max_unstable_bytes unpersisted is
+ * dropped and counted, and the follower takes entries again once it has
+ * persisted what it holds. */
+Test(bad_input, a_flood_of_entries_is_dropped_past_the_unstable_cap) {
+  h_opts o = h_default_opts();
+  o.max_unstable_bytes = 3 * (100 + MR_ENTRY_OVERHEAD);
+  harness *h = h_new(3, &o);
+  cr_assert(h_elect(h, 1));
+  mr_raft *f = h_raft(h, 2);
+  uint64_t last = mr_raft_last_index(f), term = mr_raft_term(f);
+  static uint8_t payload[100];
+  rk_entry e[4];
+  for (int i = 0; i < 4; i++)
+    e[i] = (rk_entry){.index = last + 1 + (uint64_t)i, .term = term, .len = 100, .data = payload};
+  mr_msg m = {
+      .type = MR_MSG_APP, .from = 1, .to = 2, .term = term, .index = last, .log_term = term};
+  m.entries.v = e;
+  m.entries.len = 4; /* four entries: over the cap of three */
+  cr_assert_eq(mr_raft_step(f, &m), RK_OK);
+  cr_assert_eq(mr_raft_counters(f)->unstable_full, 1);
+  cr_assert_eq(mr_raft_last_index(f), last, "nothing taken");
+  m.entries.len = 2; /* two fit */
+  cr_assert_eq(mr_raft_step(f, &m), RK_OK);
+  cr_assert_eq(mr_raft_last_index(f), last + 2);
+  m.index = last + 2; /* two more would make four unpersisted */
+  m.entries.v = e + 2;
+  cr_assert_eq(mr_raft_step(f, &m), RK_OK);
+  cr_assert_eq(mr_raft_counters(f)->unstable_full, 2);
+  cr_assert_eq(mr_raft_last_index(f), last + 2);
+  h_process(h, 2); /* persisted: the unstable tail is empty again */
+  cr_assert_eq(mr_raft_step(f, &m), RK_OK);
+  cr_assert_eq(mr_raft_last_index(f), last + 4, "taken once the first two are durable");
+  h_free(h);
+}
+
 /* Random garbage at every role: never an assertion, invariants hold. */
 Test(bad_input, random_messages_never_assert) {
   harness *h = elected();
