@@ -62,6 +62,7 @@ static void reset(mr_raft *r, uint64_t term) {
                (unsigned long long)term);
     r->term = term;
     r->vote = 0;
+    mr_ro_drop_forwarded(r); /* their answers carry the old term: dropped as stale */
   }
   r->lead = 0;
   r->election_elapsed = 0;
@@ -345,6 +346,10 @@ static void step_follower(mr_raft *r, const mr_msg *m) {
     break;
   case MR_MSG_READ_INDEX_RESP:
     if (!m->reject && m->from == r->lead) {
+      if (!mr_ro_take_forwarded(r, m->ctx)) { /* not asked, or answered already */
+        r->counters.malformed++;
+        break;
+      }
       int rc = mr_ro_add_read_state(r, m->ctx, m->index);
       RK_ASSERTF(rc == RK_OK, "out of memory recording a confirmed read");
     }
@@ -448,6 +453,7 @@ int mr_raft_propose(mr_raft *r, const void *data, uint32_t len, uint64_t *index,
 int mr_raft_read_index(mr_raft *r, uint64_t ctx) {
   if (r->role != MR_LEADER) {
     if (r->lead == 0 || r->role != MR_FOLLOWER) return RK_ENOTLEADER;
+    if (mr_ro_forwarded(r, ctx) != RK_OK) return RK_ENOMEM;
     mr_msg m = {.type = MR_MSG_READ_INDEX, .to = r->lead, .term = r->term, .ctx = ctx};
     mr_send(r, &m);
     return RK_OK;
@@ -619,6 +625,7 @@ void mr_raft_free(mr_raft *r) {
   free(r->out);
   free(r->reqs);
   free(r->reads);
+  free(r->fwd);
   free(r);
 }
 
@@ -660,6 +667,7 @@ size_t mr_raft_bytes_at_rest(const mr_raft *r) {
     if (r->prs[i].ring) b += r->cfg.max_inflight_msgs * sizeof(mr_inflight);
   b += r->unstable.cap * sizeof(rk_entry) + r->cap_out * sizeof(mr_msg);
   b += r->cap_reqs * sizeof(mr_read_req) + r->cap_reads * sizeof(mr_read_state);
+  b += r->cap_fwd * sizeof *r->fwd;
   if (r->unstable_snap) b += sizeof(mr_snapshot) + r->unstable_snap->len;
   return b;
 }
@@ -686,6 +694,7 @@ void mr_raft_check_invariants(const mr_raft *r) {
   RK_ASSERT(r->randomized_timeout < 2 * r->cfg.election_tick);
   RK_ASSERT(r->n_out <= r->cap_out);
   RK_ASSERT(r->n_reqs <= r->cap_reqs && r->n_reads <= r->cap_reads);
+  RK_ASSERT(r->n_fwd <= r->cap_fwd && r->n_fwd <= MR_MAX_FWD_READS);
   mr_conf c;
   mr_conf_from_prs(r, &c);
   RK_ASSERT(mr_conf_validate(&c) == RK_OK);

@@ -110,6 +110,10 @@ struct mr_raft {
   /* confirmed reads waiting for applied >= index */
   mr_read_state *reads;
   uint32_t n_reads, cap_reads;
+  /* follower: contexts of the ReadIndex requests it forwarded in this term,
+   * oldest first; only their answers become read states */
+  uint64_t *fwd;
+  uint32_t n_fwd, cap_fwd;
 
   mr_counters counters;
 };
@@ -185,6 +189,17 @@ void mr_ro_on_heartbeat_resp(mr_raft *r, mr_progress *pr, uint64_t ctx);
 void mr_ro_advance(mr_raft *r);
 int mr_ro_add_read_state(mr_raft *r, uint64_t ctx, uint64_t index);
 void mr_ro_drop_pending(mr_raft *r);
+/* Forwarded requests a follower remembers: answers to more, or to ones it
+ * never sent, are not taken (a peer could otherwise grow the read states
+ * without bound). An old request forgotten this way times out at its
+ * caller. */
+#define MR_MAX_FWD_READS 1024u
+/* Follower: remembers a forwarded request's ctx (at most MR_MAX_FWD_READS,
+ * the oldest forgotten first); RK_OK or RK_ENOMEM. */
+int mr_ro_forwarded(mr_raft *r, uint64_t ctx);
+/* Takes ctx off the forwarded list: 1 if it was on it. */
+int mr_ro_take_forwarded(mr_raft *r, uint64_t ctx);
+void mr_ro_drop_forwarded(mr_raft *r);
 size_t mr_ro_ready_count(const mr_raft *r);
 
 /* ---- ready.c ---- */

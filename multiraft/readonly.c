@@ -26,6 +26,38 @@ void mr_ro_drop_pending(mr_raft *r) {
   r->n_reqs = r->cap_reqs = 0;
 }
 
+int mr_ro_forwarded(mr_raft *r, uint64_t ctx) {
+  if (r->n_fwd == MR_MAX_FWD_READS) {
+    memmove(r->fwd, r->fwd + 1, (r->n_fwd - 1) * sizeof *r->fwd);
+    r->n_fwd--;
+  }
+  if (r->n_fwd == r->cap_fwd) {
+    uint32_t nc = r->cap_fwd ? r->cap_fwd * 2 : 4;
+    uint64_t *nv = realloc(r->fwd, nc * sizeof *nv);
+    if (!nv) return RK_ENOMEM;
+    r->fwd = nv;
+    r->cap_fwd = nc;
+  }
+  r->fwd[r->n_fwd++] = ctx;
+  return RK_OK;
+}
+
+int mr_ro_take_forwarded(mr_raft *r, uint64_t ctx) {
+  for (uint32_t i = 0; i < r->n_fwd; i++) {
+    if (r->fwd[i] != ctx) continue;
+    memmove(r->fwd + i, r->fwd + i + 1, (r->n_fwd - i - 1) * sizeof *r->fwd);
+    r->n_fwd--;
+    return 1;
+  }
+  return 0;
+}
+
+void mr_ro_drop_forwarded(mr_raft *r) {
+  free(r->fwd);
+  r->fwd = NULL;
+  r->n_fwd = r->cap_fwd = 0;
+}
+
 int mr_ro_add_read_state(mr_raft *r, uint64_t ctx, uint64_t index) {
   if (r->n_reads == r->cap_reads) {
     uint32_t nc = r->cap_reads ? r->cap_reads * 2 : 4;

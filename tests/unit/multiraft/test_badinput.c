@@ -179,6 +179,32 @@ Test(bad_input, a_flood_of_entries_is_dropped_past_the_unstable_cap) {
   h_free(h);
 }
 
+/* A read answer a follower never asked for (or already has) is not taken:
+ * taken, a peer's stream of them would grow its read states without end. */
+Test(bad_input, an_unasked_read_answer_is_not_taken) {
+  harness *h = elected();
+  mr_raft *f = h_raft(h, 2);
+  uint64_t term = mr_raft_term(f);
+  mr_msg resp = {.type = MR_MSG_READ_INDEX_RESP,
+                 .from = 1,
+                 .to = 2,
+                 .term = term,
+                 .ctx = 77,
+                 .index = UINT64_MAX};
+  cr_assert_eq(mr_raft_step(f, &resp), RK_OK);
+  cr_assert_eq(mr_raft_pending_reads(f), 0, "not asked: no read state");
+  cr_assert_eq(mr_raft_counters(f)->malformed, 1);
+  /* Asked: the answer is taken once. */
+  cr_assert_eq(mr_raft_read_index(f, 77), RK_OK);
+  resp.index = mr_raft_commit(f);
+  cr_assert_eq(mr_raft_step(f, &resp), RK_OK);
+  cr_assert_eq(mr_raft_pending_reads(f), 1);
+  cr_assert_eq(mr_raft_step(f, &resp), RK_OK);
+  cr_assert_eq(mr_raft_pending_reads(f), 1, "a second answer adds nothing");
+  cr_assert_eq(mr_raft_counters(f)->malformed, 2);
+  h_free(h);
+}
+
 /* Random garbage at every role: never an assertion, invariants hold. */
 Test(bad_input, random_messages_never_assert) {
   harness *h = elected();
