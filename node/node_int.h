@@ -5,6 +5,7 @@
 
 #include "engine/state.h"
 #include "engine/wal.h"
+#include "kv/kvcmd.h"
 #include "multiraft/host.h"
 #include "node/node.h"
 #include "range/keyspan.h"
@@ -27,6 +28,14 @@
  * snapshots staged and handed to a core but not yet installed. */
 #define NODE_SNAP_MAX_BYTES   (4ull << 30)
 #define NODE_SNAP_CHUNK_BYTES (1u << 20)
+/* The most a sender's chunk image can be: it stops adding pairs once past
+ * NODE_SNAP_CHUNK_BYTES, so the last one (key, value and their framing)
+ * may go over by one pair. A receiver refuses a bigger one before
+ * unpacking it: protobuf-c unpacks tiny repeated pairs into ~40 times their
+ * wire size, so a 16 MiB frame could cost 640 MB at once. */
+#define NODE_SNAP_CHUNK_MAX_IMAGE (NODE_SNAP_CHUNK_BYTES + KV_MAX_KEY + KV_MAX_VALUE + 64u)
+/* The most an InstallSnapshot's descriptor (range id, stream, chunks) packs to. */
+#define NODE_SNAP_DESC_MAX    64u
 #define NODE_SNAP_WINDOW      (4u << 20)
 #define NODE_SNAP_MAX_STREAMS 4u
 #define NODE_SNAP_MAX_SEALED  8u

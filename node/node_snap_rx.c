@@ -164,6 +164,7 @@ int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t le
     x->range = c->range_id;
   }
   const char *why = NULL;
+  int malformed = 0;
   if (c->stream == 0 || c->stream != x->stream || c->range_id != x->range || c->seq != x->next_seq)
     why = "a chunk out of sequence";
   else if (c->range_id < 1 || c->range_id > n->table.n || !n->ranges[c->range_id - 1].local)
@@ -174,7 +175,10 @@ int node_snap_on_chunk(node *n, uint32_t from, const uint8_t *payload, size_t le
     why = "over the node's staging limit (two snapshots)";
   else if (c->seq == 0 && n->test_refuse_streams > 0 && n->test_refuse_streams--)
     why = "refused by the test hook RK_TEST_SNAP_REFUSE";
-  int malformed = 0;
+  if (why == NULL && c->image.len > NODE_SNAP_CHUNK_MAX_IMAGE) {
+    why = "a chunk image bigger than any sender makes";
+    malformed = 1;
+  }
   if (why == NULL) {
     const range_desc *d = &n->ranges[c->range_id - 1].desc;
     if (x->sst == NULL && rx_open(n, x, d) != RK_OK) why = "the staged file cannot be written";
@@ -233,6 +237,7 @@ static int rx_seal(node *n, node_snap_rx *x, uint64_t index) {
 int node_snap_assemble(node *n, uint32_t from, mr_host_gmsg *gm) {
   if (from == 0 || from > NODE_MAX_NODES) return RK_EMALFORMED;
   mr_snapshot *s = gm->msg.snap;
+  if (s->len > NODE_SNAP_DESC_MAX) return RK_EMALFORMED; /* a descriptor carries no pairs */
   Rangekv__RangeSnapshot *d = rangekv__range_snapshot__unpack(NULL, s->len, s->data);
   if (d == NULL) return RK_EMALFORMED;
   int rc = RK_OK;

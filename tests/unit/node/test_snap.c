@@ -446,6 +446,76 @@ Test(snap_stream, a_bad_chunk_is_refused_as_it_comes) {
   rx_node_free(n);
 }
 
+/* A chunk image bigger than any sender makes (three largest values, each
+ * valid alone) is refused before it is unpacked: protobuf-c would unpack
+ * tiny pairs into ~40 times their size. So is a descriptor too big to be
+ * one. */
+Test(snap_stream, a_chunk_or_descriptor_bigger_than_any_sender_makes_is_refused) {
+  node *n = rx_node();
+  n->snap_max_bytes = 1ull << 30;
+  static uint8_t big[KV_MAX_VALUE];
+  static const char *const keys[] = {"b1", "b2", "b3"};
+  Rangekv__KeyValue kvs[3], *kvp[3];
+  for (int i = 0; i < 3; i++) {
+    rangekv__key_value__init(&kvs[i]);
+    kvs[i].key.data = (uint8_t *)(uintptr_t)keys[i];
+    kvs[i].key.len = 2;
+    kvs[i].value.data = big;
+    kvs[i].value.len = sizeof big;
+    kvp[i] = &kvs[i];
+  }
+  Rangekv__RangeSnapshot rs;
+  rangekv__range_snapshot__init(&rs);
+  rs.range_id = 2;
+  rs.n_kvs = 3;
+  rs.kvs = kvp;
+  size_t ilen = rangekv__range_snapshot__get_packed_size(&rs);
+  cr_assert_gt(ilen, NODE_SNAP_CHUNK_MAX_IMAGE);
+  uint8_t *img = malloc(ilen);
+  cr_assert_not_null(img);
+  rangekv__range_snapshot__pack(&rs, img);
+  Rangekv__SnapChunk c;
+  rangekv__snap_chunk__init(&c);
+  c.stream = 77;
+  c.range_id = 2;
+  c.image.data = img;
+  c.image.len = ilen;
+  size_t len = rangekv__snap_chunk__get_packed_size(&c);
+  uint8_t *buf = malloc(len);
+  cr_assert_not_null(buf);
+  rangekv__snap_chunk__pack(&c, buf);
+  cr_assert_eq(node_snap_on_chunk(n, 3, buf, len), RK_EMALFORMED);
+  cr_assert_eq(n->rx_bytes, 0);
+  cr_assert_eq(staged_files(n), 0);
+  free(buf);
+  free(img);
+  /* A descriptor that parses (an unknown field pads it) but is over
+   * NODE_SNAP_DESC_MAX. */
+  rs.n_kvs = 0;
+  rs.stream = 77;
+  rs.chunks = 1;
+  mr_snapshot *s = calloc(1, sizeof *s);
+  cr_assert_not_null(s);
+  s->data = calloc(1, 256);
+  cr_assert_not_null(s->data);
+  size_t dlen = rangekv__range_snapshot__pack(&rs, s->data);
+  s->data[dlen] = 15 << 3 | 2; /* field 15, length-delimited: unknown, kept aside */
+  s->data[dlen + 1] = NODE_SNAP_DESC_MAX;
+  s->len = (uint32_t)(dlen + 2 + NODE_SNAP_DESC_MAX);
+  s->index = 10;
+  s->term = 2;
+  node_desc_conf(&n->ranges[1].desc, &s->conf);
+  mr_host_gmsg gm;
+  memset(&gm, 0, sizeof gm);
+  gm.group = 2;
+  gm.msg.type = MR_MSG_SNAP;
+  gm.msg.snap = s;
+  cr_assert_eq(node_snap_assemble(n, 3, &gm), RK_EMALFORMED);
+  free(s->data);
+  free(s);
+  rx_node_free(n);
+}
+
 Test(snap_stream, size_limits_and_reconnects_drop_staging) {
   node *n = rx_node();
   n->snap_max_bytes = 30; /* K1's chunk (20 bytes) fits, a second one does not */
