@@ -109,17 +109,30 @@ int mr_log_entries(const mr_raft *r, uint64_t lo, uint64_t hi, uint64_t max_byte
   return RK_OK;
 }
 
+/* Whether i answers the search below: its term is <= term, or it is
+ * compacted (the snapshot point is a match). True on a prefix of the log,
+ * since terms never decrease along it. */
+static int term_at_most(const mr_raft *r, uint64_t i, uint64_t term) {
+  uint64_t t;
+  return mr_log_term(r, i, &t) != RK_OK || t <= term;
+}
+
 uint64_t mr_log_find_conflict_by_term(const mr_raft *r, uint64_t index, uint64_t term) {
   uint64_t last = mr_log_last(r);
   if (index > last) index = last;
-  for (;;) {
-    uint64_t t;
-    int rc = mr_log_term(r, index, &t);
-    if (rc != RK_OK) return index; /* compacted: the snapshot point is a match */
-    if (t <= term) return index;
-    if (index == 0) return 0;
-    index--;
+  if (term_at_most(r, index, term)) return index;
+  /* The largest i < index that answers, by bisection: O(log n) lookups
+   * however far two logs diverge. A walk back one entry at a time let one
+   * cheap message from a peer cost a scan of the whole log. */
+  uint64_t lo = 0, hi = index; /* answers at lo (index 0 always does), not at hi */
+  while (hi - lo > 1) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    if (term_at_most(r, mid, term))
+      lo = mid;
+    else
+      hi = mid;
   }
+  return lo;
 }
 
 int mr_log_append_new(mr_raft *r, uint32_t type, const void *data, uint32_t len) {
