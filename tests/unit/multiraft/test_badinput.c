@@ -218,10 +218,13 @@ Test(bad_input, random_messages_never_assert) {
     m.type = (uint8_t)rk_rand_below(&rng, MR_MSG_TYPE_MAX_ + 2);
     m.from = rk_rand_below(&rng, 5);
     m.to = rk_rand_chance(&rng, 0.9) ? to : 4;
-    m.term = rk_rand_below(&rng, 4);
-    m.index = rk_rand_below(&rng, 6);
-    m.log_term = rk_rand_below(&rng, 4);
-    m.commit = rk_rand_below(&rng, 8);
+    /* Mostly small values, sometimes the extremes a hostile peer sends. */
+    int extreme = rk_rand_chance(&rng, 0.05);
+    m.term = extreme ? UINT64_MAX - rk_rand_below(&rng, 3) : rk_rand_below(&rng, 4);
+    m.index =
+        rk_rand_chance(&rng, 0.05) ? UINT64_MAX - rk_rand_below(&rng, 3) : rk_rand_below(&rng, 6);
+    m.log_term = rk_rand_chance(&rng, 0.05) ? UINT64_MAX : rk_rand_below(&rng, 4);
+    m.commit = rk_rand_chance(&rng, 0.05) ? UINT64_MAX : rk_rand_below(&rng, 8);
     m.reject = (uint8_t)rk_rand_below(&rng, 2);
     m.reject_hint = rk_rand_below(&rng, 6);
     m.ctx = rk_rand_below(&rng, 4);
