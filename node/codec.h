@@ -2,8 +2,9 @@
  *
  * Encoding is a straight field copy. Decoding treats the bytes as hostile:
  * unknown message types, a snapshot outside an InstallSnapshot (or one
- * without), entries out of order, and configurations over MR_MAX_REPLICAS
- * are refused with RK_EMALFORMED before anything reaches a Raft core. A
+ * without), entries out of order, conf-change entries (ranges' membership
+ * is static), and configurations over MR_MAX_REPLICAS are refused with
+ * RK_EMALFORMED before anything reaches a Raft core. A
  * snapshot's data is opaque here: the node checks it against the range
  * (node_snap_check) before the core sees it.
  */
