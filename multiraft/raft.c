@@ -437,14 +437,17 @@ int mr_raft_propose(mr_raft *r, const void *data, uint32_t len, uint64_t *index,
   if (r->role != MR_LEADER) return RK_ENOTLEADER;
   if (r->transferee != 0) return RK_ETRANSFERRING;
   if (len > r->cfg.max_entry_bytes) return RK_ETOOLARGE;
+  /* Charged with its framing too, so the cap bounds what one Ready can
+   * hand the host to persist, however small the entries. */
+  uint64_t cost = (uint64_t)len + MR_ENTRY_OVERHEAD;
   if (r->cfg.max_uncommitted_bytes != 0 && len > 0 &&
-      r->uncommitted_bytes + len > r->cfg.max_uncommitted_bytes)
+      r->uncommitted_bytes + cost > r->cfg.max_uncommitted_bytes)
     return RK_EUNCOMMITTEDFULL;
   uint64_t before = mr_log_last(r);
   int rc = mr_log_append_new(r, RK_ENTRY_NORMAL, data, len);
   if (rc != RK_OK) return rc;
   RK_ASSERT(mr_log_last(r) == before + 1);
-  r->uncommitted_bytes += len;
+  r->uncommitted_bytes += cost;
   if (index) *index = mr_log_last(r);
   mr_bcast_append(r);
   return RK_OK;

@@ -64,8 +64,9 @@
  * enough from UINT64_MAX that term + 1 never wraps. mr_raft_step refuses a
  * higher one as malformed. */
 #define MR_MAX_TERM (UINT64_C(1) << 62)
-/* What max_unstable_bytes charges an entry beyond its payload (its framing
- * in a WAL record is about that). */
+/* What max_unstable_bytes and max_uncommitted_bytes charge an entry beyond
+ * its payload (its framing in a WAL record is about that), so both bound the
+ * bytes one Ready hands the host to persist, however small the entries. */
 #define MR_ENTRY_OVERHEAD 64u
 
 enum {
@@ -246,7 +247,8 @@ typedef struct mr_config {
   uint32_t max_inflight_msgs;     /* per-follower pipeline window, 1..1024 */
   uint64_t max_inflight_bytes;    /* per-follower pipeline bytes, 0 = no limit */
   uint64_t max_msg_bytes;         /* payload bytes per AppendEntries (>= 1 entry) */
-  uint64_t max_uncommitted_bytes; /* leader cap on unapplied proposals, 0 = none */
+  uint64_t max_uncommitted_bytes; /* leader cap on unapplied proposals (payload +
+                                     MR_ENTRY_OVERHEAD each), 0 = none */
   uint64_t max_entry_bytes;       /* larger entries (proposed or received) refused */
   uint64_t max_committed_bytes;   /* payload bytes per Ready.committed (>= 1 entry) */
   /* Follower cap on entries received but not yet persisted, each counted

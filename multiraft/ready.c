@@ -174,7 +174,8 @@ void mr_raft_advance(mr_raft *r, mr_ready *rd) {
     RK_ASSERT(e->index <= r->commit);
     r->applied = e->index;
     if (r->role == MR_LEADER) {
-      r->uncommitted_bytes = r->uncommitted_bytes > e->len ? r->uncommitted_bytes - e->len : 0;
+      uint64_t cost = (uint64_t)e->len + MR_ENTRY_OVERHEAD; /* as mr_raft_propose charged */
+      r->uncommitted_bytes = r->uncommitted_bytes > cost ? r->uncommitted_bytes - cost : 0;
     }
     if (e->type == RK_ENTRY_CONF_CHANGE) mr_apply_conf_entry(r, e);
   }

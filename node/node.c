@@ -283,7 +283,8 @@ void node_persist_add(node_persist *p, const mr_host_write *w, size_t nw) {
   RK_ASSERTF(ww != NULL, "out of memory");
   /* Chunks of at most half the WAL's batch limit (payload + record
    * overhead). One group's write always fits in a chunk: the leader refuses
-   * proposals past NODE_MAX_UNCOMMITTED (RK_EUNCOMMITTEDFULL), and a
+   * proposals past NODE_MAX_UNCOMMITTED (RK_EUNCOMMITTEDFULL; payload and
+   * MR_ENTRY_OVERHEAD each), and a
    * follower drops an AppendEntries that would leave more than
    * max_unstable_bytes unpersisted (start_host). */
   const uint64_t limit = n->wal_batch_bytes / 2;

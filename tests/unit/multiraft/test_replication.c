@@ -333,7 +333,7 @@ Test(proposals, refused_when_not_leader_with_hint) {
 
 Test(proposals, uncommitted_bytes_cap) {
   h_opts o = h_default_opts();
-  o.max_uncommitted_bytes = 10;
+  o.max_uncommitted_bytes = 2 * (5 + MR_ENTRY_OVERHEAD); /* two 5-byte entries */
   harness *h = h_new(3, &o);
   cr_assert(h_elect(h, 1));
   h_isolate(h, 1);
