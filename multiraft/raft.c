@@ -367,8 +367,10 @@ int mr_raft_step(mr_raft *r, const mr_msg *m) {
     r->counters.malformed++;
     return RK_EMALFORMED;
   }
-  /* A term past MR_MAX_TERM is no real election's: taken, it would make
-   * the next campaign's term + 1 wrap (or the replica unelectable). */
+  /* A term past MR_MAX_TERM is no real election's: taken, UINT64_MAX would
+   * make the next campaign's term + 1 wrap. (A hostile member can still
+   * push a group to MR_MAX_TERM itself, where its next campaign's term is
+   * refused by the others: the group stops electing, nothing crashes.) */
   if (m->term == 0 || m->term > MR_MAX_TERM) {
     r->counters.malformed++;
     return RK_EMALFORMED;
@@ -439,7 +441,7 @@ int mr_raft_propose(mr_raft *r, const void *data, uint32_t len, uint64_t *index,
   if (len > r->cfg.max_entry_bytes) return RK_ETOOLARGE;
   /* Charged with its framing too, so the cap bounds what one Ready can
    * hand the host to persist, however small the entries. */
-  uint64_t cost = (uint64_t)len + MR_ENTRY_OVERHEAD;
+  uint64_t cost = mr_uncommitted_cost(len);
   if (r->cfg.max_uncommitted_bytes != 0 && len > 0 &&
       r->uncommitted_bytes + cost > r->cfg.max_uncommitted_bytes)
     return RK_EUNCOMMITTEDFULL;

@@ -253,10 +253,12 @@ typedef struct mr_config {
   uint64_t max_committed_bytes;   /* payload bytes per Ready.committed (>= 1 entry) */
   /* Follower cap on entries received but not yet persisted, each counted
    * as its payload + MR_ENTRY_OVERHEAD: an AppendEntries that would hold
-   * more is dropped (counted; the leader sends again). A leader keeps its
-   * pipeline under max_inflight_bytes, so this only stops a peer that
-   * ignores it, whose flood would otherwise grow one Ready past what the
-   * host can persist at once. 0 = no limit. */
+   * more is dropped (counted; the leader probes and sends again), so no
+   * peer can grow one Ready past what the host can persist at once. A
+   * leader's pipeline limits count payload only, so with tiny entries an
+   * honest one can reach the cap too; set it to hold at least one
+   * max_msg_bytes message of the smallest entries, and the follower keeps
+   * making progress. 0 = no limit. */
   uint64_t max_unstable_bytes;
 #ifdef RK_TEST_HOOKS
   uint32_t test_bugs; /* MR_BUG_* planted bugs for checker tests; 0 in production */

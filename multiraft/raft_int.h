@@ -187,6 +187,13 @@ void mr_conf_from_prs(const mr_raft *r, mr_conf *out);
 int mr_ro_request(mr_raft *r, uint64_t ctx, uint64_t from);
 void mr_ro_on_heartbeat_resp(mr_raft *r, mr_progress *pr, uint64_t ctx);
 void mr_ro_advance(mr_raft *r);
+/* What a proposal of len bytes counts against max_uncommitted_bytes: its
+ * payload and framing; an empty one (never refused) nothing. Released when
+ * an entry of the leader's own term applies. */
+static inline uint64_t mr_uncommitted_cost(uint32_t len) {
+  return len ? (uint64_t)len + MR_ENTRY_OVERHEAD : 0;
+}
+
 int mr_ro_add_read_state(mr_raft *r, uint64_t ctx, uint64_t index);
 void mr_ro_drop_pending(mr_raft *r);
 /* Forwarded requests a follower remembers: answers to more, or to ones it

@@ -46,7 +46,7 @@ int mr_ro_take_forwarded(mr_raft *r, uint64_t ctx) {
   for (uint32_t i = 0; i < r->n_fwd; i++) {
     if (r->fwd[i] != ctx) continue;
     memmove(r->fwd + i, r->fwd + i + 1, (r->n_fwd - i - 1) * sizeof *r->fwd);
-    r->n_fwd--;
+    if (--r->n_fwd == 0) mr_ro_drop_forwarded(r); /* no heap at rest */
     return 1;
   }
   return 0;

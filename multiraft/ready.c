@@ -173,8 +173,8 @@ void mr_raft_advance(mr_raft *r, mr_ready *rd) {
                (unsigned long long)e->index, (unsigned long long)r->applied);
     RK_ASSERT(e->index <= r->commit);
     r->applied = e->index;
-    if (r->role == MR_LEADER) {
-      uint64_t cost = (uint64_t)e->len + MR_ENTRY_OVERHEAD; /* as mr_raft_propose charged */
+    if (r->role == MR_LEADER && e->term == r->term) { /* what mr_raft_propose charged */
+      uint64_t cost = mr_uncommitted_cost(e->len);
       r->uncommitted_bytes = r->uncommitted_bytes > cost ? r->uncommitted_bytes - cost : 0;
     }
     if (e->type == RK_ENTRY_CONF_CHANGE) mr_apply_conf_entry(r, e);

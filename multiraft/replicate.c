@@ -233,7 +233,7 @@ void mr_handle_append(mr_raft *r, const mr_msg *m) {
       /* Counted before truncation frees anything: a leader overwriting
        * its own unsent suffix stays far under the cap anyway. */
       uint64_t cost = r->unstable.bytes + MR_ENTRY_OVERHEAD * r->unstable.len;
-      for (size_t i = k; i < ev->len; i++) cost += ev->v[i].len + MR_ENTRY_OVERHEAD;
+      for (size_t i = k; i < ev->len; i++) cost += (uint64_t)ev->v[i].len + MR_ENTRY_OVERHEAD;
       if (cost > r->cfg.max_unstable_bytes) {
         r->counters.unstable_full++;
         return;

@@ -282,11 +282,11 @@ void node_persist_add(node_persist *p, const mr_host_write *w, size_t nw) {
   eng_wal_write *ww = calloc(nw ? nw : 1, sizeof *ww);
   RK_ASSERTF(ww != NULL, "out of memory");
   /* Chunks of at most half the WAL's batch limit (payload + record
-   * overhead). One group's write always fits in a chunk: the leader refuses
-   * proposals past NODE_MAX_UNCOMMITTED (RK_EUNCOMMITTEDFULL; payload and
-   * MR_ENTRY_OVERHEAD each), and a
-   * follower drops an AppendEntries that would leave more than
-   * max_unstable_bytes unpersisted (start_host). */
+   * overhead); a group's write over that goes alone in its chunk. One
+   * group's write always fits a WAL batch: the leader refuses proposals
+   * past NODE_MAX_UNCOMMITTED (RK_EUNCOMMITTEDFULL; payload and
+   * MR_ENTRY_OVERHEAD each), and a follower drops an AppendEntries that
+   * would leave more than max_unstable_bytes unpersisted (start_host). */
   const uint64_t limit = n->wal_batch_bytes / 2;
   size_t chunk_start = 0, nchunks = 0;
   uint64_t bytes = 0;
@@ -747,8 +747,14 @@ static int start_host(node *n) {
   hc.raft.max_uncommitted_bytes = most;
   hc.raft.max_inflight_bytes = most;
   /* What a follower holds unpersisted, whatever a peer sends: its next
-   * Ready's entries and hard state then fit one chunk. */
-  hc.raft.max_unstable_bytes = n->wal_batch_bytes / 2 - MR_ENTRY_OVERHEAD;
+   * Ready's entries (32 bytes of framing each in the WAL, charged 64) and
+   * hard state then fit one WAL batch. A message carries at most 1/16 of a
+   * batch of payload, so one always fits an empty unstable tail even of
+   * tiny entries: if a leader's pipeline of them goes over the cap, a
+   * dropped message costs a probe round trip, not progress. */
+  hc.raft.max_unstable_bytes = n->wal_batch_bytes - 2 * MR_ENTRY_OVERHEAD;
+  if (hc.raft.max_msg_bytes > n->wal_batch_bytes / 16)
+    hc.raft.max_msg_bytes = n->wal_batch_bytes / 16;
   hc.quiesce = (uint8_t)(n->cfg.quiesce != 0);
   mr_host_io io = {.ctx = n,
                    .storage = io_storage,

@@ -28,9 +28,14 @@
  * snapshots staged and handed to a core but not yet installed. */
 #define NODE_SNAP_MAX_BYTES   (4ull << 30)
 #define NODE_SNAP_CHUNK_BYTES (1u << 20)
+/* The most protobuf framing one pair adds to a packed image (element tag and
+ * length, key tag and length, value tag and length: 11 bytes at the KV
+ * limits). A sender counts it with the pair's bytes, so an image of tiny
+ * pairs stops at NODE_SNAP_CHUNK_BYTES packed, not at that many raw bytes. */
+#define NODE_SNAP_PAIR_FRAMING 12u
 /* The most a sender's chunk image can be: it stops adding pairs once past
- * NODE_SNAP_CHUNK_BYTES, so the last one (key, value and their framing)
- * may go over by one pair. A receiver refuses a bigger one before
+ * NODE_SNAP_CHUNK_BYTES packed, so the last one (key, value and their
+ * framing) may go over by one pair. A receiver refuses a bigger one before
  * unpacking it: protobuf-c unpacks tiny repeated pairs into ~40 times their
  * wire size, so a 16 MiB frame could cost 640 MB at once. */
 #define NODE_SNAP_CHUNK_MAX_IMAGE (NODE_SNAP_CHUNK_BYTES + KV_MAX_KEY + KV_MAX_VALUE + 64u)

@@ -213,6 +213,7 @@ void node_snap_tx_end(node *n, node_snap_tx *t, int failed, const char *why) {
 typedef struct snap_image {
   uint8_t *bytes;
   size_t len, cap;
+  size_t wire;     /* what the pairs pack to, at most (NODE_SNAP_PAIR_FRAMING each) */
   size_t *kl, *vl; /* per pair */
   size_t n, capn;
 } snap_image;
@@ -232,6 +233,7 @@ static void image_add(snap_image *im, const void *k, size_t kl, const void *v, s
   memcpy(im->bytes + im->len, k, kl);
   if (vl) memcpy(im->bytes + im->len + kl, v, vl);
   im->len += kl + vl;
+  im->wire += kl + vl + NODE_SNAP_PAIR_FRAMING;
   im->kl[im->n] = kl;
   im->vl[im->n] = vl;
   im->n++;
@@ -275,7 +277,7 @@ static uint8_t *image_pack(snap_image *im, uint64_t range_id, size_t *len) {
 static uint8_t *next_chunk(node *n, node_snap_tx *t, size_t *len) {
   snap_image im;
   memset(&im, 0, sizeof im);
-  while (eng_state_iter_valid(t->it) && im.len < n->snap_chunk_bytes) {
+  while (eng_state_iter_valid(t->it) && im.wire < n->snap_chunk_bytes) {
     size_t kl = 0, vl = 0;
     const void *k = eng_state_iter_key(t->it, &kl);
     const void *v = eng_state_iter_value(t->it, &vl);
@@ -285,6 +287,8 @@ static uint8_t *next_chunk(node *n, node_snap_tx *t, size_t *len) {
   t->keys += im.n;
   size_t ilen = 0;
   uint8_t *img = image_pack(&im, t->group, &ilen);
+  /* What every receiver takes (node_snap_on_chunk). */
+  RK_ASSERTF(ilen <= NODE_SNAP_CHUNK_MAX_IMAGE, "a chunk image of %zu bytes", ilen);
   t->bytes += ilen;
   Rangekv__SnapChunk c;
   rangekv__snap_chunk__init(&c);
