@@ -223,11 +223,9 @@ static void rx_node_free(node *n) {
   free(n);
 }
 
-/* Feeds peer `from` one chunk holding keys (value "v" each). */
-static int feed(node *n, uint32_t from, uint64_t stream, uint64_t range, uint32_t seq,
-                const char *const *keys, size_t nkeys) {
-  uint8_t *img = NULL;
-  size_t ilen = pack(range, keys, nkeys, 0, &img);
+/* Feeds peer `from` one chunk whose image is img. */
+static int feed_image(node *n, uint32_t from, uint64_t stream, uint64_t range, uint32_t seq,
+                      uint8_t *img, size_t ilen) {
   Rangekv__SnapChunk c;
   rangekv__snap_chunk__init(&c);
   c.stream = stream;
@@ -241,6 +239,15 @@ static int feed(node *n, uint32_t from, uint64_t stream, uint64_t range, uint32_
   rangekv__snap_chunk__pack(&c, buf);
   int rc = node_snap_on_chunk(n, from, buf, len);
   free(buf);
+  return rc;
+}
+
+/* Feeds peer `from` one chunk holding keys (value "v" each). */
+static int feed(node *n, uint32_t from, uint64_t stream, uint64_t range, uint32_t seq,
+                const char *const *keys, size_t nkeys) {
+  uint8_t *img = NULL;
+  size_t ilen = pack(range, keys, nkeys, 0, &img);
+  int rc = feed_image(n, from, stream, range, seq, img, ilen);
   free(img);
   return rc;
 }
@@ -474,20 +481,9 @@ Test(snap_stream, a_chunk_or_descriptor_bigger_than_any_sender_makes_is_refused)
   uint8_t *img = malloc(ilen);
   cr_assert_not_null(img);
   rangekv__range_snapshot__pack(&rs, img);
-  Rangekv__SnapChunk c;
-  rangekv__snap_chunk__init(&c);
-  c.stream = 77;
-  c.range_id = 2;
-  c.image.data = img;
-  c.image.len = ilen;
-  size_t len = rangekv__snap_chunk__get_packed_size(&c);
-  uint8_t *buf = malloc(len);
-  cr_assert_not_null(buf);
-  rangekv__snap_chunk__pack(&c, buf);
-  cr_assert_eq(node_snap_on_chunk(n, 3, buf, len), RK_EMALFORMED);
+  cr_assert_eq(feed_image(n, 3, 77, 2, 0, img, ilen), RK_EMALFORMED);
   cr_assert_eq(n->rx_bytes, 0);
   cr_assert_eq(staged_files(n), 0);
-  free(buf);
   free(img);
   /* A descriptor that parses (an unknown field pads it) but is over
    * NODE_SNAP_DESC_MAX. */
