@@ -31,6 +31,10 @@ void node_collect_totals(node *n, node_totals *t) {
     if (!raft) continue;
     if (mr_raft_role(raft) == MR_LEADER) t->leaders++;
     if (mr_raft_term(raft) > t->max_term) t->max_term = mr_raft_term(raft);
+    const mr_counters *c = mr_raft_counters(raft);
+    t->raft_bad_input += (uint64_t)c->unknown_type + c->not_member + c->bad_index + c->malformed +
+                         c->malformed_snap + c->oversized + c->bad_conf_change;
+    t->raft_appends_dropped += c->unstable_full;
     uint64_t first = 0, last = 0;
     if (eng_wal_first_index(n->wal, r->desc.id, &first) == RK_OK &&
         eng_wal_last_index(n->wal, r->desc.id, &last) == RK_OK && last + 1 > first)

@@ -295,6 +295,9 @@ void node_range_drop_pending(node_range *r);
 /* Totals over the replicas this node holds (status and metrics). */
 typedef struct node_totals {
   uint64_t leaders, max_term, log_entries;
+  /* the cores' mr_counters, summed: messages refused as impossible
+   * (everything but stale terms), and appends dropped over the unstable cap */
+  uint64_t raft_bad_input, raft_appends_dropped;
 } node_totals;
 void node_collect_totals(node *n, node_totals *t);
 /* node_metrics.c: GET /metrics on cfg.metrics_listen (if set); the bound

@@ -78,6 +78,14 @@ static int metrics_body(node *n, char **body, size_t *len) {
          hs.nodes_down);
   metric(&o, "rangekv_raft_quorum_stepdowns_total", "counter",
          "Leaders stepped down: no live majority of their replicas' nodes.", hs.quorum_stepdowns);
+  metric(&o, "rangekv_raft_bad_input_total", "counter",
+         "Raft messages refused as impossible (unknown type, not a member, malformed, bad "
+         "snapshot, oversized entry, index beyond the log); since the replica started.",
+         t.raft_bad_input);
+  metric(&o, "rangekv_raft_appends_dropped_total", "counter",
+         "AppendEntries a follower dropped for holding too much unpersisted; since the replica "
+         "started.",
+         t.raft_appends_dropped);
   metric(&o, "rangekv_wal_bytes_written_total", "counter", "Bytes written to the WAL.",
          ws.bytes_written);
   metric(&o, "rangekv_wal_fsyncs_total", "counter", "WAL fdatasyncs.", ws.fsyncs);

@@ -100,6 +100,8 @@ Test(metrics, every_node_serves_metrics_that_agree_with_the_cluster) {
       cr_assert_eq(sample(r, "rangekv_snapshot_streams"), 0);
       cr_assert_eq(sample(r, "rangekv_snapshot_aborts_sent_total"), 0);
       cr_assert_eq(sample(r, "rangekv_peer_timeouts_total"), 0, "no peer went silent");
+      cr_assert_eq(sample(r, "rangekv_raft_bad_input_total"), 0, "healthy peers send nothing bad");
+      cr_assert_eq(sample(r, "rangekv_raft_appends_dropped_total"), 0);
       cr_assert_geq(sample(r, "rangekv_metrics_requests_total"), 1, "this request counts");
       char info[64];
       snprintf(info, sizeof info, "rangekv_node_info{node=\"%u\"", itc.nodes[i].id);
