@@ -430,6 +430,15 @@ void node_on_client_closed(void *ctx, uint64_t conn) {
   }
 }
 
+node_read_step node_read_next(const node_read *rd, int leader, uint64_t term, uint64_t now_ms) {
+  if (!leader) return NODE_READ_NOT_LEADER;
+  if (rd->deadline_ms <= now_ms) return NODE_READ_TIMED_OUT;
+  /* The core drops pending ReadIndex requests when its term changes: a
+   * leader deposed and re-elected between two ticks holds none of them. */
+  if (!rd->issued || rd->issued_term != term) return NODE_READ_ISSUE;
+  return NODE_READ_WAIT;
+}
+
 void node_client_tick(node *n) {
   if (!n->maybe_pending) return;
   uint64_t now = node_now_ms();
@@ -460,17 +469,13 @@ void node_client_tick(node *n) {
     uint64_t term = leader ? range_term(n, r) : 0;
     for (size_t k = 0; k < r->nreads;) {
       node_read *rd = &r->reads[k];
-      int code = RK_OK;
-      if (!leader)
-        code = RK_ENOTLEADER;
-      else if (rd->deadline_ms <= now)
-        code = RK_ETIMEOUT;
-      else if (!rd->issued || rd->issued_term != term)
-        (void)issue_read(n, r, rd); /* never issued, or dropped by a term change */
-      if (code == RK_OK) {
+      node_read_step step = node_read_next(rd, leader, term, now);
+      if (step == NODE_READ_ISSUE) (void)issue_read(n, r, rd);
+      if (step == NODE_READ_WAIT || step == NODE_READ_ISSUE) {
         k++;
         continue;
       }
+      int code = step == NODE_READ_NOT_LEADER ? RK_ENOTLEADER : RK_ETIMEOUT;
       node_respond_error(n, rd->conn, rd->req_id, code, NULL, r);
       free(rd->key);
       free(rd->end);

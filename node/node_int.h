@@ -110,6 +110,16 @@ typedef struct node_read {
   uint32_t limit;
 } node_read;
 
+/* What a tick does with a pending read (node_client_tick). */
+typedef enum node_read_step {
+  NODE_READ_WAIT,       /* its ReadIndex is out in the current term */
+  NODE_READ_ISSUE,      /* never taken by the core, or dropped by a term change */
+  NODE_READ_NOT_LEADER, /* answer RK_ENOTLEADER */
+  NODE_READ_TIMED_OUT,  /* answer RK_ETIMEOUT */
+} node_read_step;
+/* leader: this replica leads the range now, in `term`. Pure (tests). */
+node_read_step node_read_next(const node_read *rd, int leader, uint64_t term, uint64_t now_ms);
+
 typedef struct node_range {
   range_desc desc;
   int local; /* this node holds a replica */
