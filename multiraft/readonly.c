@@ -20,6 +20,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Room for one more element in v (n of *cap used; doubles from 4): the
+ * array to keep, or NULL (v untouched) when out of memory. */
+static void *grow(void *v, uint32_t n, uint32_t *cap, size_t elem) {
+  if (n < *cap) return v;
+  uint32_t nc = *cap ? *cap * 2 : 4;
+  void *nv = realloc(v, nc * elem);
+  if (nv) *cap = nc;
+  return nv;
+}
+
 void mr_ro_drop_pending(mr_raft *r) {
   free(r->reqs);
   r->reqs = NULL;
@@ -31,13 +41,9 @@ int mr_ro_forwarded(mr_raft *r, uint64_t ctx) {
     memmove(r->fwd, r->fwd + 1, (r->n_fwd - 1) * sizeof *r->fwd);
     r->n_fwd--;
   }
-  if (r->n_fwd == r->cap_fwd) {
-    uint32_t nc = r->cap_fwd ? r->cap_fwd * 2 : 4;
-    uint64_t *nv = realloc(r->fwd, nc * sizeof *nv);
-    if (!nv) return RK_ENOMEM;
-    r->fwd = nv;
-    r->cap_fwd = nc;
-  }
+  void *g = grow(r->fwd, r->n_fwd, &r->cap_fwd, sizeof *r->fwd);
+  if (!g) return RK_ENOMEM;
+  r->fwd = g;
   r->fwd[r->n_fwd++] = ctx;
   return RK_OK;
 }
@@ -59,13 +65,9 @@ void mr_ro_drop_forwarded(mr_raft *r) {
 }
 
 int mr_ro_add_read_state(mr_raft *r, uint64_t ctx, uint64_t index) {
-  if (r->n_reads == r->cap_reads) {
-    uint32_t nc = r->cap_reads ? r->cap_reads * 2 : 4;
-    mr_read_state *nv = realloc(r->reads, nc * sizeof *nv);
-    if (!nv) return RK_ENOMEM;
-    r->reads = nv;
-    r->cap_reads = nc;
-  }
+  void *g = grow(r->reads, r->n_reads, &r->cap_reads, sizeof *r->reads);
+  if (!g) return RK_ENOMEM;
+  r->reads = g;
   r->reads[r->n_reads++] = (mr_read_state){.ctx = ctx, .index = index};
   RK_ASSERT(r->n_reads <= r->cap_reads);
   return RK_OK;
@@ -98,13 +100,9 @@ int mr_ro_request(mr_raft *r, uint64_t ctx, uint64_t from) {
     release(r, &q);
     return RK_OK;
   }
-  if (r->n_reqs == r->cap_reqs) {
-    uint32_t nc = r->cap_reqs ? r->cap_reqs * 2 : 4;
-    mr_read_req *nv = realloc(r->reqs, nc * sizeof *nv);
-    if (!nv) return RK_ENOMEM;
-    r->reqs = nv;
-    r->cap_reqs = nc;
-  }
+  void *g = grow(r->reqs, r->n_reqs, &r->cap_reqs, sizeof *r->reqs);
+  if (!g) return RK_ENOMEM;
+  r->reqs = g;
   q.seq = ++r->read_seq;
   if (r->n_reqs > 0) RK_ASSERT(r->reqs[r->n_reqs - 1].seq < q.seq);
   r->reqs[r->n_reqs++] = q;

@@ -230,8 +230,9 @@ void mr_handle_append(mr_raft *r, const mr_msg *m) {
       return;
     }
     if (r->cfg.max_unstable_bytes != 0) {
-      /* Counted before truncation frees anything: a leader overwriting
-       * its own unsent suffix stays far under the cap anyway. */
+      /* Counted before truncation frees anything, so it may drop a little
+       * early when the message replaces part of the tail: the cost is a
+       * probe round trip. */
       uint64_t cost = r->unstable.bytes + MR_ENTRY_OVERHEAD * r->unstable.len;
       for (size_t i = k; i < ev->len; i++) cost += (uint64_t)ev->v[i].len + MR_ENTRY_OVERHEAD;
       if (cost > r->cfg.max_unstable_bytes) {
