@@ -93,18 +93,29 @@ int mr_log_entries(const mr_raft *r, uint64_t lo, uint64_t hi, uint64_t max_byte
       check_storage_rc(rc);
       if (rc != RK_OK) return rc;
       RK_ASSERT(out->len > start);
-      for (size_t k = start; k < out->len; k++) bytes += out->v[k].len;
       RK_ASSERT(out->v[start].index == lo);
-      if (out->len - start < shi - lo) return RK_OK; /* size limit hit */
+      /* Storage counts payload only: keep the prefix that fits with the
+       * framing charged too. */
+      size_t got = out->len;
+      for (size_t k = start; k < got; k++) {
+        uint64_t cost = (uint64_t)out->v[k].len + MR_ENTRY_OVERHEAD;
+        if (k > start && bytes + cost > max_bytes) {
+          rk_entry_vec_truncate(out, k);
+          return RK_OK;
+        }
+        bytes += cost;
+      }
+      if (got - start < shi - lo) return RK_OK; /* size limit hit */
       lo = shi;
     }
   }
   for (uint64_t i = lo; i < hi; i++) {
     const rk_entry *e = &r->unstable.v[i - r->unstable_off];
     RK_ASSERT(e->index == i);
-    if (out->len > start && bytes + e->len > max_bytes) break;
+    uint64_t cost = (uint64_t)e->len + MR_ENTRY_OVERHEAD;
+    if (out->len > start && bytes + cost > max_bytes) break;
     if (rk_entry_vec_push(out, e) != RK_OK) return RK_ENOMEM;
-    bytes += e->len;
+    bytes += cost;
   }
   return RK_OK;
 }

@@ -583,6 +583,10 @@ int mr_raft_init(mr_raft **out, const mr_config *cfg, const mr_storage *storage,
       cfg->max_inflight_msgs == 0 || cfg->max_inflight_msgs > 1024 || cfg->max_msg_bytes == 0 ||
       cfg->max_committed_bytes == 0 || !storage || !storage->ops || !rng)
     return RK_EINVAL;
+  if (cfg->max_unstable_bytes != 0 &&
+      (cfg->max_unstable_bytes < cfg->max_msg_bytes ||
+       cfg->max_unstable_bytes < cfg->max_entry_bytes + MR_ENTRY_OVERHEAD))
+    return RK_EINVAL; /* an honest leader's message could never be taken */
   if (mr_conf_validate(&boot->conf) != RK_OK) return RK_EINVAL;
   uint64_t first = storage->ops->first_index(storage->ctx);
   uint64_t last = storage->ops->last_index(storage->ctx);

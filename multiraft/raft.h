@@ -64,9 +64,10 @@
  * enough from UINT64_MAX that term + 1 never wraps. mr_raft_step refuses a
  * higher one as malformed. */
 #define MR_MAX_TERM (UINT64_C(1) << 62)
-/* What max_unstable_bytes and max_uncommitted_bytes charge an entry beyond
- * its payload (its framing in a WAL record is about that), so both bound the
- * bytes one Ready hands the host to persist, however small the entries. */
+/* What the byte limits of mr_config charge an entry beyond its payload (its
+ * framing in a WAL record is about that), so each bounds entries by count
+ * too, however small they are: max_msg_bytes, max_committed_bytes,
+ * max_unstable_bytes, max_uncommitted_bytes (there an empty entry is free). */
 #define MR_ENTRY_OVERHEAD 64u
 
 enum {
@@ -246,19 +247,22 @@ typedef struct mr_config {
   uint8_t check_quorum;           /* leader steps down without a quorum; lease */
   uint32_t max_inflight_msgs;     /* per-follower pipeline window, 1..1024 */
   uint64_t max_inflight_bytes;    /* per-follower pipeline bytes, 0 = no limit */
-  uint64_t max_msg_bytes;         /* payload bytes per AppendEntries (>= 1 entry) */
+  uint64_t max_msg_bytes;         /* per AppendEntries: payload + MR_ENTRY_OVERHEAD
+                                     each (>= 1 entry) */
   uint64_t max_uncommitted_bytes; /* leader cap on unapplied proposals (payload +
                                      MR_ENTRY_OVERHEAD each), 0 = none */
   uint64_t max_entry_bytes;       /* larger entries (proposed or received) refused */
-  uint64_t max_committed_bytes;   /* payload bytes per Ready.committed (>= 1 entry) */
+  uint64_t max_committed_bytes;   /* per Ready.committed: payload + MR_ENTRY_OVERHEAD
+                                     each (>= 1 entry) */
   /* Follower cap on entries received but not yet persisted, each counted
    * as its payload + MR_ENTRY_OVERHEAD: an AppendEntries that would hold
    * more is dropped (counted; the leader probes and sends again), so no
    * peer can grow one Ready past what the host can persist at once. A
-   * leader's pipeline limits count payload only, so with tiny entries an
-   * honest one can reach the cap too; set it to hold at least one
-   * max_msg_bytes message of the smallest entries, and the follower keeps
-   * making progress. 0 = no limit. */
+   * pipeline of honest messages can reach it too; then each drop costs a
+   * probe round trip, not progress, because mr_raft_init requires the cap
+   * to hold any one message an honest leader sends: at least max_msg_bytes
+   * and max_entry_bytes + MR_ENTRY_OVERHEAD (a bigger entry goes alone).
+   * 0 = no limit. */
   uint64_t max_unstable_bytes;
 #ifdef RK_TEST_HOOKS
   uint32_t test_bugs; /* MR_BUG_* planted bugs for checker tests; 0 in production */

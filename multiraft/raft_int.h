@@ -137,7 +137,8 @@ int mr_log_term(const mr_raft *r, uint64_t i, uint64_t *term);
 uint64_t mr_log_term_or0(const mr_raft *r, uint64_t i);
 int mr_log_match_term(const mr_raft *r, uint64_t i, uint64_t term);
 int mr_log_is_up_to_date(const mr_raft *r, uint64_t last_index, uint64_t last_term);
-/* Copies entries [lo, hi) into out, at most max_bytes of payload (>= 1). */
+/* Copies entries [lo, hi) into out: at least one, then while their payload
+ * plus MR_ENTRY_OVERHEAD each stays within max_bytes. */
 int mr_log_entries(const mr_raft *r, uint64_t lo, uint64_t hi, uint64_t max_bytes,
                    rk_entry_vec *out);
 /* Largest i <= index with term(i) <= term (the conflict hint, thesis §5.3

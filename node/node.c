@@ -687,6 +687,7 @@ static int open_stores(node *n) {
     if (wo.rewrite_max_group_bytes > (n->wal_batch_bytes - 4096) / 2)
       wo.rewrite_max_group_bytes = (n->wal_batch_bytes - 4096) / 2;
   }
+  n->wal_max_entry_bytes = wo.max_entry_bytes;
   eng_wal_recovery rec;
   memset(&rec, 0, sizeof rec);
   rc = eng_wal_open(&wo, &n->wal, &rec);
@@ -748,13 +749,15 @@ static int start_host(node *n) {
   hc.raft.max_inflight_bytes = most;
   /* What a follower holds unpersisted, whatever a peer sends: its next
    * Ready's entries (32 bytes of framing each in the WAL, charged 64) and
-   * hard state then fit one WAL batch. A message carries at most 1/16 of a
-   * batch of payload, so one always fits an empty unstable tail even of
-   * tiny entries: if a leader's pipeline of them goes over the cap, a
-   * dropped message costs a probe round trip, not progress. */
+   * hard state then fit one WAL batch. Any one message an honest leader
+   * sends fits under it (1/16 of a batch, or one entry the WAL takes;
+   * both with their framing), as mr_raft_init requires: a pipeline that
+   * runs over the cap costs a probe round trip, not progress. */
   hc.raft.max_unstable_bytes = n->wal_batch_bytes - 2 * MR_ENTRY_OVERHEAD;
   if (hc.raft.max_msg_bytes > n->wal_batch_bytes / 16)
     hc.raft.max_msg_bytes = n->wal_batch_bytes / 16;
+  if (hc.raft.max_entry_bytes > n->wal_max_entry_bytes)
+    hc.raft.max_entry_bytes = n->wal_max_entry_bytes;
   hc.quiesce = (uint8_t)(n->cfg.quiesce != 0);
   mr_host_io io = {.ctx = n,
                    .storage = io_storage,

@@ -262,9 +262,10 @@ typedef struct node {
   uint64_t rx_bytes;         /* staged over every peer, sealed and installing included */
   node_snap_sealed sealed[NODE_SNAP_MAX_SEALED];
   uint32_t nsealed;
-  uint64_t next_file;         /* staged files' numbers (random start) */
-  uint64_t wal_segment_bytes; /* 0: the WAL's default; tests shrink it */
-  uint64_t wal_batch_bytes;   /* NODE_WAL_BATCH_BYTES; half a test segment */
+  uint64_t next_file;           /* staged files' numbers (random start) */
+  uint64_t wal_segment_bytes;   /* 0: the WAL's default; tests shrink it */
+  uint64_t wal_batch_bytes;     /* NODE_WAL_BATCH_BYTES; half a test segment */
+  uint64_t wal_max_entry_bytes; /* the WAL's limit, and the Raft cores' (start_host) */
   node_snap_installer installer;
   int metrics_fd;     /* -1: no --metrics-listen */
   int metrics_paused; /* listener unwatched after EMFILE, until the next tick */

@@ -32,6 +32,7 @@ static void make_cfg(mr_config *c, uint64_t id, const h_opts *o) {
   c->max_msg_bytes = o->max_msg_bytes;
   c->max_uncommitted_bytes = o->max_uncommitted_bytes;
   c->max_unstable_bytes = o->max_unstable_bytes;
+  if (o->max_entry_bytes) c->max_entry_bytes = o->max_entry_bytes;
 #ifdef RK_TEST_HOOKS
   c->test_bugs = o->bugs;
 #endif

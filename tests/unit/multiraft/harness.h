@@ -71,6 +71,7 @@ typedef struct h_opts {
   uint64_t max_msg_bytes;
   uint64_t max_uncommitted_bytes;
   uint64_t max_unstable_bytes; /* 0 = no limit (the default) */
+  uint64_t max_entry_bytes;    /* 0 = mr_config_default's */
   uint32_t bugs;
   uint64_t seed;
 } h_opts;

@@ -150,6 +150,8 @@ Test(bad_input, a_term_beyond_any_real_election_is_refused) {
 Test(bad_input, a_flood_of_entries_is_dropped_past_the_unstable_cap) {
   h_opts o = h_default_opts();
   o.max_unstable_bytes = 3 * (100 + MR_ENTRY_OVERHEAD);
+  o.max_msg_bytes = o.max_unstable_bytes; /* what init requires of the cap */
+  o.max_entry_bytes = 100;
   harness *h = h_new(3, &o);
   cr_assert(h_elect(h, 1));
   mr_raft *f = h_raft(h, 2);

@@ -142,6 +142,19 @@ Test(core, init_rejects_incoherent_persisted_state) {
   b.conf.r[0].id = 1;
   cfg.heartbeat_tick = cfg.election_tick;
   cr_assert_eq(mr_raft_init(&r, &cfg, &st, &b, &rng), RK_EINVAL, "heartbeat >= election");
+  /* An unstable cap that one honest message could exceed would stall a
+   * follower for good: refused. */
+  mr_config_default(&cfg, 1);
+  cfg.max_entry_bytes = 1000;
+  cfg.max_msg_bytes = 4096;
+  cfg.max_unstable_bytes = 4095;
+  cr_assert_eq(mr_raft_init(&r, &cfg, &st, &b, &rng), RK_EINVAL, "cap below a message");
+  cfg.max_msg_bytes = 100;
+  cfg.max_unstable_bytes = 1000 + MR_ENTRY_OVERHEAD - 1;
+  cr_assert_eq(mr_raft_init(&r, &cfg, &st, &b, &rng), RK_EINVAL, "cap below an entry");
+  cfg.max_unstable_bytes = 1000 + MR_ENTRY_OVERHEAD;
+  cr_assert_eq(mr_raft_init(&r, &cfg, &st, &b, &rng), RK_OK, "the tightest cap");
+  mr_raft_free(r);
   mr_config_default(&cfg, 1);
   cr_assert_eq(mr_raft_init(&r, &cfg, &st, &b, &rng), RK_OK);
   mr_raft_free(r);

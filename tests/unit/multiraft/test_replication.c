@@ -154,7 +154,7 @@ static int max_entries_per_app(harness *h, mr_msg *m, void *arg) {
 
 Test(replication, max_bytes_per_message) {
   h_opts o = h_default_opts();
-  o.max_msg_bytes = 10;
+  o.max_msg_bytes = 2 * (5 + MR_ENTRY_OVERHEAD);
   harness *h = h_new(3, &o);
   cr_assert(h_elect(h, 1));
   h_deliver_all(h);
@@ -165,8 +165,29 @@ Test(replication, max_bytes_per_message) {
   h_set_filter(h, max_entries_per_app, &mx);
   h_heal(h);
   h_tick(h, 1, 3);
-  cr_assert_eq(mx, 2, "10 bytes = two 5-byte entries per message, got %zu", mx);
+  cr_assert_eq(mx, 2, "two 5-byte entries and their framing per message, got %zu", mx);
   assert_same_log(h, 1, 3);
+  h_free(h);
+}
+
+/* Empty entries (each leader's no-op) are charged their framing too, so a
+ * run of them is sent a few at a time: a follower's cap on unpersisted
+ * entries (max_unstable_bytes) can then always take one message. */
+Test(replication, a_run_of_empty_entries_is_split_by_its_framing) {
+  h_opts o = h_default_opts();
+  o.max_msg_bytes = 3 * MR_ENTRY_OVERHEAD;
+  o.pre_vote = o.check_quorum = 0; /* elections back to back, no lease */
+  harness *h = h_new(3, &o);
+  h_isolate(h, 3);
+  for (uint64_t i = 0; i < 8; i++) cr_assert(h_elect(h, 1 + i % 2));
+  uint64_t last = mr_raft_last_index(h_raft(h, 2));
+  cr_assert_geq(last, 8, "a no-op per election: last %llu", (unsigned long long)last);
+  size_t mx = 0;
+  h_set_filter(h, max_entries_per_app, &mx);
+  h_heal(h);
+  h_tick(h, 2, 3);
+  cr_assert_eq(mx, 3, "three empty entries' framing per message, got %zu", mx);
+  assert_same_log(h, 2, 3);
   h_free(h);
 }
 
