@@ -53,6 +53,8 @@ int sim_faults_parse(const char *s, uint32_t *out, const char **bad);
 /* Comma list ("none" for 0) into buf. */
 void sim_faults_format(uint32_t f, char *buf, size_t n);
 
+enum { SIM_UNSTABLE_DRAWN = 0, SIM_UNSTABLE_NONE = 1, SIM_UNSTABLE_TIGHT = 2 };
+
 typedef struct sim_opts {
   uint64_t seed;
   uint32_t nodes;    /* 3..SIM_MAX_NODES */
@@ -67,9 +69,14 @@ typedef struct sim_opts {
   uint64_t tick_us;
   uint32_t election_ticks, heartbeat_ticks;
   int prevote, check_quorum;
-  uint32_t bugs;           /* planted MR_BUG_* bits (RK_TEST_HOOKS builds) */
-  uint64_t max_msg_bytes;  /* AppendEntries payload cap; 0 = drawn per seed */
-  uint32_t max_inflight;   /* AppendEntries window; 0 = drawn per seed */
+  uint32_t bugs;          /* planted MR_BUG_* bits (RK_TEST_HOOKS builds) */
+  uint64_t max_msg_bytes; /* AppendEntries payload cap; 0 = drawn per seed */
+  uint32_t max_inflight;  /* AppendEntries window; 0 = drawn per seed */
+  /* Followers' cap on unpersisted entries (mr_config.max_unstable_bytes):
+   * SIM_UNSTABLE_DRAWN (the default) picks per seed, SIM_UNSTABLE_NONE, or
+   * SIM_UNSTABLE_TIGHT, the least mr_raft_init allows, which drops
+   * AppendEntries whenever a follower's pipeline runs ahead of its disk. */
+  int unstable_cap;
   double p_isolate_leader; /* chance a new leader is cut off early (with partition faults) */
   int lying_fsync;         /* test-only: fsync reports success without making anything durable */
   uint64_t op_timeout_us;  /* client gives up (outcome null) */
@@ -134,6 +141,7 @@ typedef struct sim_result {
   uint64_t ops, ops_ok, ops_fail, ops_unknown;
   uint64_t commits; /* entries applied, all replicas */
   uint64_t crashes, partitions, stalls, elections;
+  uint64_t appends_dropped; /* AppendEntries followers dropped at the unstable cap */
   sim_stats st;
 } sim_result;
 

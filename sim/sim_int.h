@@ -246,11 +246,12 @@ struct sim_world {
   int compact_by_hint; /* ... and only where every replica holds the log (mr_host_compact_hint) */
   uint64_t max_msg_bytes;
   uint32_t max_inflight;
-  uint64_t snap_installs;   /* snapshots installed from the leader */
-  uint8_t last_snap_voters; /* voters in the last installed snapshot's config */
-  uint64_t heal_at;         /* pending heal time (0 = none) */
-  int isolating;            /* a leader isolation is scheduled or in force */
-  uint32_t read_pct;        /* share of gets in the workload (< 100) */
+  uint64_t max_unstable_bytes; /* the followers' cap, 0 = none */
+  uint64_t snap_installs;      /* snapshots installed from the leader */
+  uint8_t last_snap_voters;    /* voters in the last installed snapshot's config */
+  uint64_t heal_at;            /* pending heal time (0 = none) */
+  int isolating;               /* a leader isolation is scheduled or in force */
+  uint32_t read_pct;           /* share of gets in the workload (< 100) */
   /* --stats counters, cumulative over the run (the disks count syncs) */
   uint64_t frames_sent, hb_entries;
   /* idle runs: the window being measured and, per group, what happened in it */

@@ -39,6 +39,10 @@ typedef struct sim_cmd {
   size_t vlen;
 } sim_cmd;
 
+/* The longest command a client of the simulator proposes: the nodes'
+ * max_entry_bytes. */
+#define SIM_CMD_MAX 256u
+
 /* Encodes into buf (cap bytes). Returns the length, or 0 if it does not fit. */
 size_t sim_cmd_encode(const sim_cmd *c, uint8_t *buf, size_t cap);
 /* Decodes; pointers point into buf. Returns 0 on success, -1 if malformed. */

@@ -677,6 +677,8 @@ static void host_start(sim_world *w, uint32_t node) {
   cfg->check_quorum = (uint8_t)(w->o.check_quorum != 0);
   cfg->max_msg_bytes = w->max_msg_bytes;
   cfg->max_inflight_msgs = w->max_inflight;
+  cfg->max_entry_bytes = SIM_CMD_MAX;
+  cfg->max_unstable_bytes = w->max_unstable_bytes;
 #ifdef RK_TEST_HOOKS
   cfg->test_bugs = w->o.bugs;
 #endif
@@ -726,6 +728,8 @@ void sim_node_boot(sim_world *w, uint32_t node) {
 void sim_node_down(sim_world *w, uint32_t node) {
   sim_node *nd = &w->nodes[node];
   RK_ASSERT(nd->up);
+  for (size_t i = 0; i < nd->nreps; i++)
+    w->res->appends_dropped += mr_raft_counters(nd->reps[i].raft)->unstable_full;
   mr_host_free(nd->host); /* its cores and every Ready waiting for a sync */
   nd->host = NULL;
   for (size_t i = 0; i < nd->nreps; i++) {
@@ -772,7 +776,7 @@ void sim_node_request(sim_world *w, uint32_t node, const sim_req *rq) {
     pending_add(r, rq);
     return;
   }
-  uint8_t buf[256];
+  uint8_t buf[SIM_CMD_MAX];
   sim_cmd c = {.op = rq->op,
                .client = rq->client,
                .opno = rq->opno,

@@ -158,7 +158,7 @@ void sim_world_init(sim_world *w, const sim_opts *o, sim_result *r) {
   sim_net_init(&w->net, o->nodes, o->zones < o->nodes ? o->zones : o->nodes);
   /* Per-seed shape of the protocol traffic: tiny AppendEntries (one entry
    * each) and short windows expose ordering bugs that big batches hide. */
-  static const uint64_t msg_sizes[] = {1, 64, 4096};
+  static const uint64_t msg_sizes[] = {1, 256, 4096};
   static const uint32_t windows[] = {1, 4, 64};
   static const uint64_t snaps[] = {16, 64, 1000000};
   w->max_msg_bytes = o->max_msg_bytes ? o->max_msg_bytes : msg_sizes[rk_rand_below(&w->rng, 3)];
@@ -168,9 +168,21 @@ void sim_world_init(sim_world *w, const sim_opts *o, sim_result *r) {
    * host's compact hint, where every replica holds the log; then no replica
    * may ever need a snapshot, which the checker asserts. */
   w->compact_by_hint = (int)rk_rand_below(&w->rng, 2);
-  sim_trace_add(&w->trace, "t=0 traffic max_msg_bytes=%llu max_inflight=%u snap_every=%llu%s",
+  /* Half the seeds cap what a follower holds unpersisted as tightly as the
+   * core allows (a node caps it at a WAL batch): drops and re-probes. */
+  int cap = o->unstable_cap;
+  if (cap == SIM_UNSTABLE_DRAWN)
+    cap = rk_rand_below(&w->rng, 2) ? SIM_UNSTABLE_TIGHT : SIM_UNSTABLE_NONE;
+  if (cap == SIM_UNSTABLE_TIGHT) {
+    uint64_t one = SIM_CMD_MAX + MR_ENTRY_OVERHEAD;
+    w->max_unstable_bytes = w->max_msg_bytes > one ? w->max_msg_bytes : one;
+  }
+  sim_trace_add(&w->trace,
+                "t=0 traffic max_msg_bytes=%llu max_inflight=%u snap_every=%llu%s "
+                "max_unstable_bytes=%llu",
                 (unsigned long long)w->max_msg_bytes, w->max_inflight,
-                (unsigned long long)w->snap_every, w->compact_by_hint ? " compact_by_hint" : "");
+                (unsigned long long)w->snap_every, w->compact_by_hint ? " compact_by_hint" : "",
+                (unsigned long long)w->max_unstable_bytes);
   for (uint32_t i = 0; i < w->nnodes; i++) {
     sim_node *nd = &w->nodes[i];
     nd->id = i;
