@@ -442,6 +442,8 @@ int mr_raft_propose(mr_raft *r, const void *data, uint32_t len, uint64_t *index,
   /* Charged with its framing too, so the cap bounds what one Ready can
    * hand the host to persist, however small the entries. */
   uint64_t cost = mr_uncommitted_cost(len);
+  if (r->cfg.max_uncommitted_bytes != 0 && cost > r->cfg.max_uncommitted_bytes)
+    return RK_ETOOLARGE; /* would never fit: not worth a retry */
   if (r->cfg.max_uncommitted_bytes != 0 && len > 0 &&
       r->uncommitted_bytes + cost > r->cfg.max_uncommitted_bytes)
     return RK_EUNCOMMITTEDFULL;
@@ -585,8 +587,9 @@ int mr_raft_init(mr_raft **out, const mr_config *cfg, const mr_storage *storage,
     return RK_EINVAL;
   if (cfg->max_unstable_bytes != 0 &&
       (cfg->max_unstable_bytes < cfg->max_msg_bytes ||
-       cfg->max_unstable_bytes < cfg->max_entry_bytes + MR_ENTRY_OVERHEAD))
-    return RK_EINVAL; /* an honest leader's message could never be taken */
+       cfg->max_unstable_bytes < MR_ENTRY_OVERHEAD ||
+       cfg->max_unstable_bytes - MR_ENTRY_OVERHEAD < cfg->max_entry_bytes))
+    return RK_EINVAL; /* a message of a leader like us would be cut short */
   if (mr_conf_validate(&boot->conf) != RK_OK) return RK_EINVAL;
   uint64_t first = storage->ops->first_index(storage->ctx);
   uint64_t last = storage->ops->last_index(storage->ctx);

@@ -246,7 +246,8 @@ typedef struct mr_config {
   uint8_t pre_vote;               /* thesis §9.6 */
   uint8_t check_quorum;           /* leader steps down without a quorum; lease */
   uint32_t max_inflight_msgs;     /* per-follower pipeline window, 1..1024 */
-  uint64_t max_inflight_bytes;    /* per-follower pipeline bytes, 0 = no limit */
+  uint64_t max_inflight_bytes;    /* per-follower pipeline: payload + MR_ENTRY_OVERHEAD
+                                     each, 0 = no limit */
   uint64_t max_msg_bytes;         /* per AppendEntries: payload + MR_ENTRY_OVERHEAD
                                      each (>= 1 entry) */
   uint64_t max_uncommitted_bytes; /* leader cap on unapplied proposals (payload +
@@ -255,14 +256,15 @@ typedef struct mr_config {
   uint64_t max_committed_bytes;   /* per Ready.committed: payload + MR_ENTRY_OVERHEAD
                                      each (>= 1 entry) */
   /* Follower cap on entries received but not yet persisted, each counted
-   * as its payload + MR_ENTRY_OVERHEAD: an AppendEntries that would hold
-   * more is dropped (counted; the leader probes and sends again), so no
-   * peer can grow one Ready past what the host can persist at once. A
-   * pipeline of honest messages can reach it too; then each drop costs a
-   * probe round trip, not progress, because mr_raft_init requires the cap
-   * to hold any one message an honest leader sends: at least max_msg_bytes
-   * and max_entry_bytes + MR_ENTRY_OVERHEAD (a bigger entry goes alone).
-   * 0 = no limit. */
+   * as its payload + MR_ENTRY_OVERHEAD, so no peer can grow one Ready past
+   * what the host can persist at once. Of an AppendEntries that would hold
+   * more, the follower takes the prefix that fits and acknowledges only
+   * that (counted in unstable_full; the leader sends the rest). Once the
+   * tail is persisted any one entry fits, since mr_raft_init requires at
+   * least max_entry_bytes + MR_ENTRY_OVERHEAD, and so does a whole message
+   * of a leader with our max_msg_bytes, which it also requires. Followers
+   * of a leader whose in-flight window (max_inflight_bytes, framing
+   * counted) is under the cap seldom reach it. 0 = no limit. */
   uint64_t max_unstable_bytes;
 #ifdef RK_TEST_HOOKS
   uint32_t test_bugs; /* MR_BUG_* planted bugs for checker tests; 0 in production */
@@ -352,7 +354,7 @@ typedef struct mr_counters {
   uint32_t malformed_snap;  /* snapshot with bad metadata */
   uint32_t oversized;       /* entry larger than max_entry_bytes */
   uint32_t bad_conf_change; /* committed conf change that does not apply */
-  uint32_t unstable_full;   /* AppendEntries dropped: over max_unstable_bytes */
+  uint32_t unstable_full;   /* AppendEntries cut short or dropped: max_unstable_bytes */
 } mr_counters;
 
 uint64_t mr_raft_id(const mr_raft *r);

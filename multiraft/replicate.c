@@ -60,7 +60,8 @@ int mr_send_append(mr_raft *r, mr_progress *pr, int send_if_empty) {
     RK_ASSERT(ln == prev + m.entries.len);
     if (pr->state == MR_PR_REPLICATE) {
       pr->next = ln + 1; /* optimistic: pipelining */
-      if (mr_pr_inflight_add(r, pr, ln, m.entries.bytes) != RK_OK) {
+      uint64_t cost = m.entries.bytes + (uint64_t)MR_ENTRY_OVERHEAD * m.entries.len;
+      if (mr_pr_inflight_add(r, pr, ln, cost) != RK_OK) {
         mr_msg_free(&m);
         mr_pr_become_probe(pr);
         return 0;
@@ -199,6 +200,35 @@ static int check_entries(mr_raft *r, const mr_msg *m) {
   return RK_OK;
 }
 
+/* How many of the message's entries from k on (the first new or
+ * conflicting one) fit under max_unstable_bytes, with what stays
+ * unpersisted once the tail from entry k's index is replaced: the longest
+ * prefix that fits. At least one when nothing would stay, since
+ * check_entries refused entries over max_entry_bytes and mr_raft_init a
+ * cap below one of those: so any leader's message makes progress, even one
+ * whose max_msg_bytes is larger than ours. */
+static size_t unstable_room(const mr_raft *r, const rk_entry_vec *ev, size_t k) {
+  if (r->cfg.max_unstable_bytes == 0) return ev->len - k;
+  uint64_t from = ev->v[k].index; /* the tail from here is replaced */
+  size_t kept = r->unstable.len;
+  if (from < r->unstable_off)
+    kept = 0;
+  else if (from - r->unstable_off < kept)
+    kept = (size_t)(from - r->unstable_off);
+  uint64_t cost = MR_ENTRY_OVERHEAD * kept;
+  if (kept == r->unstable.len)
+    cost += r->unstable.bytes;
+  else
+    for (size_t i = 0; i < kept; i++) cost += r->unstable.v[i].len;
+  size_t i = k;
+  for (; i < ev->len; i++) {
+    cost += (uint64_t)ev->v[i].len + MR_ENTRY_OVERHEAD;
+    if (cost > r->cfg.max_unstable_bytes) break;
+  }
+  RK_ASSERT(i > k || kept > 0);
+  return i - k;
+}
+
 void mr_handle_append(mr_raft *r, const mr_msg *m) {
   RK_ASSERT(r->role == MR_FOLLOWER && r->lead == m->from);
   if (check_entries(r, m) != RK_OK) return;
@@ -222,29 +252,24 @@ void mr_handle_append(mr_raft *r, const mr_msg *m) {
   size_t k = 0;
   const rk_entry_vec *ev = &m->entries;
   while (k < ev->len && mr_log_match_term(r, ev->v[k].index, ev->v[k].term)) k++;
-  uint64_t last_new = m->index + ev->len;
+  size_t n = ev->len; /* the message's entries taken: [0, n) */
   if (k < ev->len) {
     if (ev->v[k].index <= r->commit) {
       /* would overwrite a committed entry: only a broken leader does that */
       r->counters.bad_index++;
       return;
     }
-    if (r->cfg.max_unstable_bytes != 0) {
-      /* Counted before truncation frees anything, so it may drop a little
-       * early when the message replaces part of the tail: the cost is a
-       * probe round trip. */
-      uint64_t cost = r->unstable.bytes + MR_ENTRY_OVERHEAD * r->unstable.len;
-      for (size_t i = k; i < ev->len; i++) cost += (uint64_t)ev->v[i].len + MR_ENTRY_OVERHEAD;
-      if (cost > r->cfg.max_unstable_bytes) {
-        r->counters.unstable_full++;
-        return;
-      }
-    }
-    int rc = mr_log_truncate_and_append(r, &ev->v[k], ev->len - k);
+    /* Over the unstable cap, take the prefix that fits: the answer then
+     * acknowledges only that, and the leader sends the rest. */
+    n = k + unstable_room(r, ev, k);
+    if (n < ev->len) r->counters.unstable_full++;
+    if (n == k) return; /* nothing fits until the tail is persisted */
+    int rc = mr_log_truncate_and_append(r, &ev->v[k], n - k);
     RK_ASSERTF(rc == RK_OK, "out of memory appending entries");
   }
+  uint64_t last_new = m->index + n;
   RK_ASSERT(mr_log_last(r) >= last_new);
-  RK_ASSERT(last_new == m->index || mr_log_match_term(r, last_new, ev->v[ev->len - 1].term));
+  RK_ASSERT(n == 0 || mr_log_match_term(r, last_new, ev->v[n - 1].term));
   uint64_t c = m->commit < last_new ? m->commit : last_new;
   mr_log_commit_to(r, c);
   reply_append(r, m, last_new);

@@ -749,10 +749,11 @@ static int start_host(node *n) {
   hc.raft.max_inflight_bytes = most;
   /* What a follower holds unpersisted, whatever a peer sends: its next
    * Ready's entries (32 bytes of framing each in the WAL, charged 64) and
-   * hard state then fit one WAL batch. Any one message an honest leader
-   * sends fits under it (1/16 of a batch, or one entry the WAL takes;
-   * both with their framing), as mr_raft_init requires: a pipeline that
-   * runs over the cap costs a probe round trip, not progress. */
+   * hard state then fit one WAL batch. A healthy follower seldom reaches
+   * it: with the default batch, the leader's in-flight window (most,
+   * framing counted) plus one message (1/16 of a batch, or one entry the
+   * WAL takes) is below it. A follower at it takes the prefix of a message
+   * that fits. */
   hc.raft.max_unstable_bytes = n->wal_batch_bytes - 2 * MR_ENTRY_OVERHEAD;
   if (hc.raft.max_msg_bytes > n->wal_batch_bytes / 16)
     hc.raft.max_msg_bytes = n->wal_batch_bytes / 16;

@@ -83,8 +83,8 @@ static int metrics_body(node *n, char **body, size_t *len) {
          "snapshot, oversized entry, index beyond the log); since the replica started.",
          t.raft_bad_input);
   metric(&o, "rangekv_raft_appends_dropped_total", "counter",
-         "AppendEntries a follower dropped for holding too much unpersisted; since the replica "
-         "started.",
+         "AppendEntries a follower cut short or dropped for holding too much unpersisted; since "
+         "the replica started.",
          t.raft_appends_dropped);
   metric(&o, "rangekv_wal_bytes_written_total", "counter", "Bytes written to the WAL.",
          ws.bytes_written);

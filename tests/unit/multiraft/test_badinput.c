@@ -144,10 +144,10 @@ Test(bad_input, a_term_beyond_any_real_election_is_refused) {
 }
 
 /* A peer that floods a follower with entries past the leader's pipeline
- * limit: what would leave more than max_unstable_bytes unpersisted is
- * dropped and counted, and the follower takes entries again once it has
- * persisted what it holds. */
-Test(bad_input, a_flood_of_entries_is_dropped_past_the_unstable_cap) {
+ * limit: what would leave more than max_unstable_bytes unpersisted is not
+ * taken (counted); the prefix that fits is, and the follower takes entries
+ * again once it has persisted what it holds. */
+Test(bad_input, a_flood_of_entries_is_cut_at_the_unstable_cap) {
   h_opts o = h_default_opts();
   o.max_unstable_bytes = 3 * (100 + MR_ENTRY_OVERHEAD);
   o.max_msg_bytes = o.max_unstable_bytes; /* what init requires of the cap */
@@ -166,18 +166,38 @@ Test(bad_input, a_flood_of_entries_is_dropped_past_the_unstable_cap) {
   m.entries.len = 4; /* four entries: over the cap of three */
   cr_assert_eq(mr_raft_step(f, &m), RK_OK);
   cr_assert_eq(mr_raft_counters(f)->unstable_full, 1);
-  cr_assert_eq(mr_raft_last_index(f), last, "nothing taken");
-  m.entries.len = 2; /* two fit */
-  cr_assert_eq(mr_raft_step(f, &m), RK_OK);
-  cr_assert_eq(mr_raft_last_index(f), last + 2);
-  m.index = last + 2; /* two more would make four unpersisted */
-  m.entries.v = e + 2;
+  cr_assert_eq(mr_raft_last_index(f), last + 3, "the three that fit are taken");
+  m.index = last + 3; /* a fourth would make four unpersisted */
+  m.entries.v = e + 3;
+  m.entries.len = 1;
   cr_assert_eq(mr_raft_step(f, &m), RK_OK);
   cr_assert_eq(mr_raft_counters(f)->unstable_full, 2);
-  cr_assert_eq(mr_raft_last_index(f), last + 2);
+  cr_assert_eq(mr_raft_last_index(f), last + 3);
   h_process(h, 2); /* persisted: the unstable tail is empty again */
   cr_assert_eq(mr_raft_step(f, &m), RK_OK);
-  cr_assert_eq(mr_raft_last_index(f), last + 4, "taken once the first two are durable");
+  cr_assert_eq(mr_raft_last_index(f), last + 4, "taken once the first three are durable");
+  /* A message that replaces the unstable tail counts only what stays. */
+  h_process(h, 2);
+  rk_entry r[3];
+  for (int i = 0; i < 3; i++)
+    r[i] = (rk_entry){.index = last + 5 + (uint64_t)i, .term = term, .len = 100, .data = payload};
+  m.index = last + 4;
+  m.entries.v = r;
+  m.entries.len = 3;
+  cr_assert_eq(mr_raft_step(f, &m), RK_OK);
+  cr_assert_eq(mr_raft_last_index(f), last + 7);
+  r[1].term = r[2].term = term + 1; /* a later leader's version of the last two */
+  m.term = term + 1;
+  m.from = 3;
+  m.index = last + 5;
+  m.entries.v = r + 1;
+  m.entries.len = 2;
+  cr_assert_eq(mr_raft_step(f, &m), RK_OK);
+  cr_assert_eq(mr_raft_counters(f)->unstable_full, 2, "one stays, two replace two: fits");
+  cr_assert_eq(mr_raft_last_index(f), last + 7);
+  uint64_t t7 = 0;
+  cr_assert_eq(mr_raft_term_at(f, last + 7, &t7), RK_OK);
+  cr_assert_eq(t7, term + 1);
   h_free(h);
 }
 

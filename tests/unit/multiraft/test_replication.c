@@ -131,7 +131,7 @@ Test(replication, inflight_window_respected) {
 Test(replication, inflight_bytes_window_respected) {
   h_opts o = h_default_opts();
   o.max_inflight_msgs = 100;
-  o.max_inflight_bytes = 8;
+  o.max_inflight_bytes = 2 * (4 + MR_ENTRY_OVERHEAD); /* framing counts too */
   o.max_msg_bytes = 4;
   harness *h = h_new(3, &o);
   cr_assert(h_elect(h, 1));
@@ -141,7 +141,7 @@ Test(replication, inflight_bytes_window_respected) {
   h_set_filter(h, count_apps_to_2, &apps);
   for (int i = 0; i < 10; i++) cr_assert_eq(h_propose(h, 1, "abcd"), RK_OK);
   h_deliver_all(h);
-  cr_assert_eq(apps, 2, "8 bytes = two 4-byte messages: %d", apps);
+  cr_assert_eq(apps, 2, "two messages of one 4-byte entry each: %d", apps);
   h_free(h);
 }
 
@@ -361,6 +361,10 @@ Test(proposals, uncommitted_bytes_cap) {
   cr_assert_eq(h_propose(h, 1, "12345"), RK_OK);
   cr_assert_eq(h_propose(h, 1, "12345"), RK_OK);
   cr_assert_eq(h_propose(h, 1, "1"), RK_EUNCOMMITTEDFULL);
+  /* One that would not fit an empty budget either is never worth a retry. */
+  static const char big[2 * (5 + MR_ENTRY_OVERHEAD)];
+  cr_assert_eq(mr_raft_propose(h_raft(h, 1), big, sizeof big - MR_ENTRY_OVERHEAD + 1, NULL, NULL),
+               RK_ETOOLARGE);
   h_heal(h);
   h_tick(h, 1, 2); /* commit and apply free the budget */
   cr_assert_eq(h_propose(h, 1, "1"), RK_OK);
