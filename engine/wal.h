@@ -265,6 +265,9 @@ typedef struct eng_wal_hooks {
 } eng_wal_hooks;
 
 void eng_wal_hooks_default(eng_wal_hooks *h);
+/* What recovery syncs each kept segment with (default fdatasync); set
+ * before eng_wal_open. Tests count the calls or fail them. */
+extern int (*eng_wal_recovery_sync_)(int fd);
 void eng_wal_set_hooks(eng_wal *w, const eng_wal_hooks *h);
 /* Asserts every structural invariant (O(retained entries)); aborts on a bug. */
 void eng_wal_check_invariants(const eng_wal *w);
