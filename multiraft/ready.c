@@ -138,8 +138,14 @@ int mr_raft_ready(mr_raft *r, mr_ready *rd) {
   r->n_out = r->cap_out = 0;
   rd->role = r->role;
   rd->lead = r->lead;
-  rd->must_sync = rd->snapshot.index != 0 || rd->entries.len > 0 ||
-                  rd->hs.term != r->prev_hs.term || rd->hs.vote != r->prev_hs.vote;
+  int hs_moved = rd->hs.term != r->prev_hs.term || rd->hs.vote != r->prev_hs.vote;
+  rd->must_sync = rd->snapshot.index != 0 || rd->entries.len > 0 || hs_moved;
+  /* Every message carries our term: none leaves before a new term or vote
+   * is durable (etcd's Ready contract). A lone voter wins its election in
+   * the same Ready; its APPs at a term it could forget in a crash would let
+   * a learner keep entries of a term the restarted leader then reuses. */
+  if (hs_moved)
+    for (size_t i = 0; i < rd->n_msgs; i++) rd->msgs[i].must_persist = 1;
   r->prev_hs = rd->hs;
   r->ready_outstanding = 1;
   return RK_OK;

@@ -314,3 +314,66 @@ Test(membership, no_change_applies_onto_an_empty_configuration) {
   cr_assert_eq(mr_conf_apply_change(&one, &add, &next), RK_OK, "a known group still grows");
   cr_assert_eq(next.n, 2);
 }
+
+static size_t count_msgs(const mr_ready *rd, int type, int must_persist) {
+  size_t n = 0;
+  for (size_t i = 0; i < rd->n_msgs; i++)
+    if (rd->msgs[i].type == type && rd->msgs[i].must_persist == must_persist) n++;
+  return n;
+}
+
+/* A lone voter wins its election in one Ready, with APPs to its learner at
+ * the new term. They wait for that term to be durable: sent before, a crash
+ * could make the voter reuse the term for other entries at the same
+ * indexes, and the learner would keep the first ones (Log Matching broken
+ * for good once it is promoted). */
+Test(membership, a_lone_voters_first_messages_wait_for_its_new_term) {
+  h_opts o;
+  harness *h = cluster(1, &o);
+  cr_assert(h_elect(h, 1));
+  h_add_node(h, 2, &o);
+  cr_assert_eq(change(h, 1, MR_CC_AUTO, MR_CC_ADD_LEARNER, 2), RK_OK);
+  h_tick(h, 1, 2);
+  cr_assert_eq(flags_at(h, 1, 2), MR_LEARNER);
+  h_crash(h, 1);
+  h_restart(h, 1);
+  mr_raft *r = h_raft(h, 1);
+  uint64_t term = mr_raft_term(r);
+  mr_raft_campaign(r);
+  cr_assert_eq(mr_raft_role(r), MR_LEADER, "a lone voter wins at once");
+  mr_ready rd;
+  cr_assert_eq(mr_raft_ready(r, &rd), RK_OK);
+  cr_assert_eq(rd.hs.term, term + 1);
+  cr_assert(rd.must_sync);
+  cr_assert_eq(count_msgs(&rd, MR_MSG_APP, 0), 0, "an APP left before its term was durable");
+  cr_assert_geq(count_msgs(&rd, MR_MSG_APP, 1), 1, "the learner is sent the new leader's log");
+  mr_ready_free(&rd);
+  h_free(h);
+}
+
+/* The same rule on a follower: its answer to the heartbeat that raised its
+ * term waits for the term; at a term it already holds it leaves at once. */
+Test(membership, a_heartbeat_answer_waits_only_when_the_term_moved) {
+  h_opts o;
+  harness *h = cluster(3, &o);
+  cr_assert(h_elect(h, 1));
+  h_deliver_all(h);
+  mr_raft *f = h_raft(h, 2);
+  uint64_t term = mr_raft_term(f), commit = mr_raft_commit(f);
+  mr_msg hb = {.type = MR_MSG_HEARTBEAT, .from = 1, .to = 2, .term = term, .commit = commit};
+  cr_assert_eq(mr_raft_step(f, &hb), RK_OK);
+  mr_ready rd;
+  cr_assert_eq(mr_raft_ready(f, &rd), RK_OK);
+  cr_assert_eq(count_msgs(&rd, MR_MSG_HEARTBEAT_RESP, 0), 1, "same term: answered at once");
+  mr_raft_advance(f, &rd);
+  mr_ready_free(&rd);
+  hb.term = term + 1; /* a new leader's (its election was not seen here) */
+  hb.from = 3;
+  cr_assert_eq(mr_raft_step(f, &hb), RK_OK);
+  cr_assert_eq(mr_raft_ready(f, &rd), RK_OK);
+  cr_assert_eq(rd.hs.term, term + 1);
+  cr_assert_eq(count_msgs(&rd, MR_MSG_HEARTBEAT_RESP, 1), 1, "new term: answered once durable");
+  cr_assert_eq(count_msgs(&rd, MR_MSG_HEARTBEAT_RESP, 0), 0);
+  mr_ready_free(&rd);
+  h_free(h);
+}
