@@ -53,7 +53,8 @@ int sim_faults_parse(const char *s, uint32_t *out, const char **bad);
 /* Comma list ("none" for 0) into buf. */
 void sim_faults_format(uint32_t f, char *buf, size_t n);
 
-enum { SIM_UNSTABLE_DRAWN = 0, SIM_UNSTABLE_NONE = 1, SIM_UNSTABLE_TIGHT = 2 };
+/* A shape of the run the seed picks unless an option forces it. */
+enum { SIM_PER_SEED = 0, SIM_NEVER = 1, SIM_ALWAYS = 2 };
 
 typedef struct sim_opts {
   uint64_t seed;
@@ -72,11 +73,15 @@ typedef struct sim_opts {
   uint32_t bugs;          /* planted MR_BUG_* bits (RK_TEST_HOOKS builds) */
   uint64_t max_msg_bytes; /* AppendEntries payload cap; 0 = drawn per seed */
   uint32_t max_inflight;  /* AppendEntries window; 0 = drawn per seed */
-  /* Followers' cap on unpersisted entries (mr_config.max_unstable_bytes):
-   * SIM_UNSTABLE_DRAWN (the default) picks per seed, SIM_UNSTABLE_NONE, or
-   * SIM_UNSTABLE_TIGHT, the least mr_raft_init allows, which drops
-   * AppendEntries whenever a follower's pipeline runs ahead of its disk. */
+  /* Followers' cap on unpersisted entries (mr_config.max_unstable_bytes),
+   * SIM_PER_SEED (the default), SIM_NEVER or SIM_ALWAYS: the least
+   * mr_raft_init allows, which cuts AppendEntries whenever a follower's
+   * pipeline runs ahead of its disk. */
   int unstable_cap;
+  /* Groups of one voter and the rest learners (every third group, from
+   * group 0), SIM_PER_SEED (the default), SIM_NEVER or SIM_ALWAYS: the lone
+   * voter wins an election in the Ready that raises its term. */
+  int lone_voters;
   double p_isolate_leader; /* chance a new leader is cut off early (with partition faults) */
   int lying_fsync;         /* test-only: fsync reports success without making anything durable */
   uint64_t op_timeout_us;  /* client gives up (outcome null) */

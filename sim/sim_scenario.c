@@ -105,7 +105,8 @@ static void sc_open(sc *s, const char *name, FILE *out, uint32_t nodes, sc_tweak
   o.clients = 4;
   o.max_msg_bytes = 4096;
   o.max_inflight = 64;
-  o.unstable_cap = SIM_UNSTABLE_NONE;
+  o.unstable_cap = SIM_NEVER;
+  o.lone_voters = SIM_NEVER;
   o.sync_min_us = 200;
   o.sync_max_us = 1000;
   o.check_quorum = 0;

@@ -171,18 +171,23 @@ void sim_world_init(sim_world *w, const sim_opts *o, sim_result *r) {
   /* Half the seeds cap what a follower holds unpersisted as tightly as the
    * core allows (a node caps it at a WAL batch): drops and re-probes. */
   int cap = o->unstable_cap;
-  if (cap == SIM_UNSTABLE_DRAWN)
-    cap = rk_rand_below(&w->rng, 2) ? SIM_UNSTABLE_TIGHT : SIM_UNSTABLE_NONE;
-  if (cap == SIM_UNSTABLE_TIGHT) {
+  if (cap == SIM_PER_SEED) cap = rk_rand_below(&w->rng, 2) ? SIM_ALWAYS : SIM_NEVER;
+  if (cap == SIM_ALWAYS) {
     uint64_t one = SIM_CMD_MAX + MR_ENTRY_OVERHEAD;
     w->max_unstable_bytes = w->max_msg_bytes > one ? w->max_msg_bytes : one;
   }
+  /* A quarter of the seeds make every third group one voter and learners:
+   * a lone voter wins in the Ready that raises its term, with its first
+   * AppendEntries in the same Ready. */
+  int lone = o->lone_voters;
+  if (lone == SIM_PER_SEED) lone = rk_rand_below(&w->rng, 4) == 0 ? SIM_ALWAYS : SIM_NEVER;
   sim_trace_add(&w->trace,
                 "t=0 traffic max_msg_bytes=%llu max_inflight=%u snap_every=%llu%s "
-                "max_unstable_bytes=%llu",
+                "max_unstable_bytes=%llu%s",
                 (unsigned long long)w->max_msg_bytes, w->max_inflight,
                 (unsigned long long)w->snap_every, w->compact_by_hint ? " compact_by_hint" : "",
-                (unsigned long long)w->max_unstable_bytes);
+                (unsigned long long)w->max_unstable_bytes,
+                lone == SIM_ALWAYS ? " lone_voters" : "");
   for (uint32_t i = 0; i < w->nnodes; i++) {
     sim_node *nd = &w->nodes[i];
     nd->id = i;
@@ -206,7 +211,7 @@ void sim_world_init(sim_world *w, const sim_opts *o, sim_result *r) {
     for (uint32_t k = 0; k < nrep; k++) {
       gr->node[k] = (g + k) % o->nodes;
       conf.r[conf.n].id = SIM_RID(gr->node[k]);
-      conf.r[conf.n].flags = MR_VOTER_IN;
+      conf.r[conf.n].flags = k > 0 && lone == SIM_ALWAYS && g % 3 == 0 ? MR_LEARNER : MR_VOTER_IN;
       conf.n++;
     }
     for (uint32_t k = 0; k < nrep; k++) sim_node_host(w, gr->node[k], g, &conf);
