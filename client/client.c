@@ -510,11 +510,13 @@ static int routed(rkc_client *c, Rangekv__ClientRequest *req, int is_write, cons
     case RKC_DONE:
       if (resp->range_id != req->range_id) {
         /* An answer for another range than the one asked is a node bug:
-         * never hand it on as this key's (or this span's) data. */
-        int rc2 =
-            finish(c, RK_EMALFORMED, "node %u answered for range %llu, asked range %llu%s", node,
-                   (unsigned long long)resp->range_id, (unsigned long long)req->range_id,
-                   is_write ? "; the write may or may not apply" : "");
+         * never hand it on as this key's (or this span's) data. A write
+         * it answers may have applied: its outcome is unknown, not a
+         * definite failure. */
+        int rc2 = finish(c, is_write ? RK_ETIMEOUT : RK_EMALFORMED,
+                         "node %u answered for range %llu, asked range %llu%s", node,
+                         (unsigned long long)resp->range_id, (unsigned long long)req->range_id,
+                         is_write ? "; the write may or may not have been applied" : "");
         rangekv__client_response__free_unpacked(resp, NULL);
         return rc2;
       }
@@ -740,7 +742,8 @@ int rkc_scan(rkc_client *c, const void *start, size_t slen, const void *end, siz
     /* Next range: starts where this part ended, the end routed sent
      * (the range's end, or the caller's), not at a fresh table lookup.
      * Range boundaries never move today (range/keyspan.h), so this is
-     * hardening: it keeps a scan gap-free should a table change under it.
+     * hardening: it keeps a scan gap-free should a table change under it,
+     * since a node refuses a part that starts or ends outside its range.
      * req.end_key points into the caller's end or into c->table, which
      * nothing refreshes before this copy. */
     if (req.end_key.len == 0) break; /* to the end of the key space */

@@ -83,9 +83,10 @@ static int client_start(const cli_cmd *cmd, int argc, char **argv, int npos, cli
 
 static int failed(const cli_cmd *cmd, rkc_client *c, int rc) {
   const rkc_call_info *li = rkc_last(c);
+  int write = strcmp(cmd->name, "put") == 0 || strcmp(cmd->name, "del") == 0;
   fprintf(stderr, "rangekv %s: %s%s%s%s\n", cmd->name, rk_strerror(rc), li->detail[0] ? ": " : "",
           li->detail,
-          li->outcome_unknown && strstr(li->detail, "may or may not") == NULL
+          write && li->outcome_unknown && strstr(li->detail, "may or may not") == NULL
               ? " (outcome unknown: the write may or may not have been applied)"
               : "");
   rkc_close(c);
