@@ -91,6 +91,7 @@ static void apply_cmd(node *n, overlay *ov, const kv_cmd *c, uint8_t *swapped) {
 }
 
 static void respond_write(node *n, node_range *r, const node_prop *p, int code, uint8_t swapped) {
+  if (p->conn == 0) return; /* its client left (node_on_client_closed) */
   Rangekv__ClientResponse resp;
   rangekv__client_response__init(&resp);
   resp.id = p->req_id;

@@ -398,6 +398,13 @@ void node_on_client_frame(void *ctx, uint64_t conn, uint16_t type, const uint8_t
        * in. A scan clamped to the range instead would silently skip the
        * keys between its start and the range's. */
       node_respond_error(n, conn, req->id, RK_ERANGEMOVED, "key is not in that range", r);
+    } else if (req->op == RANGEKV__CLIENT_OP__OP_SCAN && req->range_id != 0 &&
+               !range_desc_covers_end(&r->desc, req->end_key.data, req->end_key.len)) {
+      /* Nor may a scan that names its range end past it: its client
+       * resumes from the end it asked, so clamping would skip the keys in
+       * between (a range that shrank since the client's table). Unnamed,
+       * the scan is routed by its start and clamped to that range. */
+      node_respond_error(n, conn, req->id, RK_ERANGEMOVED, "scan end is past that range", r);
     } else if (req->op == RANGEKV__CLIENT_OP__OP_GET || req->op == RANGEKV__CLIENT_OP__OP_SCAN) {
       handle_read(n, conn, req, r);
     } else {

@@ -20,6 +20,11 @@ int range_desc_contains(const range_desc *d, const void *key, size_t klen) {
   return 1;
 }
 
+int range_desc_covers_end(const range_desc *d, const void *end, size_t elen) {
+  if (d->end_len == 0) return 1;
+  return elen != 0 && range_key_cmp(end, elen, d->end, d->end_len) <= 0;
+}
+
 int range_desc_has_node(const range_desc *d, uint32_t node) {
   for (uint8_t i = 0; i < d->n_replicas; i++)
     if (d->replicas[i] == node) return 1;

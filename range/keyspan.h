@@ -62,6 +62,9 @@ const range_desc *range_table_get(const range_table *t, uint64_t id);
 int range_key_cmp(const void *a, size_t alen, const void *b, size_t blen);
 /* 1 if key is inside d's span. */
 int range_desc_contains(const range_desc *d, const void *key, size_t klen);
+/* Whether an exclusive end (empty = the end of the key space) lies within
+ * the range: a span [start, end) from a key it contains stays in it. */
+int range_desc_covers_end(const range_desc *d, const void *end, size_t elen);
 /* 1 if node holds a replica of d. */
 int range_desc_has_node(const range_desc *d, uint32_t node);
 

@@ -243,8 +243,10 @@ Test(cluster, sigterm_is_a_clean_shutdown_and_a_restart_recovers_everything) {
 }
 
 /* One request as raw bytes to node i's client port, like a client other
- * than ours could send; returns the answer's code. */
-static int raw_request(int i, Rangekv__ClientOp op, uint64_t range_id, const char *key) {
+ * than ours could send (end: a scan's, NULL for none); returns the
+ * answer's code. */
+static int raw_request(int i, Rangekv__ClientOp op, uint64_t range_id, const char *key,
+                       const char *end) {
   tp_conn *tc = NULL;
   cr_assert_eq(tp_conn_open(&tc, itc.nodes[i].client, 0, 5000, NULL), RK_OK);
   Rangekv__ClientRequest q = RANGEKV__CLIENT_REQUEST__INIT;
@@ -253,6 +255,10 @@ static int raw_request(int i, Rangekv__ClientOp op, uint64_t range_id, const cha
   q.range_id = range_id;
   q.key.data = (uint8_t *)(uintptr_t)key;
   q.key.len = strlen(key);
+  if (end != NULL) {
+    q.end_key.data = (uint8_t *)(uintptr_t)end;
+    q.end_key.len = strlen(end);
+  }
   uint8_t buf[256];
   size_t len = rangekv__client_request__get_packed_size(&q);
   cr_assert_leq(len, sizeof buf);
@@ -273,21 +279,26 @@ static int raw_request(int i, Rangekv__ClientOp op, uint64_t range_id, const cha
 }
 
 /* A request naming a range must name the one its key lives in, a scan's
- * start included: clamped to the range instead, a scan starting before it
+ * start included, and a scan must end within it: clamped to the range
+ * instead, a scan starting before it, or resumed from an end past it,
  * would silently skip the keys in between. */
 Test(cluster, a_request_naming_the_wrong_range_is_refused) {
   it_start(1);
   const Rangekv__ClientOp get = RANGEKV__CLIENT_OP__OP_GET, scan = RANGEKV__CLIENT_OP__OP_SCAN;
   /* "zzzz" sorts after every hex key: the last range holds it, not the first. */
-  cr_assert_eq(raw_request(0, get, 1, "zzzz"), RK_ERANGEMOVED);
-  cr_assert_eq(raw_request(0, scan, 1, "zzzz"), RK_ERANGEMOVED);
-  cr_assert_eq(raw_request(0, scan, IT_RANGES, "0000"), RK_ERANGEMOVED, "starts before the range");
-  cr_assert_eq(raw_request(0, scan, IT_RANGES + 1, "zzzz"), RK_EUNKNOWNRANGE);
+  cr_assert_eq(raw_request(0, get, 1, "zzzz", NULL), RK_ERANGEMOVED);
+  cr_assert_eq(raw_request(0, scan, 1, "zzzz", NULL), RK_ERANGEMOVED);
+  cr_assert_eq(raw_request(0, scan, IT_RANGES, "0000", NULL), RK_ERANGEMOVED,
+               "starts before the range");
+  cr_assert_eq(raw_request(0, scan, 1, "0000", NULL), RK_ERANGEMOVED, "ends past the range");
+  cr_assert_eq(raw_request(0, scan, 1, "0000", "zzzz"), RK_ERANGEMOVED, "ends past the range");
+  cr_assert_eq(raw_request(0, scan, IT_RANGES + 1, "zzzz", NULL), RK_EUNKNOWNRANGE);
   /* The right range answers, once it has a leader. */
   rkc_client *c = it_client(-1, 10000);
   size_t led = 0, total = 0;
   cr_assert_eq(rkc_wait_leaders(c, 10000, &led, &total), RK_OK, "%zu of %zu led", led, total);
   rkc_close(c);
-  cr_assert_eq(raw_request(0, scan, IT_RANGES, "zzzz"), RK_OK);
-  cr_assert_eq(raw_request(0, scan, 0, "0000"), RK_OK, "no range named: routed by key");
+  cr_assert_eq(raw_request(0, scan, IT_RANGES, "zzzz", NULL), RK_OK);
+  cr_assert_eq(raw_request(0, scan, 1, "0000", "0001"), RK_OK, "within the range");
+  cr_assert_eq(raw_request(0, scan, 0, "0000", NULL), RK_OK, "no range named: routed by key");
 }
