@@ -123,13 +123,10 @@ static wal_loc *loc_at(const wal_group *g, size_t k) {
   return &g->locs[(g->head + k) % g->cap];
 }
 
-int wal_group_live_bytes_over(const wal_group *g, uint64_t limit) {
-  uint64_t bytes = 0;
-  for (size_t k = 0; k < g->n; k++) {
-    bytes += loc_at(g, k)->len;
-    if (bytes > limit) return 1;
-  }
-  return 0;
+uint64_t wal_group_rewrite_bytes(const wal_group *g, uint64_t stop) {
+  uint64_t bytes = WAL_REC_COMPACT_LEN + (g->has_hs ? WAL_REC_HS_LEN : 0);
+  for (size_t k = 0; k < g->n && bytes <= stop; k++) bytes += wal_rec_entry_size(loc_at(g, k)->len);
+  return bytes;
 }
 
 static int ensure_cap(wal_group *g, size_t need) {

@@ -193,13 +193,16 @@ uint8_t *wal_cache_get(const wal_index *ix, const wal_loc *loc);
 void wal_cache_trim(wal_index *ix, uint64_t durable_bseq);
 /* Oldest segment the group needs (UINT64_MAX when none). */
 uint64_t wal_group_min_seg(const wal_group *g);
-/* Whether its retained entries hold more than `limit` payload bytes: for the
- * purge's laggard decision only; reads entries until the sum passes limit. */
-int wal_group_live_bytes_over(const wal_group *g, uint64_t limit);
+/* The bytes of records a rewrite of the group writes (its RESTATE mark, its
+ * hard state, an entry record each), counting no further than just past
+ * `stop`: the purge's laggard decision and the rewrite's reservation. */
+uint64_t wal_group_rewrite_bytes(const wal_group *g, uint64_t stop);
 
 /* ---- segments (wal_segment.c) ---------------------------------------------- */
 
-enum { WAL_SEG_PREPARING = 1, WAL_SEG_READY = 2 };
+/* QUEUED: asked for, its file not yet touched: one segment prepares at a
+ * time, so a crash leaves at most the newest file half-made. */
+enum { WAL_SEG_QUEUED = 0, WAL_SEG_PREPARING = 1, WAL_SEG_READY = 2 };
 
 typedef struct wal_op {
   int kind; /* WAL_OP_* */

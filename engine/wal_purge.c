@@ -69,12 +69,8 @@ int eng_wal_reset(eng_wal *w, uint64_t group, uint64_t first, uint64_t prev_term
 }
 
 static int rewrite_group(eng_wal *w, wal_group *g, uint64_t *nent) {
-  size_t bytes = WAL_REC_COMPACT_LEN + (g->has_hs ? WAL_REC_HS_LEN : 0);
-  for (size_t k = 0; k < g->n; k++)
-    bytes += wal_rec_entry_size(g->locs[(g->head + k) % g->cap].len);
+  size_t bytes = (size_t)wal_group_rewrite_bytes(g, UINT64_MAX);
   int rc;
-  wal_batch *b = wal_batch_reserve(w, bytes, &rc);
-  if (b == NULL) return rc;
   uint8_t *tmp = NULL;
   size_t tmpcap = 0;
   /* Read everything first: a failed read must leave the group untouched. */
@@ -96,6 +92,12 @@ static int rewrite_group(eng_wal *w, wal_group *g, uint64_t *nent) {
     at += l->len;
   }
   RK_ASSERT(at <= tmpcap || tmpcap == 0);
+  /* Reserved only now: a failed read above leaves no empty batch open. */
+  wal_batch *b = wal_batch_reserve(w, bytes, &rc);
+  if (b == NULL) {
+    free(tmp);
+    return rc;
+  }
   /* RESTATE: replay may hold a partial, older view of this group (segments
    * deleted after an earlier rewrite); this batch states it in full. */
   wal_rec_compact_encode(b->buf + b->len, g->id, g->first, g->prev_known ? g->prev_term : 0,
@@ -154,7 +156,10 @@ int eng_wal_purge(eng_wal *w, eng_wal_purge_stats *st) {
     for (size_t i = 0; i < w->ix.nslots; i++) {
       wal_group *g = w->ix.slots[i];
       if (g == NULL || wal_group_min_seg(g) >= horizon) continue;
-      if (wal_group_live_bytes_over(g, w->opt.rewrite_max_group_bytes)) {
+      /* Counted with its records' framing: a rewrite is one batch, and
+       * tiny entries cost more in headers than in payload. */
+      if (wal_group_rewrite_bytes(g, w->opt.rewrite_max_group_bytes) >
+          w->opt.rewrite_max_group_bytes) {
         st->laggards_too_big++;
         continue;
       }

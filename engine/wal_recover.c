@@ -36,7 +36,10 @@
  *    Corruption makes eng_wal_open fail with RK_ECORRUPT naming segment and
  *    offset, writing nothing — unless truncate_on_corruption is set, in
  *    which case the log is cut there and every later segment is deleted.
- * 5. Every segment kept is fdatasync'ed before its batches count as
+ * 5. Segments after the resume point were prepared ahead; one whose lowest
+ *    sequence number is above the one appends resume with (prepared when a
+ *    batch opened that never landed) goes, with every one after it.
+ * 6. Every segment kept is fdatasync'ed before its batches count as
  *    durable: what the scan read may be only in the page cache (the batch
  *    whose sync was in flight when the process died), and a restarted
  *    replica answers for its log without syncing it again. A failed sync
@@ -518,6 +521,36 @@ int wal_recover(eng_wal *w, eng_wal_recovery *rec) {
     ss[n - 1].fd = -1;
     n--;
   }
+  /* Never below the lowest number the segment we resume in was prepared
+   * for (a cut at its first batch leaves expect unknown): batches under it
+   * would read as stale. */
+  uint64_t next_bseq = expect ? expect : 1;
+  for (size_t i = 0; i < n; i++)
+    if (ss[i].seq == cur_seg && ss[i].min_bseq > next_bseq) next_bseq = ss[i].min_bseq;
+  /* Segments after the one appends resume in hold no batch of this life
+   * (the scan would have gone on into them): they were prepared ahead. One
+   * prepared when a batch opened that never reached the disk carries a
+   * lowest sequence number above the one that resumes, and the batches
+   * placed in it would fall below it: it goes, and every one after it (the
+   * WAL prepares them afresh). One that fits is kept, as a clean stop
+   * leaves it. */
+  size_t keep = n;
+  for (size_t i = 0; i < n; i++)
+    if (ss[i].seq > cur_seg && ss[i].min_bseq > next_bseq) {
+      keep = i;
+      break;
+    }
+  while (n > keep) {
+    wal_seg_path(w, ss[n - 1].seq, path, sizeof path);
+    RK_INFO("wal", "removing segment %s, prepared ahead and never written", path);
+    if (unlink(path) != 0) {
+      rc = rk_err_from_errno(errno);
+      goto out;
+    }
+    close(ss[n - 1].fd);
+    ss[n - 1].fd = -1;
+    n--;
+  }
   for (size_t i = 0; i < n; i++) {
     if (recovery_sync(ss[i].fd) != 0) {
       rc = rk_err_from_errno(errno);
@@ -539,12 +572,7 @@ int wal_recover(eng_wal *w, eng_wal_recovery *rec) {
   }
   w->cur_seg = cur_seg;
   w->cur_off = cur_off;
-  /* Never below the lowest number the segment we resume in was prepared
-   * for (a cut at its first batch leaves expect unknown): batches under it
-   * would read as stale. */
-  w->next_bseq = expect ? expect : 1;
-  for (size_t i = 0; i < n; i++)
-    if (ss[i].seq == cur_seg && ss[i].min_bseq > w->next_bseq) w->next_bseq = ss[i].min_bseq;
+  w->next_bseq = next_bseq;
   rc = RK_OK;
 out:
   for (size_t i = 0; i < n; i++)

@@ -2,15 +2,21 @@
  *
  * Lifecycle of a segment:
  *
- *   (spare or absent) --wal_seg_prepare--> PREPARING --chain ok--> READY
- *        ^                                     |                     |
- *        |                                     +--any CQE fails--> WAL stopped
- *        +--------- purge: renamed to a spare (or deleted) ----------+
+ *   (spare or absent) --wal_seg_prepare--> QUEUED --seg_start--> PREPARING
+ *        ^                                                     |      |
+ *        |                          WAL stopped <--any CQE fails--+   chain ok
+ *        |                                                            v
+ *        +--------- purge: renamed to a spare (or deleted) ------- READY
  *
  * Preparation runs on the ring as one linked chain so the event loop never
- * blocks on it (the chains are in wal_seg_prepare). The segment after the
- * active one is prepared as soon as a batch is placed in a new segment, so
- * a rotation normally finds it READY.
+ * blocks on it (the chains are in seg_start). One segment prepares at a
+ * time: a queued one starts, file and all, when the one before it is
+ * READY. So a crash leaves at most the newest segment half-made (no
+ * header, or a recycled file not yet renamed), which recovery drops;
+ * two preparing at once could leave a half-made one before a later file,
+ * or a hole, which recovery must call corruption. The segment after the
+ * active one is asked for as soon as a batch is placed in a new segment,
+ * so a rotation normally finds it READY.
  *
  * Recycling (docs/wal.md, "Recycling"): an fdatasync into blocks fallocate
  * only reserved also commits their conversion to written extents (a journal
@@ -110,21 +116,20 @@ static int take_spare(eng_wal *w, wal_seg *s) {
   return -1;
 }
 
-int wal_seg_prepare(eng_wal *w, uint64_t seq) {
+/* Starts a queued segment's preparation: its file (a spare, else a new
+ * one) and the ring chain that gives it a durable header and name. */
+static int seg_start(eng_wal *w, wal_seg *s) {
+  RK_ASSERT(s->state == WAL_SEG_QUEUED && s->fd < 0);
+  for (size_t i = 0; i < w->nsegs; i++) RK_ASSERT(w->segs[i]->state != WAL_SEG_PREPARING);
   char path[4096];
-  int rc = wal_seg_path(w, seq, path, sizeof path);
+  int rc = wal_seg_path(w, s->seq, path, sizeof path);
   if (rc != RK_OK) return rc;
-  wal_seg *s = calloc(1, sizeof *s);
-  if (s == NULL) return RK_ENOMEM;
-  s->seq = seq;
-  wal_seg_hdr h = {.seq = seq,
+  wal_seg_hdr h = {.seq = s->seq,
                    .cluster_id = w->opt.cluster_id,
                    .node_id = w->opt.node_id,
-                   .salt = wal_new_salt(),
+                   .salt = s->mix,
                    .version = WAL_SEG_VERSION,
-                   .min_bseq = w->next_bseq};
-  /* Sequence numbers only grow along the segments (recovery relies on it). */
-  if (w->nsegs > 0) RK_ASSERT(h.min_bseq >= w->segs[w->nsegs - 1]->min_bseq);
+                   .min_bseq = s->min_bseq};
 #ifdef RK_TEST_HOOKS
   int legacy = w->hooks.legacy_v1_segments;
 #else
@@ -143,11 +148,10 @@ int wal_seg_prepare(eng_wal *w, uint64_t seq) {
     if (s->fd < 0) {
       rc = rk_err_from_errno(errno);
       RK_ERROR("wal", "cannot create segment %s: %s", path, strerror(errno));
-      free(s);
       return rc;
     }
   } else {
-    snprintf(s->name, sizeof s->name, "%016" PRIx64 ".wal", seq);
+    snprintf(s->name, sizeof s->name, "%016" PRIx64 ".wal", s->seq);
     /* We hold the directory's lock, so nothing else can create the name
      * before the ring's rename (a plain rename: RENAME_NOREPLACE is not
      * supported by every filesystem). */
@@ -155,19 +159,9 @@ int wal_seg_prepare(eng_wal *w, uint64_t seq) {
     w->st.segments_recycled++;
   }
   wal_seg_hdr_encode(s->hdr, &h);
-  s->mix = wal_seg_mix(&h);
+  RK_ASSERT(s->mix == wal_seg_mix(&h));
   s->min_bseq = h.min_bseq ? h.min_bseq : 1;
   s->state = WAL_SEG_PREPARING;
-  rc = segs_push(w, s);
-  if (rc != RK_OK) {
-    close(s->fd);
-    if (h.recycled)
-      unlinkat(w->dirfd, s->spare_name, 0);
-    else
-      unlink(path);
-    free(s);
-    return rc;
-  }
   /* One linked chain, so the event loop never blocks on it.
    * Fresh:    fallocate -> header -> fsync -> fsync(dir): the new name must
    *           be durable before any batch in it is acknowledged.
@@ -219,6 +213,42 @@ int wal_seg_prepare(eng_wal *w, uint64_t seq) {
   return RK_OK;
 }
 
+int wal_seg_prepare(eng_wal *w, uint64_t seq) {
+  char path[4096];
+  int rc = wal_seg_path(w, seq, path, sizeof path);
+  if (rc != RK_OK) return rc;
+  wal_seg *s = calloc(1, sizeof *s);
+  if (s == NULL) return RK_ENOMEM;
+  s->seq = seq;
+  s->fd = -1;
+  s->state = WAL_SEG_QUEUED;
+  s->min_bseq = w->next_bseq;
+#ifdef RK_TEST_HOOKS
+  int legacy = w->hooks.legacy_v1_segments;
+#else
+  int legacy = 0;
+#endif
+  /* Batches placed in it are sealed with its salt, maybe before it starts. */
+  s->mix = legacy ? 0 : wal_new_salt();
+  /* Sequence numbers only grow along the segments (recovery relies on it). */
+  if (w->nsegs > 0) RK_ASSERT(s->min_bseq >= w->segs[w->nsegs - 1]->min_bseq);
+  int busy = 0;
+  for (size_t i = 0; i < w->nsegs; i++) busy |= w->segs[i]->state != WAL_SEG_READY;
+  rc = segs_push(w, s);
+  if (rc != RK_OK) {
+    free(s);
+    return rc;
+  }
+  if (busy) return RK_OK; /* started when the one before it is READY */
+  rc = seg_start(w, s);
+  if (rc != RK_OK && s->prep_pending == 0) {
+    RK_ASSERT(s->fd < 0); /* its file could not be made: take it back */
+    w->nsegs--;
+    free(s);
+  }
+  return rc;
+}
+
 void wal_seg_prep_complete(eng_wal *w, wal_seg *s, wal_op *op, int res) {
   RK_ASSERT(s->state == WAL_SEG_PREPARING && s->prep_pending > 0);
   int bad = res < 0 || (op->kind == WAL_OP_PREP_HDR && res != (int)WAL_SEG_HDR);
@@ -230,6 +260,12 @@ void wal_seg_prep_complete(eng_wal *w, wal_seg *s, wal_op *op, int res) {
     return;
   }
   s->state = WAL_SEG_READY;
+  for (size_t i = 0; i < w->nsegs; i++) {
+    if (w->segs[i]->state != WAL_SEG_QUEUED) continue;
+    int rc = seg_start(w, w->segs[i]);
+    if (rc != RK_OK) wal_fail(w, rc);
+    return;
+  }
 }
 
 void wal_seg_close_all(eng_wal *w) {

@@ -334,6 +334,37 @@ Test(wal, compaction_and_segment_deletion) {
 
 /* Group 1 writes a little early, then stays idle; group 2 writes a lot and
  * keeps compacting. Group 1 pins segment 1 until it is rewritten forward. */
+/* A laggard of many tiny entries is judged by what its rewrite would
+ * write (a 32-byte record header each), not by its payload: under the
+ * limit by payload, over the batch size in records, a rewrite would not fit
+ * one batch. It is left pinning its segments. */
+Test(wal, a_laggard_of_tiny_entries_is_judged_by_its_records) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  eng_wal *w = eng_open_or_skip(&o);
+  for (uint64_t lo = 1; lo < 3001; lo += 200)
+    cr_assert_eq(eng_append_sync(w, 3, lo, lo + 200, 1, 1, NULL), RK_OK);
+  uint64_t next = 1;
+  for (int round = 0; round < 200; round++) {
+    cr_assert_eq(eng_append_sync(w, 2, next, next + 20, 1, MAXLEN, NULL), RK_OK);
+    next += 20;
+    cr_assert_eq(eng_wal_compact(w, 2, next - 2, 0), RK_OK);
+  }
+  cr_assert_eq(eng_wal_sync(w), RK_OK);
+  eng_wal_purge_stats ps;
+  cr_assert_eq(eng_wal_purge(w, &ps), RK_OK);
+  cr_assert_eq(ps.laggards_too_big, 1, "3,000 entries of 0-1 bytes: ~99 KB of records");
+  eng_check_range(w, 3, 1, 3001, 1, 1);
+  eng_wal_close(w);
+  w = eng_open_or_skip(&o);
+  eng_check_range(w, 3, 1, 3001, 1, 1);
+  eng_check_range(w, 2, next - 2, next, 1, MAXLEN);
+  eng_wal_close(w);
+  eng_rmtree(dir);
+  free(dir);
+}
+
 Test(wal, laggard_group_is_rewritten_forward) {
   char *dir = eng_tmpdir();
   eng_wal_options o;

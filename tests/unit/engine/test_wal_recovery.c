@@ -601,6 +601,58 @@ Test(wal_recovery, a_batch_written_but_never_synced_is_synced_before_it_counts) 
   free(dir);
 }
 
+/* A crash can leave segments prepared ahead of the one appends resume in:
+ * one was prepared when a batch opened that never reached the disk, so its
+ * lowest sequence number is above the one that resumes. Recovery drops
+ * them; kept, the first batch placed in one would fall below its lowest
+ * number and the node would abort, at every restart. */
+Test(wal_recovery, segments_prepared_ahead_of_the_resume_point_are_dropped) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  eng_wal *w = eng_open_or_skip(&o);
+  cr_assert_eq(eng_append_sync(w, 1, 1, 21, 1, MAXLEN, NULL), RK_OK);
+  eng_wal_stats st;
+  eng_wal_get_stats(w, &st);
+  uint64_t resume = st.active_segment, next = eng_wal_next_batch_seq(w);
+  eng_wal_close(w);
+  /* What the crash left: after the segment prepared ahead of the resume
+   * point, one prepared for a batch numbered well above the next one. */
+  char *ahead = seg_path(dir, resume + 1);
+  cr_assert_eq(access(ahead, F_OK), 0, "the WAL prepares one segment ahead");
+  free(ahead);
+  wal_seg_hdr h = {.seq = resume + 2,
+                   .cluster_id = o.cluster_id,
+                   .node_id = o.node_id,
+                   .salt = wal_new_salt(),
+                   .version = WAL_SEG_VERSION,
+                   .min_bseq = next + 1000};
+  uint8_t hb[WAL_SEG_HDR];
+  wal_seg_hdr_encode(hb, &h);
+  char *p = seg_path(dir, resume + 2);
+  int fd = open(p, O_CREAT | O_EXCL | O_WRONLY, 0644);
+  cr_assert(fd >= 0, "%s", p);
+  cr_assert_eq(ftruncate(fd, (off_t)o.segment_bytes), 0);
+  cr_assert_eq(pwrite(fd, hb, sizeof hb, 0), (ssize_t)sizeof hb);
+  close(fd);
+  free(p);
+  eng_wal_recovery rec;
+  cr_assert_eq(eng_wal_open(&o, &w, &rec), RK_OK, "%s", rec.message);
+  /* Enough to fill the resume segment and the two after it. */
+  uint64_t last = 20;
+  for (int round = 0; round < 200; round++, last += 20)
+    cr_assert_eq(eng_append_sync(w, 1, last + 1, last + 21, 1, 4 * MAXLEN, NULL), RK_OK);
+  eng_wal_get_stats(w, &st);
+  cr_assert_gt(st.active_segment, resume + 2, "active %lu", (unsigned long)st.active_segment);
+  eng_wal_close(w);
+  w = eng_open_or_skip(&o);
+  eng_check_range(w, 1, 1, 21, 1, MAXLEN);
+  eng_check_range(w, 1, 21, last + 1, 1, 4 * MAXLEN);
+  eng_wal_close(w);
+  eng_rmtree(dir);
+  free(dir);
+}
+
 /* Crash in the middle of a purge (after one segment was deleted). */
 Test(wal_recovery, crash_during_purge_keeps_everything_needed) {
   char *dir = eng_tmpdir();
