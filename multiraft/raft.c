@@ -247,6 +247,23 @@ static void tick_leader(mr_raft *r) {
   }
 }
 
+/* A learner that heard no leader for an election timeout never campaigns,
+ * which is what wakes a leader that stopped heartbeating (a quiescing
+ * host): it may have missed the commit the leader sent last, or restarted
+ * with an older one (commit is persisted lazily). So it tells the leader
+ * (every voter, if it knows none) what it has committed: true of any
+ * leader's log (Leader Completeness), so no leader is misled, and the
+ * message itself wakes one. */
+static void nudge_leader(mr_raft *r) {
+  for (uint8_t i = 0; i < r->n_prs; i++) {
+    const mr_progress *pr = &r->prs[i];
+    if (pr->id == r->cfg.id || (r->lead != 0 ? pr->id != r->lead : !mr_quorum_is_voter(pr->flags)))
+      continue;
+    mr_msg m = {.type = MR_MSG_APP_RESP, .to = pr->id, .term = r->term, .index = r->commit};
+    mr_send(r, &m);
+  }
+}
+
 void mr_raft_tick(mr_raft *r) {
   if (r->role == MR_LEADER) {
     tick_leader(r);
@@ -255,7 +272,10 @@ void mr_raft_tick(mr_raft *r) {
   r->election_elapsed++;
   if (r->election_elapsed >= r->randomized_timeout) {
     r->election_elapsed = 0;
-    if (mr_self_promotable(r)) mr_raft_campaign(r);
+    if (mr_self_promotable(r))
+      mr_raft_campaign(r);
+    else if (r->role == MR_FOLLOWER && !mr_is_voter(r, r->cfg.id))
+      nudge_leader(r);
   }
 }
 

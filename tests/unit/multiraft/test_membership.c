@@ -377,3 +377,53 @@ Test(membership, a_heartbeat_answer_waits_only_when_the_term_moved) {
   mr_ready_free(&rd);
   h_free(h);
 }
+
+/* A learner never campaigns, which is what would wake a leader that stopped
+ * heartbeating (a quiescing host). Hearing no leader for an election
+ * timeout, it tells the leader what it has committed instead (true of any
+ * leader's log); knowing none, every voter. */
+Test(membership, a_learner_that_hears_no_leader_nudges_it) {
+  h_opts o;
+  harness *h = cluster(3, &o);
+  cr_assert(h_elect(h, 1));
+  h_add_node(h, 4, &o);
+  cr_assert_eq(change(h, 1, MR_CC_AUTO, MR_CC_ADD_LEARNER, 4), RK_OK);
+  h_tick(h, 1, 2);
+  cr_assert_eq(flags_at(h, 4, 4), MR_LEARNER);
+  h_deliver_all(h);
+  mr_raft *l = h_raft(h, 4);
+  uint64_t commit = mr_raft_commit(l);
+  cr_assert_eq(mr_raft_lead(l), 1);
+  for (int i = 0; i < 2 * 10; i++) mr_raft_tick(l); /* past any randomized timeout */
+  cr_assert_eq(mr_raft_role(l), MR_FOLLOWER, "a learner never campaigns");
+  mr_ready rd;
+  cr_assert_eq(mr_raft_ready(l, &rd), RK_OK);
+  size_t nudges = 0;
+  for (size_t i = 0; i < rd.n_msgs; i++) {
+    const mr_msg *m = &rd.msgs[i];
+    cr_assert_neq(m->type, MR_MSG_VOTE);
+    cr_assert_neq(m->type, MR_MSG_PREVOTE);
+    if (m->type != MR_MSG_APP_RESP) continue;
+    cr_assert_eq(m->to, 1, "to its leader only");
+    cr_assert_eq(m->index, commit);
+    cr_assert(!m->reject);
+    nudges++;
+  }
+  cr_assert_geq(nudges, 1);
+  mr_raft_advance(l, &rd);
+  mr_ready_free(&rd);
+  /* Knowing no leader (as after a restart), it nudges every voter. */
+  mr_raft_forget_leader(l);
+  for (int i = 0; i < 2 * 10; i++) mr_raft_tick(l);
+  cr_assert_eq(mr_raft_ready(l, &rd), RK_OK);
+  uint8_t to[5] = {0};
+  for (size_t i = 0; i < rd.n_msgs; i++)
+    if (rd.msgs[i].type == MR_MSG_APP_RESP && rd.msgs[i].to <= 4) to[rd.msgs[i].to] = 1;
+  cr_assert(to[1] && to[2] && to[3], "every voter: %d %d %d", to[1], to[2], to[3]);
+  mr_raft_advance(l, &rd);
+  mr_ready_free(&rd);
+  /* Its leader takes the nudge as the truth it is. */
+  h_deliver_all(h);
+  cr_assert_eq(mr_raft_role(h_raft(h, 1)), MR_LEADER);
+  h_free(h);
+}
