@@ -274,6 +274,18 @@ static int zero_range(int fd, uint64_t from, uint64_t to) {
   return fdatasync(fd) == 0 ? RK_OK : rk_err_from_errno(errno);
 }
 
+/* Removes the newest of the *n segments (it holds no batch of this life). */
+static int drop_newest(eng_wal *w, scan_seg *ss, size_t *n, const char *why) {
+  char path[4096];
+  wal_seg_path(w, ss[*n - 1].seq, path, sizeof path);
+  RK_WARN("wal", "removing segment %s: %s", path, why);
+  if (unlink(path) != 0) return rk_err_from_errno(errno);
+  close(ss[*n - 1].fd);
+  ss[*n - 1].fd = -1;
+  (*n)--;
+  return RK_OK;
+}
+
 int wal_recover(eng_wal *w, eng_wal_recovery *rec) {
   eng_wal_recovery dummy;
   if (rec == NULL) {
@@ -511,15 +523,8 @@ int wal_recover(eng_wal *w, eng_wal_recovery *rec) {
     cur_off = cut_off;
   }
   if (drop_last) {
-    wal_seg_path(w, ss[n - 1].seq, path, sizeof path);
-    RK_WARN("wal", "removing half-prepared segment %s", path);
-    if (unlink(path) != 0) {
-      rc = rk_err_from_errno(errno);
-      goto out;
-    }
-    close(ss[n - 1].fd);
-    ss[n - 1].fd = -1;
-    n--;
+    rc = drop_newest(w, ss, &n, "half-prepared");
+    if (rc != RK_OK) goto out;
   }
   /* Never below the lowest number the segment we resume in was prepared
    * for (a cut at its first batch leaves expect unknown): batches under it
@@ -541,15 +546,8 @@ int wal_recover(eng_wal *w, eng_wal_recovery *rec) {
       break;
     }
   while (n > keep) {
-    wal_seg_path(w, ss[n - 1].seq, path, sizeof path);
-    RK_INFO("wal", "removing segment %s, prepared ahead and never written", path);
-    if (unlink(path) != 0) {
-      rc = rk_err_from_errno(errno);
-      goto out;
-    }
-    close(ss[n - 1].fd);
-    ss[n - 1].fd = -1;
-    n--;
+    rc = drop_newest(w, ss, &n, "prepared ahead and never written");
+    if (rc != RK_OK) goto out;
   }
   for (size_t i = 0; i < n; i++) {
     if (recovery_sync(ss[i].fd) != 0) {

@@ -334,6 +334,19 @@ Test(wal, compaction_and_segment_deletion) {
 
 /* Group 1 writes a little early, then stays idle; group 2 writes a lot and
  * keeps compacting. Group 1 pins segment 1 until it is rewritten forward. */
+/* Group 2 writes 200 rounds of 20 entries, each time compacting all but
+ * the last two: segments fill while older groups pin the first. Returns
+ * group 2's next index. */
+static uint64_t busy_group_2(eng_wal *w) {
+  uint64_t next = 1;
+  for (int round = 0; round < 200; round++) {
+    cr_assert_eq(eng_append_sync(w, 2, next, next + 20, 1, MAXLEN, NULL), RK_OK);
+    next += 20;
+    cr_assert_eq(eng_wal_compact(w, 2, next - 2, 0), RK_OK);
+  }
+  return next;
+}
+
 /* A laggard of many tiny entries is judged by what its rewrite would
  * write (a 32-byte record header each), not by its payload: under the
  * limit by payload, over the batch size in records, a rewrite would not fit
@@ -345,12 +358,7 @@ Test(wal, a_laggard_of_tiny_entries_is_judged_by_its_records) {
   eng_wal *w = eng_open_or_skip(&o);
   for (uint64_t lo = 1; lo < 3001; lo += 200)
     cr_assert_eq(eng_append_sync(w, 3, lo, lo + 200, 1, 1, NULL), RK_OK);
-  uint64_t next = 1;
-  for (int round = 0; round < 200; round++) {
-    cr_assert_eq(eng_append_sync(w, 2, next, next + 20, 1, MAXLEN, NULL), RK_OK);
-    next += 20;
-    cr_assert_eq(eng_wal_compact(w, 2, next - 2, 0), RK_OK);
-  }
+  uint64_t next = busy_group_2(w);
   cr_assert_eq(eng_wal_sync(w), RK_OK);
   eng_wal_purge_stats ps;
   cr_assert_eq(eng_wal_purge(w, &ps), RK_OK);
@@ -374,12 +382,7 @@ Test(wal, laggard_group_is_rewritten_forward) {
   cr_assert_eq(eng_append_sync(w, 1, 1, 6, 4, MAXLEN, &hs1), RK_OK);
   /* group 3: big and idle: too big to rewrite */
   cr_assert_eq(eng_append_sync(w, 3, 1, 61, 1, 200, NULL), RK_OK);
-  uint64_t next = 1;
-  for (int round = 0; round < 200; round++) {
-    cr_assert_eq(eng_append_sync(w, 2, next, next + 20, 1, MAXLEN, NULL), RK_OK);
-    next += 20;
-    cr_assert_eq(eng_wal_compact(w, 2, next - 2, 0), RK_OK);
-  }
+  uint64_t next = busy_group_2(w);
   cr_assert_eq(eng_wal_sync(w), RK_OK);
   eng_wal_stats st;
   eng_wal_get_stats(w, &st);

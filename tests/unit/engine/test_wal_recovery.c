@@ -519,17 +519,16 @@ Test(wal_recovery, damaged_header_or_missing_segment_is_corruption) {
 
 #ifdef RK_TEST_HOOKS
 /* Crash while writing a batch: only a prefix reached the file. */
-Test(wal_recovery, crash_mid_write_loses_only_the_unacknowledged_batch) {
-  char *dir = eng_tmpdir();
-  eng_wal_options o;
-  eng_small_opts(&o, dir);
-  eng_wal *w = eng_open_or_skip(&o);
+/* Group 1's entries 1..20 acknowledged, then the process "dies" writing
+ * the batch of 21..25: torn_bytes of it reach the file, no sync. */
+static void crash_writing_21_to_25(const eng_wal_options *o, uint32_t torn_bytes) {
+  eng_wal *w = eng_open_or_skip(o);
   cr_assert_eq(eng_append_sync(w, 1, 1, 21, 1, MAXLEN, NULL), RK_OK);
   eng_wal_hooks h;
   eng_wal_hooks_default(&h);
   h.crash = ENG_WAL_CRASH_TORN_WRITE;
   h.crash_batch = eng_wal_next_batch_seq(w);
-  h.crash_torn_bytes = 45;
+  h.crash_torn_bytes = torn_bytes;
   eng_wal_set_hooks(w, &h);
   eng_wal_append_req r;
   eng_cb_state s;
@@ -538,6 +537,14 @@ Test(wal_recovery, crash_mid_write_loses_only_the_unacknowledged_batch) {
   cr_assert_eq(eng_append_async(w, &r, &s, 1, 26, 27, 1, MAXLEN, NULL), RK_ESTOPPED);
   cr_assert_eq(s.calls, 0, "a dead process calls nobody back");
   eng_wal_close(w);
+}
+
+Test(wal_recovery, crash_mid_write_loses_only_the_unacknowledged_batch) {
+  char *dir = eng_tmpdir();
+  eng_wal_options o;
+  eng_small_opts(&o, dir);
+  crash_writing_21_to_25(&o, 45);
+  eng_wal *w;
   eng_wal_recovery rec;
   cr_assert_eq(eng_wal_open(&o, &w, &rec), RK_OK, "%s", rec.message);
   cr_assert_eq(rec.torn_tail, 1);
@@ -568,19 +575,8 @@ Test(wal_recovery, a_batch_written_but_never_synced_is_synced_before_it_counts) 
   char *dir = eng_tmpdir();
   eng_wal_options o;
   eng_small_opts(&o, dir);
-  eng_wal *w = eng_open_or_skip(&o);
-  cr_assert_eq(eng_append_sync(w, 1, 1, 21, 1, MAXLEN, NULL), RK_OK);
-  eng_wal_hooks h;
-  eng_wal_hooks_default(&h);
-  h.crash = ENG_WAL_CRASH_TORN_WRITE;
-  h.crash_batch = eng_wal_next_batch_seq(w);
-  h.crash_torn_bytes = UINT32_MAX; /* all of it written, never synced */
-  eng_wal_set_hooks(w, &h);
-  eng_wal_append_req r;
-  eng_cb_state s;
-  cr_assert_eq(eng_append_async(w, &r, &s, 1, 21, 26, 1, MAXLEN, NULL), RK_OK);
-  cr_assert_eq(eng_wal_process(w), RK_ESTOPPED);
-  eng_wal_close(w);
+  crash_writing_21_to_25(&o, UINT32_MAX); /* all of it written, never synced */
+  eng_wal *w;
   eng_wal_recovery_sync_ = counting_sync;
   sync_fails = 1;
   eng_wal_recovery rec;

@@ -25,6 +25,18 @@ static uint8_t flags_at(harness *h, uint64_t node, uint64_t id) {
   return mr_conf_flags(&c, id);
 }
 
+/* n voters led by 1, and replica n + 1 added as a learner that caught up. */
+static harness *with_learner(int n, h_opts *o) {
+  harness *h = cluster(n, o);
+  cr_assert(h_elect(h, 1));
+  uint64_t l = (uint64_t)n + 1;
+  h_add_node(h, l, o);
+  cr_assert_eq(change(h, 1, MR_CC_AUTO, MR_CC_ADD_LEARNER, l), RK_OK);
+  h_tick(h, 1, 2);
+  cr_assert_eq(flags_at(h, 1, l), MR_LEARNER);
+  return h;
+}
+
 static void assert_commits(harness *h, uint64_t leader) {
   uint64_t idx;
   cr_assert_eq(mr_raft_propose(h_raft(h, leader), "w", 1, &idx, NULL), RK_OK);
@@ -55,12 +67,7 @@ Test(membership, a_read_pending_across_a_shrink_is_confirmed_by_the_new_configur
 
 Test(membership, learner_catches_up_but_does_not_count) {
   h_opts o;
-  harness *h = cluster(3, &o);
-  cr_assert(h_elect(h, 1));
-  h_add_node(h, 4, &o);
-  cr_assert_eq(change(h, 1, MR_CC_AUTO, MR_CC_ADD_LEARNER, 4), RK_OK);
-  h_tick(h, 1, 2);
-  cr_assert_eq(flags_at(h, 1, 4), MR_LEARNER);
+  harness *h = with_learner(3, &o);
   cr_assert_eq(flags_at(h, 4, 4), MR_LEARNER, "the learner learned the group via snapshot + log");
   cr_assert_eq(mr_raft_last_index(h_raft(h, 4)), mr_raft_last_index(h_raft(h, 1)));
   /* leader + learner only: nothing commits */
@@ -76,11 +83,7 @@ Test(membership, learner_catches_up_but_does_not_count) {
 
 Test(membership, learner_never_campaigns_and_its_vote_does_not_count) {
   h_opts o;
-  harness *h = cluster(3, &o);
-  cr_assert(h_elect(h, 1));
-  h_add_node(h, 4, &o);
-  cr_assert_eq(change(h, 1, MR_CC_AUTO, MR_CC_ADD_LEARNER, 4), RK_OK);
-  h_tick(h, 1, 2);
+  harness *h = with_learner(3, &o);
   uint64_t term = mr_raft_term(h_raft(h, 4));
   h_isolate(h, 4);
   h_tick(h, 4, 100);
@@ -329,12 +332,7 @@ static size_t count_msgs(const mr_ready *rd, int type, int must_persist) {
  * for good once it is promoted). */
 Test(membership, a_lone_voters_first_messages_wait_for_its_new_term) {
   h_opts o;
-  harness *h = cluster(1, &o);
-  cr_assert(h_elect(h, 1));
-  h_add_node(h, 2, &o);
-  cr_assert_eq(change(h, 1, MR_CC_AUTO, MR_CC_ADD_LEARNER, 2), RK_OK);
-  h_tick(h, 1, 2);
-  cr_assert_eq(flags_at(h, 1, 2), MR_LEARNER);
+  harness *h = with_learner(1, &o);
   h_crash(h, 1);
   h_restart(h, 1);
   mr_raft *r = h_raft(h, 1);
@@ -384,11 +382,7 @@ Test(membership, a_heartbeat_answer_waits_only_when_the_term_moved) {
  * leader's log); knowing none, every voter. */
 Test(membership, a_learner_that_hears_no_leader_nudges_it) {
   h_opts o;
-  harness *h = cluster(3, &o);
-  cr_assert(h_elect(h, 1));
-  h_add_node(h, 4, &o);
-  cr_assert_eq(change(h, 1, MR_CC_AUTO, MR_CC_ADD_LEARNER, 4), RK_OK);
-  h_tick(h, 1, 2);
+  harness *h = with_learner(3, &o);
   cr_assert_eq(flags_at(h, 4, 4), MR_LEARNER);
   h_deliver_all(h);
   mr_raft *l = h_raft(h, 4);
