@@ -32,6 +32,15 @@ struct eng_state {
   rocksdb_options_t *cf_opts[CF_COUNT];
   rocksdb_options_t *sst_opts;     /* snapshot staging files (eng_state_sst_open) */
   _Atomic uint64_t ingest_retries; /* eng_state_ingest's second attempts */
+  /* The first commit or sync error, returned by every later commit, sync
+   * and ingest without asking RocksDB again: after a failed fsync a later
+   * one may succeed with the data gone (fsyncgate). RocksDB latches such
+   * errors itself; this does not depend on it. The installer thread
+   * commits too, hence atomic. */
+  _Atomic int failed;
+#ifdef RK_TEST_HOOKS
+  int test_fail_sync; /* the next sync fails as if the disk had (EIO) */
+#endif
   rocksdb_block_based_table_options_t *table;
   rocksdb_cache_t *cache;
   rocksdb_filterpolicy_t *bloom; /* owned by `table` once set */
@@ -351,30 +360,50 @@ void eng_state_batch_range_clear(eng_state_batch *b, uint64_t range) {
                                      (const char *)hi, sizeof hi);
 }
 
+/* Records the first failure (see `failed`) and returns rc. */
+static int latch(eng_state *s, int rc) {
+  int none = RK_OK;
+  atomic_compare_exchange_strong(&s->failed, &none, rc);
+  return rc;
+}
+
 int eng_state_commit(eng_state *s, eng_state_batch *b) {
   RK_ASSERT(b->s == s);
+  if (s->failed) return s->failed;
   char *err = NULL;
   rocksdb_write(s->db, s->wopts, b->wb, &err);
   if (err) {
     int rc = rk_err_from_rocksdb(err);
     RK_ERROR("state", "commit failed: %s", err);
     rocksdb_free(err);
-    return rc;
+    return latch(s, rc);
   }
   return RK_OK;
 }
 
 int eng_state_sync(eng_state *s) {
+  if (s->failed) return s->failed;
   char *err = NULL;
   rocksdb_flush_wal(s->db, 1, &err);
+  int rc = RK_OK;
   if (err) {
-    int rc = rk_err_from_rocksdb(err);
+    rc = rk_err_from_rocksdb(err);
     RK_ERROR("state", "sync failed: %s", err);
     rocksdb_free(err);
-    return rc;
   }
-  return RK_OK;
+#ifdef RK_TEST_HOOKS
+  else if (s->test_fail_sync) {
+    s->test_fail_sync = 0; /* once: what follows is the latch's doing */
+    rc = RK_EIO;
+    RK_ERROR("state", "sync failed: injected by a test");
+  }
+#endif
+  return rc == RK_OK ? RK_OK : latch(s, rc);
 }
+
+#ifdef RK_TEST_HOOKS
+void eng_state_test_fail_sync(eng_state *s) { s->test_fail_sync = 1; }
+#endif
 
 /* ---- reads -------------------------------------------------------------------- */
 
@@ -692,6 +721,7 @@ static int flush_user(eng_state *s, const char *path) {
 
 int eng_state_ingest(eng_state *s, const char *path, const void *start, size_t slen,
                      const void *end, size_t elen) {
+  if (s->failed) return s->failed;
   /* A memtable holding keys in the file's range must be flushed first. By
    * us (writers wait only for the memtable switch), not by the ingestion
    * (writers stopped for the whole flush), and only when needed: each flush

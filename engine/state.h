@@ -97,8 +97,15 @@ int eng_state_batch_count(eng_state_batch *b);
 /* Writes the batch atomically (and durably if sync_commits). The batch is
  * left as is (clear it to reuse). RK_EIO / RK_ENOSPC / RK_ECORRUPT. */
 int eng_state_commit(eng_state *s, eng_state_batch *b);
-/* Every commit made before this call is durable once it returns RK_OK. */
+/* Every commit made before this call is durable once it returns RK_OK.
+ * After a commit or sync fails, every later commit, sync and ingest
+ * returns that error without trying again (a later fsync could succeed
+ * with the data already dropped). */
 int eng_state_sync(eng_state *s);
+#ifdef RK_TEST_HOOKS
+/* The next eng_state_sync fails with RK_EIO, as a failed fsync would. */
+void eng_state_test_fail_sync(eng_state *s);
+#endif
 
 /* ---- reads ---------------------------------------------------------------- */
 

@@ -381,6 +381,7 @@ static void io_send(void *ctx, const mr_host_frame *f) {
 static void on_peer_frame(void *ctx, uint32_t node_id, uint16_t type, const uint8_t *payload,
                           uint32_t len) {
   node *n = ctx;
+  if (n->fatal) return; /* stopping: the cores' storage may be gone (node_run) */
   if (type == TP_FRAME_SNAP_CHUNK) {
     /* node_snap_on_chunk logs what it drops and why. */
     if (node_snap_on_chunk(n, node_id, payload, len) != RK_OK) n->bad_frames++;
@@ -432,7 +433,7 @@ static void on_peer_frame(void *ctx, uint32_t node_id, uint16_t type, const uint
 
 static void on_peer_up(void *ctx, uint32_t node_id, const char *client_addr) {
   node *n = ctx;
-  if (node_id == 0 || node_id > NODE_MAX_NODES || client_addr == NULL) return;
+  if (node_id == 0 || node_id > NODE_MAX_NODES || client_addr == NULL || n->fatal) return;
   snprintf(n->client_addr[node_id], TP_ADDR_MAX, "%s", client_addr);
   node_snap_peer_up(n, node_id);
   RK_INFO("node", "peer %u up (clients at %s)", node_id, client_addr);
@@ -504,6 +505,7 @@ static void on_timer(void *ctx) {
   node *n = ctx;
   uint64_t expirations = 0;
   if (read(n->timer_fd, &expirations, sizeof expirations) != (ssize_t)sizeof expirations) return;
+  if (n->fatal) return;
   /* A loop that fell behind ticks at most a few times: logical time may lag
    * real time, which only delays elections. */
   if (expirations > 3) expirations = 3;
@@ -697,6 +699,14 @@ static int open_stores(node *n) {
     return rc;
   }
   if (rec.torn_tail) RK_WARN("node", "WAL: %s", rec.message);
+#ifdef RK_TEST_HOOKS
+  if (n->test_wal_fsync_fail_at >= 0) {
+    eng_wal_hooks hk;
+    eng_wal_hooks_default(&hk);
+    hk.fail_fsync_at = n->test_wal_fsync_fail_at;
+    eng_wal_set_hooks(n->wal, &hk);
+  }
+#endif
   RK_INFO("node", "WAL recovered: %llu entries of %llu groups in %.3f s",
           (unsigned long long)rec.entries, (unsigned long long)rec.groups,
           (double)rec.elapsed_ns / 1e9);
@@ -851,6 +861,8 @@ int node_run(const node_config *cfg) {
   n->crash_after_snapshot_state = crash != NULL && strcmp(crash, "snapshot-state") == 0;
   n->crash_after_snapshot_ingest = crash != NULL && strcmp(crash, "snapshot-ingest") == 0;
   n->test_fail_state_sync = getenv("RK_TEST_STATE_SYNC_FAIL") != NULL;
+  const char *walfail = getenv("RK_TEST_WAL_FSYNC_FAIL_AT");
+  n->test_wal_fsync_fail_at = walfail != NULL ? atoll(walfail) : -1;
   const char *refuse = getenv("RK_TEST_SNAP_REFUSE");
   if (refuse != NULL && atoi(refuse) > 0) n->test_refuse_streams = (uint32_t)atoi(refuse);
   const char *chunk = getenv("RK_TEST_SNAP_CHUNK_BYTES");
@@ -900,6 +912,10 @@ int node_run(const node_config *cfg) {
          tp_net_peer_addr(n->net), tp_net_client_addr(n->net), n->table.n,
          metrics[0] ? " metrics=" : "", metrics);
   fflush(stdout);
+  /* Once n->fatal is set (a WAL, state store or install failure), no
+   * handler touches a Raft core again: a stopped WAL answers its storage
+   * reads with RK_ESTOPPED, which the cores treat as a broken invariant.
+   * The events left in the same poll return at once; the loop ends. */
   while (!n->stop && !n->fatal) {
     int timeout = -1;
     int64_t wt = eng_wal_timeout_ns(n->wal);

@@ -277,7 +277,8 @@ typedef struct node {
    * snapshot-ingest once a staged file is ingested and before the applied
    * index and the mark are written (the crash the intent's redo repairs). */
   int crash_after_snapshot_state, crash_after_snapshot_ingest;
-  int test_fail_state_sync; /* node_compact's state-store sync fails (EIO) */
+  int test_fail_state_sync;       /* node_compact's state-store sync fails (EIO) */
+  int64_t test_wal_fsync_fail_at; /* -1, or the WAL's n-th data fsync fails (EIO) */
   /* Test hook: RK_TEST_SNAP_REFUSE=N makes the node refuse the first N
    * snapshot streams it is sent (as a full staging area would). */
   uint32_t test_refuse_streams;

@@ -167,10 +167,15 @@ static void on_installed(void *ctx) {
     done = j->next;
     int rc = j->rc;
     for (size_t i = 0; i < j->n && rc == RK_OK; i++) rc = install_log(n, &j->one[i]);
-    if (rc != RK_OK)
+    if (rc != RK_OK) {
       RK_ERROR("node", "installing a snapshot failed: %s", rk_strerror(rc));
-    else
+      /* At once, not at the next turn: a state-store sync that failed on
+       * the installer thread must not be followed by another on the loop
+       * (node_compact) in this same poll, as if the data were safe. */
+      if (!n->fatal) n->fatal = rc;
+    } else {
       node_persist_add(j->p, j->w, j->nw);
+    }
     node_persist_release(j->p, rc); /* a failure is fatal for the host: the node stops */
     job_free(n, j);
   }

@@ -320,6 +320,35 @@ Test(compaction, a_failed_state_store_sync_stops_the_node) {
 #endif
 }
 
+/* A WAL fsync that fails stops the node with a clear message and a nonzero
+ * exit, not an abort: once the WAL stops, no handler touches a Raft core
+ * again (its storage answers RK_ESTOPPED, which a core treats as a broken
+ * invariant). Restarted without the fault, it recovers and catches up. */
+Test(compaction, a_failed_wal_fsync_stops_the_node_cleanly) {
+#ifdef RK_TEST_HOOKS
+  compaction_flags("0");
+  it_start(3);
+  char err[512];
+  itc_kill9(&itc, 2);
+  setenv("RK_TEST_WAL_FSYNC_FAIL_AT", "20", 1);
+  cr_assert_eq(itc_restart(&itc, 2, err, sizeof err), 0, "%s", err);
+  unsetenv("RK_TEST_WAL_FSYNC_FAIL_AT");
+  rkc_client *c = it_client(-1, 10000);
+  write_all(c, "wf");
+  int status = 0;
+  cr_assert(itc_wait_exit(itc.nodes[2].pid, 20000, &status),
+            "node 3 went on after a WAL fsync failed");
+  itc.nodes[2].pid = 0;
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0,
+            "node 3 ended with status %#x (a signal is a crash)", status);
+  cr_assert(itc_log_has(&itc, 2, "WAL stopped"), "node 3 says why it stopped");
+  cr_assert_eq(itc_restart(&itc, 2, err, sizeof err), 0, "%s", err);
+  cr_assert(wait_caught_up(c, 2, 0, 0, 30000), "node 3 did not catch up after its restart");
+  read_sample(c, "wf");
+  rkc_close(c);
+#endif
+}
+
 /* A receiver that drops a stream says so: its sender abandons the stream at
  * once (counted as dropped on the sending side, which a stream sent whole
  * into nothing never is), waits out its backoff, streams again, and the

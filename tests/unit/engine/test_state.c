@@ -398,3 +398,30 @@ Test(state, a_snapshot_intent_roundtrips_and_clears) {
   eng_rmtree(dir);
   free(dir);
 }
+
+#ifdef RK_TEST_HOOKS
+/* A failed sync is never followed by one that "succeeds": every later
+ * commit, sync and ingest returns the first error without asking RocksDB
+ * (after a failed fsync the kernel may have dropped the dirty pages). */
+Test(state, a_failed_sync_fails_everything_after_it) {
+  char *dir = eng_tmpdir();
+  eng_state *s = open_state(dir, 7, 1);
+  eng_state_batch *b = eng_state_batch_new(s);
+  eng_state_batch_put(b, "k", 1, "v", 1);
+  cr_assert_eq(eng_state_commit(s, b), RK_OK);
+  eng_state_test_fail_sync(s);
+  cr_assert_eq(eng_state_sync(s), RK_EIO);
+  cr_assert_eq(eng_state_sync(s), RK_EIO, "a second sync must not succeed");
+  cr_assert_eq(eng_state_commit(s, b), RK_EIO, "nor a commit");
+  cr_assert_eq(eng_state_ingest(s, "/nonexistent/x.sst", NULL, 0, NULL, 0), RK_EIO,
+               "nor an ingest: the first error, not the file's");
+  void *v = NULL;
+  size_t vlen = 0;
+  cr_assert_eq(eng_state_get(s, "k", 1, &v, &vlen), RK_OK, "reads still answer");
+  free(v);
+  eng_state_batch_free(b);
+  eng_state_close(s);
+  eng_rmtree(dir);
+  free(dir);
+}
+#endif
