@@ -39,11 +39,15 @@
  * 5. Segments after the resume point were prepared ahead; one whose lowest
  *    sequence number is above the one appends resume with (prepared when a
  *    batch opened that never landed) goes, with every one after it.
- * 6. Every segment kept is fdatasync'ed before its batches count as
- *    durable: what the scan read may be only in the page cache (the batch
- *    whose sync was in flight when the process died), and a restarted
- *    replica answers for its log without syncing it again. A failed sync
- *    fails the open.
+ * 6. (Done first, as each file is opened.) Every segment is fdatasync'ed
+ *    and its cached pages dropped before anything of it is read, so the
+ *    scan reads what is on the disk: a restarted replica answers for its
+ *    log without syncing it again. The batch whose sync was in flight when
+ *    the process was killed is still dirty in the page cache: the sync
+ *    writes it. A batch whose writeback FAILED is cached as clean yet not
+ *    on the disk (the error went to the process that died, so this sync
+ *    succeeds): dropping the cache makes the scan see the disk's bytes
+ *    instead. A failed sync fails the open.
  */
 #include "engine/wal_int.h"
 
@@ -344,6 +348,15 @@ int wal_recover(eng_wal *w, eng_wal_recovery *rec) {
       rec_msg(rec, "%s is larger than any segment", path);
       goto out;
     }
+    /* Step 6 of the file comment, before anything is read. */
+    if (recovery_sync(ss[i].fd) != 0) {
+      rc = rk_err_from_errno(errno);
+      rec_msg(rec, "cannot sync WAL segment %016" PRIx64 ".wal before reading it: %s", ss[i].seq,
+              strerror(errno));
+      RK_ERROR("wal", "%s", rec->message);
+      goto out;
+    }
+    (void)posix_fadvise(ss[i].fd, 0, 0, POSIX_FADV_DONTNEED);
     ssize_t r = ss[i].size >= WAL_SEG_HDR ? pread(ss[i].fd, hb, WAL_SEG_HDR, 0) : 0;
     int hrc = r == (ssize_t)WAL_SEG_HDR ? wal_seg_hdr_decode(hb, &h) : RK_ECORRUPT;
     if (hrc == RK_OK && h.seq != seqs[i]) hrc = RK_ECORRUPT;
@@ -548,15 +561,6 @@ int wal_recover(eng_wal *w, eng_wal_recovery *rec) {
   while (n > keep) {
     rc = drop_newest(w, ss, &n, "prepared ahead and never written");
     if (rc != RK_OK) goto out;
-  }
-  for (size_t i = 0; i < n; i++) {
-    if (recovery_sync(ss[i].fd) != 0) {
-      rc = rk_err_from_errno(errno);
-      rec_msg(rec, "cannot sync WAL segment %016" PRIx64 ".wal after reading it back: %s",
-              ss[i].seq, strerror(errno));
-      RK_ERROR("wal", "%s", rec->message);
-      goto out;
-    }
   }
   if (fsync(w->dirfd) != 0) {
     rc = rk_err_from_errno(errno);

@@ -582,6 +582,7 @@ Test(wal_recovery, a_batch_written_but_never_synced_is_synced_before_it_counts) 
   eng_wal_recovery rec;
   cr_assert_eq(eng_wal_open(&o, &w, &rec), RK_EIO, "a failed sync must fail the open");
   cr_assert(strstr(rec.message, "cannot sync WAL segment") != NULL, "%s", rec.message);
+  cr_assert_eq(rec.batches, 0, "nothing was read before the sync");
   sync_fails = 0;
   sync_calls = 0;
   cr_assert_eq(eng_wal_open(&o, &w, &rec), RK_OK, "%s", rec.message);
