@@ -256,6 +256,7 @@ typedef struct eng_wal_hooks {
   int64_t fail_write_at;   /* -1: never; n: the n-th batch write fails */
   int fail_errno;          /* errno injected (EIO when 0) */
   int64_t short_write_at;  /* -1: never; n: the n-th batch write reports half its bytes */
+  int64_t fail_read_at;    /* -1: never; n: the n-th entry read from a segment fails */
   int64_t fail_submit_at;  /* -1: never; n: the n-th batch's io_uring_submit fails (EBUSY
                             * unless fail_errno), its SQEs left in the ring */
   int crash;               /* ENG_WAL_CRASH_* */

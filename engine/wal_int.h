@@ -300,7 +300,7 @@ struct eng_wal {
   eng_wal_stats st;
 #ifdef RK_TEST_HOOKS
   eng_wal_hooks hooks;
-  uint64_t nfsync_seen, nwrite_seen, nshort_seen, nsubmit_seen;
+  uint64_t nfsync_seen, nwrite_seen, nshort_seen, nsubmit_seen, nread_seen;
 #endif
 };
 

@@ -320,10 +320,11 @@ void eng_wal_hooks_default(eng_wal_hooks *h) {
   h->fail_write_at = -1;
   h->short_write_at = -1;
   h->fail_submit_at = -1;
+  h->fail_read_at = -1;
 }
 void eng_wal_set_hooks(eng_wal *w, const eng_wal_hooks *h) {
   w->hooks = *h;
-  w->nfsync_seen = w->nwrite_seen = w->nshort_seen = w->nsubmit_seen = 0;
+  w->nfsync_seen = w->nwrite_seen = w->nshort_seen = w->nsubmit_seen = w->nread_seen = 0;
 }
 void eng_wal_check_invariants(const eng_wal *w) { wal_check_invariants(w); }
 uint64_t eng_wal_next_batch_seq(const eng_wal *w) { return w->open ? w->open->seq : w->next_bseq; }

@@ -76,6 +76,10 @@ int wal_read_payload(eng_wal *w, const wal_group *g, uint64_t index, const wal_l
     return RK_ECORRUPT;
   }
   uint8_t hdr[WAL_REC_ENTRY_HDR];
+#ifdef RK_TEST_HOOKS
+  if (w->hooks.fail_read_at >= 0 && w->nread_seen++ == (uint64_t)w->hooks.fail_read_at)
+    return w->hooks.fail_errno ? rk_err_from_errno(w->hooks.fail_errno) : RK_EIO;
+#endif
   ssize_t r = pread(s->fd, hdr, sizeof hdr, loc->off);
   if (r < 0) return rk_err_from_errno(errno);
   wal_rec rec;

@@ -120,30 +120,48 @@ uint64_t node_cluster_id_of(const node_config *cfg) {
 
 /* ---- the host's log storage: the WAL's per-group view ------------------------ */
 
+_Noreturn void node_storage_fault(const node *n, uint64_t range, const char *what, int rc) {
+  char where[48] = "";
+  if (range != 0) snprintf(where, sizeof where, "range %llu: ", (unsigned long long)range);
+  RK_ERROR("node", "%s%s failed: %s; node %u stops (exit %d)", where, what, rk_strerror(rc),
+           n->cfg.node_id, NODE_EXIT_STORAGE);
+  fflush(NULL);
+  _exit(NODE_EXIT_STORAGE);
+}
+
+/* What the Raft core may be answered: anything else is a fault of the
+ * disk or the store, and the node stops (a core would abort on it). */
+static int st_answer(const node_range *r, const char *what, int rc) {
+  if (rc != RK_OK && rc != RK_ECOMPACTED && rc != RK_EUNAVAILABLE)
+    node_storage_fault(r->n, r->desc.id, what, rc);
+  return rc;
+}
+
 static uint64_t st_first(void *ctx) {
   node_range *r = ctx;
   uint64_t v = 1;
-  int rc = eng_wal_first_index(r->n->wal, r->desc.id, &v);
-  RK_ASSERTF(rc == RK_OK, "wal first_index: %s", rk_strerror(rc));
+  if (eng_wal_first_index(r->n->wal, r->desc.id, &v) != RK_OK)
+    node_storage_fault(r->n, r->desc.id, "reading its log's first index", RK_ESTOPPED);
   return v;
 }
 
 static uint64_t st_last(void *ctx) {
   node_range *r = ctx;
   uint64_t v = 0;
-  int rc = eng_wal_last_index(r->n->wal, r->desc.id, &v);
-  RK_ASSERTF(rc == RK_OK, "wal last_index: %s", rk_strerror(rc));
+  if (eng_wal_last_index(r->n->wal, r->desc.id, &v) != RK_OK)
+    node_storage_fault(r->n, r->desc.id, "reading its log's last index", RK_ESTOPPED);
   return v;
 }
 
 static int st_term(void *ctx, uint64_t i, uint64_t *term) {
   node_range *r = ctx;
-  return eng_wal_term(r->n->wal, r->desc.id, i, term);
+  return st_answer(r, "reading a term from its log", eng_wal_term(r->n->wal, r->desc.id, i, term));
 }
 
 static int st_entries(void *ctx, uint64_t lo, uint64_t hi, uint64_t max_bytes, rk_entry_vec *out) {
   node_range *r = ctx;
-  return eng_wal_entries(r->n->wal, r->desc.id, lo, hi, max_bytes, out);
+  return st_answer(r, "reading its log",
+                   eng_wal_entries(r->n->wal, r->desc.id, lo, hi, max_bytes, out));
 }
 
 static int st_snapshot(void *ctx, mr_snapshot *out) {
@@ -690,6 +708,11 @@ static int open_stores(node *n) {
       wo.rewrite_max_group_bytes = (n->wal_batch_bytes - 4096) / 2;
   }
   n->wal_max_entry_bytes = wo.max_entry_bytes;
+#ifdef RK_TEST_HOOKS
+  /* RK_TEST_WAL_CACHE_BYTES=0: every durable entry is read from its file. */
+  const char *cache = getenv("RK_TEST_WAL_CACHE_BYTES");
+  if (cache != NULL) wo.cache_bytes = (uint64_t)atoll(cache);
+#endif
   eng_wal_recovery rec;
   memset(&rec, 0, sizeof rec);
   rc = eng_wal_open(&wo, &n->wal, &rec);
@@ -700,10 +723,11 @@ static int open_stores(node *n) {
   }
   if (rec.torn_tail) RK_WARN("node", "WAL: %s", rec.message);
 #ifdef RK_TEST_HOOKS
-  if (n->test_wal_fsync_fail_at >= 0) {
+  if (n->test_wal_fsync_fail_at >= 0 || n->test_wal_read_fail_at >= 0) {
     eng_wal_hooks hk;
     eng_wal_hooks_default(&hk);
     hk.fail_fsync_at = n->test_wal_fsync_fail_at;
+    hk.fail_read_at = n->test_wal_read_fail_at;
     eng_wal_set_hooks(n->wal, &hk);
   }
 #endif
@@ -811,15 +835,24 @@ static int start_fds(node *n) {
   return rc;
 }
 
-static void shutdown_node(node *n) {
-  if (n->wal) {
+/* Returns the first error of the final syncs (RK_OK if none): a clean stop
+ * whose last sync failed is not a clean stop, whatever was acknowledged. */
+static int shutdown_node(node *n) {
+  int first = RK_OK;
+  if (n->wal && !n->fatal) {
     int rc = eng_wal_sync(n->wal);
-    if (rc != RK_OK) RK_WARN("node", "final WAL sync: %s", rk_strerror(rc));
+    if (rc != RK_OK) {
+      RK_ERROR("node", "final WAL sync: %s", rk_strerror(rc));
+      first = rc;
+    }
   }
   if (n->state && !n->fatal) { /* after a failure nothing is synced again */
-    /* Not fatal here: the WAL still holds what the state store lacks. */
+    /* Nothing is lost if it fails: the WAL still holds what the store lacks. */
     int rc = eng_state_sync(n->state);
-    if (rc != RK_OK) RK_WARN("node", "final state store sync: %s", rk_strerror(rc));
+    if (rc != RK_OK) {
+      RK_ERROR("node", "final state store sync: %s", rk_strerror(rc));
+      if (first == RK_OK) first = rc;
+    }
   }
   node_snap_free(n); /* before the state store: streams hold its iterators */
   node_metrics_stop(n);
@@ -835,6 +868,7 @@ static void shutdown_node(node *n) {
   range_table_free(&n->table);
   if (n->timer_fd > 0) close(n->timer_fd);
   if (n->signal_fd > 0) close(n->signal_fd);
+  return first;
 }
 
 int node_run(const node_config *cfg) {
@@ -863,6 +897,8 @@ int node_run(const node_config *cfg) {
   n->test_fail_state_sync = getenv("RK_TEST_STATE_SYNC_FAIL") != NULL;
   const char *walfail = getenv("RK_TEST_WAL_FSYNC_FAIL_AT");
   n->test_wal_fsync_fail_at = walfail != NULL ? atoll(walfail) : -1;
+  const char *readfail = getenv("RK_TEST_WAL_READ_FAIL_AT");
+  n->test_wal_read_fail_at = readfail != NULL ? atoll(readfail) : -1;
   const char *refuse = getenv("RK_TEST_SNAP_REFUSE");
   if (refuse != NULL && atoi(refuse) > 0) n->test_refuse_streams = (uint32_t)atoi(refuse);
   const char *chunk = getenv("RK_TEST_SNAP_CHUNK_BYTES");
@@ -937,8 +973,9 @@ int node_run(const node_config *cfg) {
     if (n->ntx > 0 && !n->fatal) (void)node_snap_pump(n);
   }
   rc = n->fatal ? n->fatal : RK_OK;
-out:
-  shutdown_node(n);
+out:;
+  int src = shutdown_node(n);
+  if (rc == RK_OK) rc = src;
   free(n);
   return rc;
 }

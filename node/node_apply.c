@@ -63,7 +63,8 @@ static void apply_cmd(node *n, overlay *ov, const kv_cmd *c, uint8_t *swapped) {
       curlen = s->vlen;
     } else {
       int rc = eng_state_get(n->state, c->key, c->klen, &owned, &curlen);
-      RK_ASSERTF(rc == RK_OK || rc == RK_ENOTFOUND, "state store read: %s", rk_strerror(rc));
+      if (rc != RK_OK && rc != RK_ENOTFOUND)
+        node_storage_fault(n, 0, "reading a key for a compare-and-set", rc);
       present = rc == RK_OK;
       cur = owned;
     }

@@ -279,12 +279,21 @@ typedef struct node {
   int crash_after_snapshot_state, crash_after_snapshot_ingest;
   int test_fail_state_sync;       /* node_compact's state-store sync fails (EIO) */
   int64_t test_wal_fsync_fail_at; /* -1, or the WAL's n-th data fsync fails (EIO) */
+  int64_t test_wal_read_fail_at;  /* -1, or the WAL's n-th entry read from a file fails */
   /* Test hook: RK_TEST_SNAP_REFUSE=N makes the node refuse the first N
    * snapshot streams it is sent (as a full staging area would). */
   uint32_t test_refuse_streams;
 } node;
 
 #define NODE_TEST_CRASH_EXIT 86
+/* Exit status when reading the WAL or the state store fails (EX_IOERR of
+ * sysexits.h): a range's log or data cannot be read, so the node stops at
+ * once with the error named, as a crash would leave it (both stores
+ * recover), without an abort's core dump (node_storage_fault). */
+#define NODE_EXIT_STORAGE 74
+/* Logs what could not be read (of range, 0: of no one range) and exits
+ * NODE_EXIT_STORAGE. */
+_Noreturn void node_storage_fault(const node *n, uint64_t range, const char *what, int rc);
 
 uint64_t node_now_ms(void);
 /* node_apply.c: the host's apply and read_ready callbacks. */

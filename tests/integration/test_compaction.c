@@ -349,6 +349,37 @@ Test(compaction, a_failed_wal_fsync_stops_the_node_cleanly) {
 #endif
 }
 
+/* A WAL read that fails (here the first entry a follower reads back from a
+ * segment to apply it: its entry cache is off) stops the node with the
+ * range named and exit status 74 (EX_IOERR), not an abort. Without the
+ * fault it restarts and catches up. */
+Test(compaction, a_failed_wal_read_stops_the_node_with_its_own_status) {
+#ifdef RK_TEST_HOOKS
+  compaction_flags("0");
+  it_start(3);
+  char err[512];
+  itc_kill9(&itc, 2);
+  setenv("RK_TEST_WAL_READ_FAIL_AT", "0", 1);
+  setenv("RK_TEST_WAL_CACHE_BYTES", "0", 1);
+  cr_assert_eq(itc_restart(&itc, 2, err, sizeof err), 0, "%s", err);
+  unsetenv("RK_TEST_WAL_READ_FAIL_AT");
+  unsetenv("RK_TEST_WAL_CACHE_BYTES");
+  rkc_client *c = it_client(-1, 10000);
+  write_all(c, "wr");
+  int status = 0;
+  cr_assert(itc_wait_exit(itc.nodes[2].pid, 20000, &status),
+            "node 3 went on after a WAL read failed");
+  itc.nodes[2].pid = 0;
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 74,
+            "node 3 ended with status %#x (want exit 74; a signal is a crash)", status);
+  cr_assert(itc_log_has(&itc, 2, "reading its log failed"), "node 3 says what failed");
+  cr_assert_eq(itc_restart(&itc, 2, err, sizeof err), 0, "%s", err);
+  cr_assert(wait_caught_up(c, 2, 0, 0, 30000), "node 3 did not catch up after its restart");
+  read_sample(c, "wr");
+  rkc_close(c);
+#endif
+}
+
 /* A receiver that drops a stream says so: its sender abandons the stream at
  * once (counted as dropped on the sending side, which a stream sent whole
  * into nothing never is), waits out its backoff, streams again, and the
