@@ -215,11 +215,16 @@ static void submit_batch(eng_wal *w, wal_batch *b) {
     return;
   }
 #endif
-  struct io_uring_sqe *wr = io_uring_get_sqe(&w->ring);
-  if (wr == NULL) {
-    io_uring_submit(&w->ring);
-    wr = io_uring_get_sqe(&w->ring);
+  /* The write and its linked fsync need two free slots together (a link
+   * cannot span submits). A submit that cannot free them (the kernel
+   * refusing it) fails the batch like any I/O error: never an abort. */
+  if (io_uring_sq_space_left(&w->ring) < 2) io_uring_submit(&w->ring);
+  if (io_uring_sq_space_left(&w->ring) < 2) {
+    RK_ERROR("wal", "no room in the io_uring submission queue for batch %" PRIu64, b->seq);
+    wal_fail(w, RK_EIO);
+    return;
   }
+  struct io_uring_sqe *wr = io_uring_get_sqe(&w->ring);
   RK_ASSERT(wr != NULL);
   io_uring_prep_write(wr, s->fd, b->buf + b->written, (unsigned)(b->len - b->written),
                       b->off + b->written);
@@ -229,9 +234,7 @@ static void submit_batch(eng_wal *w, wal_batch *b) {
    * in the event loop's submit. */
   wr->flags |= IOSQE_IO_LINK | IOSQE_ASYNC;
   struct io_uring_sqe *fs = io_uring_get_sqe(&w->ring);
-  if (fs == NULL) { /* cannot split a link across submits: ring too small is a bug */
-    RK_UNREACHABLE();
-  }
+  RK_ASSERT(fs != NULL); /* room for both was checked above */
   io_uring_prep_fsync(fs, s->fd, IORING_FSYNC_DATASYNC);
   io_uring_sqe_set_data(fs, &b->op_fsync);
   b->write_done = b->fsync_done = 0;

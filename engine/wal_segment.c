@@ -184,6 +184,17 @@ static int seg_start(eng_wal *w, wal_seg *s) {
   }
   kinds[nops++] = WAL_OP_PREP_DIRSYNC;
   if (io_uring_sq_space_left(&w->ring) < (unsigned)nops) io_uring_submit(&w->ring);
+  if (io_uring_sq_space_left(&w->ring) < (unsigned)nops) {
+    /* The kernel would not take what is queued: an I/O error, not an
+     * abort (the caller fails the append, or the WAL). */
+    RK_ERROR("wal", "no room in the io_uring submission queue to prepare segment %" PRIu64, s->seq);
+    close(s->fd); /* a spare stays on disk, found again at the next open */
+    s->fd = -1;
+    if (!h.recycled) unlink(path);
+    if (h.recycled) w->st.segments_recycled--;
+    s->state = WAL_SEG_QUEUED;
+    return RK_EIO;
+  }
   for (int i = 0; i < nops; i++) {
     struct io_uring_sqe *sq = io_uring_get_sqe(&w->ring);
     RK_ASSERT(sq != NULL);
