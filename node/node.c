@@ -839,9 +839,11 @@ static int start_fds(node *n) {
  * whose last sync failed is not a clean stop, whatever was acknowledged. */
 static int shutdown_node(node *n) {
   int first = RK_OK;
-  if (n->wal && !n->fatal) {
+  if (n->wal) {
+    /* Even after a failure: the WAL's own callbacks must fire while the
+     * host is alive (a stopped WAL fails them and retries nothing). */
     int rc = eng_wal_sync(n->wal);
-    if (rc != RK_OK) {
+    if (rc != RK_OK && !n->fatal) {
       RK_ERROR("node", "final WAL sync: %s", rk_strerror(rc));
       first = rc;
     }
