@@ -506,14 +506,21 @@ static void node_up(mr_host *h, host_peer *p) {
   for (size_t s = 0; s < h->nslots; s++) {
     host_group *g = h->slots[s];
     if (g == NULL || !(g->flags & HG_QUIESCED) || mr_raft_role(g->r) != MR_LEADER) continue;
+    uint64_t last = mr_raft_last_index(g->r);
     mr_conf c;
     mr_raft_conf(g->r, &c);
     for (uint8_t i = 0; i < c.n; i++) {
       if (mr_host_replica_node(c.r[i].id) != p->node) continue;
-      /* Even one that matched our whole log: it may have restarted with
-       * an older commit (a follower persists commit lazily), and if it is
-       * a learner nothing else would ever tell it (a voter would campaign
-       * and wake us; a learner never does). */
+      /* Only groups whose replica there lags: waking every group on a
+       * flap would storm. One that matched our log but restarted with an
+       * older commit (followers persist it lazily) wakes us itself: a
+       * voter campaigns, a learner nudges (raft.c, nudge_leader). */
+      uint64_t match = 0, next = 0;
+      int state = 0;
+      uint32_t inflight = 0;
+      if (mr_raft_progress(g->r, c.r[i].id, &match, &next, &state, &inflight) == RK_OK &&
+          match == last)
+        continue;
       host_wake(h, g, 0);
       host_mark_dirty(h, g);
       h->st.liveness_wakes++;

@@ -19,12 +19,12 @@
  * asks for nothing (the follower's "quiesced too", or a same-term answer
  * without a read round arriving after the leader quiesced: see resp_wakes
  * in host.c). Replicas on nodes declared down are left out of the quiesce
- * condition; when such a node is heard from again, every quiesced leader
- * with a replica there wakes (even one that matched its whole log: it may
- * have restarted with an older commit, which followers persist lazily). An
- * awake follower that hears nothing campaigns, which wakes its leader; a
- * learner never campaigns, so it nudges the leader instead (raft.c,
- * nudge_leader). A quiesced follower's leader lease is
+ * condition; when such a node is heard from again, leaders whose replicas
+ * there lag wake and catch them up. One that matched but restarted with an
+ * older commit (followers persist it lazily) wakes its leader itself: an
+ * awake follower that hears nothing campaigns; a learner never campaigns,
+ * so it nudges the leader instead (raft.c, nudge_leader). A quiesced
+ * follower's leader lease is
  * node liveness (its core is not ticked): it grants (pre-)votes once the
  * leader's node has been silent for over half the liveness timeout.
  *

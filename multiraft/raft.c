@@ -44,6 +44,12 @@ int mr_is_voter(const mr_raft *r, uint64_t id) {
   return pr && mr_quorum_is_voter(pr->flags);
 }
 
+/* In the configuration, as a learner (not a replica removed from it). */
+static int mr_is_learner(const mr_raft *r) {
+  const mr_progress *pr = mr_pr_find(r, r->cfg.id);
+  return pr != NULL && !mr_quorum_is_voter(pr->flags);
+}
+
 int mr_self_promotable(const mr_raft *r) { return mr_is_voter(r, r->cfg.id) && !r->unstable_snap; }
 
 uint64_t mr_committed_term_is_current(const mr_raft *r) {
@@ -274,7 +280,7 @@ void mr_raft_tick(mr_raft *r) {
     r->election_elapsed = 0;
     if (mr_self_promotable(r))
       mr_raft_campaign(r);
-    else if (r->role == MR_FOLLOWER && !mr_is_voter(r, r->cfg.id))
+    else if (r->role == MR_FOLLOWER && mr_is_learner(r))
       nudge_leader(r);
   }
 }
