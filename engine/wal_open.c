@@ -258,6 +258,21 @@ int wal_check_invariants(const eng_wal *w) {
   RK_ASSERT(w->inflight == NULL || w->inflight->seq == w->durable_bseq + 1);
   RK_ASSERT(w->nsegs == 0 || (w->cur_seg >= w->seg_first && w->cur_seg < w->seg_first + w->nsegs));
   RK_ASSERT(w->cur_off >= WAL_SEG_HDR && w->cur_off <= w->opt.segment_bytes);
+  /* segments: READY ones, then at most one PREPARING, then QUEUED ones
+   * (no file yet, nothing on the ring) */
+  int stage = WAL_SEG_READY;
+  for (size_t i = 0; i < w->nsegs; i++) {
+    const wal_seg *s = w->segs[i];
+    if (s->state == WAL_SEG_READY) {
+      RK_ASSERT(stage == WAL_SEG_READY && s->fd >= 0);
+    } else if (s->state == WAL_SEG_PREPARING) {
+      RK_ASSERT(stage == WAL_SEG_READY);
+      stage = WAL_SEG_PREPARING;
+    } else {
+      RK_ASSERT(s->state == WAL_SEG_QUEUED && s->fd < 0 && s->prep_pending == 0);
+      stage = WAL_SEG_QUEUED;
+    }
+  }
   /* batches: in flight, then sealed, then open, with consecutive sequences */
   uint64_t expect = w->inflight ? w->inflight->seq + 1 : w->durable_bseq + 1;
   for (const wal_batch *b = w->sealed; b; b = b->next) {

@@ -116,6 +116,8 @@ static int take_spare(eng_wal *w, wal_seg *s) {
   return -1;
 }
 
+static int spares_push(eng_wal *w, uint64_t id);
+
 /* Starts a queued segment's preparation: its file (a spare, else a new
  * one) and the ring chain that gives it a durable header and name. */
 static int seg_start(eng_wal *w, wal_seg *s) {
@@ -188,10 +190,19 @@ static int seg_start(eng_wal *w, wal_seg *s) {
     /* The kernel would not take what is queued: an I/O error, not an
      * abort (the caller fails the append, or the WAL). */
     RK_ERROR("wal", "no room in the io_uring submission queue to prepare segment %" PRIu64, s->seq);
-    close(s->fd); /* a spare stays on disk, found again at the next open */
+    close(s->fd);
     s->fd = -1;
-    if (!h.recycled) unlink(path);
-    if (h.recycled) w->st.segments_recycled--;
+    if (h.recycled) {
+      w->st.segments_recycled--;
+      uint64_t id = 0;
+      if (wal_parse_name(s->spare_name, ".spare", &id) && spares_push(w, id) == RK_OK) {
+        /* back at the front, where take_spare found it */
+        memmove(w->spares + 1, w->spares, (w->nspares - 1) * sizeof *w->spares);
+        w->spares[0] = id;
+      }
+    } else {
+      unlink(path);
+    }
     s->state = WAL_SEG_QUEUED;
     return RK_EIO;
   }
@@ -218,7 +229,10 @@ static int seg_start(eng_wal *w, wal_seg *s) {
   w->ops_out += nops;
   int sr = io_uring_submit(&w->ring);
   if (sr < 0) {
+    /* Its chain sits unsubmitted and every segment queued behind it
+     * would wait: stop the WAL, as submit_batch does. */
     RK_ERROR("wal", "io_uring_submit: %s", strerror(-sr));
+    wal_fail(w, RK_EIO);
     return rk_err_from_errno(sr);
   }
   return RK_OK;

@@ -399,7 +399,7 @@ static void io_send(void *ctx, const mr_host_frame *f) {
 static void on_peer_frame(void *ctx, uint32_t node_id, uint16_t type, const uint8_t *payload,
                           uint32_t len) {
   node *n = ctx;
-  if (n->fatal) return; /* stopping: the cores' storage may be gone (node_run) */
+  if (node_stopping(n)) return;
   if (type == TP_FRAME_SNAP_CHUNK) {
     /* node_snap_on_chunk logs what it drops and why. */
     if (node_snap_on_chunk(n, node_id, payload, len) != RK_OK) n->bad_frames++;
@@ -451,7 +451,7 @@ static void on_peer_frame(void *ctx, uint32_t node_id, uint16_t type, const uint
 
 static void on_peer_up(void *ctx, uint32_t node_id, const char *client_addr) {
   node *n = ctx;
-  if (node_id == 0 || node_id > NODE_MAX_NODES || client_addr == NULL || n->fatal) return;
+  if (node_id == 0 || node_id > NODE_MAX_NODES || client_addr == NULL || node_stopping(n)) return;
   snprintf(n->client_addr[node_id], TP_ADDR_MAX, "%s", client_addr);
   node_snap_peer_up(n, node_id);
   RK_INFO("node", "peer %u up (clients at %s)", node_id, client_addr);
@@ -523,7 +523,7 @@ static void on_timer(void *ctx) {
   node *n = ctx;
   uint64_t expirations = 0;
   if (read(n->timer_fd, &expirations, sizeof expirations) != (ssize_t)sizeof expirations) return;
-  if (n->fatal) return;
+  if (node_stopping(n)) return;
   /* A loop that fell behind ticks at most a few times: logical time may lag
    * real time, which only delays elections. */
   if (expirations > 3) expirations = 3;
@@ -535,6 +535,15 @@ static void on_timer(void *ctx) {
     n->ticks_since_compact = 0;
     node_compact(n);
   }
+}
+
+int node_stopping(node *n) {
+  int rc = n->wal ? eng_wal_stopped(n->wal) : RK_OK;
+  if (rc != RK_OK && !n->fatal) {
+    RK_ERROR("node", "WAL stopped: %s", rk_strerror(rc));
+    n->fatal = rc;
+  }
+  return n->fatal != RK_OK;
 }
 
 static void on_wal(void *ctx) {
@@ -954,7 +963,7 @@ int node_run(const node_config *cfg) {
    * handler touches a Raft core again: a stopped WAL answers its storage
    * reads with RK_ESTOPPED, which the cores treat as a broken invariant.
    * The events left in the same poll return at once; the loop ends. */
-  while (!n->stop && !n->fatal) {
+  while (!n->stop && !node_stopping(n)) {
     int timeout = -1;
     int64_t wt = eng_wal_timeout_ns(n->wal);
     if (wt >= 0) timeout = (int)((wt + 999999) / 1000000);
@@ -964,7 +973,7 @@ int node_run(const node_config *cfg) {
     if (n->ntx > 0 && (timeout < 0 || timeout > 1)) timeout = 1;
     (void)tp_net_poll(n->net, timeout);
     on_wal(n);
-    for (int i = 0; i < 64 && mr_host_has_work(n->host) && !n->fatal; i++) {
+    for (int i = 0; i < 64 && mr_host_has_work(n->host) && !node_stopping(n); i++) {
       if (mr_host_turn(n->host) == RK_ESTOPPED) {
         n->fatal = RK_ESTOPPED;
         RK_ERROR("node", "a WAL write failed: the node stops (no write is ever retried as if "
@@ -972,7 +981,7 @@ int node_run(const node_config *cfg) {
       }
       on_wal(n);
     }
-    if (n->ntx > 0 && !n->fatal) (void)node_snap_pump(n);
+    if (n->ntx > 0 && !node_stopping(n)) (void)node_snap_pump(n);
   }
   rc = n->fatal ? n->fatal : RK_OK;
 out:;

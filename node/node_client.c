@@ -367,7 +367,7 @@ static void handle_status(node *n, uint64_t conn, const Rangekv__ClientRequest *
 void node_on_client_frame(void *ctx, uint64_t conn, uint16_t type, const uint8_t *payload,
                           uint32_t len) {
   node *n = ctx;
-  if (n->fatal) return; /* stopping (node_run): the client sees its connection close */
+  if (node_stopping(n)) return; /* the client sees its connection close */
   if (type != TP_FRAME_CLIENT_REQUEST) {
     RK_WARN("node", "client %llu sent a frame of type %s: closed", (unsigned long long)conn,
             tp_frame_type_name(type));

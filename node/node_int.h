@@ -291,6 +291,12 @@ typedef struct node {
  * once with the error named, as a crash would leave it (both stores
  * recover), without an abort's core dump (node_storage_fault). */
 #define NODE_EXIT_STORAGE 74
+/* Whether the node is stopping (n->fatal, which a stopped WAL sets here if
+ * nothing has yet). Every event handler asks first: once it is, no Raft core
+ * is touched again, since a stopped WAL answers their storage reads with
+ * RK_ESTOPPED. The WAL can stop inside an append or a purge, not only in
+ * on_wal. */
+int node_stopping(node *n);
 /* Logs what could not be read (of range, 0: of no one range) and exits
  * NODE_EXIT_STORAGE. */
 _Noreturn void node_storage_fault(const node *n, uint64_t range, const char *what, int rc);

@@ -194,7 +194,7 @@ static void on_conn(void *ctx) {
   node *n = c->n;
   ssize_t r = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
   if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
-  if (r <= 0 || n->fatal) { /* stopping: the cores are not read again (node_run) */
+  if (r <= 0 || node_stopping(n)) {
     conn_close(n, c);
     return;
   }
