@@ -549,8 +549,8 @@ int node_stopping(node *n) {
 static void on_wal(void *ctx) {
   node *n = ctx;
   int rc = eng_wal_process(n->wal);
-  if (rc != RK_OK && !n->fatal) {
-    RK_ERROR("node", "WAL stopped: %s", rk_strerror(rc));
+  if (rc != RK_OK && !node_stopping(n)) { /* an error that did not stop the WAL */
+    RK_ERROR("node", "WAL: %s", rk_strerror(rc));
     n->fatal = rc;
   }
 }

@@ -294,6 +294,37 @@ Test(compaction, a_node_compacted_past_catches_up_from_snapshots) {
   only_node_serves(0, 2, 1);
 }
 
+#ifdef RK_TEST_HOOKS
+/* Kills node 3 and restarts it with env (NAME, VALUE pairs, NULL ends)
+ * set for it alone. */
+static void restart_node3_with(const char *const *env) {
+  char err[512];
+  itc_kill9(&itc, 2);
+  for (const char *const *e = env; *e; e += 2) setenv(e[0], e[1], 1);
+  cr_assert_eq(itc_restart(&itc, 2, err, sizeof err), 0, "%s", err);
+  for (const char *const *e = env; *e; e += 2) unsetenv(e[0]);
+}
+
+/* Writes the tag's keys and waits for node 3 to stop by itself; returns its
+ * wait status, and checks its log says `why`. */
+static int node3_stops(rkc_client *c, const char *tag, const char *why) {
+  write_all(c, tag);
+  int status = 0;
+  cr_assert(itc_wait_exit(itc.nodes[2].pid, 20000, &status), "node 3 went on (want: %s)", why);
+  itc.nodes[2].pid = 0;
+  cr_assert(itc_log_has(&itc, 2, why), "node 3 does not say \"%s\"", why);
+  return status;
+}
+
+/* Restarts node 3 without any fault: it recovers and catches up. */
+static void node3_recovers(rkc_client *c, const char *tag) {
+  char err[512];
+  cr_assert_eq(itc_restart(&itc, 2, err, sizeof err), 0, "%s", err);
+  cr_assert(wait_caught_up(c, 2, 0, 0, 30000), "node 3 did not catch up after its restart");
+  read_sample(c, tag);
+}
+#endif
+
 /* A state-store sync that fails before a compaction stops the node: it is
  * never retried (after a failed fsync the kernel may have dropped the
  * pages, so a later success would let the WAL be compacted past data that
@@ -302,19 +333,10 @@ Test(compaction, a_failed_state_store_sync_stops_the_node) {
 #ifdef RK_TEST_HOOKS
   compaction_flags("0");
   it_start(3);
-  char err[512];
-  itc_kill9(&itc, 2);
-  setenv("RK_TEST_STATE_SYNC_FAIL", "1", 1);
-  cr_assert_eq(itc_restart(&itc, 2, err, sizeof err), 0, "%s", err);
-  unsetenv("RK_TEST_STATE_SYNC_FAIL");
+  restart_node3_with((const char *const[]){"RK_TEST_STATE_SYNC_FAIL", "1", NULL});
   rkc_client *c = it_client(-1, 10000);
-  write_all(c, "sf");
-  int status = 0;
-  cr_assert(itc_wait_exit(itc.nodes[2].pid, 20000, &status),
-            "node 3 went on after its state store failed to sync");
-  itc.nodes[2].pid = 0;
+  int status = node3_stops(c, "sf", "state store sync failed");
   cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0, "node 3 ended with status %#x", status);
-  cr_assert(itc_log_has(&itc, 2, "state store sync failed"), "node 3 says why it stopped");
   read_sample(c, "sf");
   rkc_close(c);
 #endif
@@ -328,23 +350,12 @@ Test(compaction, a_failed_wal_fsync_stops_the_node_cleanly) {
 #ifdef RK_TEST_HOOKS
   compaction_flags("0");
   it_start(3);
-  char err[512];
-  itc_kill9(&itc, 2);
-  setenv("RK_TEST_WAL_FSYNC_FAIL_AT", "20", 1);
-  cr_assert_eq(itc_restart(&itc, 2, err, sizeof err), 0, "%s", err);
-  unsetenv("RK_TEST_WAL_FSYNC_FAIL_AT");
+  restart_node3_with((const char *const[]){"RK_TEST_WAL_FSYNC_FAIL_AT", "20", NULL});
   rkc_client *c = it_client(-1, 10000);
-  write_all(c, "wf");
-  int status = 0;
-  cr_assert(itc_wait_exit(itc.nodes[2].pid, 20000, &status),
-            "node 3 went on after a WAL fsync failed");
-  itc.nodes[2].pid = 0;
+  int status = node3_stops(c, "wf", "WAL stopped");
   cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0,
             "node 3 ended with status %#x (a signal is a crash)", status);
-  cr_assert(itc_log_has(&itc, 2, "WAL stopped"), "node 3 says why it stopped");
-  cr_assert_eq(itc_restart(&itc, 2, err, sizeof err), 0, "%s", err);
-  cr_assert(wait_caught_up(c, 2, 0, 0, 30000), "node 3 did not catch up after its restart");
-  read_sample(c, "wf");
+  node3_recovers(c, "wf");
   rkc_close(c);
 #endif
 }
@@ -357,25 +368,13 @@ Test(compaction, a_failed_wal_read_stops_the_node_with_its_own_status) {
 #ifdef RK_TEST_HOOKS
   compaction_flags("0");
   it_start(3);
-  char err[512];
-  itc_kill9(&itc, 2);
-  setenv("RK_TEST_WAL_READ_FAIL_AT", "0", 1);
-  setenv("RK_TEST_WAL_CACHE_BYTES", "0", 1);
-  cr_assert_eq(itc_restart(&itc, 2, err, sizeof err), 0, "%s", err);
-  unsetenv("RK_TEST_WAL_READ_FAIL_AT");
-  unsetenv("RK_TEST_WAL_CACHE_BYTES");
+  restart_node3_with(
+      (const char *const[]){"RK_TEST_WAL_READ_FAIL_AT", "0", "RK_TEST_WAL_CACHE_BYTES", "0", NULL});
   rkc_client *c = it_client(-1, 10000);
-  write_all(c, "wr");
-  int status = 0;
-  cr_assert(itc_wait_exit(itc.nodes[2].pid, 20000, &status),
-            "node 3 went on after a WAL read failed");
-  itc.nodes[2].pid = 0;
+  int status = node3_stops(c, "wr", "reading its log failed");
   cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 74,
             "node 3 ended with status %#x (want exit 74; a signal is a crash)", status);
-  cr_assert(itc_log_has(&itc, 2, "reading its log failed"), "node 3 says what failed");
-  cr_assert_eq(itc_restart(&itc, 2, err, sizeof err), 0, "%s", err);
-  cr_assert(wait_caught_up(c, 2, 0, 0, 30000), "node 3 did not catch up after its restart");
-  read_sample(c, "wr");
+  node3_recovers(c, "wr");
   rkc_close(c);
 #endif
 }
