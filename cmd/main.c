@@ -2,6 +2,7 @@
 #include "cmd/cli.h"
 
 #include "common/rk_log.h"
+#include "sim/sim.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -62,8 +63,9 @@ const cli_cmd cli_cmds[] = {
    "       rangekv sim scenario NAME | --list\n"
    "       rangekv sim check-history FILE\n"
    "  Defaults: --nodes 3 --groups 2 --steps 50000 --faults all. Extra:\n"
-   "  --clients C, --no-prevote, --bugs LIST (planted bugs: commit-old-term,\n"
-   "  vote-no-uptodate, ack-before-persist), --no-quiesce. Every node runs the\n"
+   "  --clients C, --no-prevote, --bugs LIST (planted bugs, for checking the\n"
+   "  checkers: " SIM_BUG_NAMES "),\n"
+   "  --no-quiesce. Every node runs the\n"
    "  multi-Raft host. --stats: a 'stats: groups=G sim_seconds=T\n"
    "  node_pair_msgs_per_sec=X heartbeat_entries_per_sec=Y quiesced=Q wal_syncs=S\n"
    "  entries=E' line. --idle: no load; once all groups elect and quiesce, measure\n"

@@ -2,7 +2,8 @@
  *
  * Line format:  <seconds.micros> n<node> <LEVEL> <module>: <message>
  * The timestamp comes from a clock hook: the real monotonic clock by default,
- * the simulated clock under sim/ (so simulator logs replay byte-for-byte).
+ * the simulated clock under sim/ (so simulator logs replay byte-for-byte;
+ * the simulator writes them into its trace file, or drops them).
  * The level comes from --log-level or the RANGEKV_LOG environment variable
  * (error, warn, info, debug, trace); default: warn.
  */
@@ -13,6 +14,7 @@
 #include <stdio.h>
 
 typedef enum rk_log_level {
+  RK_LOG_OFF = -1, /* nothing (the simulator without a trace file) */
   RK_LOG_ERROR = 0,
   RK_LOG_WARN,
   RK_LOG_INFO,

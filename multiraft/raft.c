@@ -295,7 +295,9 @@ static void handle_vote_request(mr_raft *r, const mr_msg *m) {
   int pre = m->type == MR_MSG_PREVOTE;
   /* we can vote if we already voted for it, or have no vote and no leader
    * this term, or (pre-vote) it is about a future term */
-  int can_vote = r->vote == m->from || (r->vote == 0 && r->lead == 0) || (pre && m->term > r->term);
+  int can_vote = r->vote == m->from || (r->vote == 0 && r->lead == 0) ||
+                 (pre && m->term > r->term) ||
+                 (!pre && r->role == MR_FOLLOWER && mr_bug(r, MR_BUG_VOTE_TWICE));
   int uptodate =
       mr_log_is_up_to_date(r, m->index, m->log_term) || mr_bug(r, MR_BUG_VOTE_NO_UPTODATE);
   mr_msg resp = {.type = pre ? MR_MSG_PREVOTE_RESP : MR_MSG_VOTE_RESP, .to = m->from};

@@ -237,6 +237,8 @@ enum {
   MR_BUG_COMMIT_OLD_TERM = 1u << 0,    /* commit by counting old-term replicas */
   MR_BUG_VOTE_NO_UPTODATE = 1u << 1,   /* grant votes without §5.4.1 check */
   MR_BUG_ACK_BEFORE_PERSIST = 1u << 2, /* follower acks sendable before durable */
+  MR_BUG_VOTE_TWICE = 1u << 3,         /* grant a second candidate the same term */
+  MR_BUG_TRUNCATE_MATCHING = 1u << 4,  /* rewrite a matching append, dropping what follows */
 };
 
 typedef struct mr_config {

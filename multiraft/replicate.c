@@ -252,6 +252,8 @@ void mr_handle_append(mr_raft *r, const mr_msg *m) {
   size_t k = 0;
   const rk_entry_vec *ev = &m->entries;
   while (k < ev->len && mr_log_match_term(r, ev->v[k].index, ev->v[k].term)) k++;
+  if (k == ev->len && k > 0 && ev->v[0].index > r->commit && mr_bug(r, MR_BUG_TRUNCATE_MATCHING))
+    k = 0;            /* the classic mistake: treat a matching message as a conflict */
   size_t n = ev->len; /* the message's entries taken: [0, n) */
   if (k < ev->len) {
     if (ev->v[k].index <= r->commit) {

@@ -36,7 +36,8 @@
   X(TORN, "torn", "a crash may tear the last unsynced write")                                      \
   X(STALL, "stall", "fsync stalls on a node's disk")                                               \
   X(CLOCK, "clock", "clock offset and drift changes, within the bound")                            \
-  X(INSTALL, "install", "a snapshot's writes land late, after later persist batches")
+  X(INSTALL, "install", "a snapshot's writes land late, after later persist batches")              \
+  X(EIO, "eio", "a node's next fsync fails: the node stops, and restarts later")
 
 enum {
 #define SIM_F_BIT_(name, str, doc) SIM_FB_##name,
@@ -52,6 +53,22 @@ enum {
 int sim_faults_parse(const char *s, uint32_t *out, const char **bad);
 /* Comma list ("none" for 0) into buf. */
 void sim_faults_format(uint32_t f, char *buf, size_t n);
+
+/* Planted bugs of the simulated host (the node's part: apply, snapshots),
+ * above the core's MR_BUG_* bits, for the checkers' own tests. */
+enum {
+  SIM_BUG_APPLY_TWICE = 1u << 16, /* the first entry of each apply round is applied again */
+  SIM_BUG_SNAP_BEHIND = 1u << 17, /* a snapshot is labelled one index below its image */
+  SIM_BUG_FORGET_VOTE = 1u << 18, /* a restarted replica forgets the vote it persisted */
+  SIM_BUG_EIO_IGNORED = 1u << 19, /* a failed fsync is reported as done (fsyncgate) */
+  SIM_BUGS_HOST =
+      SIM_BUG_APPLY_TWICE | SIM_BUG_SNAP_BEHIND | SIM_BUG_FORGET_VOTE | SIM_BUG_EIO_IGNORED,
+};
+
+/* The names --bugs takes (sim_bugs_parse), for usage texts. */
+#define SIM_BUG_NAMES                                                                              \
+  "commit-old-term, vote-no-uptodate, ack-before-persist, vote-twice, truncate-matching, "         \
+  "apply-twice, snap-behind, forget-vote, eio-ignored"
 
 /* A shape of the run the seed picks unless an option forces it. */
 enum { SIM_PER_SEED = 0, SIM_NEVER = 1, SIM_ALWAYS = 2 };
@@ -70,7 +87,7 @@ typedef struct sim_opts {
   uint64_t tick_us;
   uint32_t election_ticks, heartbeat_ticks;
   int prevote, check_quorum;
-  uint32_t bugs;          /* planted MR_BUG_* bits (RK_TEST_HOOKS builds) */
+  uint32_t bugs;          /* planted MR_BUG_* and SIM_BUG_* bits (RK_TEST_HOOKS builds) */
   uint64_t max_msg_bytes; /* AppendEntries payload cap; 0 = drawn per seed */
   uint32_t max_inflight;  /* AppendEntries window; 0 = drawn per seed */
   /* Followers' cap on unpersisted entries (mr_config.max_unstable_bytes),
@@ -146,6 +163,7 @@ typedef struct sim_result {
   uint64_t ops, ops_ok, ops_fail, ops_unknown;
   uint64_t commits; /* entries applied, all replicas */
   uint64_t crashes, partitions, stalls, elections;
+  uint64_t io_errors;       /* failed fsyncs (each stopped its node: counted in crashes too) */
   uint64_t appends_dropped; /* AppendEntries followers dropped at the unstable cap */
   sim_stats st;
 } sim_result;

@@ -10,9 +10,13 @@
  *   committed_term[i], committed_at[i]   the entry committed at i, and the
  *       term in which it was first seen committed          Leader Completeness
  *   applied_hash[i]      what was applied at i         State Machine Safety
- * and per node+group the highest term the node sent on the wire (a restart
- * must not come back with a lower term: it would mean the node acted on state
- * it had not persisted).
+ *   state_hash[i]        the store's digest after applying i  (and what a
+ *                        snapshot at i must restore)         Snapshot Safety
+ * and per node+group (sim_ck_ng): the highest term the node sent on the wire
+ * (a restart must not come back with a lower term: it would mean the node
+ * acted on state it had not persisted), its latest granted votes (one
+ * candidate per term), and the highest committed entry of its leader's term
+ * its durable log held when counted (it must keep it).
  *
  * Checked where it can change, which is equivalent to "after every event":
  *   entries written to a disk        -> Log Matching            (written)
@@ -21,7 +25,12 @@
  *     every entry committed in an earlier term; a commit index advance is
  *     covered by a quorum of DURABLE logs (match indices that only count
  *     persisted entries) and never changes an entry already committed
- *   an entry applied                 -> State Machine Safety   (applied)
+ *   entries written, snapshot installed, crash -> committed entries kept
+ *   a vote granted on the wire       -> one vote per term      (voted)
+ *   an entry applied                 -> exactly once, in order; same entry
+ *                                       and same resulting state   (applied)
+ *   a snapshot restored              -> committed, and the appliers' state
+ *                                                               (restored)
  *   end of the liveness phase        -> every acknowledged write is applied
  *                                       on every replica; replicas converge
  */
@@ -57,6 +66,7 @@ void sim_check_init_group(sim_group *g) {
   memset(&g->committed_term, 0, sizeof g->committed_term);
   memset(&g->committed_at, 0, sizeof g->committed_at);
   memset(&g->applied_hash, 0, sizeof g->applied_hash);
+  memset(&g->state_hash, 0, sizeof g->state_hash);
   g->max_acked = 0;
 }
 
@@ -66,7 +76,14 @@ void sim_check_free_group(sim_group *g) {
   free(g->committed_term.v);
   free(g->committed_at.v);
   free(g->applied_hash.v);
+  free(g->state_hash.v);
   sim_check_init_group(g);
+}
+
+void sim_check_free_node(sim_node *nd) {
+  free(nd->ck);
+  nd->ck = NULL;
+  nd->nck = 0;
 }
 
 uint64_t sim_entry_hash(const rk_entry *e) {
@@ -116,11 +133,41 @@ static sim_group *group_of(sim_world *w, uint64_t id) {
   return &w->groups[id];
 }
 
+/* The node's record for `group`, created zeroed. */
+static sim_ck_ng *ck_of(sim_world *w, uint32_t node, uint64_t group) {
+  sim_node *nd = &w->nodes[node];
+  if (group >= nd->nck) {
+    size_t nn = (size_t)group + 1;
+    nd->ck = realloc(nd->ck, nn * sizeof *nd->ck);
+    RK_ASSERT(nd->ck != NULL);
+    memset(nd->ck + nd->nck, 0, (nn - nd->nck) * sizeof *nd->ck);
+    nd->nck = nn;
+  }
+  return &nd->ck[group];
+}
+
+static void held_lost(sim_world *w, uint32_t node, uint64_t group, const sim_ck_ng *ck,
+                      const char *how) {
+  sim_violation(w, "committed-entry-kept",
+                "group %llu: n%u held committed entry %llu (term %llu) durably, then %s",
+                (unsigned long long)group, node, (unsigned long long)ck->held_index,
+                (unsigned long long)ck->held_term, how);
+}
+
 /* ---- hooks --------------------------------------------------------------------- */
 
 void sim_check_written(sim_world *w, uint32_t node, sim_replica *r, const rk_entry *e, size_t n,
                        uint64_t prev_term) {
   sim_group *g = group_of(w, r->group);
+  /* An append replaces the log from its first index on. */
+  const sim_ck_ng *ck = ck_of(w, node, r->group);
+  if (n > 0 && ck->held_index >= e[0].index) {
+    uint64_t k = ck->held_index - e[0].index;
+    if (k >= n)
+      held_lost(w, node, r->group, ck, "cut its log back to a shorter one");
+    else if (e[k].term != ck->held_term)
+      held_lost(w, node, r->group, ck, "overwrote it");
+  }
   for (size_t k = 0; k < n && !w->stopped; k++) {
     uint64_t pt = k == 0 ? prev_term : e[k - 1].term;
     uint64_t h = sim_entry_hash(&e[k]);
@@ -148,21 +195,33 @@ void sim_check_written(sim_world *w, uint32_t node, sim_replica *r, const rk_ent
 }
 
 void sim_check_sent(sim_world *w, uint32_t node, uint64_t group, uint64_t term) {
-  sim_node *nd = &w->nodes[node];
-  if (group >= nd->nfloor) {
-    size_t nn = (size_t)group + 1;
-    nd->term_floor = realloc(nd->term_floor, nn * sizeof *nd->term_floor);
-    RK_ASSERT(nd->term_floor != NULL);
-    memset(nd->term_floor + nd->nfloor, 0, (nn - nd->nfloor) * sizeof *nd->term_floor);
-    nd->nfloor = nn;
+  sim_ck_ng *ck = ck_of(w, node, group);
+  if (term > ck->term_floor) ck->term_floor = term;
+}
+
+void sim_check_voted(sim_world *w, uint32_t node, uint64_t group, uint64_t term, uint32_t cand) {
+  sim_ck_ng *ck = ck_of(w, node, group);
+  size_t oldest = 0;
+  for (size_t i = 0; i < 4; i++) {
+    if (ck->vote_term[i] == term && ck->vote_for[i] != cand + 1u) {
+      sim_violation(w, "vote-once",
+                    "group %llu: n%u granted its term-%llu vote to n%u, having granted it to "
+                    "n%llu",
+                    (unsigned long long)group, node, (unsigned long long)term, cand,
+                    (unsigned long long)(ck->vote_for[i] - 1));
+      return;
+    }
+    if (ck->vote_term[i] == term) return;
+    if (ck->vote_term[i] < ck->vote_term[oldest]) oldest = i;
   }
-  if (term > nd->term_floor[group]) nd->term_floor[group] = term;
+  if (term < ck->vote_term[oldest]) return; /* older than every vote kept */
+  ck->vote_term[oldest] = term;
+  ck->vote_for[oldest] = cand + 1u;
 }
 
 void sim_check_restarted(sim_world *w, uint32_t node, sim_replica *r) {
-  sim_node *nd = &w->nodes[node];
   uint64_t t = sim_rep_term(r);
-  uint64_t floor = r->group < nd->nfloor ? nd->term_floor[r->group] : 0;
+  uint64_t floor = ck_of(w, node, r->group)->term_floor;
   if (t < floor)
     sim_violation(w, "term-monotonic",
                   "group %llu: n%u restarted at term %llu but had sent messages at term %llu "
@@ -200,10 +259,9 @@ static void check_leader_complete(sim_world *w, uint32_t node, sim_replica *r, u
                   (unsigned long long)mr_raft_last_index(r->raft));
 }
 
-/* Is (index, term) on the durable log of replica id `rid`'s node? */
-static int durable_has(sim_world *w, uint64_t group, uint64_t rid, uint64_t index, uint64_t term) {
-  uint32_t node = sim_rid_node(rid);
-  if (rid == 0 || node >= w->nnodes) return 0;
+/* Is (index, term) on the durable log of `node`? */
+static int durable_has(sim_world *w, uint64_t group, uint32_t node, uint64_t index, uint64_t term) {
+  if (node >= w->nnodes) return 0;
   sim_node *nd = &w->nodes[node];
   int slot = sim_disk_find(&nd->disk, group);
   if (slot < 0) return 0;
@@ -215,9 +273,29 @@ static int durable_has(sim_world *w, uint64_t group, uint64_t rid, uint64_t inde
 static int quorum_durable(sim_world *w, uint64_t group, const uint64_t *ids, uint32_t n,
                           uint64_t index, uint64_t term, uint32_t *have) {
   uint32_t c = 0;
-  for (uint32_t i = 0; i < n; i++) c += (uint32_t)durable_has(w, group, ids[i], index, term);
+  for (uint32_t i = 0; i < n; i++)
+    c += (uint32_t)(ids[i] != 0 && durable_has(w, group, sim_rid_node(ids[i]), index, term));
   *have = c;
   return n == 0 || c >= n / 2 + 1;
+}
+
+/* The leader of term `term` committed (index, term), counting the voters
+ * whose durable log holds it. Each of them has adopted the term, so only a
+ * leader of a later term can overwrite its log, and that leader holds the
+ * entry (Leader Completeness): the entry stays on that node's durable log,
+ * or under a snapshot, for good. (A node that holds a committed entry of an
+ * older term may still lose it to a stale leader: Raft's Figure 8.) */
+static void hold_to(sim_world *w, uint64_t group, const uint64_t *ids, uint32_t n, uint64_t index,
+                    uint64_t term) {
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t node = ids[i] ? sim_rid_node(ids[i]) : UINT32_MAX;
+    if (node >= w->nnodes || !durable_has(w, group, node, index, term)) continue;
+    sim_ck_ng *ck = ck_of(w, node, group);
+    if (index > ck->held_index) {
+      ck->held_index = index;
+      ck->held_term = term;
+    }
+  }
 }
 
 static void check_commit(sim_world *w, uint32_t node, sim_replica *r, uint64_t commit,
@@ -259,6 +337,10 @@ static void check_commit(sim_world *w, uint32_t node, sim_replica *r, uint64_t c
                   (unsigned long long)r->group, node, (unsigned long long)commit,
                   (unsigned long long)ct, nout ? hout : hin, nout ? nout : nin,
                   nout ? " (outgoing config)" : "");
+  else if (sim_rep_role(r) == SIM_ROLE_LEADER && ct == term) {
+    hold_to(w, r->group, in, nin, commit, ct);
+    hold_to(w, r->group, out, nout, commit, ct);
+  }
 }
 
 void sim_check_replica(sim_world *w, uint32_t node, sim_replica *r) {
@@ -295,15 +377,66 @@ void sim_check_replica(sim_world *w, uint32_t node, sim_replica *r) {
 
 void sim_check_applied(sim_world *w, uint32_t node, sim_replica *r, const rk_entry *e) {
   sim_group *g = group_of(w, r->group);
+  RK_ASSERT(r->applied == e->index);
   uint64_t h = sim_entry_hash(e);
   uint64_t was = u64v_get(&g->applied_hash, e->index);
   if (was == 0)
     u64v_set(&g->applied_hash, e->index, h);
-  else if (was != h)
+  else if (was != h) {
     sim_violation(w, "state-machine-safety",
                   "group %llu: n%u applied a different command at index %llu (term %llu)",
                   (unsigned long long)r->group, node, (unsigned long long)e->index,
                   (unsigned long long)e->term);
+    return;
+  }
+  /* The same commands from the same state give the same state; a
+   * difference means the replica started from a wrong one (a snapshot). The
+   * state can be 0 (an empty store), so store it | 1 and compare likewise. */
+  uint64_t st = sim_kv_state(&r->kv) | 1u;
+  uint64_t had = u64v_get(&g->state_hash, e->index);
+  if (had == 0)
+    u64v_set(&g->state_hash, e->index, st);
+  else if (had != st)
+    sim_violation(w, "state-machine-safety",
+                  "group %llu: n%u reached another state than its peers after applying index "
+                  "%llu (term %llu)",
+                  (unsigned long long)r->group, node, (unsigned long long)e->index,
+                  (unsigned long long)e->term);
+}
+
+/* A snapshot must be of committed state: its (index, term) the committed
+ * entry there, its image the state every applier reached there. */
+void sim_check_restored(sim_world *w, uint32_t node, sim_replica *r, uint64_t index,
+                        uint64_t term) {
+  sim_group *g = group_of(w, r->group);
+  uint64_t ct = u64v_get(&g->committed_term, index);
+  uint64_t had = u64v_get(&g->state_hash, index);
+  if (ct != 0 && ct != term)
+    sim_violation(w, "snapshot-safety",
+                  "group %llu: n%u restored a snapshot at index %llu term %llu, where term %llu "
+                  "was committed",
+                  (unsigned long long)r->group, node, (unsigned long long)index,
+                  (unsigned long long)term, (unsigned long long)ct);
+  else if (had != 0 && had != (sim_kv_state(&r->kv) | 1u))
+    sim_violation(w, "snapshot-safety",
+                  "group %llu: n%u restored a snapshot at index %llu whose image is not the "
+                  "state applied there",
+                  (unsigned long long)r->group, node, (unsigned long long)index);
+}
+
+void sim_check_installing(sim_world *w, uint32_t node, sim_replica *r, uint64_t index) {
+  const sim_ck_ng *ck = ck_of(w, node, r->group);
+  if (index < ck->held_index)
+    held_lost(w, node, r->group, ck, "replaced its log by an older snapshot");
+}
+
+void sim_check_crashed(sim_world *w, uint32_t node) {
+  sim_node *nd = &w->nodes[node];
+  for (uint64_t g = 0; g < nd->nck && !w->stopped; g++) {
+    const sim_ck_ng *ck = &nd->ck[g];
+    if (ck->held_index != 0 && !durable_has(w, g, node, ck->held_index, ck->held_term))
+      held_lost(w, node, g, ck, "lost it in a crash");
+  }
 }
 
 void sim_check_acked(sim_world *w, uint64_t group, uint64_t index) {

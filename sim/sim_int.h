@@ -135,6 +135,19 @@ typedef struct sim_host_ctx {
   sim_world *w;
   uint32_t node;
 } sim_host_ctx;
+/* What the checker holds one node to, per group; survives crashes (it is
+ * what the node promised, not what it remembers). */
+typedef struct sim_ck_ng {
+  uint64_t term_floor; /* highest term the node put on the wire */
+  /* Its latest granted votes: term, candidate node + 1. Several, because
+   * vote answers of different Readies may leave in one flush in any order. */
+  uint64_t vote_term[4], vote_for[4];
+  /* A committed entry of the leader's term that the node's durable log held
+   * when that leader counted it for the commit: no log of a node that has
+   * adopted that term can lose it again (0 = none yet). */
+  uint64_t held_index, held_term;
+} sim_ck_ng;
+
 typedef struct sim_install {
   uint64_t batch;
   mr_host_write *w; /* the snapshot groups' writes (the host's pointers) */
@@ -150,6 +163,8 @@ typedef struct sim_node {
   sim_disk disk;
   uint64_t stall_until;
   uint64_t slow_sync_us; /* scenarios: every fsync takes this long (0 = random) */
+  int eio_next;          /* fault eio: the next fsync to complete fails */
+  int io_failed;         /* an fsync failed: the node stops after this event */
   mr_host *host;         /* while up: the real multi-Raft host (multiraft/host.h) */
   sim_host_ctx hctx;     /* the host's io context */
   sim_replica *reps;     /* per hosted group, while up */
@@ -172,9 +187,9 @@ typedef struct sim_node {
   uint64_t *hosted;
   mr_conf *bootconf;
   size_t nhosted;
-  rk_rand rng;          /* this incarnation's raft randomness */
-  uint64_t *term_floor; /* per group slot: highest term this node put on the wire */
-  size_t nfloor;
+  rk_rand rng;   /* this incarnation's raft randomness */
+  sim_ck_ng *ck; /* [group id] what the checker holds this node to */
+  size_t nck;
 } sim_node;
 
 /* ---- groups and the checker's per-group records ----------------------------- */
@@ -194,6 +209,7 @@ typedef struct sim_group {
   sim_u64v committed_term; /* [index] term of the committed entry (0 unknown) */
   sim_u64v committed_at;   /* [index] term in which it was first seen committed */
   sim_u64v applied_hash;   /* [index] hash of the entry applied there */
+  sim_u64v state_hash;     /* [index] sim_kv_state() after applying it */
   uint64_t max_acked;      /* highest index acknowledged to a client */
 } sim_group;
 
@@ -262,6 +278,7 @@ struct sim_world {
   uint64_t *releader;  /* [group] us from the crash to a new leader, 0 = none yet */
   uint64_t crash_at;
   uint64_t idle_next_check;
+  int log_level_was; /* rk_log's level before the run (restored by sim_world_free) */
 };
 
 /* sim_world.c */
@@ -294,6 +311,10 @@ enum {
 #define SIM_RID(node) mr_host_replica_id((uint32_t)(node) + 1u, 1u)
 /* The simulator node index of a replica id; UINT32_MAX for 0. */
 static inline uint32_t sim_rid_node(uint64_t rid) { return mr_host_replica_node(rid) - 1u; }
+
+/* A node whose fsync failed stops (sim_node_flush): it crashes now and
+ * restarts at a random later time. */
+void sim_io_failure_stop(sim_world *w, uint32_t node);
 
 /* sim_node.c: the simulated host */
 void sim_node_boot(sim_world *w, uint32_t node); /* create/recover replicas */
@@ -349,9 +370,19 @@ void sim_check_free_group(sim_group *g);
 void sim_check_replica(sim_world *w, uint32_t node, sim_replica *r);
 void sim_check_written(sim_world *w, uint32_t node, sim_replica *r, const rk_entry *e, size_t n,
                        uint64_t prev_term);
+/* After an entry's command reached r->kv (r->applied is e->index). */
 void sim_check_applied(sim_world *w, uint32_t node, sim_replica *r, const rk_entry *e);
+/* r->kv was just restored from a snapshot at (index, term). */
+void sim_check_restored(sim_world *w, uint32_t node, sim_replica *r, uint64_t index, uint64_t term);
+/* A snapshot at `index` is about to replace r's whole log. */
+void sim_check_installing(sim_world *w, uint32_t node, sim_replica *r, uint64_t index);
 void sim_check_sent(sim_world *w, uint32_t node, uint64_t group, uint64_t term);
+/* The node granted its vote in `term` to candidate node `cand`. */
+void sim_check_voted(sim_world *w, uint32_t node, uint64_t group, uint64_t term, uint32_t cand);
 void sim_check_restarted(sim_world *w, uint32_t node, sim_replica *r);
+/* After power loss: every durable promise of the node still holds. */
+void sim_check_crashed(sim_world *w, uint32_t node);
+void sim_check_free_node(sim_node *nd);
 void sim_check_acked(sim_world *w, uint64_t group, uint64_t index);
 /* The end of the liveness phase: converged, nothing acknowledged lost. */
 void sim_check_final(sim_world *w);

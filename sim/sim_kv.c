@@ -102,10 +102,24 @@ static char *dupn(const char *s, size_t n) {
   return d;
 }
 
+/* A pair's share of sim_kv_state (keys hold no NUL, so key NUL value is
+ * unambiguous). */
+static uint64_t pair_hash(const char *k, size_t kl, const char *v, size_t vl) {
+  uint64_t h = sim_fnv(SIM_FNV_INIT, k, kl);
+  h = sim_fnv(h, "", 1);
+  return sim_fnv(h, v, vl);
+}
+
+static uint64_t stored_hash(const sim_kv_pair *p) {
+  return pair_hash(p->key, strlen(p->key), p->val, strlen(p->val));
+}
+
 static void set(sim_kv *kv, const char *k, size_t kl, const char *v, size_t vl) {
   int found;
   size_t i = find(kv, k, kl, &found);
+  kv->sum += pair_hash(k, kl, v, vl);
   if (found) {
+    kv->sum -= stored_hash(&kv->v[i]);
     free(kv->v[i].val);
     kv->v[i].val = dupn(v, vl);
     return;
@@ -125,6 +139,7 @@ static void del(sim_kv *kv, const char *k, size_t kl) {
   int found;
   size_t i = find(kv, k, kl, &found);
   if (!found) return;
+  kv->sum -= stored_hash(&kv->v[i]);
   free(kv->v[i].key);
   free(kv->v[i].val);
   memmove(kv->v + i, kv->v + i + 1, (kv->len - i - 1) * sizeof *kv->v);
@@ -211,3 +226,5 @@ uint64_t sim_kv_digest(const sim_kv *kv) {
   free(img);
   return h;
 }
+
+uint64_t sim_kv_state(const sim_kv *kv) { return kv->sum; }

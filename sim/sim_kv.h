@@ -56,6 +56,7 @@ typedef struct sim_kv_pair {
 typedef struct sim_kv {
   sim_kv_pair *v;
   size_t len, cap;
+  uint64_t sum; /* sum of every pair's hash: sim_kv_state() */
 } sim_kv;
 
 void sim_kv_init(sim_kv *kv);
@@ -70,6 +71,10 @@ uint8_t *sim_kv_image(const sim_kv *kv, size_t *len);
 int sim_kv_restore(sim_kv *kv, const uint8_t *p, size_t len);
 /* FNV-1a over the image: equal stores have equal digests. */
 uint64_t sim_kv_digest(const sim_kv *kv);
+/* The same promise in O(1), kept up to date by every change: the sum of a
+ * hash of each (key, value) pair. The checker records it after every applied
+ * index and compares restored snapshots with it. */
+uint64_t sim_kv_state(const sim_kv *kv);
 
 /* 64-bit FNV-1a, the simulator's one hash (trace hash, digests).
  * Written here rather than using XXH3 so sim/ needs no extra library. */

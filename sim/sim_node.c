@@ -368,19 +368,27 @@ static void reply_ok(sim_world *w, uint32_t node, const sim_pending *p, int swap
   sim_client_reply(w, node, &rp);
 }
 
+/* Applies whatever the host hands over, as a node does: the host owes each
+ * entry exactly once, in order, after the snapshot it restored. */
 static void apply_entry(sim_world *w, uint32_t node, sim_replica *r, const rk_entry *e) {
-  if (e->index <= r->applied) return; /* covered by an installed snapshot */
-  RK_ASSERTF(e->index == r->applied + 1, "n%u g%llu: applying %llu after %llu", node,
-             (unsigned long long)r->group, (unsigned long long)e->index,
-             (unsigned long long)r->applied);
-  sim_check_applied(w, node, r, e);
+  if (e->index != r->applied + 1) {
+    sim_violation(w, "apply-order", "group %llu: n%u was handed index %llu to apply after %llu",
+                  (unsigned long long)r->group, node, (unsigned long long)e->index,
+                  (unsigned long long)r->applied);
+    return;
+  }
   r->applied = e->index;
   if (w->res) w->res->commits++;
-  if (e->type != RK_ENTRY_NORMAL || e->len == 0) return;
   sim_cmd c;
-  RK_ASSERTF(sim_cmd_decode(e->data, e->len, &c) == 0, "n%u: undecodable command at %llu", node,
-             (unsigned long long)e->index);
-  int changed = sim_kv_apply(&r->kv, &c);
+  int command = e->type == RK_ENTRY_NORMAL && e->len > 0;
+  int changed = 0;
+  if (command) {
+    RK_ASSERTF(sim_cmd_decode(e->data, e->len, &c) == 0, "n%u: undecodable command at %llu", node,
+               (unsigned long long)e->index);
+    changed = sim_kv_apply(&r->kv, &c);
+  }
+  sim_check_applied(w, node, r, e);
+  if (!command) return;
   for (size_t i = 0; i < r->npend; i++) {
     sim_pending *p = &r->pend[i];
     if (p->client == c.client && p->opno == c.opno && p->op != SIM_OP_GET) {
@@ -412,11 +420,12 @@ static void maybe_snapshot(sim_world *w, uint32_t node, sim_replica *r) {
   /* The state machine image is at `applied`: compact there only when every
    * replica is known to hold the log that far. */
   if (w->compact_by_hint && mr_host_compact_hint(nd->host, r->group) < r->applied) return;
-  uint64_t term = 0;
-  if (mr_raft_term_at(r->raft, r->applied, &term) != RK_OK || term == 0) return;
+  uint64_t at = r->applied, term = 0;
+  if ((w->o.bugs & SIM_BUG_SNAP_BEHIND) && at - 1 > v->snap.index) at--;
+  if (mr_raft_term_at(r->raft, at, &term) != RK_OK || term == 0) return;
   sim_snap s;
   memset(&s, 0, sizeof s);
-  s.index = r->applied;
+  s.index = at;
   s.term = term;
   mr_conf conf;
   mr_raft_conf(r->raft, &conf);
@@ -426,7 +435,7 @@ static void maybe_snapshot(sim_world *w, uint32_t node, sim_replica *r) {
   sim_snap_free(&s);
   sim_trace_add(&w->trace, "t=%llu n%u g%llu compact snapshot=%llu/%llu",
                 (unsigned long long)w->now, node, (unsigned long long)r->group,
-                (unsigned long long)r->applied, (unsigned long long)term);
+                (unsigned long long)at, (unsigned long long)term);
 }
 
 void sim_node_touch(sim_world *w, uint32_t node, sim_replica *r) {
@@ -474,6 +483,7 @@ static void write_group(sim_world *w, uint32_t node, sim_replica *r, const mr_ho
   sim_disk_record_begin(&nd->disk);
   if (wr->snap) {
     const mr_snapshot *sn = wr->snap;
+    sim_check_installing(w, node, r, sn->index);
     sim_snap s;
     memset(&s, 0, sizeof s);
     s.index = sn->index;
@@ -592,8 +602,10 @@ static void io_send(void *ctx, const mr_host_frame *hf) {
   w->frames_sent++;
   w->hb_entries += hf->n_hbs + hf->n_hb_resps;
   for (size_t i = 0; i < hf->n_msgs; i++) {
-    if (msg_promises_term(&hf->msgs[i].msg))
-      sim_check_sent(w, node, hf->msgs[i].group, hf->msgs[i].msg.term);
+    const mr_msg *m = &hf->msgs[i].msg;
+    if (msg_promises_term(m)) sim_check_sent(w, node, hf->msgs[i].group, m->term);
+    if (m->type == MR_MSG_VOTE_RESP && !m->reject)
+      sim_check_voted(w, node, hf->msgs[i].group, m->term, sim_rid_node(m->to));
     touch_group(w, node, hf->msgs[i].group); /* a precandidate shows only here */
   }
   for (size_t i = 0; i < hf->n_hbs; i++) sim_check_sent(w, node, hf->hbs[i].group, hf->hbs[i].term);
@@ -611,12 +623,20 @@ static void io_apply(void *ctx, const mr_host_apply *a, size_t n) {
   uint32_t node = 0;
   for (size_t k = 0; k < n; k++) {
     sim_replica *r = ctx_replica(ctx, a[k].group, &w, &node);
-    if (a[k].snap && a[k].snap->index > r->applied) {
+    if (a[k].snap && a[k].snap->index <= r->applied)
+      sim_violation(w, "apply-order",
+                    "group %llu: n%u was handed a snapshot at %llu to restore after applying %llu",
+                    (unsigned long long)r->group, node, (unsigned long long)a[k].snap->index,
+                    (unsigned long long)r->applied);
+    else if (a[k].snap) {
       RK_ASSERT(sim_kv_restore(&r->kv, a[k].snap->data, a[k].snap->len) == 0);
       r->applied = a[k].snap->index;
+      sim_check_restored(w, node, r, a[k].snap->index, a[k].snap->term);
     }
     for (size_t i = 0; i < a[k].committed->len && !w->stopped; i++)
       apply_entry(w, node, r, &a[k].committed->v[i]);
+    if ((w->o.bugs & SIM_BUG_APPLY_TWICE) && a[k].committed->len > 0 && !w->stopped)
+      apply_entry(w, node, r, &a[k].committed->v[0]);
     serve_reads(w, node, r);
     sim_node_touch(w, node, r);
   }
@@ -650,10 +670,12 @@ static void replica_start(sim_world *w, uint32_t node, size_t hi) {
   mr_boot boot;
   memset(&boot, 0, sizeof boot);
   boot.hs = v->hs;
+  if (w->o.bugs & SIM_BUG_FORGET_VOTE) boot.hs.vote = 0;
   if (v->snap.index > 0) {
     conf_decode(&v->snap.meta, &boot.conf);
     boot.applied = v->snap.index;
     RK_ASSERT(sim_kv_restore(&r->kv, v->snap.data.p, v->snap.data.len) == 0);
+    sim_check_restored(w, node, r, v->snap.index, v->snap.term);
   } else {
     boot.conf = nd->bootconf[hi];
   }
@@ -680,7 +702,7 @@ static void host_start(sim_world *w, uint32_t node) {
   cfg->max_entry_bytes = SIM_CMD_MAX;
   cfg->max_unstable_bytes = w->max_unstable_bytes;
 #ifdef RK_TEST_HOOKS
-  cfg->test_bugs = w->o.bugs;
+  cfg->test_bugs = w->o.bugs & ~(uint32_t)SIM_BUGS_HOST;
 #endif
   hc.quiesce = (uint8_t)!w->o.no_quiesce;
   nd->hctx.w = w;
@@ -745,6 +767,7 @@ void sim_node_down(sim_world *w, uint32_t node) {
   /* Deferred installs never landed: their writes are lost with the host. */
   for (size_t i = 0; i < nd->ninstalls; i++) free(nd->installs[i].w);
   nd->ninstalls = 0;
+  nd->eio_next = nd->io_failed = 0;
   nd->up = 0;
   nd->incarnation++;
 }
@@ -836,7 +859,14 @@ void sim_node_flush(sim_world *w, uint32_t node) {
   for (uint32_t turns = 0; !w->stopped && mr_host_has_work(nd->host); turns++) {
     RK_ASSERTF(turns < 100000, "n%u: the host never runs out of work", node);
     int rc = mr_host_turn(nd->host);
+    if (rc == RK_ESTOPPED && nd->io_failed) break;
     RK_ASSERTF(rc == RK_OK, "n%u: mr_host_turn: %s", node, rk_strerror(rc));
+  }
+  if (nd->io_failed) {
+    RK_ASSERTF(mr_host_turn(nd->host) == RK_ESTOPPED, "n%u: the host runs on after a failed fsync",
+               node);
+    sim_io_failure_stop(w, node);
+    return;
   }
   if (!nd->syncing && nd->open_ids.len > 0) start_sync(w, node);
   for (size_t i = 0; i < nd->dirty.len && !w->stopped; i++)
@@ -846,10 +876,19 @@ void sim_node_flush(sim_world *w, uint32_t node) {
 void sim_node_sync_done(sim_world *w, uint32_t node, uint64_t barrier) {
   sim_node *nd = &w->nodes[node];
   RK_ASSERT(nd->syncing && nd->barrier == barrier);
-  if (!w->o.lying_fsync) sim_disk_sync_done(&nd->disk, barrier);
+  /* A failed fsync leaves its writes unsynced (fsyncgate: some may be on
+   * the platter, none is trusted); the host stops at its next turn. */
+  int rc = RK_OK;
+  if (nd->eio_next) {
+    nd->eio_next = 0;
+    nd->io_failed = !(w->o.bugs & SIM_BUG_EIO_IGNORED);
+    rc = nd->io_failed ? RK_EIO : RK_OK;
+  } else if (!w->o.lying_fsync) {
+    sim_disk_sync_done(&nd->disk, barrier);
+  }
   nd->syncing = 0;
   for (size_t i = 0; i < nd->syncing_ids.len; i++)
-    mr_host_persisted(nd->host, nd->syncing_ids.v[i], RK_OK);
+    mr_host_persisted(nd->host, nd->syncing_ids.v[i], rc);
   nd->syncing_ids.len = 0;
 }
 

@@ -15,6 +15,7 @@
 #include "sim/sim_int.h"
 
 #include "common/rk_assert.h"
+#include "common/rk_log.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -139,10 +140,21 @@ static void schedule_tick(sim_world *w, uint32_t node) {
   sim_schedule(w, w->now + period, SIM_SRC_NODE(node), SIM_EV_TICK, node, nd->incarnation, 0, NULL);
 }
 
+static uint64_t sim_log_clock(void *ctx) { return ((const sim_world *)ctx)->now * 1000u; }
+
 void sim_world_init(sim_world *w, const sim_opts *o, sim_result *r) {
   memset(w, 0, sizeof *w);
   w->o = *o;
   if (w->o.report == NULL) w->o.report = stderr;
+  /* What the host logs (a failed fsync, a leadership change) is timed by
+   * the simulated clock and goes into the trace file, between the lines of
+   * the event that caused it; without a trace file, nowhere. */
+  w->log_level_was = (int)rk_log_get_level();
+  rk_log_set_clock(sim_log_clock, w);
+  if (o->trace)
+    rk_log_set_sink(o->trace);
+  else
+    rk_log_set_level(RK_LOG_OFF);
   RK_ASSERT(o->nodes >= 1 && o->nodes <= SIM_MAX_NODES && o->groups >= 1);
   w->res = r;
   memset(r, 0, sizeof *r);
@@ -239,6 +251,10 @@ static void free_event_payload(sim_event *e) {
 }
 
 void sim_world_free(sim_world *w) {
+  rk_log_set_clock(NULL, NULL);
+  rk_log_set_sink(NULL);
+  rk_log_set_node(0);
+  rk_log_set_level((rk_log_level)w->log_level_was);
   sim_event e;
   while (sim_heap_pop(&w->heap, &e)) free_event_payload(&e);
   sim_heap_free(&w->heap);
@@ -248,7 +264,7 @@ void sim_world_free(sim_world *w) {
     sim_disk_free(&nd->disk);
     free(nd->hosted);
     free(nd->bootconf);
-    free(nd->term_floor);
+    sim_check_free_node(nd);
     free(nd->rep_index);
     free(nd->dirty.v);
     free(nd->syncing_ids.v);
@@ -292,6 +308,7 @@ void sim_crash(sim_world *w, uint32_t node) {
   if (!nd->up) return;
   sim_node_down(w, node);
   sim_disk_crash(&nd->disk, &w->disk_rng, (w->o.faults & SIM_F(TORN)) != 0);
+  sim_check_crashed(w, node);
   nd->stall_until = 0;
   if (w->res) w->res->crashes++;
 }
@@ -336,6 +353,21 @@ static uint32_t pick_node(sim_world *w) {
 
 static void schedule_heal(sim_world *w);
 
+static void schedule_restart(sim_world *w, uint32_t node) {
+  sim_schedule(w, w->now + rk_rand_range(&w->fault_rng, 50000, 1500000), SIM_SRC_WORLD,
+               SIM_EV_RESTART, node, 0, 0, NULL);
+}
+
+/* The node's WAL failed an fsync and the node exited (node_stopping): what
+ * the failed batch wrote may or may not be on the disk, as after any crash,
+ * and nothing of it was acknowledged. A later restart recovers. */
+void sim_io_failure_stop(sim_world *w, uint32_t node) {
+  sim_trace_add(&w->trace, "t=%llu n%u stops: an fsync failed", (unsigned long long)w->now, node);
+  if (w->res) w->res->io_errors++;
+  sim_crash(w, node);
+  if (w->phase == SIM_PHASE_SAFETY) schedule_restart(w, node);
+}
+
 static void inject_fault(sim_world *w) {
   rk_rand *r = &w->fault_rng;
   uint32_t f = w->o.faults;
@@ -346,6 +378,7 @@ static void inject_fault(sim_world *w) {
   if (f & SIM_F(CRASH)) acts[n++] = SIM_FB_CRASH;
   if (f & SIM_F(STALL)) acts[n++] = SIM_FB_STALL;
   if (f & SIM_F(CLOCK)) acts[n++] = SIM_FB_CLOCK;
+  if (f & SIM_F(EIO)) acts[n++] = SIM_FB_EIO;
   if (n == 0) return;
   uint32_t act = acts[rk_rand_below(r, n)];
   uint32_t node = pick_node(w);
@@ -371,8 +404,12 @@ static void inject_fault(sim_world *w) {
   case SIM_FB_CRASH:
     if (!w->nodes[node].up) break;
     sim_schedule(w, w->now, SIM_SRC_WORLD, SIM_EV_CRASH, node, 0, 0, NULL);
-    sim_schedule(w, w->now + rk_rand_range(r, 50000, 1500000), SIM_SRC_WORLD, SIM_EV_RESTART, node,
-                 0, 0, NULL);
+    schedule_restart(w, node);
+    break;
+  case SIM_FB_EIO:
+    if (!w->nodes[node].up || w->nodes[node].eio_next) break;
+    w->nodes[node].eio_next = 1;
+    sim_trace_add(&w->trace, "t=%llu fault n%u next fsync fails", (unsigned long long)w->now, node);
     break;
   case SIM_FB_STALL: {
     uint64_t until = w->now + rk_rand_range(r, 100000, 2000000);
@@ -428,6 +465,7 @@ void sim_stop_faults(sim_world *w) {
   w->heal_at = 0;
   for (uint32_t i = 0; i < w->nnodes; i++) {
     w->nodes[i].stall_until = 0;
+    w->nodes[i].eio_next = 0;
     if (!w->nodes[i].up) {
       sim_restart(w, i);
       sim_node_flush(w, i);
@@ -694,6 +732,21 @@ static void trace_event(sim_world *w, const sim_event *e) {
                 (unsigned long long)w->events, sim_ev_name(e->kind), buf);
 }
 
+/* Does the event happen on node e->node (rather than the world or a client)? */
+static int on_node(const sim_event *e) {
+  switch (e->kind) {
+  case SIM_EV_TICK:
+  case SIM_EV_MSG:
+  case SIM_EV_SYNC:
+  case SIM_EV_CRASH:
+  case SIM_EV_RESTART:
+  case SIM_EV_STALL_END:
+  case SIM_EV_REQ:
+  case SIM_EV_INSTALL: return 1;
+  default: return 0;
+  }
+}
+
 /* Runs the host loop and the checks on a node an event touched. */
 static void settle(sim_world *w, uint32_t node) {
   sim_node_flush(w, node);
@@ -708,6 +761,9 @@ int sim_world_step(sim_world *w) {
   w->now = e.time;
   w->events++;
   trace_event(w, &e);
+  /* Log lines name the node as the trace does (its index): only node
+   * events run host code. */
+  if (on_node(&e)) rk_log_set_node(e.node);
   switch (e.kind) {
   case SIM_EV_TICK: {
     sim_node *nd = &w->nodes[e.node];
@@ -830,7 +886,13 @@ int sim_bugs_parse(const char *s, uint32_t *out, const char **bad) {
     uint32_t bit;
   } bugs[] = {{"commit-old-term", MR_BUG_COMMIT_OLD_TERM},
               {"vote-no-uptodate", MR_BUG_VOTE_NO_UPTODATE},
-              {"ack-before-persist", MR_BUG_ACK_BEFORE_PERSIST}};
+              {"ack-before-persist", MR_BUG_ACK_BEFORE_PERSIST},
+              {"vote-twice", MR_BUG_VOTE_TWICE},
+              {"truncate-matching", MR_BUG_TRUNCATE_MATCHING},
+              {"apply-twice", SIM_BUG_APPLY_TWICE},
+              {"snap-behind", SIM_BUG_SNAP_BEHIND},
+              {"forget-vote", SIM_BUG_FORGET_VOTE},
+              {"eio-ignored", SIM_BUG_EIO_IGNORED}};
   *out = 0;
   if (strcmp(s, "none") == 0) return 0;
 #ifndef RK_TEST_HOOKS
