@@ -150,14 +150,14 @@ static void print_summary(const sim_opts *o, const sim_result *r) {
   sim_faults_format(o->faults, f, sizeof f);
   printf("sim: seed=%llu nodes=%u groups=%u faults=%s steps=%llu sim_time=%.3fs ops=%llu "
          "ok=%llu unknown=%llu refused=%llu applied=%llu crashes=%llu partitions=%llu "
-         "stalls=%llu io_errors=%llu elections=%llu appends_dropped=%llu\n",
+         "stalls=%llu io_errors=%llu conf_changes=%llu elections=%llu appends_dropped=%llu\n",
          (unsigned long long)o->seed, o->nodes, o->groups, f, (unsigned long long)o->steps,
          (double)r->sim_us / 1e6, (unsigned long long)r->ops, (unsigned long long)r->ops_ok,
          (unsigned long long)r->ops_unknown, (unsigned long long)r->ops_fail,
          (unsigned long long)r->commits, (unsigned long long)r->crashes,
          (unsigned long long)r->partitions, (unsigned long long)r->stalls,
-         (unsigned long long)r->io_errors, (unsigned long long)r->elections,
-         (unsigned long long)r->appends_dropped);
+         (unsigned long long)r->io_errors, (unsigned long long)r->conf_changes,
+         (unsigned long long)r->elections, (unsigned long long)r->appends_dropped);
 }
 
 /* Several seeds: counters and windows add up (rates are over the summed

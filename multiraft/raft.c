@@ -223,6 +223,25 @@ static int quorum_active(mr_raft *r) {
   return mr_quorum_index(r->prs, r->n_prs, vals) >= 1;
 }
 
+/* A leader demoted to a learner hands its leadership to the voter whose log
+ * is furthest along instead of stepping down at once: until a voter has
+ * caught up and learned the commit, the new configuration's voters may
+ * still be in the old one (or the joint one) and need this replica's vote,
+ * which its own uncommitted entries would deny them (a simulated run
+ * deadlocked so). It keeps leading, taking no proposals, until the
+ * transferee wins; a transfer that times out starts again (tick_leader). */
+static void hand_over(mr_raft *r) {
+  const mr_progress *best = NULL;
+  for (uint8_t i = 0; i < r->n_prs; i++) {
+    const mr_progress *pr = &r->prs[i];
+    if (pr->id == r->cfg.id || !mr_quorum_is_voter(pr->flags)) continue;
+    if (best == NULL || pr->match > best->match) best = pr;
+  }
+  RK_ASSERT(best != NULL); /* a configuration always has a voter */
+  int rc = mr_raft_transfer_leader(r, best->id);
+  RK_ASSERT(rc == RK_OK);
+}
+
 static void tick_leader(mr_raft *r) {
   r->heartbeat_elapsed++;
   r->election_elapsed++;
@@ -244,6 +263,7 @@ static void tick_leader(mr_raft *r) {
         pr->snap_stale = 1;
     }
     r->transferee = 0; /* thesis §3.10: abort a transfer after a timeout */
+    if (!mr_is_voter(r, r->cfg.id)) hand_over(r); /* a demoted leader tries again */
   }
   if (r->heartbeat_elapsed >= r->cfg.heartbeat_tick) {
     r->heartbeat_elapsed = 0;
@@ -275,14 +295,21 @@ void mr_raft_tick(mr_raft *r) {
     tick_leader(r);
     return;
   }
-  r->election_elapsed++;
-  if (r->election_elapsed >= r->randomized_timeout) {
+  if (r->election_elapsed < UINT32_MAX) r->election_elapsed++;
+  if (r->election_elapsed < r->randomized_timeout) return;
+  if (mr_self_promotable(r)) {
     r->election_elapsed = 0;
-    if (mr_self_promotable(r))
-      mr_raft_campaign(r);
-    else if (r->role == MR_FOLLOWER && mr_is_learner(r))
-      nudge_leader(r);
+    mr_raft_campaign(r);
+    return;
   }
+  /* A replica that cannot campaign keeps counting (etcd's tickElection):
+   * past the timeout it no longer honours the leader it stopped hearing,
+   * so it answers vote requests. A learner must: it may have been promoted
+   * without knowing it, and a candidate may need its vote (etcd raft.go's
+   * note on learners voting). It nudges once per timeout. */
+  if (r->role == MR_FOLLOWER && mr_is_learner(r) &&
+      (r->election_elapsed - r->randomized_timeout) % r->randomized_timeout == 0)
+    nudge_leader(r);
 }
 
 /* ---- step ----------------------------------------------------------------- */
@@ -558,11 +585,13 @@ void mr_raft_report_unreachable(mr_raft *r, uint64_t to) {
 
 static void after_conf_switch(mr_raft *r) {
   if (r->role != MR_LEADER) return;
-  if (!mr_is_voter(r, r->cfg.id)) {
-    /* removed or demoted and no longer in any voter set: stop leading */
+  if (mr_pr_find(r, r->cfg.id) == NULL) {
+    /* removed: stop leading (the host transfers leadership first if it
+     * wants the hand-over a demoted leader does) */
     mr_become_follower(r, r->term, 0);
     return;
   }
+  if (!mr_is_voter(r, r->cfg.id) && r->transferee == 0) hand_over(r);
   if (r->transferee && !mr_is_voter(r, r->transferee)) r->transferee = 0;
   mr_update_self_match(r);
   (void)mr_maybe_commit(r);

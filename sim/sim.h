@@ -37,7 +37,8 @@
   X(STALL, "stall", "fsync stalls on a node's disk")                                               \
   X(CLOCK, "clock", "clock offset and drift changes, within the bound")                            \
   X(INSTALL, "install", "a snapshot's writes land late, after later persist batches")              \
-  X(EIO, "eio", "a node's next fsync fails: the node stops, and restarts later")
+  X(EIO, "eio", "a node's next fsync fails: the node stops, and restarts later")                   \
+  X(CONF, "conf", "membership changes: demote a voter, promote a learner, or both (joint)")
 
 enum {
 #define SIM_F_BIT_(name, str, doc) SIM_FB_##name,
@@ -164,6 +165,7 @@ typedef struct sim_result {
   uint64_t commits; /* entries applied, all replicas */
   uint64_t crashes, partitions, stalls, elections;
   uint64_t io_errors;       /* failed fsyncs (each stopped its node: counted in crashes too) */
+  uint64_t conf_changes;    /* membership changes proposed (fault class conf) */
   uint64_t appends_dropped; /* AppendEntries followers dropped at the unstable cap */
   sim_stats st;
 } sim_result;

@@ -133,6 +133,10 @@ static sim_group *group_of(sim_world *w, uint64_t id) {
   return &w->groups[id];
 }
 
+static void voters_now(const sim_replica *r, sim_voters *v) {
+  sim_rep_voters(r, v->in, &v->nin, v->out, &v->nout);
+}
+
 /* The node's record for `group`, created zeroed. */
 static sim_ck_ng *ck_of(sim_world *w, uint32_t node, uint64_t group) {
   sim_node *nd = &w->nodes[node];
@@ -231,6 +235,7 @@ void sim_check_restarted(sim_world *w, uint32_t node, sim_replica *r) {
   r->ck_term = t;
   r->ck_commit = sim_rep_commit(r);
   r->ck_leader = 0;
+  voters_now(r, &r->ck_voters);
 }
 
 /* Largest index committed in a term < t (0 if none). */
@@ -279,6 +284,17 @@ static int quorum_durable(sim_world *w, uint64_t group, const uint64_t *ids, uin
   return n == 0 || c >= n / 2 + 1;
 }
 
+/* Both majorities of v (one when not joint) hold (index, term) durably. If
+ * not, *have of *of voters of the failing one do. */
+static int quorums_durable(sim_world *w, uint64_t group, const sim_voters *v, uint64_t index,
+                           uint64_t term, uint32_t *have, uint32_t *of) {
+  if (v->nin == 0) return 0; /* no configuration: nothing commits */
+  *of = v->nin;
+  if (!quorum_durable(w, group, v->in, v->nin, index, term, have)) return 0;
+  *of = v->nout;
+  return quorum_durable(w, group, v->out, v->nout, index, term, have);
+}
+
 /* The leader of term `term` committed (index, term), counting the voters
  * whose durable log holds it. Each of them has adopted the term, so only a
  * leader of a later term can overwrite its log, and that leader holds the
@@ -324,22 +340,35 @@ static void check_commit(sim_world *w, uint32_t node, sim_replica *r, uint64_t c
       return;
     }
   }
+  /* The quorum is the leader's to count, in the configuration it has
+   * applied: a follower that applied a later one learns a commit that the
+   * leader counted in the one before (a single change keeps their
+   * majorities overlapping), so a follower's view proves nothing. */
+  if (sim_rep_role(r) != SIM_ROLE_LEADER) return;
   uint64_t ct = 0;
   if (mr_raft_term_at(r->raft, commit, &ct) != RK_OK || ct == 0) return;
-  uint64_t in[16], out[16];
-  uint32_t nin = 0, nout = 0, hin = 0, hout = 0;
-  sim_rep_voters(r, in, &nin, out, &nout);
-  if (!quorum_durable(w, r->group, in, nin, commit, ct, &hin) ||
-      !quorum_durable(w, r->group, out, nout, commit, ct, &hout))
-    sim_violation(w, "commit-quorum",
-                  "group %llu: n%u advanced commit to %llu (term %llu) but only %u of %u voters "
-                  "hold it durably%s",
-                  (unsigned long long)r->group, node, (unsigned long long)commit,
-                  (unsigned long long)ct, nout ? hout : hin, nout ? nout : nin,
-                  nout ? " (outgoing config)" : "");
-  else if (sim_rep_role(r) == SIM_ROLE_LEADER && ct == term) {
-    hold_to(w, r->group, in, nin, commit, ct);
-    hold_to(w, r->group, out, nout, commit, ct);
+  /* The configuration the commit was counted in: the one in force now, or
+   * the one before this event when the event also applied a configuration
+   * change (a change takes effect when applied, so the entries up to and
+   * including it are counted by the configuration before it). */
+  sim_voters now;
+  voters_now(r, &now);
+  const sim_voters *by = &now;
+  uint32_t have = 0, of = 0, h2 = 0, o2 = 0;
+  if (!quorums_durable(w, r->group, &now, commit, ct, &have, &of)) {
+    by = &r->ck_voters;
+    if (!quorums_durable(w, r->group, by, commit, ct, &h2, &o2)) {
+      sim_violation(w, "commit-quorum",
+                    "group %llu: n%u advanced commit to %llu (term %llu) but only %u of %u "
+                    "voters hold it durably%s",
+                    (unsigned long long)r->group, node, (unsigned long long)commit,
+                    (unsigned long long)ct, have, of, now.nout ? " (joint configuration)" : "");
+      return;
+    }
+  }
+  if (ct == term) {
+    hold_to(w, r->group, by->in, by->nin, commit, ct);
+    hold_to(w, r->group, by->out, by->nout, commit, ct);
   }
 }
 
@@ -373,6 +402,7 @@ void sim_check_replica(sim_world *w, uint32_t node, sim_replica *r) {
     check_commit(w, node, r, c, t);
     r->ck_commit = c;
   }
+  voters_now(r, &r->ck_voters);
 }
 
 void sim_check_applied(sim_world *w, uint32_t node, sim_replica *r, const rk_entry *e) {

@@ -105,6 +105,13 @@ typedef struct sim_store_ctx {
   uint32_t slot;
 } sim_store_ctx;
 
+/* A configuration's voters, as the checker counts quorums (both sets when
+ * joint; nout = 0 otherwise). */
+typedef struct sim_voters {
+  uint64_t in[MR_MAX_REPLICAS], out[MR_MAX_REPLICAS];
+  uint32_t nin, nout;
+} sim_voters;
+
 typedef struct sim_replica {
   uint64_t group;
   uint32_t slot; /* disk slot of the group's log */
@@ -118,9 +125,10 @@ typedef struct sim_replica {
   /* what the trace printed last, to print state changes only */
   uint64_t shown_term, shown_commit, shown_applied, shown_last;
   int shown_role;
-  /* checker: the last commit seen, the term seen */
+  /* checker: the last commit seen, the term seen, the voters seen */
   uint64_t ck_commit, ck_term;
   int ck_leader;
+  sim_voters ck_voters;
 } sim_replica;
 
 /* A u64 vector (ids, counters). */

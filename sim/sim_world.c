@@ -15,6 +15,7 @@
 #include "sim/sim_int.h"
 
 #include "common/rk_assert.h"
+#include "common/rk_err.h"
 #include "common/rk_log.h"
 
 #include <stdarg.h>
@@ -353,6 +354,68 @@ static uint32_t pick_node(sim_world *w) {
 
 static void schedule_heal(sim_world *w);
 
+/* The node whose replica leads group g in the highest term, or -1. */
+static int group_leader(sim_world *w, uint32_t g) {
+  int lead = -1;
+  uint64_t term = 0;
+  for (uint32_t k = 0; k < w->nnodes; k++) {
+    sim_replica *r = sim_node_replica(w, k, g);
+    if (r && sim_rep_role(r) == SIM_ROLE_LEADER && (lead < 0 || sim_rep_term(r) > term)) {
+      lead = (int)k;
+      term = sim_rep_term(r);
+    }
+  }
+  return lead;
+}
+
+/* Fault class conf: group g's leader is asked to demote one of its voters
+ * to a learner, promote a learner, or both at once (joint consensus, left
+ * automatically), over the replicas the group already has. A leader with a
+ * change in flight refuses; so be it. */
+static void change_membership(sim_world *w, uint32_t g) {
+  int lead = group_leader(w, g);
+  if (lead < 0) return;
+  mr_conf conf;
+  mr_raft_conf(sim_node_replica(w, (uint32_t)lead, g)->raft, &conf);
+  uint64_t voters[MR_MAX_REPLICAS], learners[MR_MAX_REPLICAS];
+  uint32_t nv = 0, nl = 0;
+  for (uint8_t i = 0; i < conf.n; i++) {
+    if (conf.r[i].flags & (MR_VOTER_OUT | MR_LEARNER_NEXT)) return; /* joint: leaving */
+    if (conf.r[i].flags & MR_VOTER_IN) voters[nv++] = conf.r[i].id;
+    if (conf.r[i].flags & MR_LEARNER) learners[nl++] = conf.r[i].id;
+  }
+  rk_rand *r = &w->fault_rng;
+  /* 0 demote, 1 promote, 2 both; what the configuration allows */
+  uint32_t kinds[3], nk = 0;
+  if (nv >= 2) kinds[nk++] = 0;
+  if (nl >= 1) kinds[nk++] = 1;
+  if (nv >= 1 && nl >= 1) kinds[nk++] = 2;
+  if (nk == 0) return;
+  uint32_t kind = kinds[rk_rand_below(r, nk)];
+  mr_conf_change cc;
+  memset(&cc, 0, sizeof cc);
+  cc.transition = MR_CC_AUTO;
+  if (kind != 1)
+    cc.changes[cc.n++] = (mr_cc_single){MR_CC_ADD_LEARNER, voters[rk_rand_below(r, nv)]};
+  if (kind != 0)
+    cc.changes[cc.n++] = (mr_cc_single){MR_CC_ADD_VOTER, learners[rk_rand_below(r, nl)]};
+  uint64_t index = 0;
+  int rc = sim_node_conf_change(w, (uint32_t)lead, g, &cc, &index);
+  static const char *const what[] = {"demote", "promote", "demote+promote"};
+  char who[32];
+  if (cc.n > 1)
+    snprintf(who, sizeof who, "n%u+n%u", sim_rid_node(cc.changes[0].id),
+             sim_rid_node(cc.changes[1].id));
+  else
+    snprintf(who, sizeof who, "n%u", sim_rid_node(cc.changes[0].id));
+  sim_trace_add(&w->trace, "t=%llu fault conf g%u leader n%d %s %s: %s at %llu",
+                (unsigned long long)w->now, g, lead, what[kind], who,
+                rc == RK_OK ? "proposed" : rk_strerror(rc), (unsigned long long)index);
+  if (w->res && rc == RK_OK) w->res->conf_changes++;
+  sim_node_flush(w, (uint32_t)lead);
+  sim_node_check(w, (uint32_t)lead);
+}
+
 static void schedule_restart(sim_world *w, uint32_t node) {
   sim_schedule(w, w->now + rk_rand_range(&w->fault_rng, 50000, 1500000), SIM_SRC_WORLD,
                SIM_EV_RESTART, node, 0, 0, NULL);
@@ -379,6 +442,7 @@ static void inject_fault(sim_world *w) {
   if (f & SIM_F(STALL)) acts[n++] = SIM_FB_STALL;
   if (f & SIM_F(CLOCK)) acts[n++] = SIM_FB_CLOCK;
   if (f & SIM_F(EIO)) acts[n++] = SIM_FB_EIO;
+  if (f & SIM_F(CONF)) acts[n++] = SIM_FB_CONF;
   if (n == 0) return;
   uint32_t act = acts[rk_rand_below(r, n)];
   uint32_t node = pick_node(w);
@@ -406,6 +470,7 @@ static void inject_fault(sim_world *w) {
     sim_schedule(w, w->now, SIM_SRC_WORLD, SIM_EV_CRASH, node, 0, 0, NULL);
     schedule_restart(w, node);
     break;
+  case SIM_FB_CONF: change_membership(w, (uint32_t)rk_rand_below(r, w->ngroups)); break;
   case SIM_FB_EIO:
     if (!w->nodes[node].up || w->nodes[node].eio_next) break;
     w->nodes[node].eio_next = 1;

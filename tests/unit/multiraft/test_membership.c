@@ -277,6 +277,72 @@ Test(joint, leader_not_in_cnew_steps_down_after_leaving) {
   h_free(h);
 }
 
+/* Holds back what leader 1 tells 2 and 3: entries from `from_index` on,
+ * and any commit index at or past `commit_limit`. */
+typedef struct hold_back {
+  uint64_t from_index, commit_limit;
+} hold_back;
+
+static int hold_back_filter(harness *h, mr_msg *m, void *arg) {
+  (void)h;
+  const hold_back *hb = arg;
+  if (m->from != 1) return 1;
+  if (m->commit >= hb->commit_limit) return 0;
+  for (size_t i = 0; i < m->entries.len; i++)
+    if (m->entries.v[i].index >= hb->from_index) return 0;
+  return 1;
+}
+
+/* A leader demoted by joint consensus, holding an entry of its own past the
+ * leave that nobody else has, when 2 and 3 never learn that the leave
+ * committed: they are still in the joint configuration, whose outgoing
+ * half needs 1's vote, and 1 would refuse them (its log is longer). Had 1
+ * stepped down on applying the leave, no leader could ever be elected; it
+ * hands over instead: catches a voter up and makes it campaign. */
+Test(joint, a_demoted_leader_hands_over_rather_than_strand_the_group) {
+  h_opts o = h_default_opts();
+  o.max_msg_bytes = 1; /* one entry per AppendEntries */
+  harness *h = h_new(2, &o);
+  cr_assert(h_elect(h, 1));
+  h_add_node(h, 3, &o);
+  cr_assert_eq(change(h, 1, MR_CC_AUTO, MR_CC_ADD_LEARNER, 3), RK_OK);
+  h_tick(h, 1, 2);
+  mr_raft *l = h_raft(h, 1);
+  /* Enter the joint configuration (demote 1, promote 3); the leave that 1
+   * proposes once the enter applies is held back. */
+  hold_back hb = {.from_index = mr_raft_last_index(l) + 2, .commit_limit = UINT64_MAX};
+  h_set_filter(h, hold_back_filter, &hb);
+  mr_conf_change cc = {.transition = MR_CC_JOINT_IMPLICIT, .n = 2};
+  cc.changes[0] = (mr_cc_single){.op = MR_CC_ADD_LEARNER, .id = 1};
+  cc.changes[1] = (mr_cc_single){.op = MR_CC_ADD_VOTER, .id = 3};
+  uint64_t enter = 0;
+  cr_assert_eq(mr_raft_propose_conf_change(l, &cc, &enter), RK_OK);
+  cr_assert_eq(enter + 1, hb.from_index);
+  h_deliver_all(h);
+  h_tick_all(h, 1);
+  cr_assert_eq(mr_raft_last_index(l), enter + 1, "1 proposed the leave");
+  cr_assert_eq(flags_at(h, 2, 3), MR_VOTER_IN, "2 is in the joint configuration");
+  /* An entry of 1's own after the leave, which 2 and 3 will never get. */
+  uint64_t own = 0;
+  cr_assert_eq(mr_raft_propose(l, "x", 1, &own, NULL), RK_OK);
+  /* Now the leave reaches 2 and 3, but not its commit, nor 1's own entry. */
+  hb.from_index = own;
+  hb.commit_limit = enter + 1;
+  h_tick_all(h, 3);
+  cr_assert_geq(mr_raft_commit(l), enter + 1, "1 committed the leave");
+  cr_assert_eq(flags_at(h, 1, 1), MR_LEARNER, "1 applied it: a learner now");
+  cr_assert_lt(mr_raft_commit(h_raft(h, 2)), enter + 1, "2 never heard of the commit");
+  cr_assert_lt(mr_raft_commit(h_raft(h, 3)), enter + 1, "3 never heard of the commit");
+  /* The network heals: a voter must come to lead. */
+  h_set_filter(h, NULL, NULL);
+  uint64_t lead = 0;
+  for (int k = 0; k < 200 && (lead = h_leader(h)) != 2 && lead != 3; k++) h_tick_all(h, 1);
+  cr_assert(lead == 2 || lead == 3, "no voter leads (leader %llu, 1 is %d)",
+            (unsigned long long)lead, mr_raft_role(l));
+  assert_commits(h, lead);
+  h_free(h);
+}
+
 Test(joint, demote_voter_to_learner) {
   h_opts o;
   harness *h = cluster(3, &o);
@@ -373,6 +439,45 @@ Test(membership, a_heartbeat_answer_waits_only_when_the_term_moved) {
   cr_assert_eq(count_msgs(&rd, MR_MSG_HEARTBEAT_RESP, 1), 1, "new term: answered once durable");
   cr_assert_eq(count_msgs(&rd, MR_MSG_HEARTBEAT_RESP, 0), 0);
   mr_ready_free(&rd);
+  h_free(h);
+}
+
+/* etcd's case for learners voting: voters {1, 2} promote learner 3, and
+ * the change commits on {1, 2} before 3 hears of it. With 1 gone, only 2
+ * can win, and it needs 3's vote; 3 still believes it is a learner of
+ * leader 1. Having heard nothing for its election timeout (it nudged 1 at
+ * the timeout), it must answer: a replica that cannot campaign keeps its
+ * election clock running instead of restarting it, so it is no longer in
+ * 1's lease. */
+Test(membership, a_learner_promoted_without_knowing_it_votes_once_its_leader_is_silent) {
+  h_opts o;
+  harness *h = with_learner(2, &o);
+  h_deliver_all(h);
+  h_cut(h, 1, 3);
+  cr_assert_eq(change(h, 1, MR_CC_AUTO, MR_CC_ADD_VOTER, 3), RK_OK);
+  h_tick(h, 1, 2);
+  cr_assert_eq(flags_at(h, 2, 3), MR_VOTER_IN, "2 applied the promotion");
+  cr_assert_eq(flags_at(h, 3, 3), MR_LEARNER, "3 never heard of it");
+  h_crash(h, 1);
+  mr_raft *l = h_raft(h, 3);
+  cr_assert_eq(mr_raft_lead(l), 1);
+  /* Tick 3 up to its nudge: its election timeout has passed. */
+  int nudged = 0;
+  for (int i = 0; i < 4 * 10 && !nudged; i++) {
+    mr_raft_tick(l);
+    mr_ready rd;
+    cr_assert_eq(mr_raft_ready(l, &rd), RK_OK);
+    for (size_t k = 0; k < rd.n_msgs; k++) nudged |= rd.msgs[k].type == MR_MSG_APP_RESP;
+    mr_raft_advance(l, &rd);
+    mr_ready_free(&rd);
+  }
+  cr_assert(nudged, "3 never nudged its leader");
+  /* 2 times out and campaigns (pre-vote, then vote): 3's votes decide. */
+  mr_raft *c = h_raft(h, 2);
+  for (int i = 0; i < 4 * 10 && mr_raft_role(c) == MR_FOLLOWER; i++) h_tick(h, 2, 1);
+  h_deliver_all(h);
+  cr_assert_eq(mr_raft_role(c), MR_LEADER, "2 could not win with 3's vote (role %d)",
+               mr_raft_role(c));
   h_free(h);
 }
 
