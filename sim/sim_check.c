@@ -265,14 +265,19 @@ static void check_leader_complete(sim_world *w, uint32_t node, sim_replica *r, u
 }
 
 /* Is (index, term) on the durable log of `node`? */
-static int durable_has(sim_world *w, uint64_t group, uint32_t node, uint64_t index, uint64_t term) {
+static int view_has(sim_world *w, uint64_t group, uint32_t node, uint64_t index, uint64_t term,
+                    int durable) {
   if (node >= w->nnodes) return 0;
   sim_node *nd = &w->nodes[node];
   int slot = sim_disk_find(&nd->disk, group);
   if (slot < 0) return 0;
-  const sim_log_view *v = sim_disk_view(&nd->disk, (uint32_t)slot, 1);
-  if (index <= v->snap.index) return 1; /* inside a durable snapshot */
+  const sim_log_view *v = sim_disk_view(&nd->disk, (uint32_t)slot, durable);
+  if (index <= v->snap.index) return 1; /* inside a snapshot */
   return sim_view_term(v, index) == term;
+}
+
+static int durable_has(sim_world *w, uint64_t group, uint32_t node, uint64_t index, uint64_t term) {
+  return view_has(w, group, node, index, term, 1);
 }
 
 static int quorum_durable(sim_world *w, uint64_t group, const uint64_t *ids, uint32_t n,
@@ -307,6 +312,17 @@ static void hold_to(sim_world *w, uint64_t group, const uint64_t *ids, uint32_t 
     uint32_t node = ids[i] ? sim_rid_node(ids[i]) : UINT32_MAX;
     if (node >= w->nnodes || !durable_has(w, group, node, index, term)) continue;
     sim_ck_ng *ck = ck_of(w, node, group);
+    /* Writes reach the durable log from the current view (at the next
+     * fsync), and the write checks watch the current view: it must hold the
+     * entry too, or a write already queued drops it. */
+    if (!view_has(w, group, node, index, term, 0)) {
+      sim_violation(w, "committed-entry-kept",
+                    "group %llu: n%u holds committed entry %llu (term %llu) durably, but a write "
+                    "it has queued drops it",
+                    (unsigned long long)group, node, (unsigned long long)index,
+                    (unsigned long long)term);
+      return;
+    }
     if (index > ck->held_index) {
       ck->held_index = index;
       ck->held_term = term;
@@ -452,6 +468,8 @@ void sim_check_restored(sim_world *w, uint32_t node, sim_replica *r, uint64_t in
                   "group %llu: n%u restored a snapshot at index %llu whose image is not the "
                   "state applied there",
                   (unsigned long long)r->group, node, (unsigned long long)index);
+  else if (had == 0) /* nobody applied it yet: whoever does must agree */
+    u64v_set(&g->state_hash, index, sim_kv_state(&r->kv) | 1u);
 }
 
 void sim_check_installing(sim_world *w, uint32_t node, sim_replica *r, uint64_t index) {

@@ -606,6 +606,8 @@ static void io_send(void *ctx, const mr_host_frame *hf) {
     if (msg_promises_term(m)) sim_check_sent(w, node, hf->msgs[i].group, m->term);
     if (m->type == MR_MSG_VOTE_RESP && !m->reject)
       sim_check_voted(w, node, hf->msgs[i].group, m->term, sim_rid_node(m->to));
+    else if (m->type == MR_MSG_VOTE) /* a candidate votes for itself */
+      sim_check_voted(w, node, hf->msgs[i].group, m->term, node);
     touch_group(w, node, hf->msgs[i].group); /* a precandidate shows only here */
   }
   for (size_t i = 0; i < hf->n_hbs; i++) sim_check_sent(w, node, hf->hbs[i].group, hf->hbs[i].term);
@@ -865,6 +867,7 @@ void sim_node_flush(sim_world *w, uint32_t node) {
   if (nd->io_failed) {
     RK_ASSERTF(mr_host_turn(nd->host) == RK_ESTOPPED, "n%u: the host runs on after a failed fsync",
                node);
+    sim_node_check(w, node); /* what the cores did in this event, before they go */
     sim_io_failure_stop(w, node);
     return;
   }
