@@ -281,13 +281,35 @@ static void tick_leader(mr_raft *r) {
  * leader's log (Leader Completeness), so no leader is misled, and the
  * message itself wakes one. */
 static void nudge_leader(mr_raft *r) {
+  /* (commit, term there) also lets a voter that missed the commit learn it
+   * (learn_commit) */
+  uint64_t commit_term = mr_log_term_or0(r, r->commit);
   for (uint8_t i = 0; i < r->n_prs; i++) {
     const mr_progress *pr = &r->prs[i];
     if (pr->id == r->cfg.id || (r->lead != 0 ? pr->id != r->lead : !mr_quorum_is_voter(pr->flags)))
       continue;
-    mr_msg m = {.type = MR_MSG_APP_RESP, .to = pr->id, .term = r->term, .index = r->commit};
+    mr_msg m = {.type = MR_MSG_APP_RESP,
+                .to = pr->id,
+                .term = r->term,
+                .index = r->commit,
+                .commit = commit_term ? r->commit : 0,
+                .log_term = commit_term};
     mr_send(r, &m);
   }
+}
+
+/* A learner's nudge names its commit index and the term of the entry there.
+ * That entry is committed, and so is every log prefix that holds it (Log
+ * Matching), so a replica whose log has the same term there may commit up
+ * to it, whatever its role or term. This is how a voter learns a commit its
+ * leader never told it: after a voter is demoted and the leader is lost, the
+ * remaining voter may still count the demoted one (it has not applied the
+ * change), whose longer log denies it the vote, while the learners know the
+ * change committed (a simulated run deadlocked so). */
+static void learn_commit(mr_raft *r, const mr_msg *m) {
+  if (r->role == MR_LEADER || m->type != MR_MSG_APP_RESP || m->reject || m->commit == 0) return;
+  if (m->commit <= r->commit || !mr_log_match_term(r, m->commit, m->log_term)) return;
+  mr_log_commit_to(r, m->commit);
 }
 
 void mr_raft_tick(mr_raft *r) {
@@ -437,6 +459,7 @@ int mr_raft_step(mr_raft *r, const mr_msg *m) {
     r->counters.not_member++;
     return RK_EINVAL;
   }
+  learn_commit(r, m);
   int vote_req = m->type == MR_MSG_VOTE || m->type == MR_MSG_PREVOTE;
   if (m->term > r->term) {
     if (vote_req && !m->transfer && r->cfg.check_quorum && r->lead != 0 &&

@@ -388,6 +388,12 @@ static void check_commit(sim_world *w, uint32_t node, sim_replica *r, uint64_t c
   }
 }
 
+static int self_vote_durable(sim_world *w, uint32_t node, const sim_replica *r, uint64_t term) {
+  sim_node *nd = &w->nodes[node];
+  const sim_log_view *v = sim_disk_view(&nd->disk, r->slot, 1);
+  return v->hs.term == term && v->hs.vote == SIM_RID(node);
+}
+
 void sim_check_replica(sim_world *w, uint32_t node, sim_replica *r) {
   if (w->stopped) return;
   sim_group *g = group_of(w, r->group);
@@ -399,7 +405,12 @@ void sim_check_replica(sim_world *w, uint32_t node, sim_replica *r) {
     return;
   }
   int leader = sim_rep_role(r) == SIM_ROLE_LEADER;
-  if (leader) {
+  /* Election Safety is about leaders that can act: one whose term and vote
+   * for itself are durable. Until then it sends nothing (every message of
+   * the Ready that raised its term waits for the fsync), and a crash before
+   * it makes the win void: the node may then vote for another candidate in
+   * that term, as a lone voter that wins by its own vote does. */
+  if (leader && self_vote_durable(w, node, r, t)) {
     uint64_t who = u64v_get(&g->leader_of_term, t);
     if (who == 0)
       u64v_set(&g->leader_of_term, t, node + 1u);

@@ -481,6 +481,45 @@ Test(membership, a_learner_promoted_without_knowing_it_votes_once_its_leader_is_
   h_free(h);
 }
 
+static int hide_commit_from_2(harness *h, mr_msg *m, void *arg) {
+  (void)h;
+  return !(m->to == 2 && m->commit >= *(const uint64_t *)arg);
+}
+
+/* A learner's nudge names its commit and the term there: a replica whose log
+ * holds that entry takes the commit from it, whatever its role (a voter may
+ * otherwise never learn a commit its lost leader did not tell it); a
+ * different term there, and it takes nothing. */
+Test(membership, a_replica_learns_a_commit_from_a_learners_nudge) {
+  h_opts o;
+  harness *h = with_learner(2, &o);
+  h_deliver_all(h);
+  mr_raft *f = h_raft(h, 2);
+  uint64_t idx = 0;
+  cr_assert_eq(mr_raft_propose(h_raft(h, 1), "w", 1, &idx, NULL), RK_OK);
+  h_set_filter(h, hide_commit_from_2, &idx);
+  h_deliver_all(h);
+  h_tick_all(h, 2);
+  h_set_filter(h, NULL, NULL);
+  cr_assert_geq(mr_raft_commit(h_raft(h, 3)), idx, "the learner knows the commit");
+  cr_assert_lt(mr_raft_commit(f), idx, "2 does not");
+  uint64_t t = h_term_at(h, 2, idx);
+  cr_assert_neq(t, 0, "2 holds the entry");
+  mr_msg m = {.type = MR_MSG_APP_RESP,
+              .from = 3,
+              .to = 2,
+              .term = mr_raft_term(f),
+              .index = idx,
+              .commit = idx,
+              .log_term = t + 1};
+  cr_assert_eq(mr_raft_step(f, &m), RK_OK);
+  cr_assert_lt(mr_raft_commit(f), idx, "another entry there: nothing learned");
+  m.log_term = t;
+  cr_assert_eq(mr_raft_step(f, &m), RK_OK);
+  cr_assert_eq(mr_raft_commit(f), idx, "the same entry: committed");
+  h_free(h);
+}
+
 /* A learner never campaigns, which is what would wake a leader that stopped
  * heartbeating (a quiescing host). Hearing no leader for an election
  * timeout, it tells the leader what it has committed instead (true of any
@@ -505,6 +544,8 @@ Test(membership, a_learner_that_hears_no_leader_nudges_it) {
     if (m->type != MR_MSG_APP_RESP) continue;
     cr_assert_eq(m->to, 1, "to its leader only");
     cr_assert_eq(m->index, commit);
+    cr_assert_eq(m->commit, commit);
+    cr_assert_eq(m->log_term, h_term_at(h, 4, commit));
     cr_assert(!m->reject);
     nudges++;
   }
