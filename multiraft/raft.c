@@ -223,25 +223,6 @@ static int quorum_active(mr_raft *r) {
   return mr_quorum_index(r->prs, r->n_prs, vals) >= 1;
 }
 
-/* A leader demoted to a learner hands its leadership to the voter whose log
- * is furthest along instead of stepping down at once: until a voter has
- * caught up and learned the commit, the new configuration's voters may
- * still be in the old one (or the joint one) and need this replica's vote,
- * which its own uncommitted entries would deny them (a simulated run
- * deadlocked so). It keeps leading, taking no proposals, until the
- * transferee wins; a transfer that times out starts again (tick_leader). */
-static void hand_over(mr_raft *r) {
-  const mr_progress *best = NULL;
-  for (uint8_t i = 0; i < r->n_prs; i++) {
-    const mr_progress *pr = &r->prs[i];
-    if (pr->id == r->cfg.id || !mr_quorum_is_voter(pr->flags)) continue;
-    if (best == NULL || pr->match > best->match) best = pr;
-  }
-  RK_ASSERT(best != NULL); /* a configuration always has a voter */
-  int rc = mr_raft_transfer_leader(r, best->id);
-  RK_ASSERT(rc == RK_OK);
-}
-
 static void tick_leader(mr_raft *r) {
   r->heartbeat_elapsed++;
   r->election_elapsed++;
@@ -263,7 +244,6 @@ static void tick_leader(mr_raft *r) {
         pr->snap_stale = 1;
     }
     r->transferee = 0; /* thesis §3.10: abort a transfer after a timeout */
-    if (!mr_is_voter(r, r->cfg.id)) hand_over(r); /* a demoted leader tries again */
   }
   if (r->heartbeat_elapsed >= r->cfg.heartbeat_tick) {
     r->heartbeat_elapsed = 0;
@@ -281,13 +261,13 @@ static void tick_leader(mr_raft *r) {
  * leader's log (Leader Completeness), so no leader is misled, and the
  * message itself wakes one. */
 static void nudge_leader(mr_raft *r) {
-  /* (commit, term there) also lets a voter that missed the commit learn it
-   * (learn_commit) */
+  /* To every voter, not only the leader it last heard (which may be gone):
+   * (commit, term there) also lets a voter that missed the commit learn it
+   * (learn_commit). */
   uint64_t commit_term = mr_log_term_or0(r, r->commit);
   for (uint8_t i = 0; i < r->n_prs; i++) {
     const mr_progress *pr = &r->prs[i];
-    if (pr->id == r->cfg.id || (r->lead != 0 ? pr->id != r->lead : !mr_quorum_is_voter(pr->flags)))
-      continue;
+    if (pr->id == r->cfg.id || (pr->id != r->lead && !mr_quorum_is_voter(pr->flags))) continue;
     mr_msg m = {.type = MR_MSG_APP_RESP,
                 .to = pr->id,
                 .term = r->term,
@@ -300,14 +280,16 @@ static void nudge_leader(mr_raft *r) {
 
 /* A learner's nudge names its commit index and the term of the entry there.
  * That entry is committed, and so is every log prefix that holds it (Log
- * Matching), so a replica whose log has the same term there may commit up
- * to it, whatever its role or term. This is how a voter learns a commit its
- * leader never told it: after a voter is demoted and the leader is lost, the
- * remaining voter may still count the demoted one (it has not applied the
- * change), whose longer log denies it the vote, while the learners know the
- * change committed (a simulated run deadlocked so). */
+ * Matching), so a follower whose log has the same term there may commit up
+ * to it, whatever the message's term. This is how a voter learns a commit
+ * its leader never told it: after a leader demotes itself or the other
+ * voter and is lost (or steps down), the remaining voter may still count the
+ * demoted one (it has not applied the change), whose longer log denies it
+ * the vote, while the learners know the change committed (simulated runs
+ * deadlocked so). Followers only: a (pre)candidate applying a change in the
+ * middle of its election could win one it may no longer run. */
 static void learn_commit(mr_raft *r, const mr_msg *m) {
-  if (r->role == MR_LEADER || m->type != MR_MSG_APP_RESP || m->reject || m->commit == 0) return;
+  if (r->role != MR_FOLLOWER || m->type != MR_MSG_APP_RESP || m->reject || m->commit == 0) return;
   if (m->commit <= r->commit || !mr_log_match_term(r, m->commit, m->log_term)) return;
   mr_log_commit_to(r, m->commit);
 }
@@ -608,13 +590,15 @@ void mr_raft_report_unreachable(mr_raft *r, uint64_t to) {
 
 static void after_conf_switch(mr_raft *r) {
   if (r->role != MR_LEADER) return;
-  if (mr_pr_find(r, r->cfg.id) == NULL) {
-    /* removed: stop leading (the host transfers leadership first if it
-     * wants the hand-over a demoted leader does) */
+  if (!mr_is_voter(r, r->cfg.id)) {
+    /* removed or demoted and no longer in any voter set: stop leading.
+     * Voters that have not learned the change committed may still count
+     * this replica in the old (or joint) configuration and need its vote,
+     * which an uncommitted entry of its own can deny them; as a learner it
+     * then tells them the commit (nudge_leader, learn_commit). */
     mr_become_follower(r, r->term, 0);
     return;
   }
-  if (!mr_is_voter(r, r->cfg.id) && r->transferee == 0) hand_over(r);
   if (r->transferee && !mr_is_voter(r, r->transferee)) r->transferee = 0;
   mr_update_self_match(r);
   (void)mr_maybe_commit(r);
