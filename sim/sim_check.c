@@ -388,6 +388,26 @@ static void check_commit(sim_world *w, uint32_t node, sim_replica *r, uint64_t c
   }
 }
 
+/* Records `node` as the leader of `term`; 0 (and a violation) if another
+ * node led it. */
+static int record_leader(sim_world *w, uint32_t node, uint64_t group, uint64_t term) {
+  sim_group *g = group_of(w, group);
+  uint64_t who = u64v_get(&g->leader_of_term, term);
+  if (who == 0)
+    u64v_set(&g->leader_of_term, term, node + 1u);
+  else if (who != node + 1u) {
+    sim_violation(w, "election-safety", "group %llu: term %llu has two leaders: n%llu and n%u",
+                  (unsigned long long)group, (unsigned long long)term,
+                  (unsigned long long)(who - 1), node);
+    return 0;
+  }
+  return 1;
+}
+
+void sim_check_led(sim_world *w, uint32_t node, uint64_t group, uint64_t term) {
+  (void)record_leader(w, node, group, term);
+}
+
 static int self_vote_durable(sim_world *w, uint32_t node, const sim_replica *r, uint64_t term) {
   sim_node *nd = &w->nodes[node];
   const sim_log_view *v = sim_disk_view(&nd->disk, r->slot, 1);
@@ -396,7 +416,6 @@ static int self_vote_durable(sim_world *w, uint32_t node, const sim_replica *r, 
 
 void sim_check_replica(sim_world *w, uint32_t node, sim_replica *r) {
   if (w->stopped) return;
-  sim_group *g = group_of(w, r->group);
   uint64_t t = sim_rep_term(r);
   if (t < r->ck_term) {
     sim_violation(w, "term-monotonic", "group %llu: n%u term went from %llu to %llu",
@@ -406,22 +425,13 @@ void sim_check_replica(sim_world *w, uint32_t node, sim_replica *r) {
   }
   int leader = sim_rep_role(r) == SIM_ROLE_LEADER;
   /* Election Safety is about leaders that can act: one whose term and vote
-   * for itself are durable. Until then it sends nothing (every message of
-   * the Ready that raised its term waits for the fsync), and a crash before
-   * it makes the win void: the node may then vote for another candidate in
-   * that term, as a lone voter that wins by its own vote does. */
-  if (leader && self_vote_durable(w, node, r, t)) {
-    uint64_t who = u64v_get(&g->leader_of_term, t);
-    if (who == 0)
-      u64v_set(&g->leader_of_term, t, node + 1u);
-    else if (who != node + 1u) {
-      sim_violation(w, "election-safety", "group %llu: term %llu has two leaders: n%llu and n%u",
-                    (unsigned long long)r->group, (unsigned long long)t,
-                    (unsigned long long)(who - 1), node);
-      return;
-    }
-    if (!r->ck_leader || r->ck_term != t) check_leader_complete(w, node, r, t);
-  }
+   * for itself are durable, or that sent a leader's message (sim_check_led).
+   * Until then it sends nothing (every message of the Ready that raised its
+   * term waits for the fsync), and a crash before it makes the win void: the
+   * node may then vote for another candidate in that term, as a lone voter
+   * that wins by its own vote does. Leader Completeness holds even so. */
+  if (leader && self_vote_durable(w, node, r, t) && !record_leader(w, node, r->group, t)) return;
+  if (leader && (!r->ck_leader || r->ck_term != t)) check_leader_complete(w, node, r, t);
   r->ck_leader = leader;
   r->ck_term = t;
   uint64_t c = sim_rep_commit(r);

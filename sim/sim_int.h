@@ -385,6 +385,8 @@ void sim_check_restored(sim_world *w, uint32_t node, sim_replica *r, uint64_t in
 /* A snapshot at `index` is about to replace r's whole log. */
 void sim_check_installing(sim_world *w, uint32_t node, sim_replica *r, uint64_t index);
 void sim_check_sent(sim_world *w, uint32_t node, uint64_t group, uint64_t term);
+/* The node sent a leader's message (append, snapshot, heartbeat) in `term`. */
+void sim_check_led(sim_world *w, uint32_t node, uint64_t group, uint64_t term);
 /* The node granted its vote in `term` to candidate node `cand`. */
 void sim_check_voted(sim_world *w, uint32_t node, uint64_t group, uint64_t term, uint32_t cand);
 void sim_check_restarted(sim_world *w, uint32_t node, sim_replica *r);

@@ -197,8 +197,12 @@ static void msg_describe(uint32_t from, uint32_t to, uint64_t group, const mr_ms
              (unsigned long long)m->commit);
     break;
   case MR_MSG_APP_RESP:
-    snprintf(buf + k, n - (size_t)k, " %s index=%llu", m->reject ? "reject" : "match",
-             (unsigned long long)m->index);
+    if (m->commit != 0) /* a learner's nudge */
+      snprintf(buf + k, n - (size_t)k, " nudge commit=%llu/%llu", (unsigned long long)m->commit,
+               (unsigned long long)m->log_term);
+    else
+      snprintf(buf + k, n - (size_t)k, " %s index=%llu", m->reject ? "reject" : "match",
+               (unsigned long long)m->index);
     break;
   case MR_MSG_VOTE:
   case MR_MSG_PREVOTE:
@@ -608,9 +612,14 @@ static void io_send(void *ctx, const mr_host_frame *hf) {
       sim_check_voted(w, node, hf->msgs[i].group, m->term, sim_rid_node(m->to));
     else if (m->type == MR_MSG_VOTE) /* a candidate votes for itself */
       sim_check_voted(w, node, hf->msgs[i].group, m->term, node);
+    else if (m->type == MR_MSG_APP || m->type == MR_MSG_SNAP || m->type == MR_MSG_HEARTBEAT)
+      sim_check_led(w, node, hf->msgs[i].group, m->term);
     touch_group(w, node, hf->msgs[i].group); /* a precandidate shows only here */
   }
-  for (size_t i = 0; i < hf->n_hbs; i++) sim_check_sent(w, node, hf->hbs[i].group, hf->hbs[i].term);
+  for (size_t i = 0; i < hf->n_hbs; i++) {
+    sim_check_sent(w, node, hf->hbs[i].group, hf->hbs[i].term);
+    sim_check_led(w, node, hf->hbs[i].group, hf->hbs[i].term);
+  }
   RK_ASSERT(hf->to_node >= 1 && hf->to_node <= w->nnodes && hf->to_node != node + 1);
   uint32_t to = hf->to_node - 1;
   uint64_t delay[2];
