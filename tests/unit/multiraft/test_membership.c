@@ -481,6 +481,37 @@ Test(membership, a_learner_promoted_without_knowing_it_votes_once_its_leader_is_
   h_free(h);
 }
 
+/* The other side of the rule above: a learner that hears its leader keeps
+ * to the CheckQuorum lease like any follower, ignoring a candidate that
+ * would only disrupt it. */
+Test(membership, a_learner_that_hears_its_leader_ignores_vote_requests) {
+  h_opts o;
+  harness *h = with_learner(2, &o);
+  h_deliver_all(h);
+  mr_raft *l = h_raft(h, 3);
+  uint64_t term = mr_raft_term(l);
+  cr_assert_eq(mr_raft_lead(l), 1);
+  uint64_t last = mr_raft_last_index(h_raft(h, 2));
+  mr_msg m = {.type = MR_MSG_VOTE,
+              .from = 2,
+              .to = 3,
+              .term = term + 1,
+              .index = last,
+              .log_term = h_term_at(h, 2, last)};
+  cr_assert_eq(mr_raft_step(l, &m), RK_OK);
+  cr_assert_eq(mr_raft_term(l), term, "a vote inside the lease moved its term");
+  size_t answers = 0;
+  if (mr_raft_has_ready(l)) {
+    mr_ready rd;
+    cr_assert_eq(mr_raft_ready(l, &rd), RK_OK);
+    answers = rd.n_msgs;
+    mr_raft_advance(l, &rd);
+    mr_ready_free(&rd);
+  }
+  cr_assert_eq(answers, 0, "it answered a vote inside the lease");
+  h_free(h);
+}
+
 static int hide_commit_from_2(harness *h, mr_msg *m, void *arg) {
   (void)h;
   return !(m->to == 2 && m->commit >= *(const uint64_t *)arg);
@@ -561,6 +592,19 @@ Test(membership, a_learner_that_hears_no_leader_nudges_it) {
   mr_raft_forget_leader(l);
   for (int i = 0; i < 2 * 10; i++) mr_raft_tick(l);
   assert_nudges_every_voter(h, l, commit);
+  /* Once per timeout (10..19 ticks), not at every tick past it. */
+  int rounds = 0;
+  for (int i = 0; i < 100; i++) {
+    mr_raft_tick(l);
+    mr_ready rd;
+    cr_assert_eq(mr_raft_ready(l, &rd), RK_OK);
+    int nudged = 0;
+    for (size_t k = 0; k < rd.n_msgs; k++) nudged |= rd.msgs[k].type == MR_MSG_APP_RESP;
+    rounds += nudged;
+    mr_raft_advance(l, &rd);
+    mr_ready_free(&rd);
+  }
+  cr_assert(rounds >= 5 && rounds <= 10, "%d nudge rounds in 100 ticks", rounds);
   /* Its leader takes the nudge as the truth it is. */
   h_deliver_all(h);
   cr_assert_eq(mr_raft_role(h_raft(h, 1)), MR_LEADER);
