@@ -310,10 +310,19 @@ void mr_raft_tick(mr_raft *r) {
    * past the timeout it no longer honours the leader it stopped hearing,
    * so it answers vote requests. A learner must: it may have been promoted
    * without knowing it, and a candidate may need its vote (etcd raft.go's
-   * note on learners voting). It nudges once per timeout. */
-  if (r->role == MR_FOLLOWER && mr_is_learner(r) &&
-      (r->election_elapsed - r->randomized_timeout) % r->randomized_timeout == 0)
+   * note on learners voting). It nudges once per timeout, and so does a
+   * replica just removed, for a few timeouts: voters that have not learned
+   * its removal committed may still count it, in the joint configuration,
+   * and need the commit to move on (learn_commit). */
+  if (r->role != MR_FOLLOWER ||
+      (r->election_elapsed - r->randomized_timeout) % r->randomized_timeout != 0)
+    return;
+  if (mr_is_learner(r)) {
     nudge_leader(r);
+  } else if (r->removed_nudges > 0 && mr_pr_find(r, r->cfg.id) == NULL) {
+    r->removed_nudges--;
+    nudge_leader(r);
+  }
 }
 
 /* ---- step ----------------------------------------------------------------- */
@@ -618,8 +627,10 @@ void mr_apply_conf_entry(mr_raft *r, const rk_entry *e) {
     r->counters.bad_conf_change++;
     return;
   }
+  int was_member = mr_pr_find(r, r->cfg.id) != NULL;
   int rc = mr_conf_switch(r, &next);
   RK_ASSERTF(rc == RK_OK, "out of memory switching configuration");
+  if (was_member && mr_pr_find(r, r->cfg.id) == NULL) r->removed_nudges = MR_REMOVED_NUDGES;
   after_conf_switch(r);
 }
 

@@ -66,6 +66,10 @@ typedef struct mr_read_req {
   uint64_t from;  /* requester (self or a follower that forwarded it) */
 } mr_read_req;
 
+/* Election timeouts in which a replica just removed from its group still
+ * nudges the voters (mr_raft.removed_nudges). */
+#define MR_REMOVED_NUDGES 8u
+
 struct mr_raft {
   mr_config cfg;
   mr_storage storage;
@@ -100,6 +104,10 @@ struct mr_raft {
   uint32_t election_elapsed;
   uint32_t heartbeat_elapsed;
   uint32_t randomized_timeout;
+  /* Timeouts left in which a replica just removed from the configuration
+   * still tells the voters its commit (raft.c:nudge_leader), then goes
+   * quiet: bounded, as nothing but the host's cleanup ends a removed one. */
+  uint32_t removed_nudges;
 
   /* outgoing messages, moved into the next Ready */
   mr_msg *out;

@@ -3,6 +3,7 @@
 #include "harness.h"
 
 #include "common/rk_err.h"
+#include "multiraft/raft_int.h"
 
 #include <criterion/criterion.h>
 
@@ -293,13 +294,14 @@ static int hold_back_filter(harness *h, mr_msg *m, void *arg) {
   return 1;
 }
 
-/* A leader demoted by joint consensus, holding an entry of its own past the
- * leave that nobody else has, steps down when it applies the leave, before
- * 2 and 3 learn that it committed: they are still in the joint
- * configuration, whose outgoing half needs 1's vote, and 1 refuses them
- * (its log is longer). No leader could ever be elected, were it not for 1,
- * a learner now, telling them the commit (nudge_leader, learn_commit). */
-Test(joint, a_demoted_leader_that_steps_down_does_not_strand_the_group) {
+/* A leader demoted (op MR_CC_ADD_LEARNER) or removed (MR_CC_REMOVE) by
+ * joint consensus, holding an entry of its own past the leave that nobody
+ * else has, steps down when it applies the leave, before 2 and 3 learn that
+ * it committed: they are still in the joint configuration, whose outgoing
+ * half needs 1's vote, and 1 refuses them (its log is longer). No leader
+ * could ever be elected, were it not for 1 telling them the commit
+ * (nudge_leader, learn_commit). */
+static void leaving_leader_does_not_strand_the_group(uint8_t op) {
   h_opts o = h_default_opts();
   o.max_msg_bytes = 1; /* one entry per AppendEntries */
   harness *h = h_new(2, &o);
@@ -308,12 +310,12 @@ Test(joint, a_demoted_leader_that_steps_down_does_not_strand_the_group) {
   cr_assert_eq(change(h, 1, MR_CC_AUTO, MR_CC_ADD_LEARNER, 3), RK_OK);
   h_tick(h, 1, 2);
   mr_raft *l = h_raft(h, 1);
-  /* Enter the joint configuration (demote 1, promote 3); the leave that 1
+  /* Enter the joint configuration (1 out, 3 promoted); the leave that 1
    * proposes once the enter applies is held back. */
   hold_back hb = {.from_index = mr_raft_last_index(l) + 2, .commit_limit = UINT64_MAX};
   h_set_filter(h, hold_back_filter, &hb);
   mr_conf_change cc = {.transition = MR_CC_JOINT_IMPLICIT, .n = 2};
-  cc.changes[0] = (mr_cc_single){.op = MR_CC_ADD_LEARNER, .id = 1};
+  cc.changes[0] = (mr_cc_single){.op = op, .id = 1};
   cc.changes[1] = (mr_cc_single){.op = MR_CC_ADD_VOTER, .id = 3};
   uint64_t enter = 0;
   cr_assert_eq(mr_raft_propose_conf_change(l, &cc, &enter), RK_OK);
@@ -330,7 +332,8 @@ Test(joint, a_demoted_leader_that_steps_down_does_not_strand_the_group) {
   hb.commit_limit = enter + 1;
   h_tick_all(h, 3);
   cr_assert_geq(mr_raft_commit(l), enter + 1, "1 committed the leave");
-  cr_assert_eq(flags_at(h, 1, 1), MR_LEARNER, "1 applied it: a learner now");
+  cr_assert_eq(flags_at(h, 1, 1), op == MR_CC_REMOVE ? 0 : MR_LEARNER, "1 applied it");
+  cr_assert_neq(mr_raft_role(l), MR_LEADER, "1 stepped down");
   cr_assert_lt(mr_raft_commit(h_raft(h, 2)), enter + 1, "2 never heard of the commit");
   cr_assert_lt(mr_raft_commit(h_raft(h, 3)), enter + 1, "3 never heard of the commit");
   /* The network heals: a voter must come to lead. */
@@ -340,6 +343,43 @@ Test(joint, a_demoted_leader_that_steps_down_does_not_strand_the_group) {
   cr_assert(lead == 2 || lead == 3, "no voter leads (leader %llu, 1 is %d)",
             (unsigned long long)lead, mr_raft_role(l));
   assert_commits(h, lead);
+  h_free(h);
+}
+
+Test(joint, a_demoted_leader_that_steps_down_does_not_strand_the_group) {
+  leaving_leader_does_not_strand_the_group(MR_CC_ADD_LEARNER);
+}
+
+Test(joint, a_removed_leader_that_steps_down_does_not_strand_the_group) {
+  leaving_leader_does_not_strand_the_group(MR_CC_REMOVE);
+}
+
+/* A removed replica tells the voters its commit for a few timeouts only:
+ * nothing but the host's cleanup ends it, and it must not wake its old
+ * group's voters forever. */
+Test(joint, a_removed_replica_nudges_for_a_few_timeouts_then_goes_quiet) {
+  h_opts o;
+  harness *h = cluster(3, &o);
+  cr_assert(h_elect(h, 1));
+  cr_assert_eq(change(h, 1, MR_CC_AUTO, MR_CC_REMOVE, 3), RK_OK);
+  h_tick(h, 1, 2);
+  mr_raft *r = h_raft(h, 3);
+  cr_assert_eq(flags_at(h, 3, 3), 0, "3 applied its removal");
+  int rounds = 0;
+  for (int i = 0; i < 40 * 20; i++) {
+    mr_raft_tick(r);
+    mr_ready rd;
+    cr_assert_eq(mr_raft_ready(r, &rd), RK_OK);
+    int nudged = 0;
+    for (size_t k = 0; k < rd.n_msgs; k++) {
+      cr_assert_eq(rd.msgs[k].type, MR_MSG_APP_RESP, "a removed replica only nudges");
+      nudged = 1;
+    }
+    rounds += nudged;
+    mr_raft_advance(r, &rd);
+    mr_ready_free(&rd);
+  }
+  cr_assert_eq(rounds, (int)MR_REMOVED_NUDGES, "%d nudge rounds", rounds);
   h_free(h);
 }
 
