@@ -257,9 +257,9 @@ static void tick_leader(mr_raft *r) {
  * which is what wakes a leader that stopped heartbeating (a quiescing
  * host): it may have missed the commit the leader sent last, or restarted
  * with an older one (commit is persisted lazily). So it tells the leader
- * (every voter, if it knows none) what it has committed: true of any
- * leader's log (Leader Completeness), so no leader is misled, and the
- * message itself wakes one. */
+ * and every voter what it has committed: true of any leader's log (Leader
+ * Completeness), so no leader is misled, and the message itself wakes one.
+ * A replica just removed does the same for a while (mr_raft.removed). */
 static void nudge_leader(mr_raft *r) {
   /* To every voter, not only the leader it last heard (which may be gone):
    * (commit, term there) also lets a voter that missed the commit learn it
@@ -319,7 +319,7 @@ void mr_raft_tick(mr_raft *r) {
     return;
   if (mr_is_learner(r)) {
     nudge_leader(r);
-  } else if (r->removed_nudges > 0 && mr_pr_find(r, r->cfg.id) == NULL) {
+  } else if (r->removed && r->removed_nudges > 0) {
     r->removed_nudges--;
     nudge_leader(r);
   }
@@ -452,6 +452,7 @@ int mr_raft_step(mr_raft *r, const mr_msg *m) {
   }
   learn_commit(r, m);
   int vote_req = m->type == MR_MSG_VOTE || m->type == MR_MSG_PREVOTE;
+  if (vote_req && r->removed) r->removed_nudges = MR_REMOVED_NUDGES; /* still counted */
   if (m->term > r->term) {
     if (vote_req && !m->transfer && r->cfg.check_quorum && r->lead != 0 &&
         r->election_elapsed < r->cfg.election_tick) {
@@ -614,6 +615,18 @@ static void after_conf_switch(mr_raft *r) {
   mr_bcast_append(r);
 }
 
+/* After a configuration switch: was this replica removed by it (or added
+ * back)? A later change that leaves it out again changes nothing. */
+static void note_removal(mr_raft *r, int was_member) {
+  if (mr_pr_find(r, r->cfg.id) != NULL) {
+    r->removed = 0;
+    r->removed_nudges = 0;
+  } else if (was_member) {
+    r->removed = 1;
+    r->removed_nudges = MR_REMOVED_NUDGES;
+  }
+}
+
 void mr_apply_conf_entry(mr_raft *r, const rk_entry *e);
 void mr_apply_conf_entry(mr_raft *r, const rk_entry *e) {
   mr_conf_change cc;
@@ -630,7 +643,7 @@ void mr_apply_conf_entry(mr_raft *r, const rk_entry *e) {
   int was_member = mr_pr_find(r, r->cfg.id) != NULL;
   int rc = mr_conf_switch(r, &next);
   RK_ASSERTF(rc == RK_OK, "out of memory switching configuration");
-  if (was_member && mr_pr_find(r, r->cfg.id) == NULL) r->removed_nudges = MR_REMOVED_NUDGES;
+  note_removal(r, was_member);
   after_conf_switch(r);
 }
 
@@ -692,6 +705,8 @@ int mr_raft_init(mr_raft **out, const mr_config *cfg, const mr_storage *storage,
     free(r);
     return RK_ENOMEM;
   }
+  /* Restarted after its removal applied: as if it had just applied it. */
+  note_removal(r, boot->conf.n > 0);
   r->role = MR_FOLLOWER;
   reset_randomized_timeout(r);
   mr_raft_check_invariants(r);

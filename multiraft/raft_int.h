@@ -104,9 +104,12 @@ struct mr_raft {
   uint32_t election_elapsed;
   uint32_t heartbeat_elapsed;
   uint32_t randomized_timeout;
-  /* Timeouts left in which a replica just removed from the configuration
-   * still tells the voters its commit (raft.c:nudge_leader), then goes
-   * quiet: bounded, as nothing but the host's cleanup ends a removed one. */
+  /* A replica removed from its configuration (it applied that, or booted
+   * so) tells the voters its commit (raft.c:nudge_leader) for this many
+   * more timeouts, then goes quiet: bounded, as nothing but the host's
+   * cleanup ends a removed one. A vote request, from a voter that still
+   * counts it, starts the count again. */
+  uint8_t removed;
   uint32_t removed_nudges;
 
   /* outgoing messages, moved into the next Ready */

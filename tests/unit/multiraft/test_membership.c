@@ -354,32 +354,59 @@ Test(joint, a_removed_leader_that_steps_down_does_not_strand_the_group) {
   leaving_leader_does_not_strand_the_group(MR_CC_REMOVE);
 }
 
-/* A removed replica tells the voters its commit for a few timeouts only:
- * nothing but the host's cleanup ends it, and it must not wake its old
- * group's voters forever. */
-Test(joint, a_removed_replica_nudges_for_a_few_timeouts_then_goes_quiet) {
-  h_opts o;
-  harness *h = cluster(3, &o);
-  cr_assert(h_elect(h, 1));
-  cr_assert_eq(change(h, 1, MR_CC_AUTO, MR_CC_REMOVE, 3), RK_OK);
-  h_tick(h, 1, 2);
-  mr_raft *r = h_raft(h, 3);
-  cr_assert_eq(flags_at(h, 3, 3), 0, "3 applied its removal");
+/* Ticks r n times; returns in how many ticks it sent nudges (and nothing
+ * else). */
+static int nudge_rounds(mr_raft *r, int n) {
   int rounds = 0;
-  for (int i = 0; i < 40 * 20; i++) {
+  for (int i = 0; i < n; i++) {
     mr_raft_tick(r);
     mr_ready rd;
     cr_assert_eq(mr_raft_ready(r, &rd), RK_OK);
     int nudged = 0;
     for (size_t k = 0; k < rd.n_msgs; k++) {
       cr_assert_eq(rd.msgs[k].type, MR_MSG_APP_RESP, "a removed replica only nudges");
+      cr_assert_eq(rd.msgs[k].commit, mr_raft_commit(r));
+      cr_assert(rd.msgs[k].to == 1 || rd.msgs[k].to == 2, "to a voter, not %llu",
+                (unsigned long long)rd.msgs[k].to);
       nudged = 1;
     }
     rounds += nudged;
     mr_raft_advance(r, &rd);
     mr_ready_free(&rd);
   }
-  cr_assert_eq(rounds, (int)MR_REMOVED_NUDGES, "%d nudge rounds", rounds);
+  return rounds;
+}
+
+/* A removed replica tells the voters its commit for a few timeouts only:
+ * nothing but the host's cleanup ends it, and it must not wake its old
+ * group's voters forever. A vote request (a voter still counts it) and a
+ * restart start the count again. */
+Test(joint, a_removed_replica_nudges_for_a_few_timeouts_then_goes_quiet) {
+  h_opts o;
+  harness *h = cluster(3, &o);
+  cr_assert(h_elect(h, 1));
+  cr_assert_eq(change(h, 1, MR_CC_AUTO, MR_CC_REMOVE, 3), RK_OK);
+  h_tick(h, 1, 2);
+  cr_assert_eq(flags_at(h, 3, 3), 0, "3 applied its removal");
+  cr_assert_eq(nudge_rounds(h_raft(h, 3), 40 * 20), (int)MR_REMOVED_NUDGES);
+  mr_raft *r = h_raft(h, 3);
+  uint64_t last = mr_raft_last_index(r);
+  mr_msg m = {.type = MR_MSG_PREVOTE,
+              .from = 2,
+              .to = 3,
+              .term = mr_raft_term(r) + 1,
+              .index = last,
+              .log_term = h_term_at(h, 3, last)};
+  cr_assert_eq(mr_raft_step(r, &m), RK_OK);
+  mr_ready rd; /* its pre-vote answer */
+  cr_assert_eq(mr_raft_ready(r, &rd), RK_OK);
+  mr_raft_advance(r, &rd);
+  mr_ready_free(&rd);
+  cr_assert_eq(nudge_rounds(r, 40 * 20), (int)MR_REMOVED_NUDGES, "asked again: nudges again");
+  h_crash(h, 3);
+  h_restart(h, 3);
+  cr_assert_eq(nudge_rounds(h_raft(h, 3), 40 * 20), (int)MR_REMOVED_NUDGES,
+               "restarted removed: nudges again");
   h_free(h);
 }
 
