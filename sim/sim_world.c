@@ -385,23 +385,36 @@ static void change_membership(sim_world *w, uint32_t g) {
     if (conf.r[i].flags & MR_LEARNER) learners[nl++] = conf.r[i].id;
   }
   rk_rand *r = &w->fault_rng;
-  /* 0 demote, 1 promote, 2 both; what the configuration allows */
-  uint32_t kinds[3], nk = 0;
+  /* 0 demote, 1 promote, 2 both, 3 remove; what the configuration allows.
+   * A group loses at most one of its three replicas (a removed replica is
+   * never added back: its id would be reused), any one, its leader too. */
+  uint32_t kinds[4], nk = 0;
   if (nv >= 2) kinds[nk++] = 0;
   if (nl >= 1) kinds[nk++] = 1;
   if (nv >= 1 && nl >= 1) kinds[nk++] = 2;
+  if (conf.n >= 3 && conf.n == w->groups[g].nrep) kinds[nk++] = 3;
   if (nk == 0) return;
   uint32_t kind = kinds[rk_rand_below(r, nk)];
   mr_conf_change cc;
   memset(&cc, 0, sizeof cc);
   cc.transition = MR_CC_AUTO;
-  if (kind != 1)
-    cc.changes[cc.n++] = (mr_cc_single){MR_CC_ADD_LEARNER, voters[rk_rand_below(r, nv)]};
-  if (kind != 0)
-    cc.changes[cc.n++] = (mr_cc_single){MR_CC_ADD_VOTER, learners[rk_rand_below(r, nl)]};
+  if (kind == 3) {
+    /* any member but the last voter */
+    uint64_t pick[MR_MAX_REPLICAS];
+    uint32_t np = 0;
+    for (uint8_t i = 0; i < conf.n; i++)
+      if (nv >= 2 || !(conf.r[i].flags & MR_VOTER_IN)) pick[np++] = conf.r[i].id;
+    if (np == 0) return;
+    cc.changes[cc.n++] = (mr_cc_single){MR_CC_REMOVE, pick[rk_rand_below(r, np)]};
+  } else {
+    if (kind != 1)
+      cc.changes[cc.n++] = (mr_cc_single){MR_CC_ADD_LEARNER, voters[rk_rand_below(r, nv)]};
+    if (kind != 0)
+      cc.changes[cc.n++] = (mr_cc_single){MR_CC_ADD_VOTER, learners[rk_rand_below(r, nl)]};
+  }
   uint64_t index = 0;
   int rc = sim_node_conf_change(w, (uint32_t)lead, g, &cc, &index);
-  static const char *const what[] = {"demote", "promote", "demote+promote"};
+  static const char *const what[] = {"demote", "promote", "demote+promote", "remove"};
   char who[32];
   if (cc.n > 1)
     snprintf(who, sizeof who, "n%u+n%u", sim_rid_node(cc.changes[0].id),
@@ -577,9 +590,11 @@ static int groups_settled_why(sim_world *w, char *why, size_t n) {
                  (unsigned long long)sim_rep_commit(lead), (unsigned long long)last);
       return 0;
     }
+    mr_conf conf;
+    mr_raft_conf(lead->raft, &conf);
     for (uint32_t k = 0; k < w->nnodes; k++) {
       sim_replica *r = sim_node_replica(w, k, g);
-      if (r == NULL) continue;
+      if (r == NULL || mr_conf_flags(&conf, SIM_RID(k)) == 0) continue; /* removed */
       if (sim_rep_term(r) != sim_rep_term(lead) || r->applied != last) {
         if (why)
           snprintf(why, n,
