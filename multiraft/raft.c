@@ -604,8 +604,9 @@ static void after_conf_switch(mr_raft *r) {
     /* removed or demoted and no longer in any voter set: stop leading.
      * Voters that have not learned the change committed may still count
      * this replica in the old (or joint) configuration and need its vote,
-     * which an uncommitted entry of its own can deny them; as a learner it
-     * then tells them the commit (nudge_leader, learn_commit). */
+     * which an uncommitted entry of its own can deny them; as a learner,
+     * or a replica just removed, it then tells them the commit
+     * (nudge_leader, learn_commit). */
     mr_become_follower(r, r->term, 0);
     return;
   }
