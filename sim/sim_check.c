@@ -520,13 +520,8 @@ void sim_check_final(sim_world *w) {
     uint32_t first = UINT32_MAX;
     /* The members: those of the leader's configuration (the liveness phase
      * ends with a leader in every group); a removed replica stays behind. */
-    const sim_replica *lead = NULL;
-    for (uint32_t n = 0; n < w->nnodes; n++) {
-      const sim_replica *r = w->nodes[n].up ? sim_node_replica(w, n, gi) : NULL;
-      if (r && sim_rep_role(r) == SIM_ROLE_LEADER &&
-          (lead == NULL || sim_rep_term(r) > sim_rep_term(lead)))
-        lead = r;
-    }
+    int l = sim_group_leader(w, gi);
+    const sim_replica *lead = l < 0 ? NULL : sim_node_replica(w, (uint32_t)l, gi);
     mr_conf conf;
     if (lead) mr_raft_conf(lead->raft, &conf);
     for (uint32_t n = 0; n < w->nnodes; n++) {

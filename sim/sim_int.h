@@ -304,6 +304,8 @@ void sim_restart(sim_world *w, uint32_t node);
 void sim_violation(sim_world *w, const char *invariant, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void sim_stop_faults(sim_world *w);
+/* The node whose (up) replica leads group g in the highest term, or -1. */
+int sim_group_leader(sim_world *w, uint32_t g);
 /* The checker saw `node` become leader of a group in a new term. */
 void sim_on_new_leader(sim_world *w, uint32_t node);
 

@@ -354,8 +354,7 @@ static uint32_t pick_node(sim_world *w) {
 
 static void schedule_heal(sim_world *w);
 
-/* The node whose replica leads group g in the highest term, or -1. */
-static int group_leader(sim_world *w, uint32_t g) {
+int sim_group_leader(sim_world *w, uint32_t g) {
   int lead = -1;
   uint64_t term = 0;
   for (uint32_t k = 0; k < w->nnodes; k++) {
@@ -373,7 +372,7 @@ static int group_leader(sim_world *w, uint32_t g) {
  * automatically), over the replicas the group already has. A leader with a
  * change in flight refuses; so be it. */
 static void change_membership(sim_world *w, uint32_t g) {
-  int lead = group_leader(w, g);
+  int lead = sim_group_leader(w, g);
   if (lead < 0) return;
   mr_conf conf;
   mr_raft_conf(sim_node_replica(w, (uint32_t)lead, g)->raft, &conf);
@@ -569,20 +568,13 @@ static void start_liveness(sim_world *w) {
  * If not, and why is given, *why says which group and what is missing. */
 static int groups_settled_why(sim_world *w, char *why, size_t n) {
   for (uint32_t g = 0; g < w->ngroups; g++) {
-    sim_replica *lead = NULL;
-    uint32_t ln = 0;
-    for (uint32_t k = 0; k < w->nnodes; k++) {
-      sim_replica *r = sim_node_replica(w, k, g);
-      if (r && sim_rep_role(r) == SIM_ROLE_LEADER &&
-          (lead == NULL || sim_rep_term(r) > sim_rep_term(lead))) {
-        lead = r;
-        ln = k;
-      }
-    }
-    if (lead == NULL) {
+    int l = sim_group_leader(w, g);
+    if (l < 0) {
       if (why) snprintf(why, n, "group %u has no leader", g);
       return 0;
     }
+    uint32_t ln = (uint32_t)l;
+    sim_replica *lead = sim_node_replica(w, ln, g);
     uint64_t last = mr_raft_last_index(lead->raft);
     if (sim_rep_commit(lead) != last) {
       if (why)
