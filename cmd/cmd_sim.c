@@ -124,11 +124,12 @@ static int sim_opt(const cli_cmd *cmd, int opt, const char *arg, void *ctx) {
   case OPT_FAULTS: {
     c->have_faults = 1;
     const char *bad = NULL;
-    if (sim_faults_parse(arg, &c->o.faults, &bad) != 0)
-      return cli_usage_error(cmd,
-                             "--faults: unknown fault '%s' (all, none, or a comma list of "
-                             "loss,dup,reorder,partition,oneway,crash,torn,stall,clock)",
-                             bad ? bad : arg);
+    if (sim_faults_parse(arg, &c->o.faults, &bad) != 0) {
+      char names[256]; /* from the fault table, so it never goes stale */
+      sim_faults_format(SIM_F_ALL, names, sizeof names);
+      return cli_usage_error(cmd, "--faults: unknown fault '%s' (all, none, or a comma list of %s)",
+                             bad ? bad : arg, names);
+    }
     return CLI_CONTINUE;
   }
   case OPT_BUGS: {
